@@ -1,0 +1,48 @@
+/* The driver interface behind a layer (engine-internal). */
+#ifndef QCOWD_DRIVER_H
+#define QCOWD_DRIVER_H
+
+#include "image.h"
+
+struct layer_ops {
+    enum image_format format;
+    /* fd/meta_fd/path/read_only are set; read and validate the file. */
+    int (*open)(struct layer *l, const struct image_open_opts *o);
+    void (*close)(struct layer *l);
+    /* First extent at off within this layer (len <= requested). */
+    int (*map)(struct layer *l, uint64_t off, uint64_t len, struct extent *e, bool *allocated);
+    /* First write piece at off (len <= requested). */
+    int (*plan_write)(struct layer *l, uint64_t off, uint64_t len, struct write_piece *p);
+    int (*commit_write)(struct layer *l, const struct write_piece *p);
+    int (*write_compressed)(struct layer *l, uint64_t cluster_guest_off, const uint8_t *data);
+    int (*meta_prepare)(struct layer *l, struct meta_writeback *wb);
+    void (*meta_finish)(struct layer *l, struct meta_writeback *wb, int err);
+    bool (*meta_pressure)(const struct layer *l);
+    int (*make_empty)(struct layer *l);
+    void (*info)(const struct layer *l, struct layer_info *info);
+    int (*decrypt)(struct layer *l, uint64_t first_sector, uint8_t *buf, uint64_t len);
+    int (*encrypt)(struct layer *l, uint64_t first_sector, uint8_t *buf, uint64_t len);
+    int (*inflate)(struct layer *l, const struct extent *e, const uint8_t *stream, uint8_t *out);
+};
+
+struct layer {
+    const struct layer_ops *ops;
+    char *path;
+    int fd;                     /* data I/O (O_DIRECT when asked and possible) */
+    int meta_fd;                /* metadata and synchronous I/O (buffered) */
+    bool read_only;
+    bool direct;
+    uint64_t size;              /* virtual size */
+    uint64_t file_size;         /* size of the file when opened */
+    char *backing_name;         /* as stored, NULL if none */
+    struct layer *backing;
+    void *priv;
+};
+
+extern const struct layer_ops qcow_ops;
+extern const struct layer_ops raw_ops;
+
+/* Helpers for drivers. */
+int extent_vec_push(struct extent_vec *ev, const struct extent *e);
+
+#endif

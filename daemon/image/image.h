@@ -1,0 +1,246 @@
+/* The image engine: an image is a chain of layers (top first), each served by
+ * a driver (qcow v1 or raw).  A guest request is *planned* into independent
+ * pieces that an executor runs: the synchronous one in sync_io.c for offline
+ * tools, the libaio one in the worker.  Both go through the same plans, so the
+ * same format code serves `qcowctl convert` and the daemon.
+ *
+ * Reads:  image_map() resolves [off, off+len) down the chain into extents
+ *         (host data in some layer's file, a compressed cluster, or zeros).
+ * Writes: image_plan_write() gives one write piece per cluster: in place, or
+ *         an allocation of a fresh cluster (reserved at the end of the file)
+ *         that may need the rest of the cluster filled from below first.  When
+ *         the piece's data is written, image_commit_write() records the new
+ *         L2 entry in the cache; it reaches the disk at the next metadata
+ *         writeback, after the data has been flushed.
+ * Flush:  image_meta_prepare() snapshots dirty metadata into a writeback in
+ *         two phases: phase 1 (new L2 tables, not yet referenced), then a
+ *         data flush, phase 2 (existing L2 tables, L1 entries, Xen checksum),
+ *         then a flush.  A crash at any point leaks tail space at worst.
+ *
+ * Offsets and lengths of guest I/O are multiples of 512 (QCOW_SECTOR_SIZE).
+ * Concurrency: an executor may run pieces of different clusters in parallel,
+ * but must not plan a write to a cluster while an allocating piece for that
+ * cluster is outstanding (image_plan_write would allocate it twice). */
+#ifndef QCOWD_IMAGE_H
+#define QCOWD_IMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define IMAGE_SECTOR_SIZE 512
+#define IMAGE_DEFAULT_MAX_DEPTH 16
+#define IMAGE_DEFAULT_L2_CACHE_BYTES (16u << 20)
+
+enum image_format { IMAGE_FORMAT_AUTO = 0, IMAGE_FORMAT_RAW, IMAGE_FORMAT_QCOW };
+
+const char *image_format_name(enum image_format f);
+/* "raw", "qcow" or "auto" → format; -EINVAL otherwise. */
+int image_format_parse(const char *name, enum image_format *out);
+
+struct image_open_opts {
+    enum image_format format;   /* of the top layer; backing layers are probed */
+    bool read_only;
+    bool direct;                /* open data fds with O_DIRECT (falls back with a note) */
+    const uint8_t *key;         /* password for AES-encrypted qcow layers */
+    size_t key_len;
+    uint64_t l2_cache_bytes;    /* per qcow layer; 0 = IMAGE_DEFAULT_L2_CACHE_BYTES */
+    unsigned max_depth;         /* chain length cap; 0 = IMAGE_DEFAULT_MAX_DEPTH */
+};
+
+struct layer;
+
+struct image {
+    struct layer *top;
+    unsigned depth;             /* number of layers */
+    uint64_t size;              /* virtual size of the top layer in bytes */
+};
+
+/* Open path and its whole backing chain.  Relative backing names resolve
+ * against the directory of the layer that names them; loops and chains
+ * longer than max_depth are refused. */
+int image_open(const char *path, const struct image_open_opts *opts, struct image **out);
+
+/* Write back metadata (ordered, flushed) if writable, then free everything.
+ * Returns the writeback error, if any; the image is freed either way. */
+int image_close(struct image *img);
+
+/* ---- layers ---------------------------------------------------------- */
+
+struct layer_info {
+    enum image_format format;
+    const char *path;           /* as opened */
+    uint64_t size;              /* virtual size */
+    uint64_t file_size;         /* bytes in the file */
+    uint32_t cluster_size;      /* 0 for raw */
+    uint32_t l2_entries;
+    uint64_t l1_entries;
+    uint64_t l1_offset;
+    bool encrypted;
+    bool xen_header;
+    uint32_t xen_min_cluster_alloc;
+    uint32_t xen_flags;
+    bool xen_checksum_ok;
+    const char *backing_name;   /* as stored in the file, NULL if none */
+};
+
+void layer_get_info(const struct layer *l, struct layer_info *info);
+struct layer *layer_backing(const struct layer *l);
+
+/* ---- reading: extents ------------------------------------------------ */
+
+enum extent_kind {
+    EXTENT_DATA,                /* len bytes at host_off in layer's file */
+    EXTENT_ZERO,                /* reads as zeros (nothing allocated in the chain) */
+    EXTENT_COMPRESSED,          /* part of a compressed cluster of layer */
+};
+
+struct extent {
+    enum extent_kind kind;
+    struct layer *layer;        /* DATA, COMPRESSED */
+    int fd;                     /* DATA, COMPRESSED: file to read */
+    uint64_t guest_off;
+    uint64_t len;
+    uint64_t host_off;          /* DATA: first byte; COMPRESSED: start of the stream */
+    uint32_t comp_len;          /* COMPRESSED: stream length */
+    uint64_t cluster_guest_off; /* COMPRESSED: guest offset of the cluster start */
+    bool encrypted;             /* DATA: decrypt with layer's key, IV from guest sector */
+    uint32_t depth;             /* 0 = top layer */
+};
+
+struct extent_vec {
+    struct extent *v;
+    size_t n, cap;
+};
+
+void extent_vec_reset(struct extent_vec *ev);
+void extent_vec_free(struct extent_vec *ev);
+
+/* Resolve [off, off+len) down the chain, appending extents in guest order.
+ * Adjacent DATA extents of one layer that are contiguous on the host are
+ * merged.  Returns 0 or -errno (-EIO with a message for corrupt metadata). */
+int image_map(struct image *img, uint64_t off, uint64_t len, struct extent_vec *out);
+
+/* Map within one layer only: where [off, off+len) of l starts.  *allocated is
+ * false for ranges the layer leaves to its backing file.  Used by map/info. */
+int layer_map(struct layer *l, uint64_t off, uint64_t len, struct extent *out, bool *allocated);
+
+/* Decrypt len bytes of a DATA extent read into buf (no-op if unencrypted). */
+int extent_decrypt(const struct extent *e, uint64_t guest_off, uint8_t *buf, uint64_t len);
+
+/* Turn the compressed stream of e (comp_len bytes in `stream`) into the
+ * extent's bytes in out.  The layer caches the last cluster inflated. */
+int extent_inflate(const struct extent *e, const uint8_t *stream, uint8_t *out);
+
+/* ---- writing: pieces ------------------------------------------------- */
+
+enum write_kind {
+    WRITE_IN_PLACE,             /* write guest bytes at host_off */
+    WRITE_ALLOC,                /* fresh cluster at host_off (cluster aligned) */
+};
+
+enum fill_kind {
+    FILL_NONE,                  /* the piece covers the whole cluster */
+    FILL_ZERO,                  /* the rest of the cluster is zeros */
+    FILL_BACKING,               /* read the rest from the backing chain */
+    FILL_COMPRESSED,            /* the rest is this layer's compressed cluster */
+};
+
+struct write_piece {
+    enum write_kind kind;
+    enum fill_kind fill;
+    struct layer *layer;
+    int fd;
+    uint64_t guest_off;         /* guest bytes this piece writes */
+    uint64_t len;
+    uint64_t host_off;          /* IN_PLACE: of guest_off; ALLOC: of the cluster */
+    uint64_t cluster_guest_off;
+    uint32_t cluster_size;
+    uint64_t old_entry;         /* ALLOC over compressed: the compressed L2 entry */
+    bool encrypted;             /* encrypt before writing (IV from guest sector) */
+};
+
+/* Plan the write of [off, off+len) on the top layer into *pieces (one per
+ * cluster, or one for raw), growing the array as needed.  Allocating pieces
+ * reserve their space now.  Fails with -EROFS on a read-only image. */
+int image_plan_write(struct image *img, uint64_t off, uint64_t len,
+                     struct write_piece **pieces, size_t *n, size_t *cap);
+
+/* The piece's data is on its way to the disk: record its L2 entry. */
+int image_commit_write(struct image *img, const struct write_piece *p);
+
+/* For FILL_BACKING: the extents of the cluster's base content. */
+int image_map_fill(struct image *img, const struct write_piece *p, struct extent_vec *out);
+
+/* Encrypt len bytes at guest_off of a piece's buffer (no-op if unencrypted). */
+int piece_encrypt(const struct write_piece *p, uint64_t guest_off, uint8_t *buf, uint64_t len);
+
+/* Write one whole cluster compressed (offline conversion).  Only where the
+ * cluster is unallocated; falls back to a normal write when it would not
+ * shrink.  Synchronous. */
+int image_write_compressed(struct image *img, uint64_t cluster_guest_off, const uint8_t *data);
+
+/* ---- metadata writeback ---------------------------------------------- */
+
+struct meta_write {
+    int fd;
+    uint64_t off;
+    uint8_t *buf;               /* owned by the writeback */
+    size_t len;
+};
+
+struct meta_writeback {
+    struct meta_write *phase1;  /* before the data flush: new L2 tables */
+    size_t n1;
+    struct meta_write *phase2;  /* after it: L2 updates, L1 entries, checksum */
+    size_t n2;
+    int fd;                     /* the file to flush */
+    void *priv;
+};
+
+/* True when dirty metadata has piled up past the cache's comfort. */
+bool image_meta_pressure(const struct image *img);
+
+/* Snapshot dirty metadata into wb (empty for read-only or raw images). */
+int image_meta_prepare(struct image *img, struct meta_writeback *wb);
+
+/* The writeback ran (err 0) or failed (the metadata is marked dirty again).
+ * Frees what wb holds. */
+void image_meta_finish(struct image *img, struct meta_writeback *wb, int err);
+
+/* ---- synchronous execution (sync_io.c) -------------------------------- */
+
+/* Sector-aligned read/write through the plans above, with pread/pwrite. */
+int image_read(struct image *img, void *buf, uint64_t len, uint64_t off);
+int image_write(struct image *img, const void *buf, uint64_t len, uint64_t off);
+/* Byte-granular helpers (read-modify-write of partial sectors). */
+int image_pread(struct image *img, void *buf, uint64_t len, uint64_t off);
+int image_pwrite(struct image *img, const void *buf, uint64_t len, uint64_t off);
+/* Ordered metadata writeback and fdatasync. */
+int image_flush(struct image *img);
+/* Drop every allocation of the top layer (qcow: clear L1, truncate). */
+int image_make_empty(struct image *img);
+
+/* ---- creation (qcow_create.c) ----------------------------------------- */
+
+enum prealloc_mode { PREALLOC_OFF = 0, PREALLOC_METADATA, PREALLOC_FULL };
+
+struct qcow_create_opts {
+    uint64_t size;              /* 0: take the backing file's size */
+    unsigned cluster_bits;      /* 0: 12, or 9 with a backing file (QEMU's choice) */
+    unsigned l2_bits;           /* 0: 9, or 12 with a backing file */
+    const char *backing_file;   /* stored as given */
+    enum image_format backing_format; /* for probing its size; AUTO probes */
+    const uint8_t *key;         /* AES password, or NULL */
+    size_t key_len;
+    bool xen_header;            /* write the Xen extension header */
+    bool xen_sparse;            /* its sparse flag (default on) */
+    bool xen_extent_alloc;      /* min_cluster_alloc = L2 entries */
+    enum prealloc_mode prealloc;
+};
+
+int qcow_create(const char *path, const struct qcow_create_opts *opts);
+
+int raw_create(const char *path, uint64_t size, enum prealloc_mode prealloc);
+
+#endif
