@@ -1,0 +1,453 @@
+/* Images as chains of layers: opening the backing chain, resolving guest
+ * ranges down it, and handing writes and metadata to the top layer. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <limits.h>
+#include <sys/stat.h>
+
+#include "driver.h"
+#include "error.h"
+#include "util.h"
+
+const char *image_format_name(enum image_format f)
+{
+    switch (f) {
+    case IMAGE_FORMAT_RAW: return "raw";
+    case IMAGE_FORMAT_QCOW: return "qcow";
+    default: return "auto";
+    }
+}
+
+int image_format_parse(const char *name, enum image_format *out)
+{
+    static const enum image_format all[] = { IMAGE_FORMAT_AUTO, IMAGE_FORMAT_RAW, IMAGE_FORMAT_QCOW };
+
+    for (size_t i = 0; i < ARRAY_SIZE(all); i++)
+        if (strcmp(name, image_format_name(all[i])) == 0) {
+            *out = all[i];
+            return 0;
+        }
+    return -EINVAL;
+}
+
+/* ---- opening ---------------------------------------------------------- */
+
+static void layer_free(struct layer *l)
+{
+    if (!l)
+        return;
+    if (l->ops)
+        l->ops->close(l);
+    if (l->fd >= 0 && l->fd != l->meta_fd)
+        close(l->fd);
+    if (l->meta_fd >= 0)
+        close(l->meta_fd);
+    free(l->backing_name);
+    free(l->path);
+    free(l);
+}
+
+static int probe_format(struct layer *l, enum image_format *f)
+{
+    uint8_t magic[4];
+    ssize_t n = read_full_at(l->meta_fd, magic, sizeof magic, 0);
+
+    if (n < 0)
+        return qc_fail((int)n, "%s: cannot read: %s", l->path, strerror((int)-n));
+    *f = (n == 4 && load_be32(magic) == 0x514649FBu) ? IMAGE_FORMAT_QCOW : IMAGE_FORMAT_RAW;
+    return 0;
+}
+
+static int open_fds(struct layer *l, bool direct)
+{
+    int flags = (l->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+    struct stat st;
+
+    l->meta_fd = open(l->path, flags);
+    if (l->meta_fd < 0)
+        return qc_fail(-errno, "%s: cannot open: %s", l->path, strerror(errno));
+    if (fstat(l->meta_fd, &st) < 0)
+        return qc_fail(-errno, "%s: %s", l->path, strerror(errno));
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+        return qc_fail(-EINVAL, "%s: not a regular file or block device", l->path);
+    l->file_size = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+    l->fd = l->meta_fd;
+    if (direct) {
+        int fd = open(l->path, flags | O_DIRECT);
+        if (fd >= 0) {
+            l->fd = fd;
+            l->direct = true;
+        } else if (errno != EINVAL) {
+            return qc_fail(-errno, "%s: cannot open with O_DIRECT: %s", l->path, strerror(errno));
+        }
+    }
+    return 0;
+}
+
+static int layer_open(const char *path, enum image_format fmt, bool read_only,
+                      const struct image_open_opts *o, struct layer **out)
+{
+    struct layer *l = calloc(1, sizeof *l);
+    int r;
+
+    if (!l)
+        return -ENOMEM;
+    *l = (struct layer){ .fd = -1, .meta_fd = -1, .read_only = read_only };
+    if (!(l->path = strdup(path))) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    if ((r = open_fds(l, o->direct)) < 0)
+        goto fail;
+    if (fmt == IMAGE_FORMAT_AUTO && (r = probe_format(l, &fmt)) < 0)
+        goto fail;
+    l->ops = fmt == IMAGE_FORMAT_QCOW ? &qcow_ops : &raw_ops;
+    if (l->file_size == 0 && fmt == IMAGE_FORMAT_QCOW) {
+        r = qc_fail(-EINVAL, "%s: empty file is not a qcow image", path);
+        goto fail;
+    }
+    if ((r = l->ops->open(l, o)) < 0)
+        goto fail;
+    *out = l;
+    return 0;
+fail:
+    layer_free(l);
+    return r;
+}
+
+/* Where the backing file named in `child` lives. */
+static int resolve_backing(const struct layer *child, char **out)
+{
+    const char *name = child->backing_name;
+    const char *colon = strchr(name, ':');
+    const char *slash = strchr(name, '/');
+    _cleanup_free_ char *dir_copy = NULL;
+
+    if (colon && (!slash || colon < slash))
+        return qc_fail(-ENOTSUP, "%s: backing file '%s' uses a protocol prefix, which is not "
+                       "supported", child->path, name);
+    if (name[0] == '/') {
+        *out = strdup(name);
+        return *out ? 0 : -ENOMEM;
+    }
+    if (!(dir_copy = strdup(child->path)))
+        return -ENOMEM;
+    if (asprintf(out, "%s/%s", dirname(dir_copy), name) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+static bool same_file(const struct layer *a, const struct layer *b)
+{
+    struct stat sa, sb;
+
+    return fstat(a->meta_fd, &sa) == 0 && fstat(b->meta_fd, &sb) == 0 &&
+           sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+static int open_backing(struct image *img, struct layer *child, const struct image_open_opts *o)
+{
+    unsigned max = o->max_depth ? o->max_depth : IMAGE_DEFAULT_MAX_DEPTH;
+    _cleanup_free_ char *path = NULL;
+    struct layer *b;
+    int r;
+
+    if (img->depth >= max)
+        return qc_fail(-ELOOP, "%s: backing chain is longer than %u layers", img->top->path, max);
+    if ((r = resolve_backing(child, &path)) < 0)
+        return r;
+    if ((r = layer_open(path, IMAGE_FORMAT_AUTO, true, o, &b)) < 0) {
+        if (r == -ENOENT)
+            return qc_fail(r, "%s: backing file %s does not exist", child->path, path);
+        return r;
+    }
+    for (struct layer *l = img->top; l; l = l->backing)
+        if (same_file(l, b)) {
+            r = qc_fail(-ELOOP, "%s: backing chain loops back to %s", child->path, l->path);
+            layer_free(b);
+            return r;
+        }
+    child->backing = b;
+    img->depth++;
+    return 0;
+}
+
+int image_open(const char *path, const struct image_open_opts *opts, struct image **out)
+{
+    static const struct image_open_opts defaults;
+    const struct image_open_opts *o = opts ? opts : &defaults;
+    struct image *img = calloc(1, sizeof *img);
+    int r;
+
+    qc_clear_error();
+    if (!img)
+        return -ENOMEM;
+    if ((r = layer_open(path, o->format, o->read_only, o, &img->top)) < 0) {
+        free(img);
+        return r;
+    }
+    img->depth = 1;
+    img->size = img->top->size;
+    for (struct layer *l = img->top; l->backing_name; l = l->backing)
+        if ((r = open_backing(img, l, o)) < 0) {
+            image_close(img);
+            return r;
+        }
+    *out = img;
+    return 0;
+}
+
+int image_close(struct image *img)
+{
+    int r = 0;
+
+    if (!img)
+        return 0;
+    if (img->top && !img->top->read_only)
+        r = image_flush(img);
+    for (struct layer *l = img->top, *next; l; l = next) {
+        next = l->backing;
+        layer_free(l);
+    }
+    free(img);
+    return r;
+}
+
+void layer_get_info(const struct layer *l, struct layer_info *info)
+{
+    *info = (struct layer_info){ .format = l->ops->format, .path = l->path, .size = l->size,
+                                 .file_size = l->file_size, .backing_name = l->backing_name };
+    l->ops->info(l, info);
+}
+
+struct layer *layer_backing(const struct layer *l)
+{
+    return l->backing;
+}
+
+/* ---- extents ---------------------------------------------------------- */
+
+void extent_vec_reset(struct extent_vec *ev)
+{
+    ev->n = 0;
+}
+
+void extent_vec_free(struct extent_vec *ev)
+{
+    free(ev->v);
+    *ev = (struct extent_vec){ 0 };
+}
+
+static bool extends(const struct extent *a, const struct extent *b)
+{
+    if (a->kind != b->kind || a->guest_off + a->len != b->guest_off)
+        return false;
+    if (a->kind == EXTENT_ZERO)
+        return true;
+    return a->kind == EXTENT_DATA && a->layer == b->layer && a->host_off + a->len == b->host_off &&
+           a->encrypted == b->encrypted;
+}
+
+int extent_vec_push(struct extent_vec *ev, const struct extent *e)
+{
+    if (ev->n && extends(&ev->v[ev->n - 1], e)) {
+        ev->v[ev->n - 1].len += e->len;
+        return 0;
+    }
+    if (ev->n == ev->cap) {
+        size_t cap = ev->cap ? ev->cap * 2 : 16;
+        struct extent *v = realloc(ev->v, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        ev->v = v;
+        ev->cap = cap;
+    }
+    ev->v[ev->n++] = *e;
+    return 0;
+}
+
+int layer_map(struct layer *l, uint64_t off, uint64_t len, struct extent *out, bool *allocated)
+{
+    return l->ops->map(l, off, len, out, allocated);
+}
+
+static int push_zero(struct extent_vec *out, uint64_t off, uint64_t len, uint32_t depth)
+{
+    struct extent z = { .kind = EXTENT_ZERO, .guest_off = off, .len = len, .depth = depth };
+
+    return len ? extent_vec_push(out, &z) : 0;
+}
+
+/* Resolve [off, off+len) in l (at depth) and below.  The top layer is not
+ * cut at its size (the caller bounds requests); backing layers are: past a
+ * parent's end the data reads as zeros. */
+static int resolve(struct layer *l, uint32_t depth, uint64_t off, uint64_t len,
+                   struct extent_vec *out)
+{
+    while (len > 0) {
+        struct extent e;
+        bool allocated;
+        uint64_t n = len;
+        int r;
+
+        if (!l || (depth > 0 && off >= l->size))
+            return push_zero(out, off, len, depth);
+        if (depth > 0)
+            n = MIN(len, l->size - off);
+        if ((r = l->ops->map(l, off, n, &e, &allocated)) < 0)
+            return r;
+        if (e.len == 0 || e.len > n)
+            return qc_fail(-EIO, "%s: internal error mapping offset %" PRIu64, l->path, off);
+        if (allocated) {
+            e.depth = depth;
+            r = extent_vec_push(out, &e);
+        } else {
+            r = resolve(l->backing, depth + 1, off, e.len, out);
+        }
+        if (r < 0)
+            return r;
+        off += e.len;
+        len -= e.len;
+    }
+    return 0;
+}
+
+int image_map(struct image *img, uint64_t off, uint64_t len, struct extent_vec *out)
+{
+    return resolve(img->top, 0, off, len, out);
+}
+
+int extent_decrypt(const struct extent *e, uint64_t guest_off, uint8_t *buf, uint64_t len)
+{
+    if (!e->encrypted)
+        return 0;
+    return e->layer->ops->decrypt(e->layer, guest_off / IMAGE_SECTOR_SIZE, buf, len);
+}
+
+int extent_inflate(const struct extent *e, const uint8_t *stream, uint8_t *out)
+{
+    return e->layer->ops->inflate(e->layer, e, stream, out);
+}
+
+/* ---- writes and metadata ---------------------------------------------- */
+
+int image_plan_write(struct image *img, uint64_t off, uint64_t len,
+                     struct write_piece **pieces, size_t *n, size_t *cap)
+{
+    struct layer *l = img->top;
+
+    if (l->read_only)
+        return qc_fail(-EROFS, "%s: image is open read-only", l->path);
+    *n = 0;
+    while (len > 0) {
+        struct write_piece p;
+        int r = l->ops->plan_write(l, off, len, &p);
+        if (r < 0)
+            return r;
+        if (*n == *cap) {
+            size_t c = *cap ? *cap * 2 : 8;
+            struct write_piece *v = realloc(*pieces, c * sizeof *v);
+            if (!v)
+                return -ENOMEM;
+            *pieces = v;
+            *cap = c;
+        }
+        (*pieces)[(*n)++] = p;
+        off += p.len;
+        len -= p.len;
+    }
+    return 0;
+}
+
+int image_commit_write(struct image *img, const struct write_piece *p)
+{
+    return p->layer->ops->commit_write(p->layer, p);
+}
+
+int image_map_fill(struct image *img, const struct write_piece *p, struct extent_vec *out)
+{
+    struct extent e;
+    bool allocated;
+    int r;
+
+    switch (p->fill) {
+    case FILL_NONE:
+        return 0;
+    case FILL_ZERO:
+        return push_zero(out, p->cluster_guest_off, p->cluster_size, 0);
+    case FILL_BACKING:
+        return resolve(p->layer->backing, 1, p->cluster_guest_off, p->cluster_size, out);
+    case FILL_COMPRESSED:
+        /* The L2 entry still holds the compressed cluster until commit. */
+        if ((r = p->layer->ops->map(p->layer, p->cluster_guest_off, p->cluster_size, &e,
+                                    &allocated)) < 0)
+            return r;
+        if (e.kind != EXTENT_COMPRESSED || e.len != p->cluster_size)
+            return qc_fail(-EIO, "%s: cluster at guest offset %" PRIu64 " changed under a write",
+                           p->layer->path, p->cluster_guest_off);
+        return extent_vec_push(out, &e);
+    }
+    return -EINVAL;
+}
+
+int piece_encrypt(const struct write_piece *p, uint64_t guest_off, uint8_t *buf, uint64_t len)
+{
+    if (!p->encrypted)
+        return 0;
+    return p->layer->ops->encrypt(p->layer, guest_off / IMAGE_SECTOR_SIZE, buf, len);
+}
+
+int image_write_compressed(struct image *img, uint64_t cluster_guest_off, const uint8_t *data)
+{
+    struct layer *l = img->top;
+    int r;
+
+    if (l->read_only)
+        return qc_fail(-EROFS, "%s: image is open read-only", l->path);
+    if (!l->ops->write_compressed)
+        return qc_fail(-ENOTSUP, "%s: %s images cannot hold compressed clusters", l->path,
+                       image_format_name(l->ops->format));
+    r = l->ops->write_compressed(l, cluster_guest_off, data);
+    if (r == -E2BIG || r == -EEXIST) {
+        struct layer_info info;
+        layer_get_info(l, &info);
+        return image_write(img, data, MIN(info.cluster_size, img->size - cluster_guest_off),
+                           cluster_guest_off);
+    }
+    return r;
+}
+
+bool image_meta_pressure(const struct image *img)
+{
+    return img->top->ops->meta_pressure(img->top);
+}
+
+int image_meta_prepare(struct image *img, struct meta_writeback *wb)
+{
+    if (img->top->read_only) {
+        *wb = (struct meta_writeback){ .fd = -1 };
+        return 0;
+    }
+    return img->top->ops->meta_prepare(img->top, wb);
+}
+
+void image_meta_finish(struct image *img, struct meta_writeback *wb, int err)
+{
+    if (img->top->read_only) {
+        *wb = (struct meta_writeback){ .fd = -1 };
+        return;
+    }
+    img->top->ops->meta_finish(img->top, wb, err);
+}
+
+int image_make_empty(struct image *img)
+{
+    if (img->top->read_only)
+        return qc_fail(-EROFS, "%s: image is open read-only", img->top->path);
+    return img->top->ops->make_empty(img->top);
+}

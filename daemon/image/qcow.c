@@ -1,0 +1,800 @@
+/* The qcow v1 driver: open and validate, map guest ranges, plan and commit
+ * allocations, and write metadata back in a crash-safe order. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sys/stat.h>
+
+#include "compress.h"
+#include "error.h"
+#include "qcow.h"
+#include "util.h"
+
+static struct qcow_layer *Q(const struct layer *l)
+{
+    return l->priv;
+}
+
+/* ---- open ------------------------------------------------------------- */
+
+static int read_header(struct layer *l, struct qcow_layer *q)
+{
+    uint8_t raw[QCOW_HEADER_SIZE + QCOW_XEN_HEADER_SIZE] = { 0 };
+    ssize_t n = read_full_at(l->meta_fd, raw, sizeof raw, 0);
+
+    if (n < 0)
+        return qc_fail((int)n, "%s: cannot read header: %s", l->path, strerror((int)-n));
+    if (n < QCOW_HEADER_SIZE)
+        return qc_fail(-EINVAL, "%s: file too short for a qcow header (%zd bytes)", l->path, n);
+    qcow_header_decode(raw, &q->h);
+    if (n == (ssize_t)sizeof raw)
+        qcow_xen_header_decode(raw + QCOW_HEADER_SIZE, &q->xen);
+    /* The extension header only exists where nothing else sits at byte 48. */
+    if (q->xen.present && ((q->h.backing_offset && q->h.backing_offset < sizeof raw) ||
+                           q->h.l1_offset < sizeof raw))
+        q->xen.present = false;
+    return qcow_header_validate(l->path, &q->h, q->xen.present, l->file_size, &q->g);
+}
+
+static bool l1_is_little_endian(const struct qcow_layer *q)
+{
+    return q->xen.present && !(q->xen.flags & QCOW_XEN_FLAG_L1_BIG_ENDIAN);
+}
+
+static int check_l1_entry(struct layer *l, uint64_t i, uint64_t off)
+{
+    struct qcow_layer *q = Q(l);
+
+    if (off == 0)
+        return 0;
+    if (off & QCOW_OFLAG_COMPRESSED || !is_aligned(off, QCOW_SECTOR_SIZE))
+        return qc_fail(-EINVAL, "%s: L1 entry %" PRIu64 " (L2 table at %#" PRIx64
+                       ") is not 512-byte aligned", l->path, i, off);
+    if (off < q->front_end)
+        return qc_fail(-EINVAL, "%s: L1 entry %" PRIu64 " (L2 table at %#" PRIx64
+                       ") overlaps the header or L1 table", l->path, i, off);
+    if (off > l->file_size || q->g.l2_bytes > l->file_size - off)
+        return qc_fail(-EINVAL, "%s: L1 entry %" PRIu64 " (L2 table at %#" PRIx64
+                       ") points past the end of the file", l->path, i, off);
+    return 0;
+}
+
+static int load_l1(struct layer *l, struct qcow_layer *q)
+{
+    _cleanup_free_ uint8_t *raw = malloc(q->g.l1_bytes ? q->g.l1_bytes : 1);
+    ssize_t n;
+    int r;
+
+    q->l1 = calloc(q->g.l1_entries ? q->g.l1_entries : 1, sizeof *q->l1);
+    q->l1_disk = calloc(q->g.l1_entries ? q->g.l1_entries : 1, sizeof *q->l1_disk);
+    if (!raw || !q->l1 || !q->l1_disk)
+        return qc_fail(-ENOMEM, "%s: no memory for an L1 table of %" PRIu64 " entries", l->path,
+                       q->g.l1_entries);
+    n = read_full_at(l->meta_fd, raw, q->g.l1_bytes, q->h.l1_offset);
+    if (n < 0)
+        return qc_fail((int)n, "%s: cannot read the L1 table: %s", l->path, strerror((int)-n));
+    if ((uint64_t)n != q->g.l1_bytes)
+        return qc_fail(-EINVAL, "%s: L1 table truncated", l->path);
+    if (q->xen.present && !l1_is_little_endian(q))
+        q->xen_checksum_ok = qcow_xen_l1_checksum(raw, q->g.l1_bytes) == q->xen.checksum;
+    for (uint64_t i = 0; i < q->g.l1_entries; i++) {
+        uint64_t v;
+        memcpy(&v, raw + i * 8, 8);
+        q->l1[i] = l1_is_little_endian(q) ? le64toh(v) : be64toh(v);
+        if ((r = check_l1_entry(l, i, q->l1[i])) < 0)
+            return r;
+    }
+    memcpy(q->l1_disk, q->l1, q->g.l1_entries * sizeof *q->l1);
+    return 0;
+}
+
+static int write_l1_range(struct layer *l, const uint64_t *l1, uint64_t lo, uint64_t hi);
+static int write_xen_header(struct layer *l);
+
+/* Old blktap images keep the L1 in host order; store it big-endian once. */
+static int convert_le_l1(struct layer *l, struct qcow_layer *q)
+{
+    int r;
+
+    q->xen.flags |= QCOW_XEN_FLAG_L1_BIG_ENDIAN;
+    if ((r = write_l1_range(l, q->l1, 0, q->g.l1_entries)) < 0 || (r = write_xen_header(l)) < 0)
+        return r;
+    if (fdatasync(l->meta_fd) < 0)
+        return qc_fail(-errno, "%s: fdatasync: %s", l->path, strerror(errno));
+    q->xen_checksum_ok = true;
+    return 0;
+}
+
+static int read_backing_name(struct layer *l, struct qcow_layer *q)
+{
+    ssize_t n;
+
+    if (!q->h.backing_offset)
+        return 0;
+    l->backing_name = calloc(1, q->h.backing_len + 1);
+    if (!l->backing_name)
+        return -ENOMEM;
+    n = read_full_at(l->meta_fd, l->backing_name, q->h.backing_len, q->h.backing_offset);
+    if (n != (ssize_t)q->h.backing_len)
+        return qc_fail(-EINVAL, "%s: cannot read the backing file name", l->path);
+    if (strlen(l->backing_name) != q->h.backing_len || q->h.backing_len == 0)
+        return qc_fail(-EINVAL, "%s: backing file name is empty or contains a NUL byte", l->path);
+    return 0;
+}
+
+static void setup_xen(struct layer *l, struct qcow_layer *q)
+{
+    q->sparse = true;
+    if (!q->xen.present || !q->xen_checksum_ok)
+        return;
+    q->sparse = q->xen.flags & QCOW_XEN_FLAG_SPARSE;
+    /* Preallocated extents hold zeros in the file, which is only the right
+     * content without a backing file and without encryption. */
+    q->extent_alloc = q->xen.min_cluster_alloc == q->g.l2_entries && !l->backing_name &&
+                      q->h.crypt_method == QCOW_CRYPT_NONE;
+}
+
+static int qcow_open(struct layer *l, const struct image_open_opts *o)
+{
+    struct qcow_layer *q = calloc(1, sizeof *q);
+    uint64_t cache_bytes = o->l2_cache_bytes ? o->l2_cache_bytes : IMAGE_DEFAULT_L2_CACHE_BYTES;
+    int r;
+
+    if (!q)
+        return -ENOMEM;
+    l->priv = q;
+    if ((r = read_header(l, q)) < 0)
+        return r;
+    l->size = q->h.size;
+    q->front_end = qcow_front_metadata_end(&q->h, &q->g);
+    if ((r = read_backing_name(l, q)) < 0 || (r = load_l1(l, q)) < 0)
+        return r;
+    setup_xen(l, q);
+    if (l1_is_little_endian(q) && !l->read_only && (r = convert_le_l1(l, q)) < 0)
+        return r;
+    if (q->h.crypt_method == QCOW_CRYPT_AES && o->key &&
+        (r = qcow_crypt_new(o->key, o->key_len, &q->crypt)) < 0)
+        return r;
+    q->zcluster = malloc(q->g.cluster_size);
+    if (!q->zcluster || l2_cache_init(&q->cache, MAX(cache_bytes / q->g.l2_bytes, 4),
+                                      q->g.l2_entries) < 0)
+        return -ENOMEM;
+    q->alloc_end = MAX(l->file_size, q->front_end);
+    return 0;
+}
+
+static void qcow_close(struct layer *l)
+{
+    struct qcow_layer *q = Q(l);
+
+    if (!q)
+        return;
+    l2_cache_destroy(&q->cache);
+    qcow_crypt_free(q->crypt);
+    free(q->l1);
+    free(q->l1_disk);
+    free(q->zcluster);
+    free(q);
+    l->priv = NULL;
+}
+
+/* ---- L2 tables -------------------------------------------------------- */
+
+static int load_l2(struct layer *l, uint64_t l1_index, struct l2_table **out)
+{
+    struct qcow_layer *q = Q(l);
+    uint64_t off = q->l1[l1_index];
+    _cleanup_free_ uint8_t *raw = malloc(q->g.l2_bytes);
+    struct l2_table *t;
+    ssize_t n;
+
+    if (!raw)
+        return -ENOMEM;
+    n = read_full_at(l->meta_fd, raw, q->g.l2_bytes, off);
+    if (n < 0)
+        return qc_fail((int)n, "%s: cannot read the L2 table at %#" PRIx64 ": %s", l->path, off,
+                       strerror((int)-n));
+    if ((uint64_t)n != q->g.l2_bytes)
+        return qc_fail(-EIO, "%s: L2 table at %#" PRIx64 " is truncated", l->path, off);
+    t = l2_cache_insert(&q->cache, l1_index, off);
+    if (!t)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < q->g.l2_entries; i++)
+        t->entries[i] = load_be64(raw + (size_t)i * 8);
+    *out = t;
+    return 0;
+}
+
+/* Reserve len bytes at the end of the file, aligned to align. */
+static uint64_t reserve(struct qcow_layer *q, uint64_t len, uint64_t align)
+{
+    uint64_t off = align_up(q->alloc_end, align);
+
+    q->alloc_end = off + len;
+    return off;
+}
+
+static int give_file_space(struct layer *l, uint64_t off, uint64_t len)
+{
+    struct qcow_layer *q = Q(l);
+    struct stat st;
+
+    if (!q->sparse && fallocate(l->meta_fd, 0, (off_t)off, (off_t)len) < 0 && errno != EOPNOTSUPP)
+        return qc_fail(-errno, "%s: cannot allocate %" PRIu64 " bytes at %#" PRIx64 ": %s",
+                       l->path, len, off, strerror(errno));
+    if (fstat(l->meta_fd, &st) < 0)
+        return -errno;
+    if ((uint64_t)st.st_size < off + len && ftruncate(l->meta_fd, (off_t)(off + len)) < 0)
+        return qc_fail(-errno, "%s: cannot extend the file: %s", l->path, strerror(errno));
+    return 0;
+}
+
+static int new_l2(struct layer *l, uint64_t l1_index, struct l2_table **out)
+{
+    struct qcow_layer *q = Q(l);
+    uint64_t off = reserve(q, q->g.l2_bytes, q->g.cluster_size);
+    struct l2_table *t = l2_cache_insert(&q->cache, l1_index, off);
+    int r;
+
+    if (!t)
+        return -ENOMEM;
+    t->fresh = true;
+    l2_cache_set_dirty(&q->cache, t, true);
+    q->l1[l1_index] = off;
+    if (q->extent_alloc) {
+        uint64_t first = reserve(q, (uint64_t)q->g.l2_entries * q->g.cluster_size,
+                                 q->g.cluster_size);
+        for (uint32_t i = 0; i < q->g.l2_entries; i++)
+            t->entries[i] = first + (uint64_t)i * q->g.cluster_size;
+        /* The extent must read as zeros before the table can point at it. */
+        if ((r = give_file_space(l, first, (uint64_t)q->g.l2_entries * q->g.cluster_size)) < 0)
+            return r;
+    }
+    *out = t;
+    return 0;
+}
+
+/* The L2 table covering l1_index: from the cache, the file, or (create) new.
+ * *out is NULL when the range is unallocated and create is false. */
+static int get_l2(struct layer *l, uint64_t l1_index, bool create, struct l2_table **out)
+{
+    struct qcow_layer *q = Q(l);
+
+    *out = l2_cache_lookup(&q->cache, l1_index);
+    if (*out)
+        return 0;
+    if (q->l1[l1_index])
+        return load_l2(l, l1_index, out);
+    return create ? new_l2(l, l1_index, out) : 0;
+}
+
+/* ---- mapping ---------------------------------------------------------- */
+
+static int bad_entry(struct layer *l, uint64_t guest_off, uint64_t e, const char *why)
+{
+    return qc_fail(-EIO, "%s: corrupt L2 entry %#" PRIx64 " for guest offset %" PRIu64 ": %s",
+                   l->path, e, guest_off, why);
+}
+
+static int check_l2_entry(struct layer *l, uint64_t guest_off, uint64_t e)
+{
+    struct qcow_layer *q = Q(l);
+    uint64_t end = MAX(q->alloc_end, l->file_size);
+
+    if (e & QCOW_OFLAG_COMPRESSED) {
+        uint64_t off = qcow_compressed_offset(&q->g, e);
+        uint32_t len = qcow_compressed_length(&q->g, e);
+        if (len == 0)
+            return bad_entry(l, guest_off, e, "compressed cluster of length 0");
+        if (off < q->front_end || off > end || len > end - off)
+            return bad_entry(l, guest_off, e, "compressed cluster outside the data area");
+        return 0;
+    }
+    if (!is_aligned(e, QCOW_SECTOR_SIZE))
+        return bad_entry(l, guest_off, e, "cluster is not 512-byte aligned");
+    if (e < q->front_end)
+        return bad_entry(l, guest_off, e, "cluster overlaps the header or L1 table");
+    if (e >= end)
+        return bad_entry(l, guest_off, e, "cluster lies past the end of the file");
+    return 0;
+}
+
+static void map_unallocated(struct qcow_layer *q, const struct l2_table *t, uint64_t off,
+                            uint64_t len, struct extent *e)
+{
+    uint64_t span_end = align_down(off, UINT64_C(1) << q->g.shift) + (UINT64_C(1) << q->g.shift);
+    uint64_t n = MIN(len, span_end - off);
+
+    if (t) {
+        uint32_t i = (uint32_t)((off >> q->h.cluster_bits) & (q->g.l2_entries - 1));
+        uint64_t first = q->g.cluster_size - (off & (q->g.cluster_size - 1));
+        n = MIN(len, first);
+        while (n < len && ++i < q->g.l2_entries && t->entries[i] == 0)
+            n = MIN(len, n + q->g.cluster_size);
+    }
+    *e = (struct extent){ .kind = EXTENT_ZERO, .guest_off = off, .len = n };
+}
+
+static int qcow_map(struct layer *l, uint64_t off, uint64_t len, struct extent *e, bool *allocated)
+{
+    struct qcow_layer *q = Q(l);
+    uint64_t l1_index = off >> q->g.shift;
+    uint64_t in_cluster = off & (q->g.cluster_size - 1);
+    struct l2_table *t = NULL;
+    uint32_t i;
+    uint64_t entry, n;
+    int r;
+
+    if (l1_index >= q->g.l1_entries)
+        return qc_fail(-EINVAL, "%s: offset %" PRIu64 " is beyond the image", l->path, off);
+    if ((r = get_l2(l, l1_index, false, &t)) < 0)
+        return r;
+    i = (uint32_t)((off >> q->h.cluster_bits) & (q->g.l2_entries - 1));
+    entry = t ? t->entries[i] : 0;
+    if (entry == 0) {
+        *allocated = false;
+        map_unallocated(q, t, off, len, e);
+        return 0;
+    }
+    if ((r = check_l2_entry(l, off, entry)) < 0)
+        return r;
+    *allocated = true;
+    n = MIN(len, q->g.cluster_size - in_cluster);
+    if (entry & QCOW_OFLAG_COMPRESSED) {
+        *e = (struct extent){ .kind = EXTENT_COMPRESSED, .layer = l, .fd = l->meta_fd,
+                              .guest_off = off, .len = n,
+                              .host_off = qcow_compressed_offset(&q->g, entry),
+                              .comp_len = qcow_compressed_length(&q->g, entry),
+                              .cluster_guest_off = off - in_cluster };
+        return 0;
+    }
+    /* Follow clusters that sit one after the other on the host. */
+    for (uint64_t next = entry + q->g.cluster_size; n < len && ++i < q->g.l2_entries &&
+         t->entries[i] == next && check_l2_entry(l, off + n, next) == 0;
+         next += q->g.cluster_size)
+        n = MIN(len, n + q->g.cluster_size);
+    *e = (struct extent){ .kind = EXTENT_DATA, .layer = l, .fd = l->fd, .guest_off = off, .len = n,
+                          .host_off = entry + in_cluster, .encrypted = q->h.crypt_method != 0 };
+    return 0;
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+static int need_key(struct layer *l)
+{
+    return qc_fail(-ENOKEY, "%s: image is encrypted, a key is needed", l->path);
+}
+
+static int qcow_plan_write(struct layer *l, uint64_t off, uint64_t len, struct write_piece *p)
+{
+    struct qcow_layer *q = Q(l);
+    uint64_t l1_index = off >> q->g.shift;
+    uint64_t in_cluster = off & (q->g.cluster_size - 1);
+    uint64_t n = MIN(len, q->g.cluster_size - in_cluster);
+    struct l2_table *t;
+    uint64_t entry;
+    int r;
+
+    if (q->h.crypt_method && !q->crypt)
+        return need_key(l);
+    if (l1_index >= q->g.l1_entries)
+        return qc_fail(-EINVAL, "%s: offset %" PRIu64 " is beyond the image", l->path, off);
+    if ((r = get_l2(l, l1_index, true, &t)) < 0)
+        return r;
+    entry = t->entries[(off >> q->h.cluster_bits) & (q->g.l2_entries - 1)];
+    if (entry && (r = check_l2_entry(l, off, entry)) < 0)
+        return r;
+    *p = (struct write_piece){ .layer = l, .fd = l->fd, .guest_off = off, .len = n,
+                               .cluster_guest_off = off - in_cluster,
+                               .cluster_size = q->g.cluster_size,
+                               .encrypted = q->crypt != NULL };
+    if (entry && !(entry & QCOW_OFLAG_COMPRESSED)) {
+        p->kind = WRITE_IN_PLACE;
+        p->host_off = entry + in_cluster;
+        return 0;
+    }
+    p->kind = WRITE_ALLOC;
+    p->host_off = reserve(q, q->g.cluster_size, q->g.cluster_size);
+    p->old_entry = entry;
+    if (n == q->g.cluster_size)
+        p->fill = FILL_NONE;
+    else if (entry)
+        p->fill = FILL_COMPRESSED;
+    else
+        p->fill = l->backing ? FILL_BACKING : FILL_ZERO;
+    if (!q->sparse)
+        return give_file_space(l, p->host_off, q->g.cluster_size);
+    return 0;
+}
+
+static int set_entry(struct layer *l, uint64_t guest_off, uint64_t value)
+{
+    struct qcow_layer *q = Q(l);
+    struct l2_table *t;
+    int r;
+
+    if ((r = get_l2(l, guest_off >> q->g.shift, false, &t)) < 0)
+        return r;
+    if (!t)
+        return qc_fail(-EIO, "%s: L2 table for offset %" PRIu64 " vanished", l->path, guest_off);
+    t->entries[(guest_off >> q->h.cluster_bits) & (q->g.l2_entries - 1)] = value;
+    l2_cache_set_dirty(&q->cache, t, true);
+    return 0;
+}
+
+static int qcow_commit_write(struct layer *l, const struct write_piece *p)
+{
+    struct qcow_layer *q = Q(l);
+
+    if (p->kind != WRITE_ALLOC)
+        return 0;
+    if (q->zcluster_entry && q->zcluster_entry == p->old_entry)
+        q->zcluster_entry = 0;
+    return set_entry(l, p->cluster_guest_off, p->host_off);
+}
+
+static int qcow_write_compressed(struct layer *l, uint64_t guest_off, const uint8_t *data)
+{
+    struct qcow_layer *q = Q(l);
+    _cleanup_free_ uint8_t *out = malloc(q->g.cluster_size);
+    struct l2_table *t;
+    uint64_t host;
+    long clen;
+    int r;
+
+    if (!out)
+        return -ENOMEM;
+    if (q->crypt || q->h.crypt_method)
+        return qc_fail(-EINVAL, "%s: compression is not possible on an encrypted image", l->path);
+    if ((r = get_l2(l, guest_off >> q->g.shift, true, &t)) < 0)
+        return r;
+    if (t->entries[(guest_off >> q->h.cluster_bits) & (q->g.l2_entries - 1)] != 0)
+        return -EEXIST;
+    clen = qcow_deflate_cluster(data, q->g.cluster_size, out);
+    if (clen < 0)
+        return (int)clen;
+    if (clen == 0)
+        return -E2BIG;
+    host = reserve(q, (uint64_t)clen, QCOW_SECTOR_SIZE);
+    if ((r = write_full_at(l->meta_fd, out, (size_t)clen, host)) < 0)
+        return qc_fail(r, "%s: cannot write a compressed cluster: %s", l->path, strerror(-r));
+    return set_entry(l, guest_off, qcow_compressed_entry(&q->g, host, (uint32_t)clen));
+}
+
+/* ---- metadata writeback ----------------------------------------------- */
+
+struct wb_state {
+    uint64_t *l1_next;          /* the on-disk L1 after this writeback */
+    uint64_t *tables;           /* l1 indexes of the tables in it */
+    bool *was_fresh;
+    size_t ntables;
+};
+
+struct wb_builder {
+    struct layer *l;
+    struct meta_writeback *wb;
+    struct wb_state *st;
+    size_t cap1, cap2;
+    int err;
+};
+
+static int push_write(struct meta_write **v, size_t *n, size_t *cap, struct meta_write w)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 8;
+        struct meta_write *nv = realloc(*v, c * sizeof *nv);
+        if (!nv)
+            return -ENOMEM;
+        *v = nv;
+        *cap = c;
+    }
+    (*v)[(*n)++] = w;
+    return 0;
+}
+
+static int snapshot_table(struct l2_table *t, void *opaque)
+{
+    struct wb_builder *b = opaque;
+    struct qcow_layer *q = Q(b->l);
+    struct meta_write w = { .fd = b->l->meta_fd, .off = t->offset, .len = q->g.l2_bytes };
+    int r;
+
+    if (!t->dirty)
+        return 0;
+    w.buf = malloc(w.len);
+    if (!w.buf)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < q->g.l2_entries; i++)
+        store_be64(w.buf + (size_t)i * 8, t->entries[i]);
+    r = t->fresh ? push_write(&b->wb->phase1, &b->wb->n1, &b->cap1, w)
+                 : push_write(&b->wb->phase2, &b->wb->n2, &b->cap2, w);
+    if (r < 0) {
+        free(w.buf);
+        return r;
+    }
+    b->st->tables[b->st->ntables] = t->l1_index;
+    b->st->was_fresh[b->st->ntables++] = t->fresh;
+    if (t->fresh)
+        b->st->l1_next[t->l1_index] = t->offset;
+    t->fresh = false;
+    t->writeback = true;
+    l2_cache_set_dirty(&q->cache, t, false);
+    return 0;
+}
+
+static uint8_t *encode_l1(const struct qcow_layer *q, const uint64_t *l1, uint64_t lo, uint64_t hi)
+{
+    uint8_t *buf = malloc((hi - lo) * 8);
+
+    if (buf)
+        for (uint64_t i = lo; i < hi; i++)
+            store_be64(buf + (i - lo) * 8, l1[i]);
+    return buf;
+}
+
+static int push_l1_and_checksum(struct wb_builder *b)
+{
+    struct qcow_layer *q = Q(b->l);
+    uint64_t lo = UINT64_MAX, hi = 0;
+    struct meta_write w = { .fd = b->l->meta_fd };
+    int r;
+
+    for (uint64_t i = 0; i < q->g.l1_entries; i++)
+        if (b->st->l1_next[i] != q->l1_disk[i]) {
+            lo = MIN(lo, i);
+            hi = i + 1;
+        }
+    if (hi == 0)
+        return 0;
+    w.off = q->h.l1_offset + lo * 8;
+    w.len = (hi - lo) * 8;
+    if (!(w.buf = encode_l1(q, b->st->l1_next, lo, hi)))
+        return -ENOMEM;
+    if ((r = push_write(&b->wb->phase2, &b->wb->n2, &b->cap2, w)) < 0) {
+        free(w.buf);
+        return r;
+    }
+    if (!q->xen.present)
+        return 0;
+    _cleanup_free_ uint8_t *all = encode_l1(q, b->st->l1_next, 0, q->g.l1_entries);
+    struct meta_write c = { .fd = b->l->meta_fd, .off = QCOW_HEADER_SIZE + 4, .len = 4 };
+    if (!all || !(c.buf = malloc(4)))
+        return -ENOMEM;
+    store_be32(c.buf, qcow_xen_l1_checksum(all, q->g.l1_bytes));
+    if ((r = push_write(&b->wb->phase2, &b->wb->n2, &b->cap2, c)) < 0)
+        free(c.buf);
+    return r;
+}
+
+static void free_wb_state(struct wb_state *st)
+{
+    if (!st)
+        return;
+    free(st->l1_next);
+    free(st->tables);
+    free(st->was_fresh);
+    free(st);
+}
+
+static void qcow_meta_finish(struct layer *l, struct meta_writeback *wb, int err);
+
+static int qcow_meta_prepare(struct layer *l, struct meta_writeback *wb)
+{
+    struct qcow_layer *q = Q(l);
+    struct wb_state *st = calloc(1, sizeof *st);
+    struct wb_builder b = { .l = l, .wb = wb, .st = st };
+    int r;
+
+    *wb = (struct meta_writeback){ .fd = l->meta_fd, .priv = st };
+    if (!st)
+        return -ENOMEM;
+    st->l1_next = malloc(MAX(q->g.l1_bytes, 8));
+    st->tables = calloc(q->cache.dirty + 1, sizeof *st->tables);
+    st->was_fresh = calloc(q->cache.dirty + 1, sizeof *st->was_fresh);
+    if (!st->l1_next || !st->tables || !st->was_fresh) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    memcpy(st->l1_next, q->l1_disk, q->g.l1_bytes);
+    if ((r = l2_cache_foreach(&q->cache, snapshot_table, &b)) < 0 ||
+        (r = push_l1_and_checksum(&b)) < 0)
+        goto fail;
+    return 0;
+fail:
+    qcow_meta_finish(l, wb, r);
+    return r;
+}
+
+static void free_writes(struct meta_write *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].buf);
+    free(v);
+}
+
+/* Tables of a writeback are evictable again; after a failure they are dirty
+ * again (and fresh ones fresh again) so the next writeback retries them. */
+static void release_tables(struct layer *l, struct wb_state *st, int err)
+{
+    struct qcow_layer *q = Q(l);
+
+    for (size_t i = 0; i < st->ntables; i++) {
+        struct l2_table *t = l2_cache_lookup(&q->cache, st->tables[i]);
+        if (!t)
+            continue;
+        t->writeback = false;
+        if (err < 0) {
+            t->fresh = t->fresh || st->was_fresh[i];
+            l2_cache_set_dirty(&q->cache, t, true);
+        }
+    }
+}
+
+static void qcow_meta_finish(struct layer *l, struct meta_writeback *wb, int err)
+{
+    struct qcow_layer *q = Q(l);
+    struct wb_state *st = wb->priv;
+
+    if (st) {
+        release_tables(l, st, err);
+        if (err == 0)
+            memcpy(q->l1_disk, st->l1_next, q->g.l1_bytes);
+        free_wb_state(st);
+    }
+    free_writes(wb->phase1, wb->n1);
+    free_writes(wb->phase2, wb->n2);
+    *wb = (struct meta_writeback){ .fd = -1 };
+}
+
+static bool qcow_meta_pressure(const struct layer *l)
+{
+    return l2_cache_over(&Q(l)->cache);
+}
+
+static int write_l1_range(struct layer *l, const uint64_t *l1, uint64_t lo, uint64_t hi)
+{
+    struct qcow_layer *q = Q(l);
+    _cleanup_free_ uint8_t *buf = encode_l1(q, l1, lo, hi);
+    int r;
+
+    if (!buf)
+        return -ENOMEM;
+    if ((r = write_full_at(l->meta_fd, buf, (hi - lo) * 8, q->h.l1_offset + lo * 8)) < 0)
+        return qc_fail(r, "%s: cannot write the L1 table: %s", l->path, strerror(-r));
+    return 0;
+}
+
+static int write_xen_header(struct layer *l)
+{
+    struct qcow_layer *q = Q(l);
+    _cleanup_free_ uint8_t *all = encode_l1(q, q->l1, 0, q->g.l1_entries);
+    uint8_t raw[QCOW_XEN_HEADER_SIZE];
+    int r;
+
+    if (!all && q->g.l1_entries)
+        return -ENOMEM;
+    q->xen.checksum = qcow_xen_l1_checksum(all, q->g.l1_bytes);
+    qcow_xen_header_encode(&q->xen, raw);
+    if ((r = write_full_at(l->meta_fd, raw, sizeof raw, QCOW_HEADER_SIZE)) < 0)
+        return qc_fail(r, "%s: cannot write the Xen header: %s", l->path, strerror(-r));
+    return 0;
+}
+
+/* ---- whole-image operations ------------------------------------------- */
+
+static int qcow_make_empty(struct layer *l)
+{
+    struct qcow_layer *q = Q(l);
+    int r;
+
+    l2_cache_clear(&q->cache);
+    memset(q->l1, 0, q->g.l1_bytes);
+    if ((r = write_l1_range(l, q->l1, 0, q->g.l1_entries)) < 0)
+        return r;
+    if (q->xen.present && (r = write_xen_header(l)) < 0)
+        return r;
+    if (fdatasync(l->meta_fd) < 0)
+        return qc_fail(-errno, "%s: fdatasync: %s", l->path, strerror(errno));
+    memset(q->l1_disk, 0, q->g.l1_bytes);
+    q->zcluster_entry = 0;
+    q->alloc_end = align_up(q->front_end, QCOW_SECTOR_SIZE);
+    if (ftruncate(l->meta_fd, (off_t)q->alloc_end) < 0)
+        return qc_fail(-errno, "%s: cannot truncate: %s", l->path, strerror(errno));
+    l->file_size = q->alloc_end;
+    return 0;
+}
+
+int qcow_preallocate_span(struct layer *l, uint64_t l1_index, enum prealloc_mode mode)
+{
+    struct qcow_layer *q = Q(l);
+    uint64_t first, bytes = (uint64_t)q->g.l2_entries * q->g.cluster_size;
+    struct l2_table *t;
+    int r;
+
+    if ((r = get_l2(l, l1_index, true, &t)) < 0)
+        return r;
+    if (mode != PREALLOC_FULL || q->extent_alloc)
+        return 0;
+    first = reserve(q, bytes, q->g.cluster_size);
+    for (uint32_t j = 0; j < q->g.l2_entries; j++)
+        t->entries[j] = first + (uint64_t)j * q->g.cluster_size;
+    if (fallocate(l->meta_fd, 0, (off_t)first, (off_t)bytes) < 0 && errno != EOPNOTSUPP)
+        return qc_fail(-errno, "%s: cannot allocate file space: %s", l->path, strerror(errno));
+    return give_file_space(l, first, bytes);
+}
+
+static void qcow_info(const struct layer *l, struct layer_info *info)
+{
+    const struct qcow_layer *q = Q(l);
+
+    info->cluster_size = q->g.cluster_size;
+    info->l2_entries = q->g.l2_entries;
+    info->l1_entries = q->g.l1_entries;
+    info->l1_offset = q->h.l1_offset;
+    info->encrypted = q->h.crypt_method == QCOW_CRYPT_AES;
+    info->xen_header = q->xen.present;
+    info->xen_min_cluster_alloc = q->xen.min_cluster_alloc;
+    info->xen_flags = q->xen.flags;
+    info->xen_checksum_ok = q->xen_checksum_ok;
+}
+
+static int qcow_crypt_op(struct layer *l, uint64_t sector, uint8_t *buf, uint64_t len, bool enc)
+{
+    struct qcow_layer *q = Q(l);
+
+    if (!q->crypt)
+        return need_key(l);
+    if (enc ? qcow_encrypt_sectors(q->crypt, sector, buf, len)
+            : qcow_decrypt_sectors(q->crypt, sector, buf, len))
+        return qc_fail(-EIO, "%s: AES failed", l->path);
+    return 0;
+}
+
+static int qcow_decrypt(struct layer *l, uint64_t sector, uint8_t *buf, uint64_t len)
+{
+    return qcow_crypt_op(l, sector, buf, len, false);
+}
+
+static int qcow_encrypt(struct layer *l, uint64_t sector, uint8_t *buf, uint64_t len)
+{
+    return qcow_crypt_op(l, sector, buf, len, true);
+}
+
+static int qcow_inflate(struct layer *l, const struct extent *e, const uint8_t *stream, uint8_t *out)
+{
+    struct qcow_layer *q = Q(l);
+    uint64_t entry = qcow_compressed_entry(&q->g, e->host_off, e->comp_len);
+    int r;
+
+    if (q->zcluster_entry != entry) {
+        if (!stream)
+            return -EAGAIN;
+        q->zcluster_entry = 0;
+        if ((r = qcow_inflate_cluster(stream, e->comp_len, q->zcluster, q->g.cluster_size)) < 0)
+            return qc_fail(r, "%s: compressed cluster at %#" PRIx64 " (guest offset %" PRIu64
+                           ") is corrupt", l->path, e->host_off, e->cluster_guest_off);
+        q->zcluster_entry = entry;
+    }
+    memcpy(out, q->zcluster + (e->guest_off - e->cluster_guest_off), e->len);
+    return 0;
+}
+
+const struct layer_ops qcow_ops = {
+    .format = IMAGE_FORMAT_QCOW,
+    .open = qcow_open,
+    .close = qcow_close,
+    .map = qcow_map,
+    .plan_write = qcow_plan_write,
+    .commit_write = qcow_commit_write,
+    .write_compressed = qcow_write_compressed,
+    .meta_prepare = qcow_meta_prepare,
+    .meta_finish = qcow_meta_finish,
+    .meta_pressure = qcow_meta_pressure,
+    .make_empty = qcow_make_empty,
+    .info = qcow_info,
+    .decrypt = qcow_decrypt,
+    .encrypt = qcow_encrypt,
+    .inflate = qcow_inflate,
+};

@@ -1,0 +1,32 @@
+/* The qcow v1 driver's private state (engine-internal; qcowctl's check and
+ * info use the format helpers in qcow_format.h instead). */
+#ifndef QCOWD_QCOW_H
+#define QCOWD_QCOW_H
+
+#include "crypt.h"
+#include "driver.h"
+#include "l2cache.h"
+#include "qcow_format.h"
+
+struct qcow_layer {
+    struct qcow_header h;
+    struct qcow_xen_header xen;
+    bool xen_checksum_ok;
+    bool extent_alloc;          /* Xen: each new L2 table comes with all its clusters */
+    bool sparse;                /* false: allocate file space for new clusters */
+    struct qcow_geometry g;
+    uint64_t *l1;               /* in memory, host order; may point at fresh tables */
+    uint64_t *l1_disk;          /* what the file's L1 holds */
+    uint64_t front_end;         /* end of header, backing name and L1 */
+    uint64_t alloc_end;         /* next free byte at the end of the file */
+    struct l2_cache cache;
+    struct qcow_crypt *crypt;
+    uint8_t *zcluster;          /* last inflated cluster */
+    uint64_t zcluster_entry;    /* its L2 entry; 0 = none */
+};
+
+/* Allocate the L2 table of one L1 entry (and, for PREALLOC_FULL, all its
+ * clusters) in a new, empty image.  Used by qcow_create. */
+int qcow_preallocate_span(struct layer *l, uint64_t l1_index, enum prealloc_mode mode);
+
+#endif
