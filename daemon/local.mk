@@ -1,1 +1,37 @@
-# (filled in by its part of the tree)
+# Code shared by the supervisor and the workers.
+noinst_LTLIBRARIES += daemon/common/libqcowdcommon.la
+daemon_common_libqcowdcommon_la_SOURCES = \
+	daemon/common/log.h daemon/common/log.c \
+	daemon/common/fdpass.h daemon/common/fdpass.c \
+	daemon/common/worker_spawn.h daemon/common/worker_spawn.c
+daemon_common_libqcowdcommon_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
+daemon_common_libqcowdcommon_la_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
+daemon_common_libqcowdcommon_la_LIBADD = shm/libqcowring.la $(JSONC_LIBS)
+
+# The worker: one process per attached image, serving its ring.
+pkglibexec_PROGRAMS = daemon/qcowd-worker
+daemon_qcowd_worker_SOURCES = \
+	daemon/worker/main.c \
+	daemon/worker/worker.h daemon/worker/worker.c \
+	daemon/worker/control.c
+daemon_qcowd_worker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common \
+	-I$(top_srcdir)/daemon/worker
+daemon_qcowd_worker_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
+daemon_qcowd_worker_LDADD = daemon/worker/libqcowexec.la daemon/common/libqcowdcommon.la \
+	daemon/image/libqcowimage.la shm/libqcowring.la $(JSONC_LIBS) $(AIO_LIBS)
+
+# The data path without the process around it, for tests and benchmarks.
+noinst_LTLIBRARIES += daemon/worker/libqcowexec.la
+daemon_worker_libqcowexec_la_SOURCES = \
+	daemon/worker/blkreq.h \
+	daemon/worker/aio.h daemon/worker/aio.c \
+	daemon/worker/exec.h daemon/worker/exec.c \
+	daemon/worker/stats.h daemon/worker/stats.c
+daemon_worker_libqcowexec_la_LIBADD = daemon/worker/libqcowringserver.la \
+	daemon/image/libqcowimage.la $(AIO_LIBS)
+
+# The ring's back end (validation of untrusted requests), on its own so the
+# ring tests can link it without the rest of the worker.
+noinst_LTLIBRARIES += daemon/worker/libqcowringserver.la
+daemon_worker_libqcowringserver_la_SOURCES = \
+	daemon/worker/ring_server.h daemon/worker/ring_server.c

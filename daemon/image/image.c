@@ -230,6 +230,16 @@ struct layer *layer_backing(const struct layer *l)
     return l->backing;
 }
 
+int layer_fd(const struct layer *l, bool direct)
+{
+    return direct && l->direct ? l->fd : l->meta_fd;
+}
+
+bool layer_is_direct(const struct layer *l)
+{
+    return l->direct;
+}
+
 /* ---- extents ---------------------------------------------------------- */
 
 void extent_vec_reset(struct extent_vec *ev)

@@ -87,6 +87,11 @@ struct layer_info {
 void layer_get_info(const struct layer *l, struct layer_info *info);
 struct layer *layer_backing(const struct layer *l);
 
+/* The layer's file: the O_DIRECT descriptor when asked for and available,
+ * else the buffered one (always safe, any alignment). */
+int layer_fd(const struct layer *l, bool direct);
+bool layer_is_direct(const struct layer *l);
+
 /* ---- reading: extents ------------------------------------------------ */
 
 enum extent_kind {

@@ -1,0 +1,278 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "fdpass.h"
+#include "worker_spawn.h"
+
+#define MAX_ARGS 32
+#define MESSAGE_MAX 65536
+
+static void keep_across_exec(int fd)
+{
+    int flags = fcntl(fd, F_GETFD);
+
+    if (flags >= 0)
+        fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
+}
+
+/* argv for the worker; numbers are formatted into `store`. */
+static void build_argv(const struct worker_spawn_opts *o, int ctl_fd, int key_fd,
+                       char store[][64], const char **argv)
+{
+    int n = 0, s = 0;
+
+    argv[n++] = o->worker_path;
+#define ARG_NUM(flag, fmt, ...) \
+    (snprintf(store[s], 64, flag "=" fmt, __VA_ARGS__), argv[n++] = store[s++])
+    ARG_NUM("--control-fd", "%d", ctl_fd);
+    if (key_fd >= 0)
+        ARG_NUM("--key-fd", "%d", key_fd);
+    if (o->ring_order)
+        ARG_NUM("--ring-order", "%u", o->ring_order);
+    if (o->data_pages)
+        ARG_NUM("--data-pages", "%u", o->data_pages);
+    if (o->max_indirect)
+        ARG_NUM("--max-indirect", "%u", o->max_indirect);
+    if (o->adopt)
+        ARG_NUM("--ring-fds", "%d,%d,%d", o->adopt->memfd, o->adopt->req_eventfd,
+                o->adopt->rsp_eventfd);
+#undef ARG_NUM
+#define ARG_STR(flag, value) (argv[n++] = flag, argv[n++] = value)
+    if (o->format)
+        ARG_STR("--format", o->format);
+    if (o->name)
+        ARG_STR("--name", o->name);
+    if (o->log_level)
+        ARG_STR("--log-level", o->log_level);
+#undef ARG_STR
+    if (o->read_only)
+        argv[n++] = "--read-only";
+    if (o->writeback)
+        argv[n++] = "--cache=writeback";
+    if (o->null_backend)
+        argv[n++] = "--null";
+    argv[n++] = "--";
+    argv[n++] = o->image;
+    argv[n] = NULL;
+}
+
+static void exec_child(const struct worker_spawn_opts *o, int ctl_fd, int key_fd)
+{
+    char store[MAX_ARGS][64];
+    const char *argv[MAX_ARGS];
+
+    if (o->stderr_fd >= 0)
+        dup2(o->stderr_fd, STDERR_FILENO);
+    keep_across_exec(ctl_fd);
+    if (key_fd >= 0)
+        keep_across_exec(key_fd);
+    if (o->adopt) {
+        keep_across_exec(o->adopt->memfd);
+        keep_across_exec(o->adopt->req_eventfd);
+        keep_across_exec(o->adopt->rsp_eventfd);
+    }
+    /* The supervisor may have blocked signals for its signalfd. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    build_argv(o, ctl_fd, key_fd, store, argv);
+    execv(o->worker_path, (char *const *)argv);
+    fprintf(stderr, "qcowd: cannot run %s: %s\n", o->worker_path, strerror(errno));
+    _exit(127);
+}
+
+static int key_pipe(const char *key, int *read_end)
+{
+    int p[2];
+
+    *read_end = -1;
+    if (!key)
+        return 0;
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -errno;
+    /* A password fits in the pipe buffer: the write cannot block. */
+    if (write(p[1], key, strlen(key)) < 0 || write(p[1], "\n", 1) < 0) {
+        close(p[0]);
+        close(p[1]);
+        return -errno;
+    }
+    close(p[1]);
+    *read_end = p[0];
+    return 0;
+}
+
+static int recv_json(int fd, int timeout_ms, json_object **msg, int *fds, unsigned *nfds)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    char *buf;
+    ssize_t n;
+    int r;
+
+    *nfds = 0;
+    do
+        r = poll(&p, 1, timeout_ms);
+    while (r < 0 && errno == EINTR);
+    if (r == 0)
+        return -ETIMEDOUT;
+    if (r < 0)
+        return -errno;
+    if (!(buf = malloc(MESSAGE_MAX + 1)))
+        return -ENOMEM;
+    n = fdpass_recv(fd, buf, MESSAGE_MAX, fds, fds ? 3 : 0, nfds);
+    if (n <= 0) {
+        free(buf);
+        return n == 0 ? -ECONNRESET : (int)n;
+    }
+    buf[n] = '\0';
+    *msg = json_tokener_parse(buf);
+    free(buf);
+    return *msg ? 0 : -EBADMSG;
+}
+
+static void kill_and_reap(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
+static int take_ready(const struct worker_spawn_opts *o, struct worker_proc *p, json_object *msg,
+                      const int *fds, unsigned nfds)
+{
+    json_object *ev, *data;
+    const char *name = json_object_object_get_ex(msg, "event", &ev) ? json_object_get_string(ev) : "";
+
+    json_object_object_get_ex(msg, "data", &data);
+    if (strcmp(name, "failed") == 0) {
+        json_object *desc;
+        json_object_object_get_ex(data, "desc", &desc);
+        return qc_fail(-EIO, "%s", desc ? json_object_get_string(desc) : "worker failed");
+    }
+    if (strcmp(name, "ready") != 0 || (!o->adopt && nfds != 3))
+        return qc_fail(-EPROTO, "%s: the worker sent an unexpected first message", o->image);
+    if (o->adopt) {
+        p->ring.memfd = fcntl(o->adopt->memfd, F_DUPFD_CLOEXEC, 0);
+        p->ring.req_eventfd = fcntl(o->adopt->req_eventfd, F_DUPFD_CLOEXEC, 0);
+        p->ring.rsp_eventfd = fcntl(o->adopt->rsp_eventfd, F_DUPFD_CLOEXEC, 0);
+    } else {
+        p->ring = (struct qcowring_fds){ fds[0], fds[1], fds[2] };
+    }
+    p->ready = json_object_get(data);
+    return 0;
+}
+
+int worker_spawn(const struct worker_spawn_opts *o, int timeout_ms, struct worker_proc *out)
+{
+    int sv[2], key_fd, fds[3];
+    unsigned nfds = 0;
+    json_object *msg = NULL;
+    pid_t pid;
+    int r;
+
+    *out = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 } };
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return -errno;
+    if ((r = key_pipe(o->key, &key_fd)) < 0)
+        goto fail_socks;
+    pid = fork();
+    if (pid < 0) {
+        r = -errno;
+        goto fail_key;
+    }
+    if (pid == 0)
+        exec_child(o, sv[1], key_fd);
+    close(sv[1]);
+    if (key_fd >= 0)
+        close(key_fd);
+    out->pid = pid;
+    out->ctl_fd = sv[0];
+    if ((r = recv_json(sv[0], timeout_ms, &msg, fds, &nfds)) < 0)
+        r = qc_fail(r, "%s: the worker did not start: %s", o->image,
+                    r == -ECONNRESET ? "it exited" : strerror(-r));
+    else
+        r = take_ready(o, out, msg, fds, nfds);
+    json_object_put(msg);
+    if (r < 0) {
+        for (unsigned i = 0; i < nfds; i++)
+            close(fds[i]);
+        kill_and_reap(pid);
+        close(sv[0]);
+        *out = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 } };
+    }
+    return r;
+fail_key:
+    if (key_fd >= 0)
+        close(key_fd);
+fail_socks:
+    close(sv[0]);
+    close(sv[1]);
+    return r;
+}
+
+int worker_call(struct worker_proc *p, const char *cmd, int timeout_ms, json_object **ret)
+{
+    char buf[256];
+    json_object *msg = NULL, *v;
+    int r;
+
+    snprintf(buf, sizeof buf, "{\"execute\":\"%s\"}", cmd);
+    if ((r = fdpass_send(p->ctl_fd, buf, strlen(buf), NULL, 0)) < 0)
+        return r;
+    if ((r = recv_json(p->ctl_fd, timeout_ms, &msg, NULL, &(unsigned){ 0 })) < 0)
+        return r;
+    if (json_object_object_get_ex(msg, "return", &v)) {
+        *ret = json_object_get(v);
+        r = 0;
+    } else {
+        json_object *e, *desc = NULL;
+        json_object_object_get_ex(msg, "error", &e);
+        json_object_object_get_ex(e, "desc", &desc);
+        r = qc_fail(-EIO, "%s", desc ? json_object_get_string(desc) : "bad answer");
+    }
+    json_object_put(msg);
+    return r;
+}
+
+void worker_proc_release(struct worker_proc *p)
+{
+    if (p->ctl_fd >= 0)
+        close(p->ctl_fd);
+    qcowring_close_fds(&p->ring);
+    json_object_put(p->ready);
+    p->ready = NULL;
+    p->ctl_fd = -1;
+}
+
+int worker_stop(struct worker_proc *p, int timeout_ms)
+{
+    json_object *ret = NULL;
+    int status = 0, waited = 0;
+    pid_t w;
+
+    if (worker_call(p, "stop", timeout_ms, &ret) == 0)
+        json_object_put(ret);
+    worker_proc_release(p);
+    while ((w = waitpid(p->pid, &status, WNOHANG)) == 0 && waited < timeout_ms) {
+        usleep(10000);
+        waited += 10;
+    }
+    if (w == 0) {
+        kill_and_reap(p->pid);
+        return -ETIMEDOUT;
+    }
+    if (w < 0)
+        return -errno;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}

@@ -1,0 +1,53 @@
+/* Starting a qcowd-worker and talking to it over its control channel.
+ * Used by the supervisor, and by tests and benchmarks that drive a worker
+ * without one. */
+#ifndef QCOWD_WORKER_SPAWN_H
+#define QCOWD_WORKER_SPAWN_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "qcowring-client.h"
+
+struct worker_spawn_opts {
+    const char *worker_path;    /* the qcowd-worker binary */
+    const char *image;
+    const char *format;         /* NULL: auto */
+    const char *name;           /* NULL: the image path */
+    bool read_only;
+    bool writeback;             /* page cache instead of O_DIRECT */
+    bool null_backend;
+    const char *key;            /* encryption password, or NULL */
+    const char *log_level;      /* NULL: info */
+    unsigned ring_order;        /* 0: the worker's default (unless adopting) */
+    unsigned data_pages;
+    unsigned max_indirect;
+    const struct qcowring_fds *adopt; /* serve this existing ring */
+    int stderr_fd;              /* -1: inherit */
+};
+
+struct worker_proc {
+    pid_t pid;
+    int ctl_fd;
+    struct qcowring_fds ring;   /* received with "ready" (or the adopted ones, dup'ed) */
+    json_object *ready;         /* the "data" of the ready event */
+};
+
+/* Start a worker and wait (up to timeout_ms) for it to report.  On "failed"
+ * returns -EIO with the worker's reason in qc_error_message(); the process
+ * is reaped either way on failure. */
+int worker_spawn(const struct worker_spawn_opts *o, int timeout_ms, struct worker_proc *out);
+
+/* Send {"execute": cmd} and wait for the answer: 0 with *ret (the "return"
+ * object, caller puts it) or -EIO with the error's text recorded. */
+int worker_call(struct worker_proc *p, const char *cmd, int timeout_ms, json_object **ret);
+
+/* Ask the worker to stop and wait for it to exit; returns its exit status
+ * (0 clean) or -errno. Closes everything. */
+int worker_stop(struct worker_proc *p, int timeout_ms);
+
+/* Forget the worker without stopping it (after it died): close the fds. */
+void worker_proc_release(struct worker_proc *p);
+
+#endif

@@ -1,0 +1,235 @@
+/* The worker's control channel to the supervisor: a SOCK_SEQPACKET socket,
+ * one JSON object per message.  The worker announces itself with a "ready"
+ * event (carrying the ring's descriptors when it made the ring) or a
+ * "failed" event, then answers commands:
+ *   {"execute": "stats" | "query" | "pause" | "resume" | "stop", "id": ...}
+ * with {"return": {...}, "id": ...} or {"error": {"class", "desc"}, "id"}. */
+#include "config.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "fdpass.h"
+#include "log.h"
+#include "worker.h"
+
+#define CTL_MAX_MESSAGE 65536
+
+static json_object *pending_pause_id;
+
+static int send_json(int fd, json_object *obj, const int *fds, unsigned nfds)
+{
+    const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
+    int r = fdpass_send(fd, text, strlen(text), fds, nfds);
+
+    json_object_put(obj);
+    return r;
+}
+
+static json_object *geometry_json(const struct worker *w)
+{
+    json_object *o = json_object_new_object();
+    struct layer_info info;
+    json_object *chain = json_object_new_array();
+
+    for (struct layer *l = w->img->top; l; l = layer_backing(l)) {
+        json_object *e = json_object_new_object();
+        layer_get_info(l, &info);
+        json_object_object_add(e, "filename", json_object_new_string(info.path));
+        json_object_object_add(e, "format", json_object_new_string(image_format_name(info.format)));
+        json_object_object_add(e, "virtual-size", json_object_new_int64((int64_t)info.size));
+        json_object_array_add(chain, e);
+    }
+    layer_get_info(w->img->top, &info);
+    json_object_object_add(o, "size", json_object_new_int64((int64_t)w->img->size));
+    json_object_object_add(o, "format", json_object_new_string(image_format_name(info.format)));
+    json_object_object_add(o, "cluster-size", json_object_new_int64(info.cluster_size));
+    json_object_object_add(o, "encrypted", json_object_new_boolean(info.encrypted));
+    json_object_object_add(o, "read-only", json_object_new_boolean(w->read_only));
+    json_object_object_add(o, "chain", chain);
+    json_object_object_add(o, "capacity-sectors",
+                           json_object_new_int64((int64_t)w->ring_params.capacity_sectors));
+    json_object_object_add(o, "features", json_object_new_int64((int64_t)w->ring_params.features));
+    json_object_object_add(o, "ring-page-order", json_object_new_int(
+                               (int32_t)w->ring_params.ring_page_order));
+    json_object_object_add(o, "data-pages", json_object_new_int((int32_t)w->ring_params.data_pages));
+    json_object_object_add(o, "max-indirect-segments", json_object_new_int(
+                               (int32_t)w->ring_params.max_indirect_segments));
+    return o;
+}
+
+int worker_send_ready(struct worker *w, bool with_fds)
+{
+    json_object *ev = json_object_new_object();
+    int fds[3] = { w->ring_fds.memfd, w->ring_fds.req_eventfd, w->ring_fds.rsp_eventfd };
+
+    if (w->ctl_fd < 0)
+        return 0;
+    json_object_object_add(ev, "event", json_object_new_string("ready"));
+    json_object_object_add(ev, "data", geometry_json(w));
+    return send_json(w->ctl_fd, ev, fds, with_fds ? 3 : 0);
+}
+
+int worker_send_failed(int ctl_fd, const char *reason)
+{
+    json_object *ev = json_object_new_object();
+    json_object *data = json_object_new_object();
+
+    if (ctl_fd < 0)
+        return 0;
+    json_object_object_add(data, "desc", json_object_new_string(reason));
+    json_object_object_add(ev, "event", json_object_new_string("failed"));
+    json_object_object_add(ev, "data", data);
+    return send_json(ctl_fd, ev, NULL, 0);
+}
+
+static json_object *op_stats_json(const struct io_stats *s, enum blk_op op)
+{
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "ops", json_object_new_int64((int64_t)s->ops[op]));
+    json_object_object_add(o, "bytes", json_object_new_int64((int64_t)s->bytes[op]));
+    json_object_object_add(o, "errors", json_object_new_int64((int64_t)s->errors[op]));
+    json_object_object_add(o, "latency-p50-us",
+                           json_object_new_int64((int64_t)stats_quantile_us(s, op, 0.50)));
+    json_object_object_add(o, "latency-p99-us",
+                           json_object_new_int64((int64_t)stats_quantile_us(s, op, 0.99)));
+    return o;
+}
+
+static json_object *stats_json(const struct worker *w)
+{
+    const struct io_stats *s = executor_stats(w->x);
+    struct ring_server_stats rs;
+    json_object *o = json_object_new_object();
+
+    ring_server_get_stats(w->rs, &rs);
+    for (enum blk_op op = BLK_READ; op <= BLK_DISCARD; op++)
+        json_object_object_add(o, blk_op_name(op), op_stats_json(s, op));
+    json_object_object_add(o, "in-flight", json_object_new_int64((int64_t)s->inflight));
+    json_object_object_add(o, "bad-requests", json_object_new_int64((int64_t)rs.bad_requests));
+    json_object_object_add(o, "ring-broken", json_object_new_boolean(rs.broken));
+    json_object_object_add(o, "uptime-ms",
+                           json_object_new_int64((int64_t)((now_ns() - w->started_ns) / 1000000)));
+    return o;
+}
+
+static const char *state_name(enum worker_state s)
+{
+    static const char *const names[] = { "running", "pausing", "paused", "stopping" };
+    return names[s];
+}
+
+static void reply(struct worker *w, json_object *id, json_object *ret)
+{
+    json_object *msg = json_object_new_object();
+
+    json_object_object_add(msg, "return", ret ? ret : json_object_new_object());
+    if (id)
+        json_object_object_add(msg, "id", json_object_get(id));
+    if (send_json(w->ctl_fd, msg, NULL, 0) < 0)
+        log_warning("%s: cannot answer the supervisor", w->name);
+}
+
+static void reply_error(struct worker *w, json_object *id, const char *cls, const char *desc)
+{
+    json_object *msg = json_object_new_object();
+    json_object *err = json_object_new_object();
+
+    json_object_object_add(err, "class", json_object_new_string(cls));
+    json_object_object_add(err, "desc", json_object_new_string(desc));
+    json_object_object_add(msg, "error", err);
+    if (id)
+        json_object_object_add(msg, "id", json_object_get(id));
+    send_json(w->ctl_fd, msg, NULL, 0);
+}
+
+void worker_pause_done(struct worker *w)
+{
+    w->state = WORKER_PAUSED;
+    log_info("%s: paused", w->name);
+    reply(w, pending_pause_id, NULL);
+    json_object_put(pending_pause_id);
+    pending_pause_id = NULL;
+}
+
+static void do_pause(struct worker *w, json_object *id)
+{
+    if (w->state != WORKER_RUNNING) {
+        reply_error(w, id, "InvalidState", "the image is not running");
+        return;
+    }
+    w->state = WORKER_PAUSING;
+    json_object_put(pending_pause_id);
+    pending_pause_id = id ? json_object_get(id) : NULL;
+    if (executor_idle(w->x))
+        worker_pause_done(w);
+}
+
+static void do_resume(struct worker *w, json_object *id)
+{
+    if (w->state != WORKER_PAUSED && w->state != WORKER_PAUSING) {
+        reply_error(w, id, "InvalidState", "the image is not paused");
+        return;
+    }
+    w->state = WORKER_RUNNING;
+    w->ring_pending = true;
+    log_info("%s: resumed", w->name);
+    reply(w, id, NULL);
+}
+
+static void handle_command(struct worker *w, const char *cmd, json_object *id)
+{
+    if (strcmp(cmd, "stats") == 0) {
+        reply(w, id, stats_json(w));
+    } else if (strcmp(cmd, "query") == 0) {
+        json_object *q = geometry_json(w);
+        json_object_object_add(q, "state", json_object_new_string(state_name(w->state)));
+        reply(w, id, q);
+    } else if (strcmp(cmd, "pause") == 0) {
+        do_pause(w, id);
+    } else if (strcmp(cmd, "resume") == 0) {
+        do_resume(w, id);
+    } else if (strcmp(cmd, "stop") == 0) {
+        w->state = WORKER_STOPPING;
+        reply(w, id, NULL);
+    } else {
+        reply_error(w, id, "CommandNotFound", "unknown worker command");
+    }
+}
+
+void worker_handle_control(struct worker *w)
+{
+    char buf[CTL_MAX_MESSAGE];
+    int fds[FDPASS_MAX];
+    unsigned nfds = 0;
+    ssize_t n = fdpass_recv(w->ctl_fd, buf, sizeof buf - 1, fds, FDPASS_MAX, &nfds);
+    json_object *msg, *cmd, *id = NULL;
+
+    for (unsigned i = 0; i < nfds; i++)
+        close(fds[i]);
+    if (n <= 0) {
+        if (n < 0 && n != -EAGAIN)
+            log_warning("%s: control channel: %s", w->name, strerror((int)-n));
+        if (n == 0 || n != -EAGAIN) {
+            log_info("%s: supervisor went away: stopping", w->name);
+            w->state = WORKER_STOPPING;
+            close(w->ctl_fd);
+            w->ctl_fd = -1;
+        }
+        return;
+    }
+    buf[n] = '\0';
+    msg = json_tokener_parse(buf);
+    json_object_object_get_ex(msg, "id", &id);
+    if (!msg || !json_object_object_get_ex(msg, "execute", &cmd) ||
+        !json_object_is_type(cmd, json_type_string))
+        reply_error(w, id, "GenericError", "expected {\"execute\": COMMAND}");
+    else
+        handle_command(w, json_object_get_string(cmd), id);
+    json_object_put(msg);
+}

@@ -1,0 +1,847 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "exec.h"
+#include "util.h"
+
+struct xreq {
+    struct blk_req *req;
+    struct executor *x;
+    uint64_t lo, hi;            /* conflict range, cluster aligned */
+    bool running;
+    int pending;                /* outstanding sub-operations */
+    int error;
+    struct write_piece *pieces;
+    size_t npieces, cap;
+    struct xreq *prev, *next;   /* active list, in arrival order */
+    struct xreq *flush_next;    /* in a flush batch */
+};
+
+/* The rest of a cluster being read before an allocating write. */
+struct fill {
+    struct xreq *xr;
+    const struct write_piece *p;
+    uint8_t *cluster;
+    int pending;
+    int error;
+};
+
+struct xop;
+typedef int (*xop_finish_fn)(struct xop *op, long res);
+
+struct xop {
+    struct aio_op aio;
+    struct xreq *xr;            /* NULL for writeback operations */
+    struct fill *fill;          /* set for the reads of a fill */
+    xop_finish_fn finish;
+    struct extent ext;
+    struct iovec *iov;          /* the request's buffers this op reads into */
+    int niov;
+    uint8_t *bounce;
+    uint8_t *stream;            /* compressed data */
+    uint64_t len;
+    struct iovec one;
+};
+
+struct executor {
+    struct image *img;
+    struct aio_ctx *aio;
+    struct exec_opts opts;
+    uint32_t granule;           /* cluster size; conflicts are tracked per cluster */
+    bool top_is_raw;
+    struct xreq *head, *tail;   /* active requests */
+    unsigned active;
+    bool scheduling, reschedule;
+    /* writeback */
+    struct xreq *flush_ready;
+    bool wb_running, wb_wanted;
+    struct meta_writeback wb;
+    int wb_phase, wb_pending, wb_err;
+    struct xreq *wb_batch;
+    struct io_stats stats;
+};
+
+static void sub_done(struct xreq *xr, int err);
+static void writeback_kick(struct executor *x);
+static void schedule(struct executor *x);
+
+/* ---- iovec helpers ----------------------------------------------------- */
+
+/* The part [skip, skip+len) of iov as a new array. */
+static int iov_slice(const struct iovec *iov, unsigned n, uint64_t skip, uint64_t len,
+                     struct iovec **out, int *nout)
+{
+    struct iovec *v = malloc(sizeof *v * (n ? n : 1));
+    int k = 0;
+
+    if (!v)
+        return -ENOMEM;
+    for (unsigned i = 0; i < n && len > 0; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        uint64_t take = MIN(iov[i].iov_len - skip, len);
+        v[k].iov_base = (uint8_t *)iov[i].iov_base + skip;
+        v[k++].iov_len = take;
+        len -= take;
+        skip = 0;
+    }
+    *out = v;
+    *nout = k;
+    return 0;
+}
+
+static void iov_from_buf(const struct iovec *iov, int n, const uint8_t *src, uint64_t skip)
+{
+    for (int i = 0; i < n; i++) {
+        memcpy(iov[i].iov_base, src + skip, iov[i].iov_len);
+        skip += iov[i].iov_len;
+    }
+}
+
+static void iov_to_buf(const struct iovec *iov, int n, uint8_t *dst)
+{
+    for (int i = 0; i < n; i++) {
+        memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+        dst += iov[i].iov_len;
+    }
+}
+
+/* Zero bytes [from, end) of iov. */
+static void iov_zero_from(const struct iovec *iov, int n, uint64_t from)
+{
+    for (int i = 0; i < n; i++) {
+        if (from < iov[i].iov_len)
+            memset((uint8_t *)iov[i].iov_base + from, 0, iov[i].iov_len - from);
+        from = from > iov[i].iov_len ? from - iov[i].iov_len : 0;
+    }
+}
+
+static bool iov_aligned(const struct iovec *iov, int n, uint64_t a)
+{
+    for (int i = 0; i < n; i++)
+        if (!is_aligned((uintptr_t)iov[i].iov_base | iov[i].iov_len, a))
+            return false;
+    return true;
+}
+
+/* ---- sub-operations ---------------------------------------------------- */
+
+static struct xop *xop_new(struct xreq *xr, struct fill *f)
+{
+    struct xop *op = calloc(1, sizeof *op);
+
+    if (op) {
+        op->xr = xr;
+        op->fill = f;
+    }
+    return op;
+}
+
+static void xop_free(struct xop *op)
+{
+    free(op->iov);
+    free(op->bounce);
+    free(op->stream);
+    free(op);
+}
+
+static void fill_op_done(struct fill *f, int err);
+
+static void xop_done(struct aio_op *a, long res)
+{
+    struct xop *op = (struct xop *)((char *)a - offsetof(struct xop, aio));
+    int err = op->finish(op, res);
+    struct xreq *xr = op->xr;
+    struct fill *f = op->fill;
+
+    xop_free(op);
+    if (f)
+        fill_op_done(f, err);
+    else
+        sub_done(xr, err);
+}
+
+static void xop_issue(struct executor *x, struct xop *op)
+{
+    op->aio.done = xop_done;
+    if (op->fill)
+        op->fill->pending++;
+    else
+        op->xr->pending++;
+    aio_queue(x->aio, &op->aio);
+}
+
+static int io_result(long res, uint64_t want, bool short_ok)
+{
+    if (res < 0)
+        return (int)res;
+    if ((uint64_t)res < want && !short_ok)
+        return -EIO;
+    return 0;
+}
+
+/* The descriptor to use: O_DIRECT only when everything is aligned. */
+static int pick_fd(struct executor *x, int direct_fd, struct layer *l, uint64_t off, uint64_t len,
+                   const struct iovec *iov, int n)
+{
+    uint64_t a = x->opts.dio_align ? x->opts.dio_align : 512;
+
+    if (layer_is_direct(l) && is_aligned(off | len, a) && iov_aligned(iov, n, a))
+        return direct_fd;
+    return layer_fd(l, false);
+}
+
+/* ---- reading extents --------------------------------------------------- */
+
+static int finish_plain_read(struct xop *op, long res)
+{
+    int r = io_result(res, op->len, true);
+
+    if (r == 0 && (uint64_t)res < op->len)
+        iov_zero_from(op->iov, op->niov, (uint64_t)res);   /* past end of file */
+    return r;
+}
+
+static int finish_bounce_read(struct xop *op, long res)
+{
+    int r = io_result(res, op->len, true);
+
+    if (r < 0)
+        return r;
+    if ((uint64_t)res < op->len)
+        memset(op->bounce + res, 0, op->len - (uint64_t)res);
+    if ((r = extent_decrypt(&op->ext, op->ext.guest_off, op->bounce, op->len)) < 0)
+        return r;
+    iov_from_buf(op->iov, op->niov, op->bounce, 0);
+    return 0;
+}
+
+static int finish_compressed_read(struct xop *op, long res)
+{
+    int r = io_result(res, op->ext.comp_len, false);
+
+    if (r < 0)
+        return r == -EIO ? qc_fail(-EIO, "compressed cluster is truncated") : r;
+    if ((r = extent_inflate(&op->ext, op->stream, op->bounce)) < 0)
+        return r;
+    iov_from_buf(op->iov, op->niov, op->bounce, 0);
+    return 0;
+}
+
+static int read_plain(struct executor *x, struct xop *op)
+{
+    const struct extent *e = &op->ext;
+    int fd = pick_fd(x, e->fd, e->layer, e->host_off, e->len, op->iov, op->niov);
+
+    op->finish = finish_plain_read;
+    aio_prep_readv(&op->aio, fd, op->iov, op->niov, e->host_off);
+    return 0;
+}
+
+static int read_through_bounce(struct executor *x, struct xop *op)
+{
+    const struct extent *e = &op->ext;
+
+    if (!(op->bounce = alloc_aligned(4096, e->len)))
+        return -ENOMEM;
+    op->one = (struct iovec){ op->bounce, e->len };
+    op->finish = finish_bounce_read;
+    aio_prep_readv(&op->aio, pick_fd(x, e->fd, e->layer, e->host_off, e->len, &op->one, 1),
+                   &op->one, 1, e->host_off);
+    return 0;
+}
+
+/* Returns 1 when the data came from the inflate cache (no I/O needed). */
+static int read_compressed(struct executor *x, struct xop *op)
+{
+    const struct extent *e = &op->ext;
+
+    if (!(op->bounce = malloc(e->len)))
+        return -ENOMEM;
+    if (extent_inflate(e, NULL, op->bounce) == 0) {
+        iov_from_buf(op->iov, op->niov, op->bounce, 0);
+        return 1;
+    }
+    if (!(op->stream = malloc(e->comp_len)))
+        return -ENOMEM;
+    op->one = (struct iovec){ op->stream, e->comp_len };
+    op->finish = finish_compressed_read;
+    aio_prep_readv(&op->aio, layer_fd(e->layer, false), &op->one, 1, e->host_off);
+    return 0;
+}
+
+/* Read extent e into target (owned by this function from now on). */
+static int read_extent(struct executor *x, struct xreq *xr, struct fill *f, const struct extent *e,
+                       struct iovec *target, int ntarget)
+{
+    struct xop *op;
+    int r;
+
+    if (e->kind == EXTENT_ZERO) {
+        iov_zero_from(target, ntarget, 0);
+        free(target);
+        return 0;
+    }
+    if (!(op = xop_new(xr, f))) {
+        free(target);
+        return -ENOMEM;
+    }
+    op->ext = *e;
+    op->iov = target;
+    op->niov = ntarget;
+    op->len = e->len;
+    if (e->kind == EXTENT_COMPRESSED)
+        r = read_compressed(x, op);
+    else if (e->encrypted)
+        r = read_through_bounce(x, op);
+    else
+        r = read_plain(x, op);
+    if (r != 0) {
+        xop_free(op);
+        return r < 0 ? r : 0;
+    }
+    xop_issue(x, op);
+    return 0;
+}
+
+static int read_extents(struct executor *x, struct xreq *xr, struct fill *f,
+                        const struct extent_vec *ev, const struct iovec *iov, unsigned niov,
+                        uint64_t base)
+{
+    for (size_t i = 0; i < ev->n; i++) {
+        const struct extent *e = &ev->v[i];
+        struct iovec *target;
+        int ntarget, r;
+
+        if ((r = iov_slice(iov, niov, e->guest_off - base, e->len, &target, &ntarget)) < 0 ||
+            (r = read_extent(x, xr, f, e, target, ntarget)) < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int start_read(struct executor *x, struct xreq *xr)
+{
+    struct blk_req *req = xr->req;
+    struct extent_vec ev = { 0 };
+    int r = image_map(x->img, req->off, req->len, &ev);
+
+    if (r == 0)
+        r = read_extents(x, xr, NULL, &ev, req->iov, req->niov, req->off);
+    extent_vec_free(&ev);
+    return r;
+}
+
+/* ---- writing pieces ---------------------------------------------------- */
+
+static int finish_write(struct xop *op, long res)
+{
+    return io_result(res, op->len, false);
+}
+
+/* Write len bytes from src (or from op->bounce when src is NULL). */
+static int write_out(struct executor *x, struct xop *op, const struct write_piece *p,
+                     uint64_t host_off)
+{
+    struct iovec *src = op->iov;
+    int n = op->niov;
+
+    if (op->bounce) {
+        op->one = (struct iovec){ op->bounce, op->len };
+        src = &op->one;
+        n = 1;
+    }
+    op->finish = finish_write;
+    aio_prep_writev(&op->aio, pick_fd(x, p->fd, p->layer, host_off, op->len, src, n), src, n,
+                    host_off);
+    xop_issue(x, op);
+    return 0;
+}
+
+static int write_direct_piece(struct executor *x, struct xreq *xr, const struct write_piece *p)
+{
+    struct blk_req *req = xr->req;
+    struct xop *op = xop_new(xr, NULL);
+    int r;
+
+    if (!op)
+        return -ENOMEM;
+    op->len = p->len;
+    if ((r = iov_slice(req->iov, req->niov, p->guest_off - req->off, p->len, &op->iov,
+                       &op->niov)) < 0)
+        goto fail;
+    if (p->encrypted) {
+        /* Never encrypt in the client's pages: copy first. */
+        if (!(op->bounce = alloc_aligned(4096, p->len))) {
+            r = -ENOMEM;
+            goto fail;
+        }
+        iov_to_buf(op->iov, op->niov, op->bounce);
+        if ((r = piece_encrypt(p, p->guest_off, op->bounce, p->len)) < 0)
+            goto fail;
+    }
+    return write_out(x, op, p, p->host_off);
+fail:
+    xop_free(op);
+    return r;
+}
+
+static void fill_free(struct fill *f)
+{
+    free(f->cluster);
+    free(f);
+}
+
+/* All of the fill is read: lay the new bytes over it and write the cluster. */
+static int write_filled(struct executor *x, struct fill *f)
+{
+    const struct write_piece *p = f->p;
+    struct blk_req *req = f->xr->req;
+    struct iovec *src;
+    struct xop *op;
+    int nsrc, r;
+
+    if ((r = iov_slice(req->iov, req->niov, p->guest_off - req->off, p->len, &src, &nsrc)) < 0)
+        return r;
+    iov_to_buf(src, nsrc, f->cluster + (p->guest_off - p->cluster_guest_off));
+    free(src);
+    if ((r = piece_encrypt(p, p->cluster_guest_off, f->cluster, p->cluster_size)) < 0)
+        return r;
+    if (!(op = xop_new(f->xr, NULL)))
+        return -ENOMEM;
+    op->bounce = f->cluster;
+    op->len = p->cluster_size;
+    f->cluster = NULL;
+    return write_out(x, op, p, p->host_off);
+}
+
+static void fill_op_done(struct fill *f, int err)
+{
+    struct xreq *xr = f->xr;
+
+    if (err && !f->error)
+        f->error = err;
+    if (--f->pending > 0)
+        return;
+    if (!f->error)
+        f->error = write_filled(xr->x, f);
+    err = f->error;
+    fill_free(f);
+    sub_done(xr, err);          /* the fill's own hold on the request */
+}
+
+static int start_fill(struct executor *x, struct xreq *xr, const struct write_piece *p)
+{
+    struct fill *f = calloc(1, sizeof *f);
+    struct extent_vec ev = { 0 };
+    struct iovec whole;
+    int r;
+
+    if (!f)
+        return -ENOMEM;
+    *f = (struct fill){ .xr = xr, .p = p, .pending = 1 };
+    if (!(f->cluster = alloc_aligned(4096, p->cluster_size))) {
+        fill_free(f);
+        return -ENOMEM;
+    }
+    xr->pending++;              /* released by fill_op_done */
+    whole = (struct iovec){ f->cluster, p->cluster_size };
+    r = image_map_fill(x->img, p, &ev);
+    if (r == 0)
+        r = read_extents(x, xr, f, &ev, &whole, 1, p->cluster_guest_off);
+    extent_vec_free(&ev);
+    fill_op_done(f, r);         /* drop the setup hold */
+    return 0;
+}
+
+static int start_write(struct executor *x, struct xreq *xr)
+{
+    struct blk_req *req = xr->req;
+    int r = image_plan_write(x->img, req->off, req->len, &xr->pieces, &xr->npieces, &xr->cap);
+
+    for (size_t i = 0; r == 0 && i < xr->npieces; i++) {
+        const struct write_piece *p = &xr->pieces[i];
+        if (p->kind == WRITE_ALLOC && p->fill != FILL_NONE)
+            r = start_fill(x, xr, p);
+        else
+            r = write_direct_piece(x, xr, p);
+    }
+    return r;
+}
+
+static int commit_pieces(struct executor *x, struct xreq *xr)
+{
+    for (size_t i = 0; i < xr->npieces; i++) {
+        int r = image_commit_write(x->img, &xr->pieces[i]);
+        if (r < 0)
+            return r;
+    }
+    if (image_meta_pressure(x->img))
+        x->wb_wanted = true;
+    return 0;
+}
+
+static int do_discard(struct executor *x, struct xreq *xr)
+{
+    struct blk_req *req = xr->req;
+
+    /* qcow v1 has no way to give clusters back; discard is advisory. */
+    if (!x->top_is_raw)
+        return 0;
+    if (fallocate(layer_fd(x->img->top, false), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  (off_t)req->off, (off_t)req->len) < 0 && errno != EOPNOTSUPP)
+        return -errno;
+    return 0;
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static bool is_write(const struct xreq *xr)
+{
+    return xr->req->op == BLK_WRITE || xr->req->op == BLK_DISCARD;
+}
+
+static bool conflicts(const struct xreq *earlier, const struct xreq *later)
+{
+    if (earlier->req->barrier || later->req->barrier)
+        return true;
+    if (later->req->op == BLK_FLUSH)
+        return is_write(earlier);
+    if (earlier->req->op == BLK_FLUSH)
+        return false;
+    if (!is_write(earlier) && !is_write(later))
+        return false;
+    return earlier->lo < later->hi && later->lo < earlier->hi;
+}
+
+static bool blocked(const struct executor *x, const struct xreq *xr)
+{
+    for (const struct xreq *e = x->head; e && e != xr; e = e->next)
+        if (conflicts(e, xr))
+            return true;
+    return false;
+}
+
+static void unlink_req(struct executor *x, struct xreq *xr)
+{
+    if (xr->prev)
+        xr->prev->next = xr->next;
+    else
+        x->head = xr->next;
+    if (xr->next)
+        xr->next->prev = xr->prev;
+    else
+        x->tail = xr->prev;
+    x->active--;
+}
+
+static void finish(struct xreq *xr, int status)
+{
+    struct executor *x = xr->x;
+    struct blk_req *req = xr->req;
+
+    unlink_req(x, xr);
+    x->stats.inflight = x->active;
+    stats_record(&x->stats, req->op, req->len, status, now_ns() - req->start_ns);
+    free(xr->pieces);
+    free(xr);
+    req->complete(req, status);
+    schedule(x);
+}
+
+static void queue_flush(struct executor *x, struct xreq *xr)
+{
+    xr->flush_next = x->flush_ready;
+    x->flush_ready = xr;
+    writeback_kick(x);
+}
+
+/* All I/O of the request is done. */
+static void io_done(struct xreq *xr)
+{
+    struct executor *x = xr->x;
+
+    if (xr->req->op == BLK_WRITE && xr->error == 0)
+        xr->error = commit_pieces(x, xr);
+    if ((xr->req->flush || xr->req->barrier) && xr->error == 0) {
+        queue_flush(x, xr);     /* durable before it completes */
+        return;
+    }
+    finish(xr, xr->error);
+    if (x->wb_wanted)
+        writeback_kick(x);
+}
+
+static void sub_done(struct xreq *xr, int err)
+{
+    if (err && !xr->error)
+        xr->error = err;
+    if (--xr->pending == 0)
+        io_done(xr);
+}
+
+static void start(struct executor *x, struct xreq *xr)
+{
+    int r = 0;
+
+    xr->running = true;
+    xr->pending = 1;            /* held until every sub-operation is issued */
+    switch (xr->req->op) {
+    case BLK_READ: r = start_read(x, xr); break;
+    case BLK_WRITE: r = start_write(x, xr); break;
+    case BLK_DISCARD: r = do_discard(x, xr); break;
+    case BLK_FLUSH:
+        queue_flush(x, xr);
+        return;
+    }
+    sub_done(xr, r);
+}
+
+static void schedule(struct executor *x)
+{
+    if (x->scheduling) {
+        x->reschedule = true;
+        return;
+    }
+    x->scheduling = true;
+    do {
+        x->reschedule = false;
+        for (struct xreq *xr = x->head, *next; xr; xr = next) {
+            next = xr->next;
+            if (!xr->running && !blocked(x, xr))
+                start(x, xr);
+        }
+    } while (x->reschedule);
+    x->scheduling = false;
+}
+
+static int validate(const struct executor *x, const struct blk_req *req)
+{
+    uint64_t end = align_up(x->img->size, IMAGE_SECTOR_SIZE);
+    uint64_t sum = 0;
+
+    if (req->op == BLK_FLUSH)
+        return 0;
+    if (!is_aligned(req->off | req->len, IMAGE_SECTOR_SIZE) || req->off > end ||
+        req->len > end - req->off)
+        return -EINVAL;
+    if (req->op == BLK_DISCARD)
+        return 0;
+    for (unsigned i = 0; i < req->niov; i++)
+        sum += req->iov[i].iov_len;
+    return sum == req->len ? 0 : -EINVAL;
+}
+
+void executor_submit(struct executor *x, struct blk_req *req)
+{
+    struct xreq *xr;
+    int r;
+
+    req->start_ns = now_ns();
+    if ((r = validate(x, req)) < 0 || x->opts.null_backend) {
+        stats_record(&x->stats, req->op, req->len, r, 0);
+        req->complete(req, r);
+        return;
+    }
+    if (!(xr = calloc(1, sizeof *xr))) {
+        req->complete(req, -ENOMEM);
+        return;
+    }
+    xr->req = req;
+    xr->x = x;
+    xr->lo = align_down(req->off, x->granule);
+    xr->hi = align_up(req->off + req->len, x->granule);
+    xr->prev = x->tail;
+    if (x->tail)
+        x->tail->next = xr;
+    else
+        x->head = xr;
+    x->tail = xr;
+    x->active++;
+    x->stats.inflight = x->active;
+    if (x->scheduling)
+        x->reschedule = true;
+    else if (!blocked(x, xr))
+        start(x, xr);
+}
+
+/* ---- writeback --------------------------------------------------------- */
+
+static void wb_next_phase(struct executor *x);
+
+/* One write or fdatasync of a metadata writeback. */
+struct wb_op {
+    struct aio_op aio;
+    struct executor *x;
+    uint64_t len;
+    struct iovec one;
+};
+
+static void wb_op_done(struct aio_op *a, long res)
+{
+    struct wb_op *op = (struct wb_op *)((char *)a - offsetof(struct wb_op, aio));
+    struct executor *x = op->x;
+    int err = io_result(res, op->len, false);
+
+    free(op);
+    if (err && !x->wb_err)
+        x->wb_err = err;
+    if (--x->wb_pending == 0)
+        wb_next_phase(x);
+}
+
+/* Queue w, or an fdatasync of the image when w is NULL. */
+static int wb_issue(struct executor *x, const struct meta_write *w)
+{
+    struct wb_op *op = calloc(1, sizeof *op);
+
+    if (!op)
+        return -ENOMEM;
+    op->x = x;
+    op->aio.done = wb_op_done;
+    if (!w) {
+        aio_prep_fdsync(&op->aio, x->wb.fd);
+    } else {
+        op->len = w->len;
+        op->one = (struct iovec){ w->buf, w->len };
+        aio_prep_writev(&op->aio, w->fd, &op->one, 1, w->off);
+    }
+    x->wb_pending++;
+    aio_queue(x->aio, &op->aio);
+    return 0;
+}
+
+static void wb_complete(struct executor *x)
+{
+    struct xreq *batch = x->wb_batch;
+    int err = x->wb_err;
+
+    image_meta_finish(x->img, &x->wb, err);
+    x->wb_running = false;
+    x->wb_batch = NULL;
+    while (batch) {
+        struct xreq *next = batch->flush_next;
+        finish(batch, err ? err : batch->error);
+        batch = next;
+    }
+    writeback_kick(x);
+}
+
+/* Phases: 1 new L2 tables, 2 fdatasync, 3 L2 updates + L1, 4 fdatasync. */
+static void wb_next_phase(struct executor *x)
+{
+    int r = 0;
+
+    if (x->wb_err) {
+        wb_complete(x);
+        return;
+    }
+    x->wb_pending = 1;
+    switch (++x->wb_phase) {
+    case 1:
+        for (size_t i = 0; i < x->wb.n1 && r == 0; i++)
+            r = wb_issue(x, &x->wb.phase1[i]);
+        break;
+    case 2:
+        r = wb_issue(x, NULL);
+        break;
+    case 3:
+        for (size_t i = 0; i < x->wb.n2 && r == 0; i++)
+            r = wb_issue(x, &x->wb.phase2[i]);
+        break;
+    case 4:
+        if (x->wb.n2)
+            r = wb_issue(x, NULL);
+        break;
+    default:
+        x->wb_pending = 0;
+        wb_complete(x);
+        return;
+    }
+    if (r < 0 && !x->wb_err)
+        x->wb_err = r;
+    if (--x->wb_pending == 0)
+        wb_next_phase(x);
+}
+
+static void writeback_kick(struct executor *x)
+{
+    int r;
+
+    if (x->wb_running || (!x->flush_ready && !x->wb_wanted))
+        return;
+    x->wb_running = true;
+    x->wb_wanted = false;
+    x->wb_batch = x->flush_ready;
+    x->flush_ready = NULL;
+    x->wb_phase = 0;
+    x->wb_err = 0;
+    if ((r = image_meta_prepare(x->img, &x->wb)) < 0) {
+        x->wb_err = r;
+        x->wb = (struct meta_writeback){ .fd = -1 };
+        wb_complete(x);
+        return;
+    }
+    if (x->wb.fd < 0) {         /* read-only: nothing to make durable */
+        wb_complete(x);
+        return;
+    }
+    wb_next_phase(x);
+}
+
+void executor_tick(struct executor *x)
+{
+    if (image_meta_pressure(x->img)) {
+        x->wb_wanted = true;
+        writeback_kick(x);
+    }
+}
+
+/* ---- lifetime ---------------------------------------------------------- */
+
+int executor_new(struct image *img, struct aio_ctx *aio, const struct exec_opts *o,
+                 struct executor **out)
+{
+    struct executor *x = calloc(1, sizeof *x);
+    struct layer_info info;
+
+    if (!x)
+        return -ENOMEM;
+    x->img = img;
+    x->aio = aio;
+    x->opts = *o;
+    layer_get_info(img->top, &info);
+    x->top_is_raw = info.format == IMAGE_FORMAT_RAW;
+    x->granule = info.cluster_size ? info.cluster_size : 4096;
+    x->wb.fd = -1;
+    *out = x;
+    return 0;
+}
+
+void executor_free(struct executor *x)
+{
+    free(x);
+}
+
+bool executor_idle(const struct executor *x)
+{
+    return x->head == NULL && !x->wb_running && x->flush_ready == NULL;
+}
+
+const struct io_stats *executor_stats(const struct executor *x)
+{
+    return &x->stats;
+}
+
+struct io_stats *executor_stats_mut(struct executor *x)
+{
+    return &x->stats;
+}

@@ -1,0 +1,318 @@
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "log.h"
+#include "util.h"
+#include "worker.h"
+
+#define POLL_BATCH 64
+#define TICK_MS 1000
+
+/* A ring request on its way through the executor. */
+struct wreq {
+    struct blk_req req;
+    struct ring_io *io;
+    struct worker *w;
+};
+
+static void log_ring(void *opaque, const char *msg)
+{
+    struct worker *w = opaque;
+    log_warning("%s: ring: %s", w->name, msg);
+}
+
+/* ---- setup ------------------------------------------------------------- */
+
+static uint64_t ring_features(const struct worker *w)
+{
+    uint64_t f = QCOWRING_F_FLUSH | QCOWRING_F_BARRIER | QCOWRING_F_DISCARD | QCOWRING_F_INDIRECT;
+
+    return w->read_only ? f | QCOWRING_F_READ_ONLY : f;
+}
+
+static int make_ring(struct worker *w, const struct worker_opts *o)
+{
+    w->ring_params = (struct qcowring_params){
+        .capacity_sectors = w->img->size / IMAGE_SECTOR_SIZE,
+        .features = ring_features(w),
+        .ring_page_order = o->ring_page_order,
+        .data_pages = o->data_pages,
+        .max_indirect_segments = o->max_indirect,
+    };
+    if (o->adopt.memfd >= 0) {
+        w->ring_fds = o->adopt;
+        return 0;
+    }
+    return qcowring_create(&w->ring_params, &w->ring_fds);
+}
+
+static int start_ring_server(struct worker *w)
+{
+    struct ring_server_geometry geo = {
+        .capacity_sectors = w->ring_params.capacity_sectors,
+        .features = w->ring_params.features,
+        .ring_page_order = w->ring_params.ring_page_order,
+        .data_pages = w->ring_params.data_pages,
+        .max_indirect_segments = w->ring_params.max_indirect_segments,
+    };
+    struct ring_server_config cfg = {
+        .geo = geo,
+        .req_eventfd = w->ring_fds.req_eventfd,
+        .rsp_eventfd = w->ring_fds.rsp_eventfd,
+        .log = log_ring,
+        .log_opaque = w,
+    };
+    int r;
+
+    if ((r = ring_server_map(w->ring_fds.memfd, &geo, &w->ring_base, &w->ring_size)) < 0)
+        return qc_fail(r, "%s: cannot map the ring: %s", w->name, strerror(-r));
+    cfg.base = w->ring_base;
+    cfg.map_size = w->ring_size;
+    if ((r = ring_server_new(&cfg, &w->rs)) < 0)
+        return qc_fail(r, "%s: bad ring geometry: %s", w->name, strerror(-r));
+    return 0;
+}
+
+/* O_DIRECT alignment: 512 unless the device wants more. */
+static unsigned probe_dio_align(struct image *img)
+{
+    void *buf = alloc_aligned(4096, 4096);
+    unsigned align = 512;
+    int fd = layer_fd(img->top, true);
+
+    if (buf && layer_is_direct(img->top) && pread(fd, buf, 512, 0) < 0 && errno == EINVAL)
+        align = 4096;
+    free(buf);
+    return align;
+}
+
+static int watch(struct worker *w, int fd)
+{
+    struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+
+    if (fd < 0)
+        return 0;
+    return epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+static int setup_loop(struct worker *w)
+{
+    sigset_t mask;
+    int r;
+
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    w->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (w->sigfd < 0 || w->epfd < 0)
+        return -errno;
+    if ((r = watch(w, w->sigfd)) < 0 || (r = watch(w, w->aio.efd)) < 0 ||
+        (r = watch(w, w->ring_fds.req_eventfd)) < 0 || (r = watch(w, w->ctl_fd)) < 0)
+        return r;
+    return 0;
+}
+
+int worker_init(struct worker *w, const struct worker_opts *o)
+{
+    struct exec_opts xo = { .null_backend = o->null_backend };
+    int r;
+
+    *w = (struct worker){ .name = o->name ? o->name : o->path, .ctl_fd = o->ctl_fd,
+                          .read_only = o->open.read_only, .epfd = -1, .sigfd = -1,
+                          .ring_fds = { -1, -1, -1 } };
+    if ((r = image_open(o->path, &o->open, &w->img)) < 0)
+        return r;
+    if (w->img->size < IMAGE_SECTOR_SIZE)
+        return qc_fail(-EINVAL, "%s: image is smaller than one sector", w->name);
+    xo.dio_align = probe_dio_align(w->img);
+    if ((r = make_ring(w, o)) < 0)
+        return qc_fail(r, "%s: cannot create the ring: %s", w->name, strerror(-r));
+    if ((r = start_ring_server(w)) < 0)
+        return r;
+    /* Enough kernel slots for every request's pieces, with room to spare. */
+    if ((r = aio_ctx_init(&w->aio, 4 * ring_server_ring_size(w->rs) + 64)) < 0)
+        return qc_fail(r, "%s: io_setup failed: %s (see /proc/sys/fs/aio-max-nr)", w->name,
+                       strerror(-r));
+    if ((r = executor_new(w->img, &w->aio, &xo, &w->x)) < 0)
+        return r;
+    if ((r = setup_loop(w)) < 0)
+        return qc_fail(r, "%s: cannot set up the event loop: %s", w->name, strerror(-r));
+    w->started_ns = now_ns();
+    w->ring_pending = true;     /* requests may have been posted before we came */
+    return 0;
+}
+
+void worker_destroy(struct worker *w)
+{
+    if (w->x)
+        executor_free(w->x);
+    aio_ctx_destroy(&w->aio);
+    if (w->rs)
+        ring_server_free(w->rs);
+    if (w->ring_base)
+        munmap(w->ring_base, w->ring_size);
+    qcowring_close_fds(&w->ring_fds);
+    if (w->epfd >= 0)
+        close(w->epfd);
+    if (w->sigfd >= 0)
+        close(w->sigfd);
+    if (w->img)
+        image_close(w->img);
+    w->img = NULL;
+}
+
+/* ---- the data path ------------------------------------------------------ */
+
+static int16_t ring_status(int status)
+{
+    if (status == 0)
+        return QCOWRING_RSP_OKAY;
+    return status == -EOPNOTSUPP ? QCOWRING_RSP_EOPNOTSUPP : QCOWRING_RSP_ERROR;
+}
+
+static void on_complete(struct blk_req *req, int status)
+{
+    struct wreq *wr = (struct wreq *)req;
+    struct worker *w = wr->w;
+
+    if (status < 0)
+        log_warning("%s: %s of %" PRIu64 " bytes at %" PRIu64 " failed: %s", w->name,
+                    blk_op_name(req->op), req->len, req->off, qc_error_message(status));
+    ring_server_respond_deferred(w->rs, wr->io, ring_status(status));
+    free(wr);
+    if (w->state == WORKER_PAUSING && executor_idle(w->x))
+        worker_pause_done(w);
+}
+
+static void to_blk_req(const struct ring_io *io, struct blk_req *req)
+{
+    *req = (struct blk_req){ .off = io->sector * IMAGE_SECTOR_SIZE, .len = io->length,
+                             .iov = io->iov, .niov = io->iovcnt };
+    switch (io->op) {
+    case RING_IO_READ: req->op = BLK_READ; break;
+    case RING_IO_WRITE: req->op = BLK_WRITE; break;
+    case RING_IO_DISCARD: req->op = BLK_DISCARD; break;
+    case RING_IO_FLUSH:
+    case RING_IO_BARRIER:
+        req->op = io->length ? BLK_WRITE : BLK_FLUSH;
+        req->flush = true;
+        req->barrier = io->op == RING_IO_BARRIER;
+        break;
+    }
+}
+
+static void submit_io(struct worker *w, struct ring_io *io)
+{
+    struct wreq *wr = malloc(sizeof *wr);
+
+    if (!wr) {
+        ring_server_respond_deferred(w->rs, io, QCOWRING_RSP_ERROR);
+        return;
+    }
+    to_blk_req(io, &wr->req);
+    wr->req.complete = on_complete;
+    wr->io = io;
+    wr->w = w;
+    executor_submit(w->x, &wr->req);
+}
+
+static void poll_ring(struct worker *w)
+{
+    struct ring_io *ios[POLL_BATCH];
+
+    while (w->ring_pending && !w->ring_dead && w->state == WORKER_RUNNING) {
+        int n = ring_server_poll_requests(w->rs, ios, POLL_BATCH);
+        if (n < 0) {
+            log_error("%s: ring shut down: %s", w->name, ring_server_broken_reason(w->rs));
+            w->ring_dead = true;
+            return;
+        }
+        for (int i = 0; i < n; i++)
+            submit_io(w, ios[i]);
+        if (n == POLL_BATCH)
+            continue;
+        /* Every slot in flight: the completions will bring us back. */
+        if (ring_server_in_flight(w->rs) >= ring_server_ring_size(w->rs))
+            return;
+        w->ring_pending = ring_server_final_check(w->rs);
+    }
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+static void handle_signal(struct worker *w)
+{
+    struct signalfd_siginfo si;
+
+    while (read(w->sigfd, &si, sizeof si) == sizeof si) {
+        log_info("%s: signal %u: stopping", w->name, si.ssi_signo);
+        w->state = WORKER_STOPPING;
+    }
+}
+
+static void dispatch(struct worker *w, int fd)
+{
+    if (fd == w->aio.efd) {
+        aio_reap(&w->aio);
+        w->ring_pending = true;     /* slots were freed: look again */
+    } else if (fd == w->ring_fds.req_eventfd) {
+        ring_server_ack_doorbell(w->rs);
+        w->ring_pending = true;
+    } else if (fd == w->sigfd) {
+        handle_signal(w);
+    } else if (fd == w->ctl_fd) {
+        worker_handle_control(w);
+    }
+}
+
+static bool finished(const struct worker *w)
+{
+    return w->state == WORKER_STOPPING && executor_idle(w->x) && aio_idle(&w->aio);
+}
+
+static int drain_and_close(struct worker *w)
+{
+    int r;
+
+    ring_server_push_responses(w->rs);
+    ring_server_shutdown(w->rs);
+    r = image_close(w->img);
+    w->img = NULL;
+    if (r < 0)
+        log_error("%s: final flush failed: %s", w->name, qc_error_message(r));
+    else
+        log_info("%s: stopped cleanly", w->name);
+    return r;
+}
+
+int worker_run(struct worker *w)
+{
+    struct epoll_event ev[8];
+
+    while (!finished(w)) {
+        int timeout = aio_idle(&w->aio) ? TICK_MS : 100;
+        int n = epoll_wait(w->epfd, ev, 8, timeout);
+
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        for (int i = 0; i < n; i++)
+            dispatch(w, ev[i].data.fd);
+        poll_ring(w);
+        executor_tick(w->x);
+        aio_submit(&w->aio);
+        ring_server_push_responses(w->rs);
+    }
+    return drain_and_close(w);
+}

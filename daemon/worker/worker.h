@@ -1,0 +1,67 @@
+/* One image's worker: a single-threaded epoll loop over the ring's request
+ * doorbell, the libaio completion eventfd, signals and the control channel
+ * to the supervisor. */
+#ifndef QCOWD_WORKER_H
+#define QCOWD_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "aio.h"
+#include "exec.h"
+#include "image.h"
+#include "qcowring-client.h"
+#include "ring_server.h"
+
+enum worker_state { WORKER_RUNNING, WORKER_PAUSING, WORKER_PAUSED, WORKER_STOPPING };
+
+struct worker {
+    const char *name;           /* for messages: the image path or attach name */
+    struct image *img;
+    bool read_only;
+    struct aio_ctx aio;
+    struct executor *x;
+    struct ring_server *rs;
+    struct qcowring_fds ring_fds;
+    struct qcowring_params ring_params;
+    void *ring_base;
+    size_t ring_size;
+    int epfd;
+    int sigfd;
+    int ctl_fd;                 /* SOCK_SEQPACKET to the supervisor, or -1 */
+    enum worker_state state;
+    bool ring_pending;          /* the ring may hold requests not yet taken */
+    bool ring_dead;             /* broken by the client: no more polling */
+    int pause_reply_pending;    /* a pause waits for in-flight I/O */
+    uint64_t started_ns;
+};
+
+struct worker_opts {
+    const char *path;
+    const char *name;
+    struct image_open_opts open;
+    bool null_backend;
+    uint32_t ring_page_order;
+    uint32_t data_pages;
+    uint32_t max_indirect;
+    int ctl_fd;
+    struct qcowring_fds adopt;  /* an existing ring to serve (fds >= 0) */
+};
+
+/* Open the image and make (or adopt) the ring.  Returns 0 or -errno with
+ * a message (qc_error_message). */
+int worker_init(struct worker *w, const struct worker_opts *o);
+
+/* Serve until told to stop; then drain, flush and close.  Returns 0 or
+ * -errno of the final flush. */
+int worker_run(struct worker *w);
+
+void worker_destroy(struct worker *w);
+
+/* Control channel (control.c). */
+int worker_send_ready(struct worker *w, bool with_fds);
+int worker_send_failed(int ctl_fd, const char *reason);
+void worker_handle_control(struct worker *w);
+void worker_pause_done(struct worker *w);
+
+#endif
