@@ -35,3 +35,19 @@ daemon_worker_libqcowexec_la_LIBADD = daemon/worker/libqcowringserver.la \
 noinst_LTLIBRARIES += daemon/worker/libqcowringserver.la
 daemon_worker_libqcowringserver_la_SOURCES = \
 	daemon/worker/ring_server.h daemon/worker/ring_server.c
+
+# The supervisor: control socket, attachments, one worker per image.
+sbin_PROGRAMS += daemon/qcowd
+daemon_qcowd_SOURCES = \
+	daemon/supervisor/supervisor.h \
+	daemon/supervisor/main.c \
+	daemon/supervisor/server.c \
+	daemon/supervisor/auth.c \
+	daemon/supervisor/commands.c \
+	daemon/supervisor/images.c \
+	daemon/supervisor/lock.h daemon/supervisor/lock.c
+daemon_qcowd_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common \
+	-DWORKER_PATH=\"$(pkglibexecdir)/qcowd-worker\"
+daemon_qcowd_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(SYSTEMD_CFLAGS)
+daemon_qcowd_LDADD = daemon/common/libqcowdcommon.la daemon/image/libqcowimage.la \
+	shm/libqcowring.la $(JSONC_LIBS) $(SYSTEMD_LIBS)

@@ -173,51 +173,65 @@ static int take_ready(const struct worker_spawn_opts *o, struct worker_proc *p, 
     return 0;
 }
 
-int worker_spawn(const struct worker_spawn_opts *o, int timeout_ms, struct worker_proc *out)
+int worker_launch(const struct worker_spawn_opts *o, struct worker_proc *out)
 {
-    int sv[2], key_fd, fds[3];
-    unsigned nfds = 0;
-    json_object *msg = NULL;
+    int sv[2], key_fd;
     pid_t pid;
     int r;
 
     *out = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 } };
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
-    if ((r = key_pipe(o->key, &key_fd)) < 0)
-        goto fail_socks;
-    pid = fork();
-    if (pid < 0) {
-        r = -errno;
-        goto fail_key;
+    if ((r = key_pipe(o->key, &key_fd)) < 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return r;
     }
+    pid = fork();
     if (pid == 0)
         exec_child(o, sv[1], key_fd);
+    r = pid < 0 ? -errno : 0;
     close(sv[1]);
     if (key_fd >= 0)
         close(key_fd);
+    if (r < 0) {
+        close(sv[0]);
+        return r;
+    }
     out->pid = pid;
     out->ctl_fd = sv[0];
-    if ((r = recv_json(sv[0], timeout_ms, &msg, fds, &nfds)) < 0)
+    return 0;
+}
+
+int worker_read_ready(const struct worker_spawn_opts *o, struct worker_proc *p, int timeout_ms)
+{
+    json_object *msg = NULL;
+    unsigned nfds = 0;
+    int fds[3], r;
+
+    if ((r = recv_json(p->ctl_fd, timeout_ms, &msg, fds, &nfds)) < 0)
         r = qc_fail(r, "%s: the worker did not start: %s", o->image,
                     r == -ECONNRESET ? "it exited" : strerror(-r));
     else
-        r = take_ready(o, out, msg, fds, nfds);
+        r = take_ready(o, p, msg, fds, nfds);
     json_object_put(msg);
-    if (r < 0) {
+    if (r < 0)
         for (unsigned i = 0; i < nfds; i++)
             close(fds[i]);
-        kill_and_reap(pid);
-        close(sv[0]);
+    return r;
+}
+
+int worker_spawn(const struct worker_spawn_opts *o, int timeout_ms, struct worker_proc *out)
+{
+    int r = worker_launch(o, out);
+
+    if (r < 0)
+        return r;
+    if ((r = worker_read_ready(o, out, timeout_ms)) < 0) {
+        kill_and_reap(out->pid);
+        close(out->ctl_fd);
         *out = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 } };
     }
-    return r;
-fail_key:
-    if (key_fd >= 0)
-        close(key_fd);
-fail_socks:
-    close(sv[0]);
-    close(sv[1]);
     return r;
 }
 

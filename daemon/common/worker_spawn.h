@@ -34,6 +34,15 @@ struct worker_proc {
     json_object *ready;         /* the "data" of the ready event */
 };
 
+/* Start a worker without waiting: pid and ctl_fd are set.  The worker's
+ * first message (worker_read_ready) says whether it serves. */
+int worker_launch(const struct worker_spawn_opts *o, struct worker_proc *out);
+
+/* Read the worker's first message (waiting up to timeout_ms): 0 when it is
+ * ready (ring and ready are set), -EIO with its reason when it failed, other
+ * -errno when it vanished or said something unexpected. */
+int worker_read_ready(const struct worker_spawn_opts *o, struct worker_proc *p, int timeout_ms);
+
 /* Start a worker and wait (up to timeout_ms) for it to report.  On "failed"
  * returns -EIO with the worker's reason in qc_error_message(); the process
  * is reaped either way on failure. */

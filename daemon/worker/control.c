@@ -23,7 +23,7 @@ static json_object *pending_pause_id;
 
 static int send_json(int fd, json_object *obj, const int *fds, unsigned nfds)
 {
-    const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
+    const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     int r = fdpass_send(fd, text, strlen(text), fds, nfds);
 
     json_object_put(obj);

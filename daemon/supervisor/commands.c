@@ -1,0 +1,299 @@
+/* One request line: parse it carefully, check its arguments, dispatch. */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "log.h"
+#include "supervisor.h"
+
+struct command {
+    const char *name;
+    const char *const *args;    /* the arguments it takes (NULL-terminated) */
+    void (*run)(struct supervisor *s, struct client *c, json_object *id, json_object *args);
+};
+
+/* ---- argument helpers --------------------------------------------------- */
+
+/* The image named by the "name" argument, or an error reply and NULL. */
+static struct image *named_image(struct supervisor *s, struct client *c, json_object *id,
+                                 json_object *args)
+{
+    json_object *v;
+    struct image *img;
+
+    if (!json_object_object_get_ex(args, "name", &v) || !json_object_is_type(v, json_type_string)) {
+        client_error(c, id, "InvalidParameter", "'name' (a string) is required");
+        return NULL;
+    }
+    if (!(img = image_find(s, json_object_get_string(v))))
+        client_error(c, id, "NotFound", "no image is attached as '%s'", json_object_get_string(v));
+    return img;
+}
+
+/* ---- commands ----------------------------------------------------------- */
+
+static void cmd_version(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+{
+    json_object *v = json_object_new_object();
+
+    json_object_object_add(v, "major", json_object_new_int(0));
+    json_object_object_add(v, "minor", json_object_new_int(1));
+    json_object_object_add(v, "micro", json_object_new_int(0));
+    json_object_object_add(v, "package", json_object_new_string(PACKAGE_STRING));
+    json_object_object_add(v, "protocol", json_object_new_int(1));
+    client_reply(c, id, v);
+}
+
+static void cmd_attach(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+{
+    image_attach(s, c, id, args);
+}
+
+static void cmd_detach(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+{
+    struct image *img = named_image(s, c, id, args);
+
+    if (img)
+        image_detach(s, img, c, id);
+}
+
+static void cmd_list(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+{
+    json_object *list = json_object_new_array();
+
+    for (struct image *img = s->images; img; img = img->next)
+        json_object_array_add(list, image_describe(img, false));
+    client_reply(c, id, list);
+}
+
+static void cmd_query(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+{
+    struct image *img = named_image(s, c, id, args);
+
+    if (img)
+        client_reply(c, id, image_describe(img, true));
+}
+
+static bool serving(struct client *c, json_object *id, const struct image *img)
+{
+    if (img->state == IMAGE_RUNNING || img->state == IMAGE_PAUSED)
+        return true;
+    client_error(c, id, "InvalidState", "'%s' is %s", img->name, image_state_name(img->state));
+    return false;
+}
+
+static void cmd_stats(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+{
+    struct image *img;
+
+    if (!json_object_object_get_ex(args, "name", NULL)) {
+        image_stats_all(s, c, id);
+        return;
+    }
+    if ((img = named_image(s, c, id, args)) && serving(c, id, img))
+        image_forward(s, img, c, id, "stats");
+}
+
+static void cmd_pause(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+{
+    struct image *img = named_image(s, c, id, args);
+
+    if (!img)
+        return;
+    if (img->state != IMAGE_RUNNING) {
+        client_error(c, id, "InvalidState", "'%s' is %s, not running", img->name,
+                     image_state_name(img->state));
+        return;
+    }
+    image_forward(s, img, c, id, "pause");
+}
+
+static void cmd_resume(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+{
+    struct image *img = named_image(s, c, id, args);
+
+    if (!img)
+        return;
+    if (img->state != IMAGE_PAUSED) {
+        client_error(c, id, "InvalidState", "'%s' is %s, not paused", img->name,
+                     image_state_name(img->state));
+        return;
+    }
+    image_forward(s, img, c, id, "resume");
+}
+
+static void cmd_connect(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+{
+    struct image *img = named_image(s, c, id, args);
+    json_object *msg, *ret;
+
+    if (!img || !serving(c, id, img))
+        return;
+    if (img->owner && img->owner != c) {
+        client_error(c, id, "Busy", "'%s' is connected to another client (pid %d)", img->name,
+                     (int)img->owner->pid);
+        return;
+    }
+    int fds[3] = { img->proc.ring.memfd, img->proc.ring.req_eventfd, img->proc.ring.rsp_eventfd };
+    ret = image_describe(img, true);
+    json_object *names = json_object_new_array();
+    json_object_array_add(names, json_object_new_string("memfd"));
+    json_object_array_add(names, json_object_new_string("request-eventfd"));
+    json_object_array_add(names, json_object_new_string("response-eventfd"));
+    json_object_object_add(ret, "fds", names);
+    msg = json_object_new_object();
+    json_object_object_add(msg, "return", ret);
+    if (id)
+        json_object_object_add(msg, "id", json_object_get(id));
+    if (client_send(c, msg, fds, 3) == 0) {
+        img->owner = c;
+        log_info("%s: ring connected to pid %d", img->name, (int)c->pid);
+    }
+}
+
+static void cmd_disconnect(struct supervisor *s, struct client *c, json_object *id,
+                           json_object *args)
+{
+    struct image *img = named_image(s, c, id, args);
+
+    if (!img)
+        return;
+    if (img->owner != c) {
+        client_error(c, id, "InvalidState", "this connection does not hold '%s'", img->name);
+        return;
+    }
+    img->owner = NULL;
+    client_reply(c, id, NULL);
+}
+
+static void cmd_events(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+{
+    json_object *v;
+
+    c->events = true;
+    if (json_object_object_get_ex(args, "enable", &v)) {
+        if (!json_object_is_type(v, json_type_boolean)) {
+            client_error(c, id, "InvalidParameter", "'enable' must be a boolean");
+            return;
+        }
+        c->events = json_object_get_boolean(v);
+    }
+    client_reply(c, id, NULL);
+}
+
+static void cmd_shutdown(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+{
+    client_reply(c, id, NULL);
+    log_info("shutdown requested by pid %d", (int)c->pid);
+    images_stop_all(s);
+}
+
+static const char *const no_args[] = { NULL };
+static const char *const name_arg[] = { "name", NULL };
+static const char *const attach_args[] = { "path", "name", "read-only", "cache", "format", "key",
+                                           NULL };
+static const char *const events_args[] = { "enable", NULL };
+
+static const struct command commands[] = {
+    { "version", no_args, cmd_version },
+    { "attach", attach_args, cmd_attach },
+    { "detach", name_arg, cmd_detach },
+    { "list", no_args, cmd_list },
+    { "query", name_arg, cmd_query },
+    { "stats", name_arg, cmd_stats },
+    { "connect", name_arg, cmd_connect },
+    { "disconnect", name_arg, cmd_disconnect },
+    { "pause", name_arg, cmd_pause },
+    { "resume", name_arg, cmd_resume },
+    { "events", events_args, cmd_events },
+    { "shutdown", no_args, cmd_shutdown },
+};
+
+/* ---- parsing ------------------------------------------------------------ */
+
+static bool known_arg(const struct command *cmd, const char *key)
+{
+    for (const char *const *a = cmd->args; *a; a++)
+        if (strcmp(*a, key) == 0)
+            return true;
+    return false;
+}
+
+static bool check_args(struct client *c, json_object *id, const struct command *cmd,
+                       json_object *args)
+{
+    if (!json_object_is_type(args, json_type_object)) {
+        client_error(c, id, "InvalidParameter", "'arguments' must be an object");
+        return false;
+    }
+    json_object_object_foreach(args, key, val) {
+        (void)val;
+        if (!known_arg(cmd, key)) {
+            client_error(c, id, "InvalidParameter", "'%s' takes no argument '%s'", cmd->name, key);
+            return false;
+        }
+    }
+    return true;
+}
+
+static json_object *parse_line(struct client *c, const char *line, size_t len)
+{
+    struct json_tokener *tok = json_tokener_new_ex(MAX_DEPTH);
+    json_object *obj;
+    enum json_tokener_error err;
+
+    if (!tok)
+        return NULL;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    obj = json_tokener_parse_ex(tok, line, (int)len);
+    err = json_tokener_get_error(tok);
+    if (err == json_tokener_continue)
+        err = json_tokener_error_parse_eof;
+    if (!obj || err != json_tokener_success || json_tokener_get_parse_end(tok) != len) {
+        client_error(c, NULL, "GenericError", "malformed JSON: %s",
+                     err != json_tokener_success ? json_tokener_error_desc(err)
+                                                 : "trailing characters");
+        json_object_put(obj);
+        obj = NULL;
+    }
+    json_tokener_free(tok);
+    return obj;
+}
+
+static void dispatch(struct supervisor *s, struct client *c, json_object *req)
+{
+    json_object *id = NULL, *exec, *args = NULL;
+    json_object *empty = json_object_new_object();
+
+    json_object_object_get_ex(req, "id", &id);
+    if (!json_object_object_get_ex(req, "execute", &exec) ||
+        !json_object_is_type(exec, json_type_string)) {
+        client_error(c, id, "GenericError", "expected {\"execute\": COMMAND, ...}");
+        goto out;
+    }
+    json_object_object_get_ex(req, "arguments", &args);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(commands[i].name, json_object_get_string(exec)) != 0)
+            continue;
+        if (check_args(c, id, &commands[i], args ? args : empty))
+            commands[i].run(s, c, id, args ? args : empty);
+        goto out;
+    }
+    client_error(c, id, "CommandNotFound", "unknown command '%.64s'", json_object_get_string(exec));
+out:
+    json_object_put(empty);
+}
+
+void handle_request(struct supervisor *s, struct client *c, const char *line, size_t len)
+{
+    json_object *req = parse_line(c, line, len);
+
+    if (!req)
+        return;
+    if (!json_object_is_type(req, json_type_object))
+        client_error(c, NULL, "GenericError", "a request must be a JSON object");
+    else
+        dispatch(s, c, req);
+    json_object_put(req);
+}

@@ -1,0 +1,757 @@
+/* Attachments: one worker per image, started, watched, restarted on the
+ * same ring when it dies, asked questions on behalf of clients, stopped. */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "fdpass.h"
+#include "lock.h"
+#include "log.h"
+#include "supervisor.h"
+
+uint64_t mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+const char *image_state_name(enum image_state st)
+{
+    static const char *const names[] = { "starting", "running", "paused", "restarting",
+                                         "stopping", "failed" };
+    return names[st];
+}
+
+struct image *image_find(struct supervisor *s, const char *name)
+{
+    for (struct image *img = s->images; img; img = img->next)
+        if (strcmp(img->name, name) == 0)
+            return img;
+    return NULL;
+}
+
+static void status_to_systemd(const struct supervisor *s)
+{
+    sd_notifyf(0, "STATUS=%u image(s) attached, %u client(s)", s->nimages, s->nclients);
+}
+
+/* ---- describing --------------------------------------------------------- */
+
+static void copy_field(json_object *to, json_object *from, const char *key)
+{
+    json_object *v;
+
+    if (from && json_object_object_get_ex(from, key, &v))
+        json_object_object_add(to, key, json_object_get(v));
+}
+
+json_object *image_describe(const struct image *img, bool full)
+{
+    json_object *o = json_object_new_object();
+    json_object *info = img->proc.ready;
+
+    json_object_object_add(o, "name", json_object_new_string(img->name));
+    json_object_object_add(o, "path", json_object_new_string(img->path));
+    json_object_object_add(o, "state", json_object_new_string(image_state_name(img->state)));
+    json_object_object_add(o, "pid", json_object_new_int(img->proc.pid));
+    json_object_object_add(o, "read-only", json_object_new_boolean(img->read_only));
+    copy_field(o, info, "format");
+    copy_field(o, info, "size");
+    json_object_object_add(o, "connected", json_object_new_boolean(img->owner != NULL));
+    if (!full)
+        return o;
+    copy_field(o, info, "cluster-size");
+    copy_field(o, info, "encrypted");
+    copy_field(o, info, "chain");
+    json_object_object_add(o, "cache", json_object_new_string(img->writeback ? "writeback" : "none"));
+    json_object_object_add(o, "restarts", json_object_new_int((int32_t)img->restarts));
+    if (info) {
+        json_object *ring = json_object_new_object();
+        copy_field(ring, info, "ring-page-order");
+        copy_field(ring, info, "data-pages");
+        copy_field(ring, info, "max-indirect-segments");
+        copy_field(ring, info, "capacity-sectors");
+        json_object_object_add(o, "ring", ring);
+    }
+    if (img->error)
+        json_object_object_add(o, "error", json_object_new_string(img->error));
+    return o;
+}
+
+/* ---- calls to workers --------------------------------------------------- */
+
+static struct call *call_push(struct image *img, enum call_kind kind, struct client *c,
+                              json_object *id, const char *command)
+{
+    struct call *call = calloc(1, sizeof *call), **pp = &img->calls;
+
+    if (!call)
+        return NULL;
+    call->kind = kind;
+    call->client = c;
+    call->id = id ? json_object_get(id) : NULL;
+    snprintf(call->command, sizeof call->command, "%s", command);
+    call->deadline_ns = mono_ns() + (uint64_t)WORKER_CALL_TIMEOUT_MS * 1000000u;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = call;
+    return call;
+}
+
+static void call_free(struct call *call)
+{
+    json_object_put(call->id);
+    free(call);
+}
+
+static int send_command(struct image *img, const char *command)
+{
+    char buf[64];
+    int n = snprintf(buf, sizeof buf, "{\"execute\":\"%s\"}", command);
+
+    return fdpass_send(img->proc.ctl_fd, buf, (size_t)n, NULL, 0);
+}
+
+static void stats_all_done(struct stats_all *all)
+{
+    if (all->client)
+        client_reply(all->client, all->id, all->result);
+    else
+        json_object_put(all->result);
+    json_object_put(all->id);
+    free(all);
+}
+
+static void stats_all_answer(struct image *img, struct stats_all *all, json_object *ret)
+{
+    if (ret)
+        json_object_object_add(all->result, img->name, json_object_get(ret));
+    if (--all->waiting == 0)
+        stats_all_done(all);
+}
+
+/* A call ended: answer its client (ret is the worker's "return", or NULL
+ * with err set). */
+static void call_finish(struct supervisor *s, struct image *img, struct call *call,
+                        json_object *ret, const char *err)
+{
+    if (call->kind == CALL_STATS_ALL) {
+        stats_all_answer(img, call->all, ret);
+    } else if (call->client && call->kind == CALL_FORWARD) {
+        if (ret) {
+            if (strcmp(call->command, "pause") == 0)
+                img->state = IMAGE_PAUSED;
+            else if (strcmp(call->command, "resume") == 0)
+                img->state = IMAGE_RUNNING;
+            client_reply(call->client, call->id, json_object_get(ret));
+        } else {
+            client_error(call->client, call->id, "WorkerError", "%s: %s", img->name, err);
+        }
+    }
+    call_free(call);
+}
+
+/* Pop the first call that waits for a worker answer. */
+static struct call *pop_answerable(struct image *img)
+{
+    for (struct call **pp = &img->calls; *pp; pp = &(*pp)->next) {
+        struct call *call = *pp;
+        if (call->kind == CALL_FORWARD || call->kind == CALL_STATS_ALL ||
+            call->kind == CALL_INTERNAL) {
+            *pp = call->next;
+            return call;
+        }
+    }
+    return NULL;
+}
+
+static void fail_calls(struct supervisor *s, struct image *img, const char *why)
+{
+    struct call *call;
+
+    while ((call = pop_answerable(img)))
+        call_finish(s, img, call, NULL, why);
+}
+
+void image_forward(struct supervisor *s, struct image *img, struct client *c, json_object *id,
+                   const char *command)
+{
+    if (!call_push(img, CALL_FORWARD, c, id, command)) {
+        client_error(c, id, "GenericError", "out of memory");
+        return;
+    }
+    if (send_command(img, command) < 0) {
+        struct call *call = pop_answerable(img);
+        call_finish(s, img, call, NULL, "the worker is not answering");
+    }
+}
+
+void image_stats_all(struct supervisor *s, struct client *c, json_object *id)
+{
+    struct stats_all *all = calloc(1, sizeof *all);
+
+    if (!all) {
+        client_error(c, id, "GenericError", "out of memory");
+        return;
+    }
+    all->client = c;
+    all->id = id ? json_object_get(id) : NULL;
+    all->result = json_object_new_object();
+    all->waiting = 1;           /* held until every worker is asked */
+    for (struct image *img = s->images; img; img = img->next) {
+        if (img->state != IMAGE_RUNNING && img->state != IMAGE_PAUSED)
+            continue;
+        struct call *call = call_push(img, CALL_STATS_ALL, c, NULL, "stats");
+        if (!call)
+            continue;
+        call->all = all;
+        all->waiting++;
+        if (send_command(img, "stats") < 0) {
+            call = pop_answerable(img);
+            call_finish(s, img, call, NULL, "not answering");
+        }
+    }
+    if (--all->waiting == 0)
+        stats_all_done(all);
+}
+
+/* ---- starting workers --------------------------------------------------- */
+
+static void fill_spawn_opts(const struct supervisor *s, const struct image *img,
+                            struct worker_spawn_opts *o, bool adopt)
+{
+    *o = (struct worker_spawn_opts){
+        .worker_path = s->worker_path, .image = img->path, .format = img->format,
+        .name = img->name, .read_only = img->read_only, .writeback = img->writeback,
+        .key = img->key, .log_level = s->log_level, .stderr_fd = -1,
+        .adopt = adopt ? &img->proc.ring : NULL,
+    };
+}
+
+static int launch(struct supervisor *s, struct image *img, bool adopt)
+{
+    struct worker_spawn_opts o;
+    struct worker_proc p;
+    int r;
+
+    fill_spawn_opts(s, img, &o, adopt);
+    if ((r = worker_launch(&o, &p)) < 0)
+        return r;
+    img->proc.pid = p.pid;
+    img->proc.ctl_fd = p.ctl_fd;
+    img->started_ns = mono_ns();
+    img->watch = (struct watch){ .kind = WATCH_WORKER, .obj = img };
+    return watch_fd(s, p.ctl_fd, &img->watch);
+}
+
+static void image_free(struct supervisor *s, struct image *img)
+{
+    struct image **pp = &s->images;
+
+    while (*pp && *pp != img)
+        pp = &(*pp)->next;
+    if (*pp) {
+        *pp = img->next;
+        s->nimages--;
+    }
+    while (img->calls) {
+        struct call *call = img->calls;
+        img->calls = call->next;
+        call_finish(s, img, call, NULL, "detached");
+    }
+    worker_proc_release(&img->proc);
+    if (img->lock_fd >= 0)
+        close(img->lock_fd);
+    if (img->key)
+        explicit_bzero(img->key, strlen(img->key));
+    free(img->key);
+    free(img->path);
+    free(img->format);
+    free(img->error);
+    free(img);
+    status_to_systemd(s);
+}
+
+/* ---- attach ------------------------------------------------------------- */
+
+static bool valid_name(const char *name)
+{
+    size_t n = strlen(name);
+
+    if (n == 0 || n > MAX_NAME)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", *p))
+            return false;
+    return true;
+}
+
+static const char *string_arg(json_object *args, const char *key, bool *bad)
+{
+    json_object *v;
+
+    if (!json_object_object_get_ex(args, key, &v))
+        return NULL;
+    if (!json_object_is_type(v, json_type_string)) {
+        *bad = true;
+        return NULL;
+    }
+    return json_object_get_string(v);
+}
+
+static bool bool_arg(json_object *args, const char *key, bool *bad)
+{
+    json_object *v;
+
+    if (!json_object_object_get_ex(args, key, &v))
+        return false;
+    if (!json_object_is_type(v, json_type_boolean)) {
+        *bad = true;
+        return false;
+    }
+    return json_object_get_boolean(v);
+}
+
+static bool same_file_attached(struct supervisor *s, const struct stat *st)
+{
+    for (struct image *img = s->images; img; img = img->next) {
+        struct stat other;
+        if (stat(img->path, &other) == 0 && other.st_dev == st->st_dev && other.st_ino == st->st_ino)
+            return true;
+    }
+    return false;
+}
+
+struct attach_args {
+    const char *path, *name, *cache, *format, *key;
+    bool read_only;
+};
+
+static bool parse_attach(struct client *c, json_object *id, json_object *args, struct attach_args *a)
+{
+    bool bad = false;
+    const char *slash;
+
+    a->path = string_arg(args, "path", &bad);
+    a->name = string_arg(args, "name", &bad);
+    a->cache = string_arg(args, "cache", &bad);
+    a->format = string_arg(args, "format", &bad);
+    a->key = string_arg(args, "key", &bad);
+    a->read_only = bool_arg(args, "read-only", &bad);
+    if (bad || !a->path || !*a->path) {
+        client_error(c, id, "InvalidParameter",
+                     "attach takes 'path' (string, required), 'name', 'cache', 'format', 'key' "
+                     "(strings) and 'read-only' (boolean)");
+        return false;
+    }
+    if (!a->name)
+        a->name = (slash = strrchr(a->path, '/')) ? slash + 1 : a->path;
+    if (!valid_name(a->name)) {
+        client_error(c, id, "InvalidParameter",
+                     "'%.80s' is not a valid name (1-64 of A-Z a-z 0-9 . _ -)", a->name);
+        return false;
+    }
+    if (a->cache && strcmp(a->cache, "none") && strcmp(a->cache, "writeback")) {
+        client_error(c, id, "InvalidParameter", "'cache' is \"none\" or \"writeback\"");
+        return false;
+    }
+    if (a->format && strcmp(a->format, "auto") && strcmp(a->format, "qcow") &&
+        strcmp(a->format, "raw")) {
+        client_error(c, id, "InvalidParameter", "'format' is \"auto\", \"qcow\" or \"raw\"");
+        return false;
+    }
+    return true;
+}
+
+static bool admissible(struct supervisor *s, struct client *c, json_object *id,
+                       const struct attach_args *a, struct stat *st)
+{
+    if (s->stopping) {
+        client_error(c, id, "InvalidState", "qcowd is shutting down");
+        return false;
+    }
+    if (image_find(s, a->name)) {
+        client_error(c, id, "AlreadyExists", "an image is already attached as '%s'", a->name);
+        return false;
+    }
+    if (s->nimages >= s->max_images) {
+        client_error(c, id, "LimitReached", "too many images attached (limit %u)", s->max_images);
+        return false;
+    }
+    if (stat(a->path, st) < 0) {
+        client_error(c, id, "ImageError", "%s: %s", a->path, strerror(errno));
+        return false;
+    }
+    if (!S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode)) {
+        client_error(c, id, "ImageError", "%s: not a regular file or block device", a->path);
+        return false;
+    }
+    if (same_file_attached(s, st)) {
+        client_error(c, id, "AlreadyExists", "%s is already attached", a->path);
+        return false;
+    }
+    return true;
+}
+
+static struct image *image_new(const struct attach_args *a)
+{
+    struct image *img = calloc(1, sizeof *img);
+
+    if (!img)
+        return NULL;
+    snprintf(img->name, sizeof img->name, "%s", a->name);
+    img->path = realpath(a->path, NULL);
+    img->format = a->format ? strdup(a->format) : NULL;
+    img->key = a->key ? strdup(a->key) : NULL;
+    img->read_only = a->read_only;
+    img->writeback = a->cache && strcmp(a->cache, "writeback") == 0;
+    img->lock_fd = -1;
+    img->proc = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 } };
+    if (!img->path) {
+        free(img->format);
+        free(img->key);
+        free(img);
+        return NULL;
+    }
+    return img;
+}
+
+int image_attach(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+{
+    struct attach_args a;
+    struct stat st;
+    struct image *img;
+    int r;
+
+    if (!parse_attach(c, id, args, &a) || !admissible(s, c, id, &a, &st))
+        return -EINVAL;
+    if (!(img = image_new(&a))) {
+        client_error(c, id, "ImageError", "%s: %s", a.path, strerror(errno));
+        return -ENOMEM;
+    }
+    img->next = s->images;
+    s->images = img;
+    s->nimages++;
+    qc_clear_error();
+    if ((r = image_lock(img->path, img->read_only, &img->lock_fd)) < 0) {
+        client_error(c, id, r == -EBUSY ? "Locked" : "ImageError", "%s", qc_error_message(r));
+        image_free(s, img);
+        return r;
+    }
+    if ((r = launch(s, img, false)) < 0) {
+        client_error(c, id, "WorkerError", "%s: cannot start a worker: %s", img->name, strerror(-r));
+        image_free(s, img);
+        return r;
+    }
+    call_push(img, CALL_ATTACH, c, id, "attach");
+    log_info("%s: attaching %s (worker pid %d)", img->name, img->path, (int)img->proc.pid);
+    return 0;
+}
+
+/* ---- worker messages ---------------------------------------------------- */
+
+static struct call *take_call(struct image *img, enum call_kind kind)
+{
+    for (struct call **pp = &img->calls; *pp; pp = &(*pp)->next)
+        if ((*pp)->kind == kind) {
+            struct call *call = *pp;
+            *pp = call->next;
+            return call;
+        }
+    return NULL;
+}
+
+static void mark_failed(struct supervisor *s, struct image *img, const char *why)
+{
+    free(img->error);
+    img->error = strdup(why);
+    img->state = IMAGE_FAILED;
+    json_object *d = json_object_new_object();
+    json_object_object_add(d, "name", json_object_new_string(img->name));
+    json_object_object_add(d, "error", json_object_new_string(why));
+    broadcast_event(s, "image-failed", d);
+}
+
+static void started(struct supervisor *s, struct image *img)
+{
+    bool restart = img->state == IMAGE_RESTARTING;
+    struct call *call = take_call(img, CALL_ATTACH);
+    json_object *d = json_object_new_object();
+
+    img->state = IMAGE_RUNNING;
+    json_object_object_add(d, "name", json_object_new_string(img->name));
+    if (restart) {
+        json_object_object_add(d, "pid", json_object_new_int(img->proc.pid));
+        json_object_object_add(d, "restarts", json_object_new_int((int32_t)img->restarts));
+        broadcast_event(s, "worker-restarted", d);
+    } else {
+        json_object_object_add(d, "path", json_object_new_string(img->path));
+        broadcast_event(s, "image-attached", d);
+    }
+    if (call && call->client)
+        client_reply(call->client, call->id, image_describe(img, true));
+    if (call)
+        call_free(call);
+    status_to_systemd(s);
+}
+
+static void start_failed(struct supervisor *s, struct image *img, const char *why)
+{
+    struct call *call = take_call(img, CALL_ATTACH);
+
+    log_warning("%s: worker failed to start: %s", img->name, why);
+    if (call) {
+        if (call->client)
+            client_error(call->client, call->id, "ImageError", "%s", why);
+        call_free(call);
+    }
+    kill(img->proc.pid, SIGKILL);
+    /* The exit is reaped in images_reap, which frees a fresh attachment
+     * or marks a restarting one failed. */
+    free(img->error);
+    img->error = strdup(why);
+}
+
+static void read_ready(struct supervisor *s, struct image *img)
+{
+    struct worker_spawn_opts o;
+    int r;
+
+    fill_spawn_opts(s, img, &o, img->state == IMAGE_RESTARTING);
+    if (img->state == IMAGE_RESTARTING) {
+        /* Keep our copies of the ring; the worker only reports. */
+        struct qcowring_fds kept = img->proc.ring;
+        json_object *old = img->proc.ready;
+        img->proc.ready = NULL;
+        r = worker_read_ready(&o, &img->proc, 0);
+        qcowring_close_fds(&img->proc.ring);
+        img->proc.ring = kept;
+        if (r < 0)
+            img->proc.ready = old;
+        else
+            json_object_put(old);
+    } else {
+        r = worker_read_ready(&o, &img->proc, 0);
+    }
+    if (r < 0)
+        start_failed(s, img, qc_error_message(r));
+    else
+        started(s, img);
+}
+
+static void read_answer(struct supervisor *s, struct image *img)
+{
+    char buf[MAX_LINE];
+    int fds[4];
+    unsigned nfds = 0;
+    ssize_t n = fdpass_recv(img->proc.ctl_fd, buf, sizeof buf - 1, fds, 4, &nfds);
+    json_object *msg, *ret = NULL, *err = NULL, *desc = NULL;
+    struct call *call;
+
+    for (unsigned i = 0; i < nfds; i++)
+        close(fds[i]);
+    if (n <= 0) {
+        /* The worker is gone; its exit is handled when it is reaped. */
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, img->proc.ctl_fd, NULL);
+        return;
+    }
+    buf[n] = '\0';
+    msg = json_tokener_parse(buf);
+    if (!(call = pop_answerable(img))) {
+        log_warning("%s: unexpected message from the worker", img->name);
+        json_object_put(msg);
+        return;
+    }
+    json_object_object_get_ex(msg, "return", &ret);
+    json_object_object_get_ex(msg, "error", &err);
+    json_object_object_get_ex(err, "desc", &desc);
+    call_finish(s, img, call, ret, desc ? json_object_get_string(desc) : "bad answer");
+    json_object_put(msg);
+}
+
+void image_worker_readable(struct supervisor *s, struct image *img)
+{
+    if (img->state == IMAGE_STARTING || img->state == IMAGE_RESTARTING)
+        read_ready(s, img);
+    else
+        read_answer(s, img);
+}
+
+/* ---- worker exits ------------------------------------------------------- */
+
+static void detached(struct supervisor *s, struct image *img, int status)
+{
+    struct call *call;
+    json_object *d = json_object_new_object();
+
+    while ((call = take_call(img, CALL_DETACH))) {
+        if (call->client) {
+            if (status == 0)
+                client_reply(call->client, call->id, NULL);
+            else
+                client_error(call->client, call->id, "WorkerError",
+                             "%s: the worker's final flush failed (exit status %d)", img->name,
+                             status);
+        }
+        call_free(call);
+    }
+    json_object_object_add(d, "name", json_object_new_string(img->name));
+    broadcast_event(s, "image-detached", d);
+    log_info("%s: detached", img->name);
+    image_free(s, img);
+}
+
+static bool restart_allowed(struct image *img)
+{
+    uint64_t now = mono_ns(), window = (uint64_t)RESTART_WINDOW_S * 1000000000u;
+    unsigned recent = 0;
+
+    for (unsigned i = 0; i < RESTART_LIMIT; i++)
+        if (img->restart_times[i] && now - img->restart_times[i] < window)
+            recent++;
+    if (recent >= RESTART_LIMIT)
+        return false;
+    memmove(img->restart_times + 1, img->restart_times, sizeof(uint64_t) * (RESTART_LIMIT - 1));
+    img->restart_times[0] = now;
+    return true;
+}
+
+static void died(struct supervisor *s, struct image *img, int status)
+{
+    json_object *d = json_object_new_object();
+    char why[128];
+
+    json_object_object_add(d, "name", json_object_new_string(img->name));
+    json_object_object_add(d, "pid", json_object_new_int(img->proc.pid));
+    json_object_object_add(d, "status", json_object_new_int(status));
+    broadcast_event(s, "worker-died", d);
+    if (img->proc.ctl_fd >= 0) {
+        close(img->proc.ctl_fd);
+        img->proc.ctl_fd = -1;
+    }
+    fail_calls(s, img, "the worker died");
+    if (!restart_allowed(img)) {
+        snprintf(why, sizeof why, "the worker died %d times within %d s (last status %d)",
+                 RESTART_LIMIT, RESTART_WINDOW_S, status);
+        mark_failed(s, img, why);
+        return;
+    }
+    img->restarts++;
+    img->state = IMAGE_RESTARTING;
+    if (launch(s, img, true) < 0)
+        mark_failed(s, img, "cannot start a new worker");
+    else
+        log_warning("%s: worker died (status %d); restarted as pid %d", img->name, status,
+                    (int)img->proc.pid);
+}
+
+static void worker_exited(struct supervisor *s, struct image *img, int status)
+{
+    if (img->state == IMAGE_STOPPING) {
+        detached(s, img, status);
+    } else if (img->state == IMAGE_STARTING) {
+        fail_calls(s, img, "the worker exited");
+        struct call *call = take_call(img, CALL_ATTACH);
+        if (call && call->client)
+            client_error(call->client, call->id, "ImageError", "%s",
+                         img->error ? img->error : "the worker exited during start-up");
+        if (call)
+            call_free(call);
+        image_free(s, img);
+    } else if (img->state != IMAGE_FAILED) {
+        died(s, img, status);
+    }
+}
+
+void images_reap(struct supervisor *s)
+{
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        for (struct image *img = s->images; img; img = img->next)
+            if (img->proc.pid == pid) {
+                worker_exited(s, img, code);
+                break;
+            }
+    }
+}
+
+/* ---- detach and housekeeping -------------------------------------------- */
+
+void image_detach(struct supervisor *s, struct image *img, struct client *c, json_object *id)
+{
+    if (img->state == IMAGE_FAILED) {
+        if (img->proc.pid > 0)
+            kill(img->proc.pid, SIGKILL);
+        client_reply(c, id, NULL);
+        image_free(s, img);
+        return;
+    }
+    call_push(img, CALL_DETACH, c, id, "detach");
+    if (img->state == IMAGE_STOPPING)
+        return;
+    img->state = IMAGE_STOPPING;
+    call_push(img, CALL_INTERNAL, NULL, NULL, "stop");
+    if (send_command(img, "stop") < 0)
+        kill(img->proc.pid, SIGTERM);   /* the worker drains and flushes on SIGTERM too */
+}
+
+void images_stop_all(struct supervisor *s)
+{
+    s->stopping = true;
+    sd_notify(0, "STOPPING=1");
+    for (struct image *img = s->images, *next; img; img = next) {
+        next = img->next;
+        if (img->state != IMAGE_STOPPING)
+            image_detach(s, img, NULL, NULL);
+    }
+}
+
+void images_forget_client(struct supervisor *s, struct client *c)
+{
+    for (struct image *img = s->images; img; img = img->next) {
+        if (img->owner == c) {
+            img->owner = NULL;
+            log_info("%s: ring released by pid %d", img->name, (int)c->pid);
+        }
+        for (struct call *call = img->calls; call; call = call->next) {
+            if (call->client == c)
+                call->client = NULL;
+            if (call->all && call->all->client == c)
+                call->all->client = NULL;
+        }
+    }
+}
+
+void images_tick(struct supervisor *s)
+{
+    uint64_t now = mono_ns();
+
+    for (struct image *img = s->images; img; img = img->next) {
+        bool starting = img->state == IMAGE_STARTING || img->state == IMAGE_RESTARTING;
+        bool late_start = starting &&
+                          now - img->started_ns > (uint64_t)WORKER_START_TIMEOUT_MS * 1000000u;
+        bool late_call = img->calls && img->calls->kind != CALL_ATTACH &&
+                         img->calls->kind != CALL_DETACH && now > img->calls->deadline_ns;
+        if (late_start || late_call) {
+            log_error("%s: the worker (pid %d) does not answer: killing it", img->name,
+                      (int)img->proc.pid);
+            kill(img->proc.pid, SIGKILL);
+        }
+    }
+}

@@ -1,0 +1,259 @@
+/* qcowd: the supervisor's entry point, options and event loop. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "log.h"
+#include "supervisor.h"
+
+#ifndef WORKER_PATH
+#define WORKER_PATH "/usr/local/libexec/qcowd/qcowd-worker"
+#endif
+
+static const char *log_file;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "Usage: qcowd [OPTION]...\n"
+        "Serve QCOW and raw disk images over shared-memory rings, one worker process per\n"
+        "image, controlled over a unix socket (see qcowd(8) and qcowctl(8)).\n\n"
+        "  -s, --socket=PATH       control socket (default /run/qcowd/qcowd.sock as root,\n"
+        "                          $XDG_RUNTIME_DIR/qcowd.sock otherwise)\n"
+        "  -g, --group=GROUP       also let members of GROUP use the socket\n"
+        "      --max-clients=N     connections at once (default 64)\n"
+        "      --max-images=N      attached images at once (default 256)\n"
+        "      --worker=PATH       the worker program (default %s)\n"
+        "  -l, --log-level=LEVEL   error, warning, info (default) or debug\n"
+        "      --log-file=PATH     log there instead of stderr (reopened on SIGHUP)\n"
+        "  -h, --help              show this help\n"
+        "  -V, --version           show the version\n\n"
+        "qcowd stays in the foreground and logs to stderr; under systemd it uses socket\n"
+        "activation when a socket is passed and reports readiness (Type=notify).\n",
+        WORKER_PATH);
+}
+
+static char *default_socket(void)
+{
+    const char *dir = getenv("XDG_RUNTIME_DIR");
+    char *path = NULL;
+
+    if (geteuid() == 0) {
+        mkdir("/run/qcowd", 0755);
+        return strdup("/run/qcowd/qcowd.sock");
+    }
+    if (!dir || !*dir)
+        return NULL;
+    if (asprintf(&path, "%s/qcowd.sock", dir) < 0)
+        return NULL;
+    return path;
+}
+
+static int reopen_log(void)
+{
+    int fd;
+
+    if (!log_file)
+        return 0;
+    fd = open(log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -errno;
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+    return 0;
+}
+
+static int parse_count(const char *arg, unsigned *out)
+{
+    char *end;
+    unsigned long v;
+
+    errno = 0;
+    v = strtoul(arg, &end, 10);
+    if (errno || end == arg || *end || v == 0 || v > 100000)
+        return -EINVAL;
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, struct supervisor *s)
+{
+    enum { OPT_MAX_CLIENTS = 256, OPT_MAX_IMAGES, OPT_WORKER, OPT_LOG_FILE };
+    static const struct option opts[] = {
+        { "socket", required_argument, NULL, 's' },
+        { "group", required_argument, NULL, 'g' },
+        { "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
+        { "max-images", required_argument, NULL, OPT_MAX_IMAGES },
+        { "worker", required_argument, NULL, OPT_WORKER },
+        { "log-level", required_argument, NULL, 'l' },
+        { "log-file", required_argument, NULL, OPT_LOG_FILE },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct group *gr;
+    int c, level;
+
+    while ((c = getopt_long(argc, argv, "s:g:l:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': s->socket_path = strdup(optarg); break;
+        case 'g':
+            if (!(gr = getgrnam(optarg))) {
+                fprintf(stderr, "qcowd: unknown group '%s'\n", optarg);
+                return 2;
+            }
+            s->group = gr->gr_gid;
+            break;
+        case OPT_MAX_CLIENTS:
+        case OPT_MAX_IMAGES:
+            if (parse_count(optarg, c == OPT_MAX_CLIENTS ? &s->max_clients : &s->max_images) < 0) {
+                fprintf(stderr, "qcowd: '%s' is not a count (1..100000)\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_WORKER: s->worker_path = optarg; break;
+        case 'l':
+            if ((level = log_level_parse(optarg)) < 0) {
+                fprintf(stderr, "qcowd: unknown log level '%s'\n", optarg);
+                return 2;
+            }
+            log_set_level((enum log_level)level);
+            s->log_level = optarg;
+            break;
+        case OPT_LOG_FILE: log_file = optarg; break;
+        case 'h': usage(stdout); exit(0);
+        case 'V': printf("%s\n", PACKAGE_STRING); exit(0);
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "qcowd: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    return 0;
+}
+
+static int setup_signals(struct supervisor *s)
+{
+    static struct watch w = { .kind = WATCH_SIGNAL };
+    sigset_t mask;
+
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    s->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (s->sigfd < 0)
+        return -errno;
+    return watch_fd(s, s->sigfd, &w);
+}
+
+static void handle_signals(struct supervisor *s)
+{
+    struct signalfd_siginfo si;
+
+    while (read(s->sigfd, &si, sizeof si) == sizeof si) {
+        switch (si.ssi_signo) {
+        case SIGCHLD:
+            images_reap(s);
+            break;
+        case SIGHUP:
+            if (reopen_log() < 0)
+                log_error("%s: cannot reopen the log: %s", log_file, strerror(errno));
+            log_info("SIGHUP: log reopened");
+            break;
+        default:
+            if (!s->stopping)
+                log_info("signal %u: detaching every image and stopping", si.ssi_signo);
+            images_stop_all(s);
+            break;
+        }
+    }
+}
+
+static void stop_listening(struct supervisor *s)
+{
+    if (s->listen_fd < 0)
+        return;
+    close(s->listen_fd);
+    s->listen_fd = -1;
+    if (s->socket_ours)
+        unlink(s->socket_path);
+}
+
+static void dispatch(struct supervisor *s, struct watch *w)
+{
+    switch (w->kind) {
+    case WATCH_LISTEN: server_accept(s); break;
+    case WATCH_SIGNAL: handle_signals(s); break;
+    case WATCH_CLIENT: client_readable(s, w->obj); break;
+    case WATCH_WORKER: image_worker_readable(s, w->obj); break;
+    }
+}
+
+static int run(struct supervisor *s)
+{
+    struct epoll_event ev[16];
+
+    sd_notify(0, "READY=1\nSTATUS=serving, no image attached");
+    while (!(s->stopping && s->images == NULL)) {
+        int n = epoll_wait(s->epfd, ev, 16, 1000);
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        for (int i = 0; i < n; i++)
+            dispatch(s, ev[i].data.ptr);
+        if (s->stopping)
+            stop_listening(s);
+        images_tick(s);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct supervisor s = { .listen_fd = -1, .sigfd = -1, .group = (gid_t)-1, .max_clients = 64,
+                            .max_images = 256, .worker_path = WORKER_PATH };
+    int r;
+
+    log_init("qcowd");
+    if ((r = parse_options(argc, argv, &s)) != 0)
+        return r;
+    if (reopen_log() < 0) {
+        fprintf(stderr, "qcowd: %s: %s\n", log_file, strerror(errno));
+        return 1;
+    }
+    if (!s.socket_path && !(s.socket_path = default_socket())) {
+        fprintf(stderr, "qcowd: no socket path: set XDG_RUNTIME_DIR or use --socket\n");
+        return 1;
+    }
+    s.epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s.epfd < 0 || (r = setup_signals(&s)) < 0 || (r = server_listen(&s)) < 0) {
+        log_error("%s", qc_error_message(r ? r : -errno));
+        return 1;
+    }
+    log_info("%s ready (worker %s)", PACKAGE_STRING, s.worker_path);
+    r = run(&s);
+    stop_listening(&s);
+    while (s.clients)
+        client_close(&s, s.clients);
+    log_info("stopped");
+    free(s.socket_path);
+    return r < 0 ? 1 : 0;
+}

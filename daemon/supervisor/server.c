@@ -1,0 +1,332 @@
+/* The control socket: binding it (or taking it from systemd), accepting and
+ * authorising connections, line framing, replies and events. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "fdpass.h"
+#include "log.h"
+#include "supervisor.h"
+
+#define SEND_TIMEOUT_S 5
+
+int watch_fd(struct supervisor *s, int fd, struct watch *w)
+{
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = w };
+
+    return epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+/* ---- the listening socket ---------------------------------------------- */
+
+static int from_systemd(struct supervisor *s)
+{
+    int n = sd_listen_fds(1);
+
+    if (n < 0)
+        return qc_fail(n, "systemd socket activation: %s", strerror(-n));
+    if (n == 0)
+        return 0;
+    if (n > 1)
+        return qc_fail(-EINVAL, "systemd passed %d sockets; qcowd takes exactly one", n);
+    if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0)
+        return qc_fail(-EINVAL, "the socket systemd passed is not a listening unix stream socket");
+    s->listen_fd = SD_LISTEN_FDS_START;
+    fcntl(s->listen_fd, F_SETFD, FD_CLOEXEC);
+    log_info("listening on the socket passed by systemd");
+    return 1;
+}
+
+/* A socket file left by a dead daemon is removed; a live one is an error. */
+static int clear_stale_socket(const struct sockaddr_un *addr)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int r = 0;
+
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (const struct sockaddr *)addr, sizeof *addr) == 0)
+        r = qc_fail(-EADDRINUSE, "%s: another qcowd is already listening there", addr->sun_path);
+    else if (errno == ECONNREFUSED)
+        unlink(addr->sun_path);
+    close(fd);
+    return r;
+}
+
+static int bind_socket(struct supervisor *s)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    mode_t old;
+    int r;
+
+    if (strlen(s->socket_path) >= sizeof addr.sun_path)
+        return qc_fail(-ENAMETOOLONG, "%s: socket path too long", s->socket_path);
+    strcpy(addr.sun_path, s->socket_path);
+    if ((r = clear_stale_socket(&addr)) < 0)
+        return r;
+    s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s->listen_fd < 0)
+        return -errno;
+    old = umask(0117);          /* the socket file: 0660 */
+    r = bind(s->listen_fd, (struct sockaddr *)&addr, sizeof addr);
+    umask(old);
+    if (r < 0)
+        return qc_fail(-errno, "%s: cannot bind: %s", s->socket_path, strerror(errno));
+    s->socket_ours = true;
+    if (s->group != (gid_t)-1 && chown(s->socket_path, (uid_t)-1, s->group) < 0)
+        log_warning("%s: cannot give the socket to the group: %s", s->socket_path, strerror(errno));
+    if (listen(s->listen_fd, 64) < 0)
+        return qc_fail(-errno, "%s: listen: %s", s->socket_path, strerror(errno));
+    log_info("listening on %s", s->socket_path);
+    return 0;
+}
+
+int server_listen(struct supervisor *s)
+{
+    static struct watch w = { .kind = WATCH_LISTEN };
+    int r = from_systemd(s);
+
+    if (r == 0)
+        r = bind_socket(s);
+    if (r < 0)
+        return r;
+    fcntl(s->listen_fd, F_SETFL, fcntl(s->listen_fd, F_GETFL) | O_NONBLOCK);
+    return watch_fd(s, s->listen_fd, &w);
+}
+
+/* ---- sending ----------------------------------------------------------- */
+
+int client_send(struct client *c, json_object *msg, const int *fds, unsigned nfds)
+{
+    const char *text = json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    size_t len = strlen(text);
+    char *line = malloc(len + 2);
+    int r;
+
+    if (!line) {
+        json_object_put(msg);
+        return -ENOMEM;
+    }
+    memcpy(line, text, len);
+    line[len++] = '\n';
+    json_object_put(msg);
+    r = c->closing ? -EPIPE : fdpass_send(c->fd, line, len, fds, nfds);
+    free(line);
+    if (r < 0)
+        c->closing = true;     /* a client that does not read is dropped */
+    return r;
+}
+
+void client_reply(struct client *c, json_object *id, json_object *ret)
+{
+    json_object *msg = json_object_new_object();
+
+    json_object_object_add(msg, "return", ret ? ret : json_object_new_object());
+    if (id)
+        json_object_object_add(msg, "id", json_object_get(id));
+    client_send(c, msg, NULL, 0);
+}
+
+void client_error(struct client *c, json_object *id, const char *cls, const char *fmt, ...)
+{
+    json_object *msg = json_object_new_object(), *err = json_object_new_object();
+    char desc[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(desc, sizeof desc, fmt, ap);
+    va_end(ap);
+    json_object_object_add(err, "class", json_object_new_string(cls));
+    json_object_object_add(err, "desc", json_object_new_string(desc));
+    json_object_object_add(msg, "error", err);
+    if (id)
+        json_object_object_add(msg, "id", json_object_get(id));
+    client_send(c, msg, NULL, 0);
+}
+
+static json_object *timestamp_now(void)
+{
+    struct timeval tv;
+    json_object *t = json_object_new_object();
+
+    gettimeofday(&tv, NULL);
+    json_object_object_add(t, "seconds", json_object_new_int64(tv.tv_sec));
+    json_object_object_add(t, "microseconds", json_object_new_int64(tv.tv_usec));
+    return t;
+}
+
+void broadcast_event(struct supervisor *s, const char *name, json_object *data)
+{
+    log_info("event %s: %s", name, json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    for (struct client *c = s->clients; c; c = c->next) {
+        if (!c->events || c->closing)
+            continue;
+        json_object *ev = json_object_new_object();
+        json_object_object_add(ev, "event", json_object_new_string(name));
+        json_object_object_add(ev, "data", json_object_get(data));
+        json_object_object_add(ev, "timestamp", timestamp_now());
+        client_send(c, ev, NULL, 0);
+    }
+    json_object_put(data);
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+static void send_greeting(struct client *c)
+{
+    json_object *msg = json_object_new_object(), *body = json_object_new_object();
+    json_object *ver = json_object_new_object(), *caps = json_object_new_array();
+
+    json_object_object_add(ver, "major", json_object_new_int(0));
+    json_object_object_add(ver, "minor", json_object_new_int(1));
+    json_object_object_add(ver, "micro", json_object_new_int(0));
+    json_object_object_add(ver, "package", json_object_new_string(PACKAGE_STRING));
+    json_object_array_add(caps, json_object_new_string("events"));
+    json_object_array_add(caps, json_object_new_string("fd-passing"));
+    json_object_object_add(body, "version", ver);
+    json_object_object_add(body, "protocol", json_object_new_int(1));
+    json_object_object_add(body, "capabilities", caps);
+    json_object_object_add(msg, "QCOWD", body);
+    client_send(c, msg, NULL, 0);
+}
+
+static void refuse(int fd, const char *cls, const char *desc)
+{
+    char line[512];
+    int n = snprintf(line, sizeof line, "{\"error\":{\"class\":\"%s\",\"desc\":\"%s\"}}\n", cls, desc);
+
+    (void)!send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    close(fd);
+}
+
+static struct client *client_new(int fd, const struct ucred *cred)
+{
+    struct client *c = calloc(1, sizeof *c);
+    struct timeval tv = { .tv_sec = SEND_TIMEOUT_S };
+
+    if (!c || !(c->in = malloc(MAX_LINE))) {
+        free(c);
+        return NULL;
+    }
+    c->watch = (struct watch){ .kind = WATCH_CLIENT, .obj = c };
+    c->fd = fd;
+    c->uid = cred->uid;
+    c->pid = cred->pid;
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    return c;
+}
+
+static void accept_one(struct supervisor *s, int fd)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    struct client *c;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        refuse(fd, "GenericError", "cannot identify the peer");
+        return;
+    }
+    if (!peer_authorised(s, cred.uid, cred.gid)) {
+        log_warning("refused a connection from uid %u (pid %d): not authorised",
+                    (unsigned)cred.uid, (int)cred.pid);
+        refuse(fd, "PermissionDenied", "not authorised to use qcowd");
+        return;
+    }
+    if (s->nclients >= s->max_clients || s->stopping) {
+        refuse(fd, "LimitReached", s->stopping ? "qcowd is shutting down" : "too many clients");
+        return;
+    }
+    if (!(c = client_new(fd, &cred)) || watch_fd(s, fd, &c->watch) < 0) {
+        refuse(fd, "GenericError", "out of resources");
+        free(c ? c->in : NULL);
+        free(c);
+        return;
+    }
+    c->next = s->clients;
+    s->clients = c;
+    s->nclients++;
+    log_debug("client uid %u pid %d connected", (unsigned)cred.uid, (int)cred.pid);
+    send_greeting(c);
+}
+
+void server_accept(struct supervisor *s)
+{
+    for (;;) {
+        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                log_warning("accept: %s", strerror(errno));
+            if (errno != EINTR && errno != ECONNABORTED)
+                return;
+            continue;
+        }
+        accept_one(s, fd);
+    }
+}
+
+void client_close(struct supervisor *s, struct client *c)
+{
+    struct client **pp = &s->clients;
+
+    while (*pp && *pp != c)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = c->next;
+    images_forget_client(s, c);
+    close(c->fd);
+    s->nclients--;
+    free(c->in);
+    free(c);
+}
+
+/* Split what arrived into lines; an oversized line is answered and skipped. */
+static void take_lines(struct supervisor *s, struct client *c, const char *data, size_t n)
+{
+    for (size_t i = 0; i < n && !c->closing; i++) {
+        char ch = data[i];
+        if (ch == '\n') {
+            if (!c->skipping && c->in_len > 0)
+                handle_request(s, c, c->in, c->in_len);
+            c->in_len = 0;
+            c->skipping = false;
+        } else if (!c->skipping) {
+            if (c->in_len == MAX_LINE - 1) {
+                client_error(c, NULL, "GenericError", "request too long (limit %d bytes)", MAX_LINE);
+                c->skipping = true;
+                c->in_len = 0;
+                continue;
+            }
+            c->in[c->in_len++] = ch;
+        }
+    }
+}
+
+void client_readable(struct supervisor *s, struct client *c)
+{
+    char buf[16384];
+    ssize_t n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        client_close(s, c);
+        return;
+    }
+    take_lines(s, c, buf, (size_t)n);
+    if (c->closing)
+        client_close(s, c);
+}

@@ -1,0 +1,140 @@
+/* qcowd, the supervisor: owns the control socket, the table of attached
+ * images and one worker process per image.  It never touches image data.
+ * See doc/protocol.md for the protocol and qcowd(8) for operations. */
+#ifndef QCOWD_SUPERVISOR_H
+#define QCOWD_SUPERVISOR_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "worker_spawn.h"
+
+#define MAX_LINE 65536
+#define MAX_DEPTH 16
+#define MAX_NAME 64
+#define WORKER_START_TIMEOUT_MS 30000
+#define WORKER_CALL_TIMEOUT_MS 30000
+#define RESTART_WINDOW_S 60
+#define RESTART_LIMIT 5
+
+enum watch_kind { WATCH_LISTEN, WATCH_SIGNAL, WATCH_CLIENT, WATCH_WORKER };
+
+struct watch {
+    enum watch_kind kind;
+    void *obj;
+};
+
+struct client {
+    struct watch watch;
+    int fd;
+    uid_t uid;
+    pid_t pid;
+    char *in;                   /* bytes of an unfinished line */
+    size_t in_len;
+    bool skipping;              /* discarding the rest of an oversized line */
+    bool events;
+    bool closing;
+    unsigned refs;              /* pending worker calls still pointing here */
+    struct client *next;
+};
+
+enum image_state {
+    IMAGE_STARTING, IMAGE_RUNNING, IMAGE_PAUSED, IMAGE_RESTARTING, IMAGE_STOPPING, IMAGE_FAILED,
+};
+
+enum call_kind { CALL_ATTACH, CALL_DETACH, CALL_FORWARD, CALL_STATS_ALL, CALL_INTERNAL };
+
+/* A question to a worker whose answer goes to a client. */
+struct call {
+    enum call_kind kind;
+    struct client *client;      /* NULL when the client went away */
+    json_object *id;
+    char command[16];
+    uint64_t deadline_ns;
+    struct stats_all *all;      /* CALL_STATS_ALL */
+    struct call *next;
+};
+
+/* One `stats` without a name: answers gathered from every worker. */
+struct stats_all {
+    struct client *client;
+    json_object *id;
+    json_object *result;
+    unsigned waiting;
+};
+
+struct image {
+    struct watch watch;
+    char name[MAX_NAME + 1];
+    char *path;
+    bool read_only;
+    bool writeback;
+    char *format;
+    char *key;
+    enum image_state state;
+    struct worker_proc proc;
+    int lock_fd;
+    unsigned restarts;
+    uint64_t restart_times[RESTART_LIMIT + 1];
+    uint64_t started_ns;
+    char *error;
+    struct client *owner;       /* the connection that holds the ring */
+    struct call *calls;         /* in the order they were sent */
+    struct image *next;
+};
+
+struct supervisor {
+    int listen_fd;
+    bool socket_ours;           /* we bound it: remove it at exit */
+    char *socket_path;
+    int epfd;
+    int sigfd;
+    const char *worker_path;
+    const char *log_level;
+    gid_t group;                /* (gid_t)-1: none */
+    unsigned max_clients, max_images;
+    unsigned nclients, nimages;
+    struct client *clients;
+    struct image *images;
+    bool stopping;
+};
+
+/* server.c: the socket and connections */
+int server_listen(struct supervisor *s);
+void server_accept(struct supervisor *s);
+void client_readable(struct supervisor *s, struct client *c);
+void client_reply(struct client *c, json_object *id, json_object *ret);
+void client_error(struct client *c, json_object *id, const char *cls, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int client_send(struct client *c, json_object *msg, const int *fds, unsigned nfds);
+void client_close(struct supervisor *s, struct client *c);
+void client_unref(struct client *c);
+void broadcast_event(struct supervisor *s, const char *name, json_object *data);
+int watch_fd(struct supervisor *s, int fd, struct watch *w);
+
+/* auth.c */
+bool peer_authorised(const struct supervisor *s, uid_t uid, gid_t gid);
+
+/* commands.c: one request */
+void handle_request(struct supervisor *s, struct client *c, const char *line, size_t len);
+
+/* images.c: attachments and their workers */
+struct image *image_find(struct supervisor *s, const char *name);
+int image_attach(struct supervisor *s, struct client *c, json_object *id, json_object *args);
+void image_detach(struct supervisor *s, struct image *img, struct client *c, json_object *id);
+void image_forward(struct supervisor *s, struct image *img, struct client *c, json_object *id,
+                   const char *command);
+void image_stats_all(struct supervisor *s, struct client *c, json_object *id);
+json_object *image_describe(const struct image *img, bool full);
+void image_worker_readable(struct supervisor *s, struct image *img);
+void images_reap(struct supervisor *s);
+void images_tick(struct supervisor *s);
+void images_forget_client(struct supervisor *s, struct client *c);
+void images_stop_all(struct supervisor *s);
+const char *image_state_name(enum image_state st);
+
+uint64_t mono_ns(void);
+
+#endif
