@@ -1,1 +1,14 @@
-# (filled in by its part of the tree)
+# qcowctl: the command-line tool.  Offline commands use the image engine
+# directly; one source file per command group.
+bin_PROGRAMS += ctl/qcowctl
+ctl_qcowctl_SOURCES = \
+	ctl/cli.h ctl/main.c ctl/args.c ctl/open.c \
+	ctl/output.h ctl/output.c \
+	ctl/key.h ctl/key.c \
+	ctl/cmd_create.c \
+	ctl/cmd_info.c \
+	ctl/cmd_check.c \
+	ctl/cmd_convert.c \
+	ctl/cmd_rw.c
+ctl_qcowctl_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
+ctl_qcowctl_LDADD = daemon/image/libqcowimage.la $(JSONC_LIBS) $(ZLIB_LIBS) $(CRYPTO_LIBS)

@@ -1,1 +1,2 @@
-# (filled in by its part of the tree)
+# Documentation: man pages (installed and distributed).
+dist_man_MANS += doc/qcowctl.8

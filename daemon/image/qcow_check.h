@@ -55,7 +55,7 @@ struct qcow_problem {
     uint64_t length;
     uint64_t guest_off;         /* L1/L2: first guest byte the entry maps */
     uint64_t entry_pos;         /* L1/L2: file offset of the entry itself */
-    char message[256];          /* one line, names the file */
+    char message[256];          /* one line, without the file name */
 };
 
 /* At most this many problems are kept; the counts go on past it. */

@@ -1,0 +1,131 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "error.h"
+#include "output.h"
+
+static void vprint_error(const char *fmt, va_list ap)
+{
+    fflush(stdout);
+    fputs(CLI_PROGRAM ": ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vprint_error(fmt, ap);
+    va_end(ap);
+}
+
+int cli_fail(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vprint_error(fmt, ap);
+    va_end(ap);
+    return CLI_EXIT_FAILURE;
+}
+
+int cli_engine_fail(int err)
+{
+    return cli_fail("%s", qc_error_message(err));
+}
+
+int cli_usage_error(const struct cli_command *cmd, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vprint_error(fmt, ap);
+    va_end(ap);
+    if (cmd)
+        fprintf(stderr, "Try '" CLI_PROGRAM " %s --help' for more information.\n", cmd->name);
+    else
+        fputs("Try '" CLI_PROGRAM " --help' for more information.\n", stderr);
+    return CLI_EXIT_USAGE;
+}
+
+void cli_say(const struct cli *cli, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (cli->quiet || cli->json)
+        return;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+}
+
+void cli_verbose(const struct cli *cli, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!cli->verbose)
+        return;
+    va_start(ap, fmt);
+    fflush(stdout);
+    fputs(CLI_PROGRAM ": ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int cli_print_json(struct json_object *doc)
+{
+    const char *text;
+
+    if (!doc)
+        return cli_fail("out of memory building the JSON output");
+    text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                   JSON_C_TO_STRING_NOSLASHESCAPE);
+    if (text)
+        printf("%s\n", text);
+    json_object_put(doc);
+    return text ? CLI_EXIT_OK : cli_fail("out of memory printing the JSON output");
+}
+
+int cli_finish_stdout(void)
+{
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return cli_fail("standard output: write error: %s", strerror(errno));
+    return CLI_EXIT_OK;
+}
+
+const char *cli_human_size(uint64_t bytes, char buf[static 32])
+{
+    static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+    double v = (double)bytes;
+    size_t u = 0;
+
+    /* Move up while the number would need four digits. */
+    while (v >= 999.5 && u + 1 < sizeof units / sizeof units[0]) {
+        v /= 1024.0;
+        u++;
+    }
+    snprintf(buf, 32, "%.3g %s", v, units[u]);
+    return buf;
+}
+
+void json_add_string(struct json_object *o, const char *key, const char *value)
+{
+    json_object_object_add(o, key, value ? json_object_new_string(value) : NULL);
+}
+
+void json_add_u64(struct json_object *o, const char *key, uint64_t value)
+{
+    json_object_object_add(o, key, json_object_new_uint64(value));
+}
+
+void json_add_bool(struct json_object *o, const char *key, bool value)
+{
+    json_object_object_add(o, key, json_object_new_boolean(value));
+}

@@ -1,0 +1,50 @@
+/* qcowctl output: the one place that prints errors (`qcowctl: <message>` on
+ * stderr), human text on stdout, and JSON documents through json-c. */
+#ifndef QCOWCTL_OUTPUT_H
+#define QCOWCTL_OUTPUT_H
+
+#include <json-c/json.h>
+#include <stdint.h>
+
+#include "cli.h"
+
+#define CLI_PROGRAM "qcowctl"
+
+/* Print "qcowctl: <message>" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* cli_error(), then return CLI_EXIT_FAILURE. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Report an engine error (its message names the file) and return
+ * CLI_EXIT_FAILURE. */
+int cli_engine_fail(int err);
+
+/* A usage error: the message and a hint at --help; returns CLI_EXIT_USAGE.
+ * cmd may be NULL for the global command line. */
+int cli_usage_error(const struct cli_command *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Human text on stdout, unless --quiet or --json. */
+void cli_say(const struct cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Progress and details on stderr with --verbose. */
+void cli_verbose(const struct cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Print a JSON document (pretty, one trailing newline) and drop the
+ * reference.  Returns an exit status. */
+int cli_print_json(struct json_object *doc);
+
+/* Make sure stdout got everything; reports a write error.  Returns an exit
+ * status (CLI_EXIT_OK or CLI_EXIT_FAILURE). */
+int cli_finish_stdout(void);
+
+/* "64 MiB", "1.5 GiB", "512 B" (three significant digits, binary units). */
+const char *cli_human_size(uint64_t bytes, char buf[static 32]);
+
+/* json-c helpers: add a member of each type. */
+void json_add_string(struct json_object *o, const char *key, const char *value);
+void json_add_u64(struct json_object *o, const char *key, uint64_t value);
+void json_add_bool(struct json_object *o, const char *key, bool value);
+
+#endif
