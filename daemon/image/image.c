@@ -120,22 +120,20 @@ fail:
     return r;
 }
 
-/* Where the backing file named in `child` lives. */
-static int resolve_backing(const struct layer *child, char **out)
+int image_resolve_backing(const char *child_path, const char *name, char **out)
 {
-    const char *name = child->backing_name;
     const char *colon = strchr(name, ':');
     const char *slash = strchr(name, '/');
     _cleanup_free_ char *dir_copy = NULL;
 
     if (colon && (!slash || colon < slash))
         return qc_fail(-ENOTSUP, "%s: backing file '%s' uses a protocol prefix, which is not "
-                       "supported", child->path, name);
-    if (name[0] == '/') {
+                       "supported", child_path, name);
+    if (name[0] == '/' || !strchr(child_path, '/')) {
         *out = strdup(name);
         return *out ? 0 : -ENOMEM;
     }
-    if (!(dir_copy = strdup(child->path)))
+    if (!(dir_copy = strdup(child_path)))
         return -ENOMEM;
     if (asprintf(out, "%s/%s", dirname(dir_copy), name) < 0)
         return -ENOMEM;
@@ -159,7 +157,7 @@ static int open_backing(struct image *img, struct layer *child, const struct ima
 
     if (img->depth >= max)
         return qc_fail(-ELOOP, "%s: backing chain is longer than %u layers", img->top->path, max);
-    if ((r = resolve_backing(child, &path)) < 0)
+    if ((r = image_resolve_backing(child->path, child->backing_name, &path)) < 0)
         return r;
     if ((r = layer_open(path, IMAGE_FORMAT_AUTO, true, o, &b)) < 0) {
         if (r == -ENOENT)

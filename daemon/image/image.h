@@ -61,6 +61,11 @@ struct image {
  * longer than max_depth are refused. */
 int image_open(const char *path, const struct image_open_opts *opts, struct image **out);
 
+/* Where a backing file named `name` in the image at child_path lives:
+ * relative names are relative to child_path's directory.  Protocol
+ * prefixes ("nbd:...") are refused. */
+int image_resolve_backing(const char *child_path, const char *name, char **out);
+
 /* Write back metadata (ordered, flushed) if writable, then free everything.
  * Returns the writeback error, if any; the image is freed either way. */
 int image_close(struct image *img);

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <stdio.h>
 
 #include "driver.h"
@@ -16,22 +15,14 @@
 /* The size of the backing file, resolved like image_open resolves it. */
 static int backing_size(const char *path, const struct qcow_create_opts *o, uint64_t *size)
 {
-    _cleanup_free_ char *dir_copy = strdup(path);
     _cleanup_free_ char *resolved = NULL;
     struct image_open_opts bo = { .format = o->backing_format, .read_only = true,
                                   .key = o->key, .key_len = o->key_len };
     struct image *b;
     int r;
 
-    if (!dir_copy)
-        return -ENOMEM;
-    if (o->backing_file[0] == '/')
-        resolved = strdup(o->backing_file);
-    else if (asprintf(&resolved, "%s/%s", dirname(dir_copy), o->backing_file) < 0)
-        resolved = NULL;
-    if (!resolved)
-        return -ENOMEM;
-    if ((r = image_open(resolved, &bo, &b)) < 0)
+    if ((r = image_resolve_backing(path, o->backing_file, &resolved)) < 0 ||
+        (r = image_open(resolved, &bo, &b)) < 0)
         return r;
     *size = b->size;
     image_close(b);
@@ -134,6 +125,8 @@ int qcow_create(const char *path, const struct qcow_create_opts *o)
         return r;
     if (size == 0 && o->backing_file && (r = backing_size(path, o, &size)) < 0)
         return r;
+    if (size > UINT64_MAX - QCOW_SECTOR_SIZE)
+        return qc_fail(-EFBIG, "%s: virtual size %" PRIu64 " is too large", path, size);
     size = align_up(size, QCOW_SECTOR_SIZE);
     if ((r = fill_header(path, o, size, &h, &g)) < 0)
         return r;
