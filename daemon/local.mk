@@ -51,3 +51,12 @@ daemon_qcowd_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common \
 daemon_qcowd_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(SYSTEMD_CFLAGS)
 daemon_qcowd_LDADD = daemon/common/libqcowdcommon.la daemon/image/libqcowimage.la \
 	shm/libqcowring.la $(JSONC_LIBS) $(SYSTEMD_LIBS)
+
+# systemd units, under $(prefix)/lib/systemd/system (override systemdsystemunitdir=).
+systemdsystemunitdir = $(prefix)/lib/systemd/system
+systemdsystemunit_DATA = daemon/systemd/qcowd.socket daemon/systemd/qcowd.service
+CLEANFILES += daemon/systemd/qcowd.service
+EXTRA_DIST += daemon/systemd/qcowd.socket daemon/systemd/qcowd.service.in
+daemon/systemd/qcowd.service: $(srcdir)/daemon/systemd/qcowd.service.in Makefile
+	$(AM_V_GEN)$(MKDIR_P) daemon/systemd && \
+	sed -e 's|@sbindir[@]|$(sbindir)|g' $(srcdir)/daemon/systemd/qcowd.service.in > $@
