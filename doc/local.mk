@@ -1,2 +1,4 @@
 # Documentation: man pages (installed and distributed).
 dist_man_MANS += doc/qcowctl.8
+dist_man_MANS += doc/qcowd.8
+EXTRA_DIST += doc/protocol.md doc/qcow-format.md

@@ -104,6 +104,7 @@ static struct call *call_push(struct image *img, enum call_kind kind, struct cli
     call->client = c;
     call->id = id ? json_object_get(id) : NULL;
     snprintf(call->command, sizeof call->command, "%s", command);
+    call->seq = ++img->next_seq;
     call->deadline_ns = mono_ns() + (uint64_t)WORKER_CALL_TIMEOUT_MS * 1000000u;
     while (*pp)
         pp = &(*pp)->next;
@@ -117,10 +118,11 @@ static void call_free(struct call *call)
     free(call);
 }
 
-static int send_command(struct image *img, const char *command)
+static int send_command(struct image *img, struct call *call)
 {
-    char buf[64];
-    int n = snprintf(buf, sizeof buf, "{\"execute\":\"%s\"}", command);
+    char buf[96];
+    int n = snprintf(buf, sizeof buf, "{\"execute\":\"%s\",\"id\":%llu}", call->command,
+                     (unsigned long long)call->seq);
 
     return fdpass_send(img->proc.ctl_fd, buf, (size_t)n, NULL, 0);
 }
@@ -164,13 +166,13 @@ static void call_finish(struct supervisor *s, struct image *img, struct call *ca
     call_free(call);
 }
 
-/* Pop the first call that waits for a worker answer. */
-static struct call *pop_answerable(struct image *img)
+/* Pop the call waiting for the worker's answer with this id (0: any). */
+static struct call *pop_answerable(struct image *img, uint64_t seq)
 {
     for (struct call **pp = &img->calls; *pp; pp = &(*pp)->next) {
         struct call *call = *pp;
-        if (call->kind == CALL_FORWARD || call->kind == CALL_STATS_ALL ||
-            call->kind == CALL_INTERNAL) {
+        if ((call->kind == CALL_FORWARD || call->kind == CALL_STATS_ALL ||
+             call->kind == CALL_INTERNAL) && (seq == 0 || call->seq == seq)) {
             *pp = call->next;
             return call;
         }
@@ -182,21 +184,21 @@ static void fail_calls(struct supervisor *s, struct image *img, const char *why)
 {
     struct call *call;
 
-    while ((call = pop_answerable(img)))
+    while ((call = pop_answerable(img, 0)))
         call_finish(s, img, call, NULL, why);
 }
 
 void image_forward(struct supervisor *s, struct image *img, struct client *c, json_object *id,
                    const char *command)
 {
-    if (!call_push(img, CALL_FORWARD, c, id, command)) {
+    struct call *call = call_push(img, CALL_FORWARD, c, id, command);
+
+    if (!call) {
         client_error(c, id, "GenericError", "out of memory");
         return;
     }
-    if (send_command(img, command) < 0) {
-        struct call *call = pop_answerable(img);
-        call_finish(s, img, call, NULL, "the worker is not answering");
-    }
+    if (send_command(img, call) < 0)
+        call_finish(s, img, pop_answerable(img, call->seq), NULL, "the worker is not answering");
 }
 
 void image_stats_all(struct supervisor *s, struct client *c, json_object *id)
@@ -219,10 +221,8 @@ void image_stats_all(struct supervisor *s, struct client *c, json_object *id)
             continue;
         call->all = all;
         all->waiting++;
-        if (send_command(img, "stats") < 0) {
-            call = pop_answerable(img);
-            call_finish(s, img, call, NULL, "not answering");
-        }
+        if (send_command(img, call) < 0)
+            call_finish(s, img, pop_answerable(img, call->seq), NULL, "not answering");
     }
     if (--all->waiting == 0)
         stats_all_done(all);
@@ -558,7 +558,7 @@ static void read_answer(struct supervisor *s, struct image *img)
     int fds[4];
     unsigned nfds = 0;
     ssize_t n = fdpass_recv(img->proc.ctl_fd, buf, sizeof buf - 1, fds, 4, &nfds);
-    json_object *msg, *ret = NULL, *err = NULL, *desc = NULL;
+    json_object *msg, *ret = NULL, *err = NULL, *desc = NULL, *id = NULL;
     struct call *call;
 
     for (unsigned i = 0; i < nfds; i++)
@@ -570,7 +570,8 @@ static void read_answer(struct supervisor *s, struct image *img)
     }
     buf[n] = '\0';
     msg = json_tokener_parse(buf);
-    if (!(call = pop_answerable(img))) {
+    json_object_object_get_ex(msg, "id", &id);
+    if (!id || !(call = pop_answerable(img, (uint64_t)json_object_get_int64(id)))) {
         log_warning("%s: unexpected message from the worker", img->name);
         json_object_put(msg);
         return;
@@ -706,8 +707,8 @@ void image_detach(struct supervisor *s, struct image *img, struct client *c, jso
     if (img->state == IMAGE_STOPPING)
         return;
     img->state = IMAGE_STOPPING;
-    call_push(img, CALL_INTERNAL, NULL, NULL, "stop");
-    if (send_command(img, "stop") < 0)
+    struct call *stop = call_push(img, CALL_INTERNAL, NULL, NULL, "stop");
+    if (!stop || send_command(img, stop) < 0)
         kill(img->proc.pid, SIGTERM);   /* the worker drains and flushes on SIGTERM too */
 }
 
@@ -746,8 +747,9 @@ void images_tick(struct supervisor *s)
         bool starting = img->state == IMAGE_STARTING || img->state == IMAGE_RESTARTING;
         bool late_start = starting &&
                           now - img->started_ns > (uint64_t)WORKER_START_TIMEOUT_MS * 1000000u;
-        bool late_call = img->calls && img->calls->kind != CALL_ATTACH &&
-                         img->calls->kind != CALL_DETACH && now > img->calls->deadline_ns;
+        bool late_call = false;
+        for (struct call *c = img->calls; c; c = c->next)
+            late_call |= c->kind != CALL_ATTACH && c->kind != CALL_DETACH && now > c->deadline_ns;
         if (late_start || late_call) {
             log_error("%s: the worker (pid %d) does not answer: killing it", img->name,
                       (int)img->proc.pid);

@@ -52,6 +52,7 @@ struct call {
     struct client *client;      /* NULL when the client went away */
     json_object *id;
     char command[16];
+    uint64_t seq;               /* the id the worker echoes */
     uint64_t deadline_ns;
     struct stats_all *all;      /* CALL_STATS_ALL */
     struct call *next;
@@ -82,6 +83,7 @@ struct image {
     char *error;
     struct client *owner;       /* the connection that holds the ring */
     struct call *calls;         /* in the order they were sent */
+    uint64_t next_seq;
     struct image *next;
 };
 

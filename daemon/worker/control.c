@@ -166,8 +166,7 @@ static void do_pause(struct worker *w, json_object *id)
     w->state = WORKER_PAUSING;
     json_object_put(pending_pause_id);
     pending_pause_id = id ? json_object_get(id) : NULL;
-    if (executor_idle(w->x))
-        worker_pause_done(w);
+    worker_quiesce(w);
 }
 
 static void do_resume(struct worker *w, json_object *id)

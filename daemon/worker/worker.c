@@ -192,8 +192,29 @@ static void on_complete(struct blk_req *req, int status)
                     blk_op_name(req->op), req->len, req->off, qc_error_message(status));
     ring_server_respond_deferred(w->rs, wr->io, ring_status(status));
     free(wr);
-    if (w->state == WORKER_PAUSING && executor_idle(w->x))
+    if (w->state == WORKER_PAUSING)
+        worker_quiesce(w);
+}
+
+static void on_quiesce_flushed(struct blk_req *req, int status)
+{
+    struct worker *w = req->opaque;
+
+    w->quiesce_flushing = false;
+    if (status < 0)
+        log_error("%s: flush before pausing failed: %s", w->name, qc_error_message(status));
+    if (w->state == WORKER_PAUSING)
         worker_pause_done(w);
+}
+
+void worker_quiesce(struct worker *w)
+{
+    if (w->quiesce_flushing || !executor_idle(w->x))
+        return;
+    w->quiesce_flushing = true;
+    w->quiesce_flush = (struct blk_req){ .op = BLK_FLUSH, .complete = on_quiesce_flushed,
+                                         .opaque = w };
+    executor_submit(w->x, &w->quiesce_flush);
 }
 
 static void to_blk_req(const struct ring_io *io, struct blk_req *req)

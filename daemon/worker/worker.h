@@ -32,7 +32,8 @@ struct worker {
     enum worker_state state;
     bool ring_pending;          /* the ring may hold requests not yet taken */
     bool ring_dead;             /* broken by the client: no more polling */
-    int pause_reply_pending;    /* a pause waits for in-flight I/O */
+    bool quiesce_flushing;      /* a pause's flush is running */
+    struct blk_req quiesce_flush;
     uint64_t started_ns;
 };
 
@@ -63,5 +64,7 @@ int worker_send_ready(struct worker *w, bool with_fds);
 int worker_send_failed(int ctl_fd, const char *reason);
 void worker_handle_control(struct worker *w);
 void worker_pause_done(struct worker *w);
+/* Pausing: once nothing is in flight, flush, then report paused. */
+void worker_quiesce(struct worker *w);
 
 #endif
