@@ -1,1 +1,16 @@
-# (filled in by its part of the tree)
+# The shared-memory ring: the installed ABI header and libqcowring.
+lib_LTLIBRARIES += shm/libqcowring.la
+include_HEADERS += shm/qcowring.h shm/qcowring-client.h
+shm_libqcowring_la_SOURCES = \
+	shm/qcowring.h shm/qcowring-client.h shm/client_internal.h \
+	shm/page_alloc.c \
+	shm/client_open.c \
+	shm/client_async.c \
+	shm/client_sync.c \
+	shm/create.c
+# Only the public qcowring_* functions are exported.
+shm_libqcowring_la_LDFLAGS = $(AM_LDFLAGS) -version-info 0:0:0 \
+	-export-symbols-regex '^qcowring_'
+pkgconfig_DATA += shm/libqcowring.pc
+dist_man_MANS += doc/libqcowring.3
+EXTRA_DIST += doc/ring.md

@@ -1,0 +1,956 @@
+/* The back end of a qcowd ring: take requests from an untrusted client,
+ * validate private copies, hand out ring_io, write responses. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ring_server.h"
+
+#define DIV_ROUND_UP(n, d) (((n) + (d) - 1) / (d))
+
+struct ring_server {
+    uint8_t *data;                  /* data page 0 */
+    struct qcowring_info *info;     /* written (server_state), never read */
+    struct qcowring_sring *sring;
+    struct ring_server_geometry geo;
+    uint32_t size, mask;            /* ring slots */
+    unsigned max_segments;          /* per request: 11 or the indirect max */
+
+    /* Private indices: never read back from shared memory. */
+    uint32_t req_cons;
+    uint32_t rsp_prod_pvt;
+    uint32_t rsp_prod_published;
+
+    int req_fd, rsp_fd;
+    void (*log)(void *opaque, const char *msg);
+    void *log_opaque;
+
+    struct ring_io *pool;           /* size entries */
+    struct iovec *iov_store;        /* size * max_segments */
+    bool *busy;                     /* pool entry handed out */
+    struct ring_io **free_ios;
+    unsigned nr_free;
+    struct qcowring_segment *segs;  /* private copy of indirect segments */
+    unsigned segs_copied;           /* descriptors in segs for this request */
+
+    /* Recovery journal (optional): see ring_server_config.journal. */
+    struct journal_header *journal;
+    size_t journal_stride;
+    bool journal_wanted;            /* the config has a journal */
+    bool replaying;                 /* parsing a journaled request again */
+    struct ring_io **replay;        /* recovered requests to hand out first */
+    struct replay_order *replay_order;  /* scratch for sorting them */
+    unsigned replay_head, replay_count;
+
+    bool broken;
+    char reason[160];
+    struct ring_server_stats stats;
+};
+
+/*
+ * The recovery journal: memory the client cannot see, kept across workers.
+ * Entry i mirrors pool entry i.  Every step is one store, made in program
+ * order (a dying process loses nothing it stored; only the compiler could
+ * reorder, hence the signal fences):
+ *   consume:  entry = copy of the request (+ indirect segments), IN_FLIGHT;
+ *             then indices = (req_cons + 1, rsp_prod)
+ *   answer:   response written to the ring; entry.rsp_index = rsp_prod,
+ *             ANSWERING; then indices = (req_cons, rsp_prod + 1); then FREE
+ *   publish:  rsp_prod in shared memory (never ahead of the journal)
+ * A new server takes both indices from the journal, publishes rsp_prod, and
+ * hands out again every entry consumed (req_index < req_cons) and not
+ * answered (not ANSWERING with rsp_index < rsp_prod).
+ */
+#define JOURNAL_MAGIC "QCRJRNL1"
+
+enum journal_state { J_FREE = 0, J_IN_FLIGHT = 1, J_ANSWERING = 2 };
+
+struct replay_order {
+    uint32_t age;                   /* req_cons - 1 - req_index */
+    uint32_t idx;
+};
+
+struct journal_header {
+    uint8_t magic[8];
+    uint32_t ring_entries;
+    uint32_t max_segments;
+    uint64_t indices;               /* req_cons | (u64)rsp_prod << 32 */
+    uint32_t broken;
+    uint32_t pad;
+};
+
+struct journal_entry {
+    uint32_t state;
+    uint32_t req_index;             /* ring index it was consumed at */
+    uint32_t rsp_index;             /* ANSWERING: index of its response */
+    uint32_t nsegs;                 /* indirect descriptors saved after it */
+    union qcowring_entry req;
+};
+
+static const char *const bad_reason_names[RING_BAD__COUNT] = {
+    [RING_BAD_OPCODE] = "unknown-operation",
+    [RING_BAD_UNSUPPORTED] = "unsupported-operation",
+    [RING_BAD_READ_ONLY] = "read-only",
+    [RING_BAD_SEGMENT_COUNT] = "segment-count",
+    [RING_BAD_SECTORS] = "segment-sectors",
+    [RING_BAD_PAGE] = "page-index",
+    [RING_BAD_RANGE] = "sector-range",
+    [RING_BAD_INDIRECT] = "indirect-operation",
+    [RING_BAD_DISCARD] = "discard-arguments",
+};
+
+const char *ring_bad_reason_name(enum ring_bad_reason reason)
+{
+    return (unsigned)reason < RING_BAD__COUNT ? bad_reason_names[reason] : "unknown";
+}
+
+/* ------------------------------------------------------------------------ */
+/* Logging, broken ring, notifications                                      */
+/* ------------------------------------------------------------------------ */
+
+static void log_msg(struct ring_server *rs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void log_msg(struct ring_server *rs, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+
+    if (!rs->log)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    rs->log(rs->log_opaque, msg);
+}
+
+static void signal_client(struct ring_server *rs)
+{
+    uint64_t one = 1;
+
+    rs->stats.notifications++;
+    if (rs->rsp_fd >= 0 && write(rs->rsp_fd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: the counter is already non-zero, the client will wake. */
+    }
+}
+
+static void set_server_state(struct ring_server *rs, uint32_t state)
+{
+    __atomic_store_n(&rs->info->server_state, state, __ATOMIC_RELEASE);
+    signal_client(rs);
+}
+
+static int mark_broken(struct ring_server *rs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int mark_broken(struct ring_server *rs, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (rs->broken)
+        return -EPROTO;
+    va_start(ap, fmt);
+    vsnprintf(rs->reason, sizeof(rs->reason), fmt, ap);
+    va_end(ap);
+    rs->broken = true;
+    rs->stats.broken = true;
+    if (rs->journal)
+        rs->journal->broken = 1;
+    log_msg(rs, "ring broken: %s", rs->reason);
+    set_server_state(rs, QCOWRING_STATE_BROKEN);
+    return -EPROTO;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Setup                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static int check_geometry(const struct ring_server_geometry *g, size_t map_size)
+{
+    bool indirect = (g->features & QCOWRING_F_INDIRECT) != 0;
+
+    if (g->ring_page_order > QCOWRING_MAX_RING_PAGE_ORDER || g->data_pages == 0)
+        return -EINVAL;
+    if (g->capacity_sectors > QCOWRING_MAX_CAPACITY_SECTORS)
+        return -EINVAL;
+    if (indirect && (g->max_indirect_segments <= QCOWRING_MAX_SEGMENTS ||
+                     g->max_indirect_segments > QCOWRING_MAX_INDIRECT_SEGMENTS))
+        return -EINVAL;
+    if (qcowring_total_size(g->ring_page_order, g->data_pages) > map_size)
+        return -EINVAL;
+    return 0;
+}
+
+static int alloc_pool(struct ring_server *rs)
+{
+    rs->pool = calloc(rs->size, sizeof(*rs->pool));
+    rs->iov_store = calloc((size_t)rs->size * rs->max_segments, sizeof(*rs->iov_store));
+    rs->busy = calloc(rs->size, sizeof(*rs->busy));
+    rs->free_ios = calloc(rs->size, sizeof(*rs->free_ios));
+    rs->segs = calloc(rs->max_segments, sizeof(*rs->segs));
+    rs->replay = calloc(rs->size, sizeof(*rs->replay));
+    if (!rs->pool || !rs->iov_store || !rs->busy || !rs->free_ios || !rs->segs || !rs->replay)
+        return -ENOMEM;
+    if (rs->journal_wanted) {
+        rs->replay_order = calloc(rs->size, sizeof(*rs->replay_order));
+        if (!rs->replay_order)
+            return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < rs->size; i++) {
+        rs->pool[i].iov = &rs->iov_store[(size_t)i * rs->max_segments];
+        rs->free_ios[i] = &rs->pool[rs->size - 1 - i];
+    }
+    rs->nr_free = rs->size;
+    return 0;
+}
+
+static void init_from_config(struct ring_server *rs, const struct ring_server_config *cfg)
+{
+    uint8_t *base = cfg->base;
+    bool indirect = (cfg->geo.features & QCOWRING_F_INDIRECT) != 0;
+
+    rs->geo = cfg->geo;
+    rs->info = (struct qcowring_info *)base;
+    rs->sring = (struct qcowring_sring *)(base + QCOWRING_RING_OFFSET);
+    rs->data = base + qcowring_data_offset(cfg->geo.ring_page_order);
+    rs->size = qcowring_ring_entries(cfg->geo.ring_page_order);
+    rs->mask = rs->size - 1;
+    rs->max_segments = indirect ? cfg->geo.max_indirect_segments : QCOWRING_MAX_SEGMENTS;
+    rs->req_fd = cfg->req_eventfd;
+    rs->rsp_fd = cfg->rsp_eventfd;
+    rs->log = cfg->log;
+    rs->log_opaque = cfg->log_opaque;
+    rs->journal_wanted = cfg->journal != NULL;
+    /* A fresh ring starts at 0 (SHARED_RING_INIT by its creator). */
+    rs->req_cons = rs->rsp_prod_pvt = rs->rsp_prod_published = cfg->start_index;
+}
+
+static int setup_journal(struct ring_server *rs, const struct ring_server_config *cfg);
+
+int ring_server_new(const struct ring_server_config *cfg, struct ring_server **out)
+{
+    struct ring_server *rs;
+    int err;
+
+    if (!cfg->base)
+        return -EINVAL;
+    err = check_geometry(&cfg->geo, cfg->map_size);
+    if (err)
+        return err;
+    rs = calloc(1, sizeof(*rs));
+    if (!rs)
+        return -ENOMEM;
+    *out = rs;
+    init_from_config(rs, cfg);
+    err = alloc_pool(rs);
+    if (!err)
+        err = setup_journal(rs, cfg);
+    if (err) {
+        ring_server_free(rs);
+        *out = NULL;
+    }
+    return err;
+}
+
+void ring_server_free(struct ring_server *rs)
+{
+    if (!rs)
+        return;
+    free(rs->pool);
+    free(rs->iov_store);
+    free(rs->busy);
+    free(rs->free_ios);
+    free(rs->segs);
+    free(rs->replay);
+    free(rs->replay_order);
+    free(rs);
+}
+
+int ring_server_map(int memfd, const struct ring_server_geometry *geo, void **base,
+                    size_t *size)
+{
+    uint64_t need = qcowring_total_size(geo->ring_page_order, geo->data_pages);
+    struct stat st;
+    int seals;
+    void *p;
+
+    if (geo->ring_page_order > QCOWRING_MAX_RING_PAGE_ORDER)
+        return -EINVAL;
+    if (fstat(memfd, &st) < 0)
+        return -errno;
+    seals = fcntl(memfd, F_GET_SEALS);
+    if (seals < 0)
+        return -errno;
+    /* A client able to shrink the memfd could make us fault (SIGBUS). */
+    if (!(seals & F_SEAL_SHRINK) || st.st_size < 0 || (uint64_t)st.st_size < need ||
+        need > SIZE_MAX)
+        return -EINVAL;
+    p = mmap(NULL, (size_t)need, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    *base = p;
+    *size = (size_t)need;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The pool of ring_io                                                      */
+/* ------------------------------------------------------------------------ */
+
+static struct ring_io *take_io(struct ring_server *rs)
+{
+    struct ring_io *io = rs->free_ios[--rs->nr_free];
+
+    rs->busy[io - rs->pool] = true;
+    io->iovcnt = 0;
+    io->length = 0;
+    io->secure = false;
+    io->priv = NULL;
+    return io;
+}
+
+/* The caller gives io back: is it one of ours, and handed out? */
+static bool io_is_busy(const struct ring_server *rs, const struct ring_io *io)
+{
+    return io >= rs->pool && io < rs->pool + rs->size && rs->busy[io - rs->pool];
+}
+
+static void put_io(struct ring_server *rs, struct ring_io *io)
+{
+    rs->busy[io - rs->pool] = false;
+    rs->free_ios[rs->nr_free++] = io;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The recovery journal                                                     */
+/* ------------------------------------------------------------------------ */
+
+static size_t journal_stride_for(const struct ring_server_geometry *g)
+{
+    size_t segs = (g->features & QCOWRING_F_INDIRECT) ? g->max_indirect_segments : 0;
+
+    return sizeof(struct journal_entry) + segs * sizeof(struct qcowring_segment);
+}
+
+size_t ring_server_journal_size(const struct ring_server_geometry *geo)
+{
+    if (geo->ring_page_order > QCOWRING_MAX_RING_PAGE_ORDER)
+        return 0;
+    return sizeof(struct journal_header) +
+           (size_t)qcowring_ring_entries(geo->ring_page_order) * journal_stride_for(geo);
+}
+
+static struct journal_entry *journal_entry(const struct ring_server *rs, size_t idx)
+{
+    return (struct journal_entry *)((uint8_t *)(rs->journal + 1) + idx * rs->journal_stride);
+}
+
+static struct qcowring_segment *journal_segs(struct journal_entry *je)
+{
+    return (struct qcowring_segment *)(je + 1);
+}
+
+#ifdef RING_SERVER_CRASH_TEST
+/* Tests only: called at every journal step, where a crash may happen. */
+void (*ring_server_crash_hook)(void);
+#define CRASH_POINT() do { if (ring_server_crash_hook) ring_server_crash_hook(); } while (0)
+#else
+#define CRASH_POINT() do { } while (0)
+#endif
+
+/* Keep the compiler from moving journal stores across each other. */
+static void journal_step(void)
+{
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    CRASH_POINT();
+}
+
+static void journal_set_state(struct ring_server *rs, size_t idx, uint32_t state)
+{
+    journal_step();
+    __atomic_store_n(&journal_entry(rs, idx)->state, state, __ATOMIC_RELAXED);
+    journal_step();
+}
+
+/* Both indices in one store. */
+static void journal_commit_indices(struct ring_server *rs)
+{
+    uint64_t v = rs->req_cons | (uint64_t)rs->rsp_prod_pvt << 32;
+
+    if (!rs->journal)
+        return;
+    journal_step();
+    __atomic_store_n(&rs->journal->indices, v, __ATOMIC_RELAXED);
+    journal_step();
+}
+
+/* After consuming pool entry idx's request (req_cons already advanced). */
+static void journal_consumed(struct ring_server *rs, size_t idx, const union qcowring_entry *e)
+{
+    struct journal_entry *je;
+
+    if (!rs->journal || rs->replaying)
+        return;
+    je = journal_entry(rs, idx);
+    je->req = *e;
+    je->req_index = rs->req_cons - 1;
+    je->nsegs = rs->segs_copied;
+    memcpy(journal_segs(je), rs->segs, rs->segs_copied * sizeof(*rs->segs));
+    journal_set_state(rs, idx, J_IN_FLIGHT);
+    journal_commit_indices(rs);
+}
+
+/* Around writing the response of pool entry idx at rsp_prod_pvt. */
+static void journal_answering(struct ring_server *rs, size_t idx)
+{
+    if (!rs->journal)
+        return;
+    journal_entry(rs, idx)->rsp_index = rs->rsp_prod_pvt;
+    journal_set_state(rs, idx, J_ANSWERING);
+}
+
+static void journal_answered(struct ring_server *rs, size_t idx)
+{
+    if (!rs->journal)
+        return;
+    journal_commit_indices(rs);
+    journal_set_state(rs, idx, J_FREE);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Validation of a private copy                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Count, log (rate-limited) and return the response status for a reject. */
+static int reject(struct ring_server *rs, const struct ring_io *io,
+                  enum ring_bad_reason reason)
+{
+    uint64_t n = ++rs->stats.bad_requests;
+
+    rs->stats.bad[reason]++;
+    if (n <= 16 || (n & (n - 1)) == 0)
+        log_msg(rs, "bad request (id %llu, operation %u): %s [%llu so far]",
+                (unsigned long long)io->id, io->rsp_operation,
+                ring_bad_reason_name(reason), (unsigned long long)n);
+    if (reason == RING_BAD_OPCODE || reason == RING_BAD_UNSUPPORTED)
+        return QCOWRING_RSP_EOPNOTSUPP;
+    return QCOWRING_RSP_ERROR;
+}
+
+static bool has_feature(const struct ring_server *rs, uint64_t f)
+{
+    return (rs->geo.features & f) != 0;
+}
+
+/* sector + count <= capacity, without overflow. */
+static bool range_ok(const struct ring_server *rs, uint64_t sector, uint64_t count)
+{
+    uint64_t cap = rs->geo.capacity_sectors;
+
+    return sector <= cap && count <= cap - sector;
+}
+
+static void add_iov(struct ring_io *io, uint8_t *base, size_t len)
+{
+    struct iovec *last = io->iovcnt ? &io->iov[io->iovcnt - 1] : NULL;
+
+    if (last && (uint8_t *)last->iov_base + last->iov_len == base) {
+        last->iov_len += len;
+    } else {
+        io->iov[io->iovcnt].iov_base = base;
+        io->iov[io->iovcnt].iov_len = len;
+        io->iovcnt++;
+    }
+    io->length += len;
+}
+
+/* Check segments (a private copy) and turn them into io->iov. */
+static int add_segments(struct ring_server *rs, struct ring_io *io,
+                        const struct qcowring_segment *seg, unsigned nseg)
+{
+    for (unsigned i = 0; i < nseg; i++) {
+        uint8_t first = seg[i].first_sect, last = seg[i].last_sect;
+        uint32_t page = seg[i].page;
+
+        if (first > last || last >= QCOWRING_SECTORS_PER_PAGE)
+            return reject(rs, io, RING_BAD_SECTORS);
+        if (page >= rs->geo.data_pages)
+            return reject(rs, io, RING_BAD_PAGE);
+        add_iov(io, rs->data + (size_t)page * QCOWRING_PAGE_SIZE +
+                        (size_t)first * QCOWRING_SECTOR_SIZE,
+                (size_t)(last - first + 1) * QCOWRING_SECTOR_SIZE);
+    }
+    return 0;
+}
+
+static int check_io_range(struct ring_server *rs, struct ring_io *io)
+{
+    if (!range_ok(rs, io->sector, io->length >> QCOWRING_SECTOR_SHIFT))
+        return reject(rs, io, RING_BAD_RANGE);
+    return 0;
+}
+
+static enum ring_io_op io_op_of(uint8_t operation)
+{
+    switch (operation) {
+    case QCOWRING_OP_READ: return RING_IO_READ;
+    case QCOWRING_OP_WRITE: return RING_IO_WRITE;
+    case QCOWRING_OP_FLUSH_DISKCACHE: return RING_IO_FLUSH;
+    case QCOWRING_OP_WRITE_BARRIER: return RING_IO_BARRIER;
+    default: return RING_IO_DISCARD;
+    }
+}
+
+/* READ, WRITE (1..11 segments), FLUSH_DISKCACHE, WRITE_BARRIER (0..11). */
+static int parse_direct(struct ring_server *rs, const struct qcowring_request *req,
+                        struct ring_io *io)
+{
+    bool data_op = req->operation == QCOWRING_OP_READ || req->operation == QCOWRING_OP_WRITE;
+    unsigned nseg = req->nr_segments;
+    bool writes = req->operation != QCOWRING_OP_READ && nseg > 0;
+    int status;
+
+    if (nseg > QCOWRING_MAX_SEGMENTS || (data_op && nseg == 0))
+        return reject(rs, io, RING_BAD_SEGMENT_COUNT);
+    if (writes && has_feature(rs, QCOWRING_F_READ_ONLY))
+        return reject(rs, io, RING_BAD_READ_ONLY);
+    io->op = io_op_of(req->operation);
+    io->sector = nseg ? req->sector_number : 0;
+    status = add_segments(rs, io, req->seg, nseg);
+    if (status == 0 && nseg > 0)
+        status = check_io_range(rs, io);
+    return status;
+}
+
+static int parse_discard(struct ring_server *rs, const struct qcowring_request_discard *d,
+                         struct ring_io *io)
+{
+    if (!has_feature(rs, QCOWRING_F_DISCARD))
+        return reject(rs, io, RING_BAD_UNSUPPORTED);
+    if (has_feature(rs, QCOWRING_F_READ_ONLY))
+        return reject(rs, io, RING_BAD_READ_ONLY);
+    if ((d->flag & ~QCOWRING_DISCARD_SECURE) || d->nr_sectors == 0)
+        return reject(rs, io, RING_BAD_DISCARD);
+    if (!range_ok(rs, d->sector_number, d->nr_sectors))
+        return reject(rs, io, RING_BAD_RANGE);
+    io->op = RING_IO_DISCARD;
+    io->sector = d->sector_number;
+    io->length = d->nr_sectors << QCOWRING_SECTOR_SHIFT;
+    io->secure = (d->flag & QCOWRING_DISCARD_SECURE) &&
+                 has_feature(rs, QCOWRING_F_DISCARD_SECURE);
+    return 0;
+}
+
+/* Copy the segment descriptors out of the (shared) indirect pages into
+ * rs->segs; only that copy is looked at afterwards (and journaled). */
+static int copy_indirect_segments(struct ring_server *rs,
+                                  const struct qcowring_request_indirect *ind,
+                                  struct ring_io *io, unsigned nseg)
+{
+    unsigned npages = DIV_ROUND_UP(nseg, QCOWRING_SEGMENTS_PER_INDIRECT_PAGE);
+
+    for (unsigned i = 0; i < npages; i++) {
+        uint32_t page = ind->indirect_pages[i];
+        unsigned first = i * QCOWRING_SEGMENTS_PER_INDIRECT_PAGE;
+        unsigned count = nseg - first < QCOWRING_SEGMENTS_PER_INDIRECT_PAGE
+                             ? nseg - first : QCOWRING_SEGMENTS_PER_INDIRECT_PAGE;
+        if (page >= rs->geo.data_pages)
+            return reject(rs, io, RING_BAD_PAGE);
+        if (!rs->replaying)
+            memcpy(&rs->segs[first], rs->data + (size_t)page * QCOWRING_PAGE_SIZE,
+                   count * sizeof(struct qcowring_segment));
+    }
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    /* Replaying, rs->segs holds the journal's copy of the original list. */
+    if (rs->replaying && rs->segs_copied < nseg)
+        return reject(rs, io, RING_BAD_INDIRECT);
+    rs->segs_copied = nseg;
+    return 0;
+}
+
+static int parse_indirect(struct ring_server *rs, const struct qcowring_request_indirect *ind,
+                          struct ring_io *io)
+{
+    unsigned nseg = ind->nr_segments;
+    int status;
+
+    if (!has_feature(rs, QCOWRING_F_INDIRECT))
+        return reject(rs, io, RING_BAD_UNSUPPORTED);
+    io->rsp_operation = ind->indirect_op;
+    if (ind->indirect_op != QCOWRING_OP_READ && ind->indirect_op != QCOWRING_OP_WRITE)
+        return reject(rs, io, RING_BAD_INDIRECT);
+    if (nseg == 0 || nseg > rs->geo.max_indirect_segments)
+        return reject(rs, io, RING_BAD_SEGMENT_COUNT);
+    if (ind->indirect_op == QCOWRING_OP_WRITE && has_feature(rs, QCOWRING_F_READ_ONLY))
+        return reject(rs, io, RING_BAD_READ_ONLY);
+    io->op = io_op_of(ind->indirect_op);
+    io->sector = ind->sector_number;
+    status = copy_indirect_segments(rs, ind, io, nseg);
+    if (status == 0)
+        status = add_segments(rs, io, rs->segs, nseg);
+    if (status == 0)
+        status = check_io_range(rs, io);
+    return status;
+}
+
+/* 0 for a valid request (io filled), else the status to answer with. */
+static int parse_request(struct ring_server *rs, const union qcowring_entry *e,
+                         struct ring_io *io)
+{
+    io->id = e->req.id;
+    io->rsp_operation = e->req.operation;
+    switch (e->req.operation) {
+    case QCOWRING_OP_READ:
+    case QCOWRING_OP_WRITE:
+        return parse_direct(rs, &e->req, io);
+    case QCOWRING_OP_FLUSH_DISKCACHE:
+        if (!has_feature(rs, QCOWRING_F_FLUSH))
+            return reject(rs, io, RING_BAD_UNSUPPORTED);
+        return parse_direct(rs, &e->req, io);
+    case QCOWRING_OP_WRITE_BARRIER:
+        if (!has_feature(rs, QCOWRING_F_BARRIER))
+            return reject(rs, io, RING_BAD_UNSUPPORTED);
+        return parse_direct(rs, &e->req, io);
+    case QCOWRING_OP_DISCARD:
+        return parse_discard(rs, &e->discard, io);
+    case QCOWRING_OP_INDIRECT:
+        return parse_indirect(rs, &e->indirect, io);
+    default:
+        return reject(rs, io, RING_BAD_OPCODE);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Responses                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Only ever called for a consumed, unanswered request, so the slot written
+ * holds no request the server has yet to read. */
+static void write_response(struct ring_server *rs, uint64_t id, uint8_t operation,
+                           int16_t status)
+{
+    struct qcowring_response rsp = { .id = id, .operation = operation, .status = status };
+
+    memcpy(&rs->sring->ring[rs->rsp_prod_pvt & rs->mask].rsp, &rsp, sizeof(rsp));
+    rs->rsp_prod_pvt++;
+    rs->stats.responses++;
+}
+
+int ring_server_push_responses(struct ring_server *rs)
+{
+    if (rs->broken)
+        return -EPROTO;
+    if (rs->rsp_prod_pvt == rs->rsp_prod_published)
+        return 0;
+    if (qcowring_push_responses_and_check_notify(rs->sring, rs->rsp_prod_published,
+                                                 rs->rsp_prod_pvt))
+        signal_client(rs);
+    rs->rsp_prod_published = rs->rsp_prod_pvt;
+    return 0;
+}
+
+int ring_server_respond_deferred(struct ring_server *rs, struct ring_io *io, int16_t status)
+{
+    size_t idx = (size_t)(io - rs->pool);
+
+    if (!io_is_busy(rs, io))
+        return -EINVAL;
+    if (rs->broken) {
+        put_io(rs, io);
+        return -EPROTO;
+    }
+    journal_answering(rs, idx);
+    write_response(rs, io->id, io->rsp_operation, status);
+    journal_answered(rs, idx);
+    put_io(rs, io);
+    return 0;
+}
+
+int ring_server_respond(struct ring_server *rs, struct ring_io *io, int16_t status)
+{
+    int err = ring_server_respond_deferred(rs, io, status);
+
+    return err ? err : ring_server_push_responses(rs);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Requests                                                                 */
+/* ------------------------------------------------------------------------ */
+
+void ring_server_ack_doorbell(struct ring_server *rs)
+{
+    uint64_t count;
+
+    if (rs->req_fd >= 0 && read(rs->req_fd, &count, sizeof(count)) < 0) {
+        /* EAGAIN: no doorbell pending. */
+    }
+}
+
+/* A legitimate client never has more than ring-size requests unanswered:
+ * prod may lead our consumer, and our responses, by at most the ring size. */
+static int check_producer(struct ring_server *rs, uint32_t prod)
+{
+    uint32_t ahead = prod - rs->req_cons;
+    uint32_t unanswered = prod - rs->rsp_prod_pvt;
+
+    if (ahead > rs->size || unanswered > rs->size)
+        return mark_broken(rs, "req_prod %u is out of range (consumer %u, responses %u, "
+                           "ring size %u)", prod, rs->req_cons, rs->rsp_prod_pvt, rs->size);
+    return 0;
+}
+
+/* Copy the next request out of the ring, in one go, and validate the copy. */
+static struct ring_io *consume_one(struct ring_server *rs, int *status)
+{
+    union qcowring_entry e;
+    struct ring_io *io;
+
+    memcpy(&e, &rs->sring->ring[rs->req_cons & rs->mask], sizeof(e));
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    rs->req_cons++;
+    io = take_io(rs);
+    rs->segs_copied = 0;
+    *status = parse_request(rs, &e, io);
+    journal_consumed(rs, (size_t)(io - rs->pool), &e);
+    return io;
+}
+
+static bool may_consume(const struct ring_server *rs, uint32_t prod)
+{
+    return rs->req_cons != prod && rs->req_cons - rs->rsp_prod_pvt < rs->size &&
+           rs->nr_free > 0;
+}
+
+/* Requests recovered from the journal go out before new ones. */
+static unsigned take_replays(struct ring_server *rs, struct ring_io **out, unsigned max)
+{
+    unsigned n = 0;
+
+    while (n < max && rs->replay_count) {
+        out[n++] = rs->replay[rs->replay_head++];
+        rs->replay_count--;
+    }
+    return n;
+}
+
+int ring_server_poll_requests(struct ring_server *rs, struct ring_io **out, unsigned max)
+{
+    bool rejected = false;
+    unsigned n = 0;
+    uint32_t prod;
+
+    if (rs->broken)
+        return -EPROTO;
+    prod = qcowring_load_acquire(&rs->sring->req_prod);
+    if (check_producer(rs, prod) < 0)
+        return -EPROTO;
+    n = take_replays(rs, out, max);
+    while (n < max && may_consume(rs, prod)) {
+        int status;
+        struct ring_io *io = consume_one(rs, &status);
+        if (status == 0) {
+            rs->stats.requests++;
+            out[n++] = io;
+            continue;
+        }
+        ring_server_respond_deferred(rs, io, (int16_t)status);
+        rejected = true;
+    }
+    if (rejected)
+        ring_server_push_responses(rs);
+    return (int)n;
+}
+
+bool ring_server_final_check(struct ring_server *rs)
+{
+    if (rs->broken)
+        return false;
+    if (rs->replay_count)
+        return true;
+    return qcowring_final_check_for_requests(rs->sring, rs->req_cons) != 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Resuming from the journal                                                */
+/* ------------------------------------------------------------------------ */
+
+static uint32_t journal_max_segments(const struct ring_server_geometry *g)
+{
+    return (g->features & QCOWRING_F_INDIRECT) ? g->max_indirect_segments : 0;
+}
+
+static void journal_init_fresh(struct ring_server *rs, size_t size)
+{
+    struct journal_header *jh = rs->journal;
+
+    memset(jh, 0, size);
+    jh->ring_entries = rs->size;
+    jh->max_segments = journal_max_segments(&rs->geo);
+    jh->indices = rs->req_cons | (uint64_t)rs->rsp_prod_pvt << 32;
+    journal_step();
+    memcpy(jh->magic, JOURNAL_MAGIC, sizeof(jh->magic));
+}
+
+/* Consumed and not answered.  A request can stay in flight for any number
+ * of later ones, but only the one being consumed when the server died can
+ * carry req_index == req_cons (not committed: it is read again from the
+ * ring).  An answer counts once rsp_index < rsp_prod (at most ring-size
+ * responses are written past an unanswered entry's own). */
+static bool needs_replay(const struct ring_server *rs, const struct journal_entry *je)
+{
+    if (je->state != J_IN_FLIGHT && je->state != J_ANSWERING)
+        return false;
+    if (je->req_index == rs->req_cons)
+        return false;
+    return !(je->state == J_ANSWERING &&
+             (uint32_t)(rs->rsp_prod_pvt - je->rsp_index - 1) < rs->size);
+}
+
+/* Parse a journaled request again (from its copies) and queue it. */
+static void replay_one(struct ring_server *rs, size_t idx)
+{
+    struct journal_entry *je = journal_entry(rs, idx);
+    struct ring_io *io = &rs->pool[idx];
+    unsigned nsegs = je->nsegs < rs->max_segments ? je->nsegs : rs->max_segments;
+    int status;
+
+    io->iovcnt = 0;
+    io->length = 0;
+    io->secure = false;
+    io->priv = NULL;
+    memcpy(rs->segs, journal_segs(je), nsegs * sizeof(*rs->segs));
+    rs->segs_copied = nsegs;
+    rs->replaying = true;
+    status = parse_request(rs, &je->req, io);
+    rs->replaying = false;
+    if (status != 0) {
+        ring_server_respond_deferred(rs, io, (int16_t)status);
+        return;
+    }
+    rs->replay[rs->replay_head + rs->replay_count++] = io;
+    rs->stats.replayed++;
+}
+
+static int older_first(const void *a, const void *b)
+{
+    const struct replay_order *x = a, *y = b;
+
+    return x->age > y->age ? -1 : x->age < y->age;
+}
+
+/* Pool entries to replay, oldest first (the order they were consumed). */
+static unsigned collect_replays(struct ring_server *rs, struct replay_order *order)
+{
+    unsigned count = 0;
+
+    for (uint32_t i = 0; i < rs->size; i++) {
+        struct journal_entry *je = journal_entry(rs, i);
+        if (!needs_replay(rs, je)) {
+            journal_set_state(rs, i, J_FREE);
+            continue;
+        }
+        /* An answer that did not commit: the request is in flight again. */
+        if (je->state == J_ANSWERING)
+            journal_set_state(rs, i, J_IN_FLIGHT);
+        order[count].age = rs->req_cons - 1 - je->req_index;
+        order[count++].idx = i;
+        rs->busy[i] = true;
+    }
+    qsort(order, count, sizeof(*order), older_first);
+    rs->nr_free = 0;
+    for (uint32_t i = rs->size; i-- > 0;)
+        if (!rs->busy[i])
+            rs->free_ios[rs->nr_free++] = &rs->pool[i];
+    return count;
+}
+
+static int journal_resume(struct ring_server *rs)
+{
+    uint64_t v = rs->journal->indices;
+    struct replay_order *order = rs->replay_order;
+    unsigned count;
+
+    rs->req_cons = (uint32_t)v;
+    rs->rsp_prod_pvt = rs->rsp_prod_published = (uint32_t)(v >> 32);
+    if (rs->req_cons - rs->rsp_prod_pvt > rs->size)
+        return -EINVAL;
+    count = collect_replays(rs, order);
+    if (count != rs->req_cons - rs->rsp_prod_pvt)
+        log_msg(rs, "journal: %u requests to redo, %u unanswered", count,
+                rs->req_cons - rs->rsp_prod_pvt);
+    for (unsigned i = 0; i < count; i++)
+        replay_one(rs, order[i].idx);
+    /* Responses the journal counts may not have been published yet. */
+    qcowring_store_release(&rs->sring->rsp_prod, rs->rsp_prod_pvt);
+    rs->rsp_prod_published = rs->rsp_prod_pvt;
+    signal_client(rs);
+    return 0;
+}
+
+static int setup_journal(struct ring_server *rs, const struct ring_server_config *cfg)
+{
+    struct journal_header *jh = cfg->journal;
+
+    if (!jh)
+        return 0;
+    if (cfg->journal_size < ring_server_journal_size(&cfg->geo))
+        return -EINVAL;
+    rs->journal = jh;
+    rs->journal_stride = journal_stride_for(&cfg->geo);
+    if (memcmp(jh->magic, JOURNAL_MAGIC, sizeof(jh->magic)) != 0) {
+        journal_init_fresh(rs, ring_server_journal_size(&cfg->geo));
+        return 0;
+    }
+    if (jh->ring_entries != rs->size || jh->max_segments != journal_max_segments(&cfg->geo))
+        return -EINVAL;
+    if (jh->broken) {
+        rs->broken = rs->stats.broken = true;
+        snprintf(rs->reason, sizeof(rs->reason), "broken before the server restarted");
+        return 0;
+    }
+    return journal_resume(rs);
+}
+
+/* ------------------------------------------------------------------------ */
+/* State                                                                    */
+/* ------------------------------------------------------------------------ */
+
+void ring_server_shutdown(struct ring_server *rs)
+{
+    ring_server_push_responses(rs);
+    if (!rs->broken)
+        set_server_state(rs, QCOWRING_STATE_SHUTDOWN);
+}
+
+bool ring_server_is_broken(const struct ring_server *rs)
+{
+    return rs->broken;
+}
+
+const char *ring_server_broken_reason(const struct ring_server *rs)
+{
+    return rs->broken ? rs->reason : NULL;
+}
+
+unsigned ring_server_in_flight(const struct ring_server *rs)
+{
+    return rs->size - rs->nr_free;
+}
+
+unsigned ring_server_ring_size(const struct ring_server *rs)
+{
+    return rs->size;
+}
+
+void ring_server_get_stats(const struct ring_server *rs, struct ring_server_stats *out)
+{
+    *out = rs->stats;
+}

@@ -1,0 +1,159 @@
+/*
+ * qcowring-client.h - libqcowring, the client side of a qcowd ring.
+ *
+ * Thread-compatible: one ring handle may be used by one thread at a time
+ * (serialise calls yourself); distinct handles are independent.  Every
+ * function returns 0 (or a count) on success and a negative errno on
+ * failure; nothing here aborts on bad data from the server.
+ * See libqcowring(3) and doc/ring.md.
+ */
+#ifndef QCOWRING_CLIENT_H
+#define QCOWRING_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qcowring.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Server side: creating a ring                                             */
+/* ------------------------------------------------------------------------ */
+
+/* The geometry a server chooses for a new ring. */
+struct qcowring_params {
+    uint64_t capacity_sectors;      /* disk size in 512-byte sectors */
+    uint64_t features;              /* QCOWRING_F_* (PERSISTENT is implied) */
+    uint32_t ring_page_order;       /* 0..QCOWRING_MAX_RING_PAGE_ORDER */
+    uint32_t data_pages;            /* >= 1 */
+    uint32_t max_indirect_segments; /* 12..4096 with F_INDIRECT, else 0 */
+    uint32_t discard_granularity;   /* bytes (0 = one sector) */
+    uint32_t discard_alignment;     /* bytes */
+};
+
+/* The three descriptors of a ring, in the order they are passed over a
+ * unix socket (SCM_RIGHTS). */
+struct qcowring_fds {
+    int memfd;        /* the shared memory, sealed against resizing */
+    int req_eventfd;  /* doorbell client -> server ("requests posted") */
+    int rsp_eventfd;  /* doorbell server -> client ("responses posted") */
+};
+
+/* Make a ring: a sealed memfd laid out as [qcowd page][ring][data] with the
+ * qcowd page and the shared ring initialised, and two non-blocking eventfds.
+ * All three are close-on-exec and belong to the caller. */
+int qcowring_create(const struct qcowring_params *params, struct qcowring_fds *out);
+
+/* Close the three descriptors (those >= 0) and set them to -1. */
+void qcowring_close_fds(struct qcowring_fds *fds);
+
+/* ------------------------------------------------------------------------ */
+/* Client side: opening a ring                                              */
+/* ------------------------------------------------------------------------ */
+
+struct qcowring;
+struct qcowring_req;
+
+/* Map and validate a ring.  The descriptors stay the caller's: the library
+ * keeps duplicates of the eventfds (and only the mapping of the memfd). */
+int qcowring_open_fds(int memfd, int req_eventfd, int rsp_eventfd,
+                      struct qcowring **out);
+
+/* Unmap and free.  Requests still in flight are abandoned. */
+void qcowring_close(struct qcowring *ring);
+
+/* What the server offers, copied from the validated qcowd page. */
+struct qcowring_geometry {
+    uint64_t capacity_sectors;
+    uint64_t features;              /* QCOWRING_F_* */
+    uint32_t sector_size;           /* 512 */
+    uint32_t ring_entries;          /* maximum requests in flight */
+    uint32_t data_pages;
+    uint32_t max_indirect_segments; /* 0 without F_INDIRECT */
+    uint32_t max_request_bytes;     /* largest read/write in one request */
+    uint32_t discard_granularity;
+    uint32_t discard_alignment;
+    uint16_t version_major;
+    uint16_t version_minor;
+};
+void qcowring_get_geometry(const struct qcowring *ring, struct qcowring_geometry *out);
+
+/* The response eventfd: readable when responses may have arrived.  Watch it
+ * for POLLIN; call qcowring_reap() when it fires. */
+int qcowring_fd(const struct qcowring *ring);
+
+/* ------------------------------------------------------------------------ */
+/* Asynchronous interface                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Reserve a request slot and buf_len bytes (rounded up to 4 KiB) of
+ * contiguous buffer in the data area.  -EAGAIN: no slot or no pages free
+ * now (reap completions, free requests, retry); -E2BIG: larger than
+ * max_request_bytes. */
+int qcowring_req_alloc(struct qcowring *ring, size_t buf_len, struct qcowring_req **out);
+
+/* The request's buffer in shared memory (NULL when buf_len was 0) and its
+ * size.  Valid until qcowring_req_free(). */
+void *qcowring_req_buf(const struct qcowring_req *req);
+size_t qcowring_req_buf_len(const struct qcowring_req *req);
+
+/* Give back a request that is not in flight (allocated, or reaped). */
+void qcowring_req_free(struct qcowring *ring, struct qcowring_req *req);
+
+/* Stage an operation.  op is QCOWRING_OP_READ, _WRITE, _WRITE_BARRIER,
+ * _FLUSH_DISKCACHE or _DISCARD; offset and len are bytes, multiples of 512.
+ * READ/WRITE: 0 < len <= buf_len.  FLUSH/WRITE_BARRIER: len may be 0 (pure
+ * flush/barrier) or carry data to write.  DISCARD: len > 0, no buffer used.
+ * The request reaches the server at the next qcowring_kick() (also done by
+ * qcowring_reap(), qcowring_wait() and the synchronous helpers). */
+int qcowring_submit(struct qcowring *ring, struct qcowring_req *req, int op,
+                    uint64_t offset, uint64_t len, void *user_data);
+
+/* Publish staged requests; ring the server's doorbell only if it asked. */
+int qcowring_kick(struct qcowring *ring);
+
+struct qcowring_completion {
+    struct qcowring_req *req;  /* owned by the caller again: reuse or free */
+    void *user_data;           /* as given to qcowring_submit() */
+    int op;                    /* QCOWRING_OP_* as submitted */
+    int result;                /* 0, -EIO, -EOPNOTSUPP */
+};
+
+/* Collect up to max completions into out.  Returns the number collected.
+ * When it returns 0 the ring is armed: the response eventfd will fire for
+ * the next response, so it is safe to sleep on qcowring_fd(). */
+int qcowring_reap(struct qcowring *ring, struct qcowring_completion *out, unsigned max);
+
+/* Same, calling fn for every completion; returns the number of calls. */
+typedef void (*qcowring_completion_fn)(void *opaque, const struct qcowring_completion *c);
+int qcowring_reap_cb(struct qcowring *ring, qcowring_completion_fn fn, void *opaque);
+
+/* Kick, then sleep until a completion is ready or timeout_ms passes (-1:
+ * forever).  Returns the number of completions ready (> 0), 0 on timeout
+ * or when nothing is in flight, or -errno. */
+int qcowring_wait(struct qcowring *ring, int timeout_ms);
+
+/* Requests submitted and not yet completed. */
+unsigned qcowring_in_flight(const struct qcowring *ring);
+
+/* ------------------------------------------------------------------------ */
+/* Synchronous helpers                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Byte offsets and lengths are multiples of 512.  Large transfers are split
+ * into requests (indirect ones when the server offers them) that run in
+ * parallel through the ring; the call returns when all are done.  Returns 0
+ * or the first error. */
+int qcowring_pread(struct qcowring *ring, void *buf, size_t len, uint64_t offset);
+int qcowring_pwrite(struct qcowring *ring, const void *buf, size_t len, uint64_t offset);
+int qcowring_flush(struct qcowring *ring);
+int qcowring_discard(struct qcowring *ring, uint64_t offset, uint64_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* QCOWRING_CLIENT_H */
