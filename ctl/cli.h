@@ -20,6 +20,16 @@ enum cli_exit {
     CLI_EXIT_USAGE = 2,         /* bad command line */
     CLI_EXIT_CORRUPT = 3,       /* check: corruption found (and not repaired) */
     CLI_EXIT_LEAKS = 4,         /* check: only leaks found (not repaired) */
+
+    /* Online commands: the daemon's error class, so that scripts can react
+     * (the table is in client.c, qcowctl --help and qcowctl(8)). */
+    CLI_EXIT_NOT_FOUND = 3,     /* NotFound: no attachment with that name */
+    CLI_EXIT_EXISTS = 4,        /* AlreadyExists: the name or image is attached */
+    CLI_EXIT_LOCKED = 5,        /* Locked: another program holds the image */
+    CLI_EXIT_DENIED = 6,        /* PermissionDenied, or the socket refuses us */
+    CLI_EXIT_STATE = 7,         /* InvalidState: e.g. pause a paused image */
+    CLI_EXIT_BUSY = 8,          /* Busy: the ring belongs to another client */
+    CLI_EXIT_LIMIT = 9,         /* LimitReached: too many images or clients */
 };
 
 /* Parsing functions return CLI_CONTINUE when the command should go on, or
@@ -33,6 +43,8 @@ struct cli {
     bool json;
     bool quiet;
     int verbose;
+    const char *socket;         /* --socket (online commands), or NULL */
+    unsigned timeout_s;         /* --timeout: seconds to wait for a reply, 0: no limit */
 };
 
 struct cli_command {
@@ -54,6 +66,7 @@ extern const struct cli_group cli_info_group;
 extern const struct cli_group cli_check_group;
 extern const struct cli_group cli_convert_group;
 extern const struct cli_group cli_rw_group;
+extern const struct cli_group cli_online_group;
 
 /* ---- option parsing (args.c) --------------------------------------------- */
 
@@ -63,6 +76,8 @@ enum {
     CLI_OPT_JSON = 0x100,
     CLI_OPT_QUIET,
     CLI_OPT_HELP,
+    CLI_OPT_SOCKET,             /* online commands: --socket PATH */
+    CLI_OPT_TIMEOUT,            /* online commands: --timeout SECS */
     CLI_OPT_COMMAND = 0x200,
 };
 

@@ -9,6 +9,18 @@ ctl_qcowctl_SOURCES = \
 	ctl/cmd_info.c \
 	ctl/cmd_check.c \
 	ctl/cmd_convert.c \
-	ctl/cmd_rw.c
+	ctl/cmd_rw.c \
+	ctl/client.h ctl/client.c \
+	ctl/cmd_online.c
 ctl_qcowctl_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
-ctl_qcowctl_LDADD = daemon/image/libqcowimage.la $(JSONC_LIBS) $(ZLIB_LIBS) $(CRYPTO_LIBS)
+ctl_qcowctl_LDADD = daemon/image/libqcowimage.la $(JSONC_LIBS) $(ZLIB_LIBS) $(CRYPTO_LIBS) -lm
+
+# Bash completion for qcowctl (commands, options, files, attachment names).
+# bash-completion looks the file up by the command's name, so the script is
+# installed as .../completions/qcowctl.
+bashcompletiondir = $(datadir)/bash-completion/completions
+bashcompletion_DATA = ctl/completion/qcowctl
+ctl/completion/qcowctl: $(srcdir)/ctl/qcowctl.bash
+	$(AM_V_GEN)$(MKDIR_P) ctl/completion && cp $(srcdir)/ctl/qcowctl.bash $@
+EXTRA_DIST += ctl/qcowctl.bash
+CLEANFILES += ctl/completion/qcowctl

@@ -1,11 +1,14 @@
 /* qcowctl: global options, the command table, dispatch and usage.
  *
  * Commands come in groups, one file each; the offline groups work on image
- * files directly through the image engine.  Online commands (talking to
- * qcowd over its control socket) will be further groups. */
+ * files directly through the image engine; the online group (cmd_online.c)
+ * talks to qcowd over its control socket (client.c). */
 #include "config.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -18,6 +21,7 @@ static const struct cli_group *const groups[] = {
     &cli_check_group,
     &cli_convert_group,
     &cli_rw_group,
+    &cli_online_group,
 };
 
 static const struct cli_command *find_command(const char *name)
@@ -31,10 +35,12 @@ static const struct cli_command *find_command(const char *name)
 
 static void print_usage(void)
 {
-    printf("Usage: " CLI_PROGRAM " [--json] [--quiet] [-v|--verbose] COMMAND [ARGS...]\n"
+    printf("Usage: " CLI_PROGRAM " [--json] [--quiet] [-v|--verbose] [--socket PATH] COMMAND "
+           "[ARGS...]\n"
            "       " CLI_PROGRAM " COMMAND --help\n"
            "       " CLI_PROGRAM " --version\n\n"
-           "Create, inspect, check and convert QCOW v1 and raw disk images.\n");
+           "Create, inspect, check and convert QCOW v1 and raw disk images (offline), and\n"
+           "control the qcowd daemon that serves them (online).\n");
     for (size_t g = 0; g < ARRAY_SIZE(groups); g++) {
         printf("\n%s:\n", groups[g]->title);
         for (size_t c = 0; c < groups[g]->n_commands; c++) {
@@ -47,9 +53,16 @@ static void print_usage(void)
            "  -q, --quiet       print nothing but errors\n"
            "  -v, --verbose     say more on stderr\n"
            "  -h, --help        show this help\n"
-           "  -V, --version     show the version\n\n"
-           "Exit status: 0 success, 1 failure, 2 usage error; check also returns\n"
-           "3 (corruption found) and 4 (only leaks found).\n"
+           "  -V, --version     show the version\n"
+           "      --socket PATH qcowd's control socket, for online commands (default:\n"
+           "                    $QCOWD_SOCKET, else /run/qcowd/qcowd.sock as root and\n"
+           "                    $XDG_RUNTIME_DIR/qcowd.sock otherwise); also after COMMAND\n"
+           "      --timeout SECS  online commands: fail when qcowd does not answer in time\n\n"
+           "Exit status: 0 success, 1 failure, 2 usage error.\n"
+           "check also returns 3 (corruption found) and 4 (only leaks found).\n"
+           "Online commands also return, by qcowd's error class: 3 NotFound,\n"
+           "4 AlreadyExists, 5 Locked, 6 PermissionDenied, 7 InvalidState, 8 Busy,\n"
+           "9 LimitReached (InvalidParameter is 2; other errors, or no connection, 1).\n"
            "See qcowctl(8) for the details.\n");
 }
 
@@ -62,12 +75,16 @@ static int parse_global(struct cli *cli, int argc, char **argv)
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
+        { "socket", required_argument, NULL, CLI_OPT_SOCKET },
+        { "timeout", required_argument, NULL, CLI_OPT_TIMEOUT },
         { NULL, 0, NULL, 0 },
     };
+    unsigned long v;
+    char *end;
     int opt;
 
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "+qvhV", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+:qvhV", options, NULL)) != -1) {
         switch (opt) {
         case CLI_OPT_JSON: cli->json = true; break;
         case 'q': cli->quiet = true; break;
@@ -78,6 +95,21 @@ static int parse_global(struct cli *cli, int argc, char **argv)
         case 'V':
             printf(CLI_PROGRAM " (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
             return cli_finish_stdout();
+        case CLI_OPT_SOCKET:
+            if (!*optarg)
+                return cli_usage_error(NULL, "--socket needs a path");
+            cli->socket = optarg;
+            break;
+        case CLI_OPT_TIMEOUT:
+            errno = 0;
+            v = strtoul(optarg, &end, 10);
+            if (!isdigit((unsigned char)*optarg) || *end || errno || v > 86400)
+                return cli_usage_error(NULL, "invalid timeout '%s' (expected 0 to 86400 seconds)",
+                                       optarg);
+            cli->timeout_s = (unsigned)v;
+            break;
+        case ':':
+            return cli_usage_error(NULL, "option '%s' needs an argument", argv[optind - 1]);
         default:
             return cli_usage_error(NULL, "unknown option '%s'", argv[optind - 1]);
         }

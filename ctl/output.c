@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -128,4 +129,88 @@ void json_add_u64(struct json_object *o, const char *key, uint64_t value)
 void json_add_bool(struct json_object *o, const char *key, bool value)
 {
     json_object_object_add(o, key, json_object_new_boolean(value));
+}
+
+char *cli_clean_text(const char *s)
+{
+    char *copy = strdup(s ? s : "");
+
+    if (!copy)
+        return NULL;
+    for (unsigned char *p = (unsigned char *)copy; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    return copy;
+}
+
+void cli_table_init(struct cli_table *t, const char *align, const char *const *headers)
+{
+    *t = (struct cli_table){ .ncols = strlen(align), .align = align };
+    cli_table_add(t, headers);
+}
+
+void cli_table_add(struct cli_table *t, const char *const *row)
+{
+    if (t->failed)
+        return;
+    if (t->nrows == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 16;
+        char **cells = realloc(t->cells, cap * t->ncols * sizeof *cells);
+        if (!cells) {
+            t->failed = true;
+            return;
+        }
+        t->cells = cells;
+        t->cap = cap;
+    }
+    for (size_t c = 0; c < t->ncols; c++) {
+        char **cell = &t->cells[t->nrows * t->ncols + c];
+        if (!(*cell = cli_clean_text(row[c]))) {
+            while (c-- > 0)
+                free(t->cells[t->nrows * t->ncols + c]);
+            t->failed = true;
+            return;
+        }
+    }
+    t->nrows++;
+}
+
+int cli_table_print(struct cli_table *t, const char *indent)
+{
+    size_t width[t->ncols ? t->ncols : 1];
+
+    if (t->failed)
+        return cli_fail("out of memory building a table");
+    for (size_t c = 0; c < t->ncols; c++) {
+        width[c] = 0;
+        for (size_t r = 0; r < t->nrows; r++) {
+            size_t n = strlen(t->cells[r * t->ncols + c]);
+            if (n > width[c])
+                width[c] = n;
+        }
+    }
+    for (size_t r = 0; r < t->nrows; r++) {
+        fputs(indent, stdout);
+        for (size_t c = 0; c < t->ncols; c++) {
+            const char *cell = t->cells[r * t->ncols + c];
+            bool last = c + 1 == t->ncols;
+            int w = (int)width[c];
+            if (t->align[c] == 'r')
+                printf("%*s", w, cell);
+            else
+                printf("%-*s", last ? 0 : w, cell);
+            if (!last)
+                fputs("  ", stdout);
+        }
+        fputc('\n', stdout);
+    }
+    return CLI_EXIT_OK;
+}
+
+void cli_table_free(struct cli_table *t)
+{
+    for (size_t i = 0; t->cells && i < t->nrows * t->ncols; i++)
+        free(t->cells[i]);
+    free(t->cells);
+    *t = (struct cli_table){ 0 };
 }

@@ -42,6 +42,27 @@ int cli_finish_stdout(void);
 /* "64 MiB", "1.5 GiB", "512 B" (three significant digits, binary units). */
 const char *cli_human_size(uint64_t bytes, char buf[static 32]);
 
+/* Text that came from elsewhere (a daemon, a file name) made safe for a
+ * terminal: a copy with control characters shown as '?'.  Free it. */
+char *cli_clean_text(const char *s);
+
+/* A text table with aligned columns: the header row first, then the rows;
+ * cells are copied (made safe with cli_clean_text).  align has one letter
+ * per column, 'l' or 'r'; the last column is never padded. */
+struct cli_table {
+    size_t ncols, nrows, cap;
+    const char *align;
+    char **cells;               /* nrows * ncols; NULL after an allocation failure */
+    bool failed;
+};
+
+void cli_table_init(struct cli_table *t, const char *align, const char *const *headers);
+void cli_table_add(struct cli_table *t, const char *const *row);
+/* Print every row with indent before it; returns an exit status (fails
+ * only when memory ran out while building the table). */
+int cli_table_print(struct cli_table *t, const char *indent);
+void cli_table_free(struct cli_table *t);
+
 /* json-c helpers: add a member of each type. */
 void json_add_string(struct json_object *o, const char *key, const char *value);
 void json_add_u64(struct json_object *o, const char *key, uint64_t value);

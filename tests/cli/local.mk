@@ -7,5 +7,9 @@ CLI_TESTS = \
 	tests/cli/map.sh \
 	tests/cli/check.sh \
 	tests/cli/convert.sh \
-	tests/cli/encrypted.sh
-EXTRA_DIST += $(CLI_TESTS) tests/cli/lib.sh
+	tests/cli/encrypted.sh \
+	tests/cli/online-basic.sh \
+	tests/cli/online-errors.sh \
+	tests/cli/online-events.sh \
+	tests/cli/online-completion.sh
+EXTRA_DIST += $(CLI_TESTS) tests/cli/lib.sh tests/cli/online-lib.sh
