@@ -63,6 +63,8 @@ static void build_argv(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
         argv[n++] = "--cache=writeback";
     if (o->null_backend)
         argv[n++] = "--null";
+    if (o->start_paused)
+        argv[n++] = "--paused";
     argv[n++] = "--";
     argv[n++] = o->image;
     argv[n] = NULL;

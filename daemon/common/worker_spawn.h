@@ -24,6 +24,7 @@ struct worker_spawn_opts {
     unsigned data_pages;
     unsigned max_indirect;
     const struct qcowring_fds *adopt; /* serve this existing ring */
+    bool start_paused;          /* take no request until told to resume */
     int stderr_fd;              /* -1: inherit */
 };
 

@@ -152,16 +152,18 @@ static void call_finish(struct supervisor *s, struct image *img, struct call *ca
 {
     if (call->kind == CALL_STATS_ALL) {
         stats_all_answer(img, call->all, ret);
-    } else if (call->client && call->kind == CALL_FORWARD) {
-        if (ret) {
-            if (strcmp(call->command, "pause") == 0)
-                img->state = IMAGE_PAUSED;
-            else if (strcmp(call->command, "resume") == 0)
-                img->state = IMAGE_RUNNING;
-            client_reply(call->client, call->id, json_object_get(ret));
-        } else {
-            client_error(call->client, call->id, "WorkerError", "%s: %s", img->name, err);
+    } else if (ret && call->kind == CALL_FORWARD) {
+        if (strcmp(call->command, "pause") == 0) {
+            img->state = IMAGE_PAUSED;
+            img->paused = true;
+        } else if (strcmp(call->command, "resume") == 0) {
+            img->state = IMAGE_RUNNING;
+            img->paused = false;
         }
+        if (call->client)
+            client_reply(call->client, call->id, json_object_get(ret));
+    } else if (!ret && call->client) {
+        client_error(call->client, call->id, "WorkerError", "%s: %s", img->name, err);
     }
     call_free(call);
 }
@@ -179,6 +181,8 @@ static struct call *pop_answerable(struct image *img, uint64_t seq)
     }
     return NULL;
 }
+
+static struct call *take_call(struct image *img, enum call_kind kind);
 
 static void fail_calls(struct supervisor *s, struct image *img, const char *why)
 {
@@ -238,6 +242,7 @@ static void fill_spawn_opts(const struct supervisor *s, const struct image *img,
         .name = img->name, .read_only = img->read_only, .writeback = img->writeback,
         .key = img->key, .log_level = s->log_level, .stderr_fd = -1,
         .adopt = adopt ? &img->proc.ring : NULL,
+        .start_paused = adopt && img->paused,
     };
 }
 
@@ -491,7 +496,7 @@ static void started(struct supervisor *s, struct image *img)
     struct call *call = take_call(img, CALL_ATTACH);
     json_object *d = json_object_new_object();
 
-    img->state = IMAGE_RUNNING;
+    img->state = img->paused ? IMAGE_PAUSED : IMAGE_RUNNING;
     json_object_object_add(d, "name", json_object_new_string(img->name));
     if (restart) {
         json_object_object_add(d, "pid", json_object_new_int(img->proc.pid));
@@ -600,7 +605,7 @@ static void detached(struct supervisor *s, struct image *img, int status)
 
     while ((call = take_call(img, CALL_DETACH))) {
         if (call->client) {
-            if (status == 0)
+            if (status == 0 || !img->proc.ready)
                 client_reply(call->client, call->id, NULL);
             else
                 client_error(call->client, call->id, "WorkerError",
@@ -706,6 +711,15 @@ void image_detach(struct supervisor *s, struct image *img, struct client *c, jso
     call_push(img, CALL_DETACH, c, id, "detach");
     if (img->state == IMAGE_STOPPING)
         return;
+    if (img->state == IMAGE_STARTING || img->state == IMAGE_RESTARTING) {
+        /* Not serving yet: no flush to wait for. */
+        struct call *attach = take_call(img, CALL_ATTACH);
+        if (attach)
+            call_finish(s, img, attach, NULL, "detached while starting");
+        img->state = IMAGE_STOPPING;
+        kill(img->proc.pid, SIGKILL);
+        return;
+    }
     img->state = IMAGE_STOPPING;
     struct call *stop = call_push(img, CALL_INTERNAL, NULL, NULL, "stop");
     if (!stop || send_command(img, stop) < 0)

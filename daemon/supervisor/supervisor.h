@@ -75,6 +75,7 @@ struct image {
     char *format;
     char *key;
     enum image_state state;
+    bool paused;                /* by a client: a restarted worker starts paused too */
     struct worker_proc proc;
     int lock_fd;
     unsigned restarts;

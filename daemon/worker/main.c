@@ -36,6 +36,7 @@ static void usage(FILE *f)
         "      --control-fd=FD     SOCK_SEQPACKET to the supervisor\n"
         "      --ring-fds=M,Q,S    serve an existing ring (memfd, request and response eventfds)\n"
         "      --null              complete I/O without touching the image (ring benchmark)\n"
+        "      --paused            start paused: take no request until told to resume\n"
         "      --log-level=LEVEL   error, warning, info (default), debug\n"
         "  -h, --help              show this help\n",
         DEFAULT_RING_ORDER, DEFAULT_DATA_PAGES, DEFAULT_MAX_INDIRECT);
@@ -91,7 +92,7 @@ static int read_key(int fd, uint8_t *key, size_t cap, size_t *len)
 }
 
 enum { OPT_CACHE = 256, OPT_KEY_FD, OPT_NAME, OPT_RING_ORDER, OPT_DATA_PAGES, OPT_MAX_INDIRECT,
-       OPT_CONTROL_FD, OPT_RING_FDS, OPT_NULL, OPT_LOG_LEVEL };
+       OPT_CONTROL_FD, OPT_RING_FDS, OPT_NULL, OPT_PAUSED, OPT_LOG_LEVEL };
 
 static const struct option long_options[] = {
     { "format", required_argument, NULL, 'f' },
@@ -105,6 +106,7 @@ static const struct option long_options[] = {
     { "control-fd", required_argument, NULL, OPT_CONTROL_FD },
     { "ring-fds", required_argument, NULL, OPT_RING_FDS },
     { "null", no_argument, NULL, OPT_NULL },
+    { "paused", no_argument, NULL, OPT_PAUSED },
     { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
@@ -138,6 +140,7 @@ static int parse_option(int c, const char *arg, struct worker_opts *o)
     case OPT_CONTROL_FD: return parse_fd(arg, &o->ctl_fd);
     case OPT_RING_FDS: return parse_ring_fds(arg, &o->adopt);
     case OPT_NULL: o->null_backend = true; return 0;
+    case OPT_PAUSED: o->start_paused = true; return 0;
     case OPT_LOG_LEVEL:
         if ((level = log_level_parse(arg)) < 0)
             return -EINVAL;

@@ -83,6 +83,19 @@ static int start_ring_server(struct worker *w)
     return 0;
 }
 
+/* Refuse to serve an encrypted chain without its key: every I/O would fail. */
+static int check_key(struct worker *w, const struct image_open_opts *o)
+{
+    struct layer_info info;
+
+    for (struct layer *l = w->img->top; l && !o->key; l = layer_backing(l)) {
+        layer_get_info(l, &info);
+        if (info.encrypted)
+            return qc_fail(-ENOKEY, "%s: image is encrypted, a key is needed", info.path);
+    }
+    return 0;
+}
+
 /* O_DIRECT alignment: 512 unless the device wants more. */
 static unsigned probe_dio_align(struct image *img)
 {
@@ -132,7 +145,7 @@ int worker_init(struct worker *w, const struct worker_opts *o)
     *w = (struct worker){ .name = o->name ? o->name : o->path, .ctl_fd = o->ctl_fd,
                           .read_only = o->open.read_only, .epfd = -1, .sigfd = -1,
                           .ring_fds = { -1, -1, -1 } };
-    if ((r = image_open(o->path, &o->open, &w->img)) < 0)
+    if ((r = image_open(o->path, &o->open, &w->img)) < 0 || (r = check_key(w, &o->open)) < 0)
         return r;
     if (w->img->size < IMAGE_SECTOR_SIZE)
         return qc_fail(-EINVAL, "%s: image is smaller than one sector", w->name);
@@ -151,6 +164,8 @@ int worker_init(struct worker *w, const struct worker_opts *o)
         return qc_fail(r, "%s: cannot set up the event loop: %s", w->name, strerror(-r));
     w->started_ns = now_ns();
     w->ring_pending = true;     /* requests may have been posted before we came */
+    if (o->start_paused)
+        w->state = WORKER_PAUSED;
     return 0;
 }
 

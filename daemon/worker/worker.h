@@ -42,6 +42,7 @@ struct worker_opts {
     const char *name;
     struct image_open_opts open;
     bool null_backend;
+    bool start_paused;
     uint32_t ring_page_order;
     uint32_t data_pages;
     uint32_t max_indirect;
