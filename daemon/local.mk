@@ -26,7 +26,8 @@ daemon_worker_libqcowexec_la_SOURCES = \
 	daemon/worker/blkreq.h \
 	daemon/worker/aio.h daemon/worker/aio.c \
 	daemon/worker/exec.h daemon/worker/exec.c \
-	daemon/worker/stats.h daemon/worker/stats.c
+	daemon/worker/stats.h daemon/worker/stats.c \
+	daemon/worker/metalog.h daemon/worker/metalog.c
 daemon_worker_libqcowexec_la_LIBADD = daemon/worker/libqcowringserver.la \
 	daemon/image/libqcowimage.la $(AIO_LIBS)
 

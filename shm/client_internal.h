@@ -53,6 +53,7 @@ struct qcowring {
     struct qcowring_geometry geo;       /* validated private copy */
     uint32_t mask;              /* ring_entries - 1 */
     int req_fd, rsp_fd;
+    int owner_fd;               /* qcowring_connect: the control connection that holds the ring */
 
     uint32_t req_prod_pvt;      /* next request index to fill */
     uint32_t req_prod_published;

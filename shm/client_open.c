@@ -212,7 +212,7 @@ int qcowring_open_fds(int memfd, int req_eventfd, int rsp_eventfd, struct qcowri
 
     if (!r)
         return -ENOMEM;
-    r->req_fd = r->rsp_fd = -1;
+    r->req_fd = r->rsp_fd = r->owner_fd = -1;
     err = setup(r, memfd, req_eventfd, rsp_eventfd);
     if (err) {
         qcowring_close(r);
@@ -232,6 +232,8 @@ void qcowring_close(struct qcowring *r)
         close(r->req_fd);
     if (r->rsp_fd >= 0)
         close(r->rsp_fd);
+    if (r->owner_fd >= 0)
+        close(r->owner_fd);
     page_alloc_destroy(&r->pages);
     free(r->reqs);
     free(r->free_reqs);

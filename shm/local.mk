@@ -7,7 +7,10 @@ shm_libqcowring_la_SOURCES = \
 	shm/client_open.c \
 	shm/client_async.c \
 	shm/client_sync.c \
-	shm/create.c
+	shm/create.c \
+	shm/client_connect.c \
+	daemon/common/fdpass.h daemon/common/fdpass.c
+shm_libqcowring_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
 # Only the public qcowring_* functions are exported.
 shm_libqcowring_la_LDFLAGS = $(AM_LDFLAGS) -version-info 0:0:0 \
 	-export-symbols-regex '^qcowring_'

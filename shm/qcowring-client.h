@@ -62,6 +62,14 @@ struct qcowring_req;
 int qcowring_open_fds(int memfd, int req_eventfd, int rsp_eventfd,
                       struct qcowring **out);
 
+/* Ask the qcowd listening on socket_path (NULL: $QCOWD_SOCKET, else
+ * /run/qcowd/qcowd.sock as root and $XDG_RUNTIME_DIR/qcowd.sock otherwise)
+ * for the ring of the image attached as `name`, and open it.  The control
+ * connection stays open inside the handle: it is what holds the ring, and
+ * qcowring_close() gives it back.  -ENOENT: no such image; -EBUSY: another
+ * client holds it; -EACCES: not authorised; -EPROTO: not a qcowd. */
+int qcowring_connect(const char *socket_path, const char *name, struct qcowring **out);
+
 /* Unmap and free.  Requests still in flight are abandoned. */
 void qcowring_close(struct qcowring *ring);
 

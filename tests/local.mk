@@ -114,3 +114,7 @@ clean-local-fuzz:
 	-rm -rf tests/fuzz/corpus.work tests/fuzz/artifacts
 
 .PHONY: fuzz clean-local-fuzz
+
+# The daemon end to end (lead): see tests/daemon/local.mk.
+include tests/daemon/local.mk
+TESTS += $(DAEMON_TESTS)

@@ -46,8 +46,8 @@ static void build_argv(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
     if (o->max_indirect)
         ARG_NUM("--max-indirect", "%u", o->max_indirect);
     if (o->adopt)
-        ARG_NUM("--ring-fds", "%d,%d,%d", o->adopt->memfd, o->adopt->req_eventfd,
-                o->adopt->rsp_eventfd);
+        ARG_NUM("--ring-fds", "%d,%d,%d,%d", o->adopt->memfd, o->adopt->req_eventfd,
+                o->adopt->rsp_eventfd, o->adopt_journal_fd);
 #undef ARG_NUM
 #define ARG_STR(flag, value) (argv[n++] = flag, argv[n++] = value)
     if (o->format)
@@ -84,6 +84,7 @@ static void exec_child(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
         keep_across_exec(o->adopt->memfd);
         keep_across_exec(o->adopt->req_eventfd);
         keep_across_exec(o->adopt->rsp_eventfd);
+        keep_across_exec(o->adopt_journal_fd);
     }
     /* The supervisor may have blocked signals for its signalfd. */
     sigset_t none;
@@ -132,7 +133,7 @@ static int recv_json(int fd, int timeout_ms, json_object **msg, int *fds, unsign
         return -errno;
     if (!(buf = malloc(MESSAGE_MAX + 1)))
         return -ENOMEM;
-    n = fdpass_recv(fd, buf, MESSAGE_MAX, fds, fds ? 3 : 0, nfds);
+    n = fdpass_recv(fd, buf, MESSAGE_MAX, fds, fds ? 4 : 0, nfds);
     if (n <= 0) {
         free(buf);
         return n == 0 ? -ECONNRESET : (int)n;
@@ -162,14 +163,16 @@ static int take_ready(const struct worker_spawn_opts *o, struct worker_proc *p, 
         json_object_object_get_ex(data, "desc", &desc);
         return qc_fail(-EIO, "%s", desc ? json_object_get_string(desc) : "worker failed");
     }
-    if (strcmp(name, "ready") != 0 || (!o->adopt && nfds != 3))
+    if (strcmp(name, "ready") != 0 || (!o->adopt && nfds != 4))
         return qc_fail(-EPROTO, "%s: the worker sent an unexpected first message", o->image);
     if (o->adopt) {
         p->ring.memfd = fcntl(o->adopt->memfd, F_DUPFD_CLOEXEC, 0);
         p->ring.req_eventfd = fcntl(o->adopt->req_eventfd, F_DUPFD_CLOEXEC, 0);
         p->ring.rsp_eventfd = fcntl(o->adopt->rsp_eventfd, F_DUPFD_CLOEXEC, 0);
+        p->journal_fd = fcntl(o->adopt_journal_fd, F_DUPFD_CLOEXEC, 0);
     } else {
         p->ring = (struct qcowring_fds){ fds[0], fds[1], fds[2] };
+        p->journal_fd = fds[3];
     }
     p->ready = json_object_get(data);
     return 0;
@@ -181,7 +184,7 @@ int worker_launch(const struct worker_spawn_opts *o, struct worker_proc *out)
     pid_t pid;
     int r;
 
-    *out = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 } };
+    *out = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 }, .journal_fd = -1 };
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
     if ((r = key_pipe(o->key, &key_fd)) < 0) {
@@ -209,7 +212,7 @@ int worker_read_ready(const struct worker_spawn_opts *o, struct worker_proc *p, 
 {
     json_object *msg = NULL;
     unsigned nfds = 0;
-    int fds[3], r;
+    int fds[4], r;
 
     if ((r = recv_json(p->ctl_fd, timeout_ms, &msg, fds, &nfds)) < 0)
         r = qc_fail(r, "%s: the worker did not start: %s", o->image,
@@ -232,7 +235,7 @@ int worker_spawn(const struct worker_spawn_opts *o, int timeout_ms, struct worke
     if ((r = worker_read_ready(o, out, timeout_ms)) < 0) {
         kill_and_reap(out->pid);
         close(out->ctl_fd);
-        *out = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 } };
+        *out = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 }, .journal_fd = -1 };
     }
     return r;
 }
@@ -266,6 +269,9 @@ void worker_proc_release(struct worker_proc *p)
     if (p->ctl_fd >= 0)
         close(p->ctl_fd);
     qcowring_close_fds(&p->ring);
+    if (p->journal_fd >= 0)
+        close(p->journal_fd);
+    p->journal_fd = -1;
     json_object_put(p->ready);
     p->ready = NULL;
     p->ctl_fd = -1;

@@ -24,6 +24,7 @@ struct worker_spawn_opts {
     unsigned data_pages;
     unsigned max_indirect;
     const struct qcowring_fds *adopt; /* serve this existing ring */
+    int adopt_journal_fd;       /* with its journal */
     bool start_paused;          /* take no request until told to resume */
     int stderr_fd;              /* -1: inherit */
 };
@@ -32,6 +33,7 @@ struct worker_proc {
     pid_t pid;
     int ctl_fd;
     struct qcowring_fds ring;   /* received with "ready" (or the adopted ones, dup'ed) */
+    int journal_fd;             /* the ring's recovery journal, likewise */
     json_object *ready;         /* the "data" of the ready event */
 };
 

@@ -14,6 +14,8 @@ struct layer_ops {
     /* First write piece at off (len <= requested). */
     int (*plan_write)(struct layer *l, uint64_t off, uint64_t len, struct write_piece *p);
     int (*commit_write)(struct layer *l, const struct write_piece *p);
+    /* Take over an allocation a previous process wrote the data of. */
+    int (*adopt_cluster)(struct layer *l, uint64_t cluster_guest_off, uint64_t host_off);
     int (*write_compressed)(struct layer *l, uint64_t cluster_guest_off, const uint8_t *data);
     int (*meta_prepare)(struct layer *l, struct meta_writeback *wb);
     void (*meta_finish)(struct layer *l, struct meta_writeback *wb, int err);

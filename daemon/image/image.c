@@ -377,6 +377,16 @@ int image_commit_write(struct image *img, const struct write_piece *p)
     return p->layer->ops->commit_write(p->layer, p);
 }
 
+int image_adopt_cluster(struct image *img, uint64_t cluster_guest_off, uint64_t host_off)
+{
+    struct layer *l = img->top;
+
+    if (l->read_only || !l->ops->adopt_cluster)
+        return qc_fail(-EINVAL, "%s: nothing to adopt in a %s image", l->path,
+                       l->read_only ? "read-only" : image_format_name(l->ops->format));
+    return l->ops->adopt_cluster(l, cluster_guest_off, host_off);
+}
+
 int image_map_fill(struct image *img, const struct write_piece *p, struct extent_vec *out)
 {
     struct extent e;

@@ -179,6 +179,11 @@ int image_plan_write(struct image *img, uint64_t off, uint64_t len,
 /* The piece's data is on its way to the disk: record its L2 entry. */
 int image_commit_write(struct image *img, const struct write_piece *p);
 
+/* Record an allocation whose data an earlier process (a worker that died)
+ * wrote and committed but did not write back: the cluster at
+ * cluster_guest_off lives at host_off.  Checked against the file. */
+int image_adopt_cluster(struct image *img, uint64_t cluster_guest_off, uint64_t host_off);
+
 /* For FILL_BACKING: the extents of the cluster's base content. */
 int image_map_fill(struct image *img, const struct write_piece *p, struct extent_vec *out);
 

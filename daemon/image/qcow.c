@@ -435,6 +435,26 @@ static int qcow_commit_write(struct layer *l, const struct write_piece *p)
     return set_entry(l, p->cluster_guest_off, p->host_off);
 }
 
+static int qcow_adopt_cluster(struct layer *l, uint64_t guest_off, uint64_t host_off)
+{
+    struct qcow_layer *q = Q(l);
+    struct stat st;
+    struct l2_table *t;
+    int r;
+
+    if (fstat(l->meta_fd, &st) < 0)
+        return -errno;
+    if (!is_aligned(guest_off, q->g.cluster_size) || guest_off >= l->size ||
+        !is_aligned(host_off, QCOW_SECTOR_SIZE) || host_off < q->front_end ||
+        host_off > (uint64_t)st.st_size || q->g.cluster_size > (uint64_t)st.st_size - host_off)
+        return qc_fail(-EINVAL, "%s: cannot adopt cluster %#" PRIx64 " at %#" PRIx64
+                       ": outside the image or the file", l->path, guest_off, host_off);
+    if ((r = get_l2(l, guest_off >> q->g.shift, true, &t)) < 0)
+        return r;
+    q->alloc_end = MAX(q->alloc_end, (uint64_t)st.st_size);
+    return set_entry(l, guest_off, host_off);
+}
+
 static int qcow_write_compressed(struct layer *l, uint64_t guest_off, const uint8_t *data)
 {
     struct qcow_layer *q = Q(l);
@@ -788,6 +808,7 @@ const struct layer_ops qcow_ops = {
     .map = qcow_map,
     .plan_write = qcow_plan_write,
     .commit_write = qcow_commit_write,
+    .adopt_cluster = qcow_adopt_cluster,
     .write_compressed = qcow_write_compressed,
     .meta_prepare = qcow_meta_prepare,
     .meta_finish = qcow_meta_finish,

@@ -242,6 +242,7 @@ static void fill_spawn_opts(const struct supervisor *s, const struct image *img,
         .name = img->name, .read_only = img->read_only, .writeback = img->writeback,
         .key = img->key, .log_level = s->log_level, .stderr_fd = -1,
         .adopt = adopt ? &img->proc.ring : NULL,
+        .adopt_journal_fd = img->proc.journal_fd,
         .start_paused = adopt && img->paused,
     };
 }
@@ -424,7 +425,8 @@ static struct image *image_new(const struct attach_args *a)
     img->read_only = a->read_only;
     img->writeback = a->cache && strcmp(a->cache, "writeback") == 0;
     img->lock_fd = -1;
-    img->proc = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 } };
+    img->proc = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 },
+                                      .journal_fd = -1 };
     if (!img->path) {
         free(img->format);
         free(img->key);
@@ -539,11 +541,15 @@ static void read_ready(struct supervisor *s, struct image *img)
     if (img->state == IMAGE_RESTARTING) {
         /* Keep our copies of the ring; the worker only reports. */
         struct qcowring_fds kept = img->proc.ring;
+        int kept_journal = img->proc.journal_fd;
         json_object *old = img->proc.ready;
         img->proc.ready = NULL;
         r = worker_read_ready(&o, &img->proc, 0);
         qcowring_close_fds(&img->proc.ring);
+        if (img->proc.journal_fd >= 0 && img->proc.journal_fd != kept_journal)
+            close(img->proc.journal_fd);
         img->proc.ring = kept;
+        img->proc.journal_fd = kept_journal;
         if (r < 0)
             img->proc.ready = old;
         else

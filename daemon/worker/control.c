@@ -65,13 +65,14 @@ static json_object *geometry_json(const struct worker *w)
 int worker_send_ready(struct worker *w, bool with_fds)
 {
     json_object *ev = json_object_new_object();
-    int fds[3] = { w->ring_fds.memfd, w->ring_fds.req_eventfd, w->ring_fds.rsp_eventfd };
+    int fds[4] = { w->ring_fds.memfd, w->ring_fds.req_eventfd, w->ring_fds.rsp_eventfd,
+                   w->journal_fd };
 
     if (w->ctl_fd < 0)
         return 0;
     json_object_object_add(ev, "event", json_object_new_string("ready"));
     json_object_object_add(ev, "data", geometry_json(w));
-    return send_json(w->ctl_fd, ev, fds, with_fds ? 3 : 0);
+    return send_json(w->ctl_fd, ev, fds, with_fds ? 4 : 0);
 }
 
 int worker_send_failed(int ctl_fd, const char *reason)

@@ -17,6 +17,7 @@ struct xreq {
     bool running;
     int pending;                /* outstanding sub-operations */
     int error;
+    bool must_flush;            /* the metadata log is full: write back before completing */
     struct write_piece *pieces;
     size_t npieces, cap;
     struct xreq *prev, *next;   /* active list, in arrival order */
@@ -64,6 +65,7 @@ struct executor {
     struct meta_writeback wb;
     int wb_phase, wb_pending, wb_err;
     struct xreq *wb_batch;
+    uint64_t wb_log_position;   /* the metadata log entries this writeback covers */
     struct io_stats stats;
 };
 
@@ -479,12 +481,18 @@ static int start_write(struct executor *x, struct xreq *xr)
 
 static int commit_pieces(struct executor *x, struct xreq *xr)
 {
+    struct metalog *log = x->opts.metalog;
+
     for (size_t i = 0; i < xr->npieces; i++) {
-        int r = image_commit_write(x->img, &xr->pieces[i]);
+        const struct write_piece *p = &xr->pieces[i];
+        int r = image_commit_write(x->img, p);
         if (r < 0)
             return r;
+        if (log && p->kind == WRITE_ALLOC &&
+            metalog_append(log, p->cluster_guest_off, p->host_off) == -ENOSPC)
+            xr->must_flush = true;
     }
-    if (image_meta_pressure(x->img))
+    if (image_meta_pressure(x->img) || (log && metalog_wants_writeback(log)))
         x->wb_wanted = true;
     return 0;
 }
@@ -571,7 +579,7 @@ static void io_done(struct xreq *xr)
 
     if (xr->req->op == BLK_WRITE && xr->error == 0)
         xr->error = commit_pieces(x, xr);
-    if ((xr->req->flush || xr->req->barrier) && xr->error == 0) {
+    if ((xr->req->flush || xr->req->barrier || xr->must_flush) && xr->error == 0) {
         queue_flush(x, xr);     /* durable before it completes */
         return;
     }
@@ -725,6 +733,8 @@ static void wb_complete(struct executor *x)
     int err = x->wb_err;
 
     image_meta_finish(x->img, &x->wb, err);
+    if (err == 0 && x->opts.metalog)
+        metalog_release(x->opts.metalog, x->wb_log_position);
     x->wb_running = false;
     x->wb_batch = NULL;
     while (batch) {
@@ -784,6 +794,9 @@ static void writeback_kick(struct executor *x)
     x->flush_ready = NULL;
     x->wb_phase = 0;
     x->wb_err = 0;
+    /* Everything logged so far is committed, so in the snapshot below. */
+    if (x->opts.metalog)
+        x->wb_log_position = metalog_position(x->opts.metalog);
     if ((r = image_meta_prepare(x->img, &x->wb)) < 0) {
         x->wb_err = r;
         x->wb = (struct meta_writeback){ .fd = -1 };

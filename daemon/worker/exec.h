@@ -17,6 +17,7 @@
 #include "aio.h"
 #include "blkreq.h"
 #include "image.h"
+#include "metalog.h"
 #include "stats.h"
 
 struct executor;
@@ -24,6 +25,7 @@ struct executor;
 struct exec_opts {
     bool null_backend;          /* complete I/O at once without touching the image */
     unsigned dio_align;         /* O_DIRECT alignment; 0 = 512 */
+    struct metalog *metalog;    /* record allocations until written back (optional) */
 };
 
 int executor_new(struct image *img, struct aio_ctx *aio, const struct exec_opts *o,

@@ -34,7 +34,8 @@ static void usage(FILE *f)
         "      --data-pages=N      4 KiB data pages (default %d)\n"
         "      --max-indirect=N    segments per indirect request (default %d)\n"
         "      --control-fd=FD     SOCK_SEQPACKET to the supervisor\n"
-        "      --ring-fds=M,Q,S    serve an existing ring (memfd, request and response eventfds)\n"
+        "      --ring-fds=M,Q,S,J  serve an existing ring: its memfd, request and response\n"
+        "                          eventfds, and its journal\n"
         "      --null              complete I/O without touching the image (ring benchmark)\n"
         "      --paused            start paused: take no request until told to resume\n"
         "      --log-level=LEVEL   error, warning, info (default), debug\n"
@@ -65,10 +66,13 @@ static int parse_fd(const char *s, int *fd)
     return r;
 }
 
-static int parse_ring_fds(const char *s, struct qcowring_fds *fds)
+static int parse_ring_fds(const char *s, struct worker_opts *o)
 {
-    return sscanf(s, "%d,%d,%d", &fds->memfd, &fds->req_eventfd, &fds->rsp_eventfd) == 3 &&
-                   fds->memfd >= 0 && fds->req_eventfd >= 0 && fds->rsp_eventfd >= 0
+    struct qcowring_fds *fds = &o->adopt;
+
+    return sscanf(s, "%d,%d,%d,%d", &fds->memfd, &fds->req_eventfd, &fds->rsp_eventfd,
+                  &o->adopt_journal_fd) == 4 && fds->memfd >= 0 && fds->req_eventfd >= 0 &&
+                   fds->rsp_eventfd >= 0 && o->adopt_journal_fd >= 0
                ? 0 : -EINVAL;
 }
 
@@ -138,7 +142,7 @@ static int parse_option(int c, const char *arg, struct worker_opts *o)
     case OPT_DATA_PAGES: return parse_uint(arg, 1u << 20, &o->data_pages);
     case OPT_MAX_INDIRECT: return parse_uint(arg, 4096, &o->max_indirect);
     case OPT_CONTROL_FD: return parse_fd(arg, &o->ctl_fd);
-    case OPT_RING_FDS: return parse_ring_fds(arg, &o->adopt);
+    case OPT_RING_FDS: return parse_ring_fds(arg, o);
     case OPT_NULL: o->null_backend = true; return 0;
     case OPT_PAUSED: o->start_paused = true; return 0;
     case OPT_LOG_LEVEL:
@@ -155,7 +159,8 @@ int main(int argc, char **argv)
     struct worker_opts o = { .ring_page_order = DEFAULT_RING_ORDER,
                              .data_pages = DEFAULT_DATA_PAGES,
                              .max_indirect = DEFAULT_MAX_INDIRECT, .ctl_fd = -1,
-                             .adopt = { -1, -1, -1 }, .open.direct = true };
+                             .adopt = { -1, -1, -1 }, .adopt_journal_fd = -1,
+                             .open.direct = true };
     struct worker w;
     int c, r;
 

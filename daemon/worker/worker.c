@@ -6,8 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -56,15 +58,53 @@ static int make_ring(struct worker *w, const struct worker_opts *o)
     return qcowring_create(&w->ring_params, &w->ring_fds);
 }
 
-static int start_ring_server(struct worker *w)
+static struct ring_server_geometry geo_of(const struct worker *w)
 {
-    struct ring_server_geometry geo = {
+    return (struct ring_server_geometry){
         .capacity_sectors = w->ring_params.capacity_sectors,
         .features = w->ring_params.features,
         .ring_page_order = w->ring_params.ring_page_order,
         .data_pages = w->ring_params.data_pages,
         .max_indirect_segments = w->ring_params.max_indirect_segments,
     };
+}
+
+/* The journal lets a restarted worker answer what its predecessor took
+ * but did not answer (the ring's part) and keep the allocations it made
+ * (the metadata log).  Only the supervisor and the workers see it. */
+static size_t ring_journal_bytes(const struct ring_server_geometry *geo)
+{
+    return align_up(ring_server_journal_size(geo), 4096);
+}
+
+static int map_journal(struct worker *w, const struct worker_opts *o,
+                       const struct ring_server_geometry *geo)
+{
+    struct stat st;
+
+    w->journal_size = ring_journal_bytes(geo) + metalog_size(METALOG_ENTRIES);
+    if (o->adopt_journal_fd >= 0) {
+        w->journal_fd = o->adopt_journal_fd;
+        if (fstat(w->journal_fd, &st) < 0 || (uint64_t)st.st_size < w->journal_size)
+            return qc_fail(-EINVAL, "%s: the ring's journal is too small", w->name);
+    } else {
+        w->journal_fd = memfd_create("qcowd-journal", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (w->journal_fd < 0 || ftruncate(w->journal_fd, (off_t)w->journal_size) < 0)
+            return qc_fail(-errno, "%s: cannot create the ring's journal: %s", w->name,
+                           strerror(errno));
+        fcntl(w->journal_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+    }
+    w->journal = mmap(NULL, w->journal_size, PROT_READ | PROT_WRITE, MAP_SHARED, w->journal_fd, 0);
+    if (w->journal == MAP_FAILED) {
+        w->journal = NULL;
+        return qc_fail(-errno, "%s: cannot map the ring's journal: %s", w->name, strerror(errno));
+    }
+    return 0;
+}
+
+static int start_ring_server(struct worker *w, const struct worker_opts *o)
+{
+    struct ring_server_geometry geo = geo_of(w);
     struct ring_server_config cfg = {
         .geo = geo,
         .req_eventfd = w->ring_fds.req_eventfd,
@@ -76,8 +116,12 @@ static int start_ring_server(struct worker *w)
 
     if ((r = ring_server_map(w->ring_fds.memfd, &geo, &w->ring_base, &w->ring_size)) < 0)
         return qc_fail(r, "%s: cannot map the ring: %s", w->name, strerror(-r));
+    if ((r = map_journal(w, o, &geo)) < 0)
+        return r;
     cfg.base = w->ring_base;
     cfg.map_size = w->ring_size;
+    cfg.journal = w->journal;
+    cfg.journal_size = ring_server_journal_size(&geo);
     if ((r = ring_server_new(&cfg, &w->rs)) < 0)
         return qc_fail(r, "%s: bad ring geometry: %s", w->name, strerror(-r));
     return 0;
@@ -94,6 +138,31 @@ static int check_key(struct worker *w, const struct image_open_opts *o)
             return qc_fail(-ENOKEY, "%s: image is encrypted, a key is needed", info.path);
     }
     return 0;
+}
+
+static int adopt_one(void *opaque, uint64_t guest, uint64_t host)
+{
+    struct worker *w = opaque;
+    int r = image_adopt_cluster(w->img, guest, host);
+
+    if (r < 0)
+        log_warning("%s: %s", w->name, qc_error_message(r));
+    return 0;
+}
+
+/* The metadata log, after the ring's journal: what a dead predecessor
+ * committed and did not write back becomes ours. */
+static int adopt_allocations(struct worker *w, const struct ring_server_geometry *geo)
+{
+    size_t off = ring_journal_bytes(geo);
+    int r;
+
+    if (w->read_only)
+        return 0;
+    r = metalog_attach((uint8_t *)w->journal + off, w->journal_size - off, &w->metalog);
+    if (r < 0)
+        return qc_fail(r, "%s: the ring's metadata log is damaged", w->name);
+    return metalog_replay(w->metalog, adopt_one, w);
 }
 
 /* O_DIRECT alignment: 512 unless the device wants more. */
@@ -144,7 +213,7 @@ int worker_init(struct worker *w, const struct worker_opts *o)
 
     *w = (struct worker){ .name = o->name ? o->name : o->path, .ctl_fd = o->ctl_fd,
                           .read_only = o->open.read_only, .epfd = -1, .sigfd = -1,
-                          .ring_fds = { -1, -1, -1 } };
+                          .ring_fds = { -1, -1, -1 }, .journal_fd = -1 };
     if ((r = image_open(o->path, &o->open, &w->img)) < 0 || (r = check_key(w, &o->open)) < 0)
         return r;
     if (w->img->size < IMAGE_SECTOR_SIZE)
@@ -152,12 +221,16 @@ int worker_init(struct worker *w, const struct worker_opts *o)
     xo.dio_align = probe_dio_align(w->img);
     if ((r = make_ring(w, o)) < 0)
         return qc_fail(r, "%s: cannot create the ring: %s", w->name, strerror(-r));
-    if ((r = start_ring_server(w)) < 0)
+    if ((r = start_ring_server(w, o)) < 0)
         return r;
     /* Enough kernel slots for every request's pieces, with room to spare. */
     if ((r = aio_ctx_init(&w->aio, 4 * ring_server_ring_size(w->rs) + 64)) < 0)
         return qc_fail(r, "%s: io_setup failed: %s (see /proc/sys/fs/aio-max-nr)", w->name,
                        strerror(-r));
+    struct ring_server_geometry geo = geo_of(w);
+    if ((r = adopt_allocations(w, &geo)) < 0)
+        return r;
+    xo.metalog = w->metalog;
     if ((r = executor_new(w->img, &w->aio, &xo, &w->x)) < 0)
         return r;
     if ((r = setup_loop(w)) < 0)
@@ -173,11 +246,16 @@ void worker_destroy(struct worker *w)
 {
     if (w->x)
         executor_free(w->x);
+    metalog_free(w->metalog);
     aio_ctx_destroy(&w->aio);
     if (w->rs)
         ring_server_free(w->rs);
     if (w->ring_base)
         munmap(w->ring_base, w->ring_size);
+    if (w->journal)
+        munmap(w->journal, w->journal_size);
+    if (w->journal_fd >= 0)
+        close(w->journal_fd);
     qcowring_close_fds(&w->ring_fds);
     if (w->epfd >= 0)
         close(w->epfd);

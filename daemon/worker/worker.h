@@ -10,8 +10,11 @@
 #include "aio.h"
 #include "exec.h"
 #include "image.h"
+#include "metalog.h"
 #include "qcowring-client.h"
 #include "ring_server.h"
+
+#define METALOG_ENTRIES 65536     /* 1 MiB: allocations between writebacks */
 
 enum worker_state { WORKER_RUNNING, WORKER_PAUSING, WORKER_PAUSED, WORKER_STOPPING };
 
@@ -26,6 +29,10 @@ struct worker {
     struct qcowring_params ring_params;
     void *ring_base;
     size_t ring_size;
+    int journal_fd;             /* the ring's recovery journal (never the client's) */
+    void *journal;
+    size_t journal_size;
+    struct metalog *metalog;    /* in the journal memory, after the ring's part */
     int epfd;
     int sigfd;
     int ctl_fd;                 /* SOCK_SEQPACKET to the supervisor, or -1 */
@@ -48,6 +55,7 @@ struct worker_opts {
     uint32_t max_indirect;
     int ctl_fd;
     struct qcowring_fds adopt;  /* an existing ring to serve (fds >= 0) */
+    int adopt_journal_fd;       /* and its journal */
 };
 
 /* Open the image and make (or adopt) the ring.  Returns 0 or -errno with

@@ -1,0 +1,230 @@
+/* I/O through an image attached to a running qcowd, with libqcowring's
+ * qcowring_connect(): what a real client does.
+ *
+ *   ringio SOCKET NAME write OFFSET LENGTH < data
+ *   ringio SOCKET NAME read OFFSET LENGTH > data
+ *   ringio SOCKET NAME flush
+ *   ringio SOCKET NAME random SHADOW_OUT [-n OPS] [-q QD] [-s SEED] [-m MAXLEN]
+ *                             [-K KILL_AT] [-w WORKER_PID]
+ *
+ * random: seeded random writes and reads at queue depth QD, reads checked
+ * against an in-memory shadow; with -K, the worker (pid from -w) is killed
+ * with SIGKILL after KILL_AT requests: every request must still complete
+ * without error.  At the end a flush, then the shadow goes to SHADOW_OUT.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "qcowring-client.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15u;
+static unsigned failures;
+
+static uint64_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static int die(const char *what, int err)
+{
+    fprintf(stderr, "ringio: %s: %s\n", what, strerror(-err));
+    return 1;
+}
+
+static int parse_u64(const char *s, uint64_t *v)
+{
+    char *end;
+
+    errno = 0;
+    *v = strtoull(s, &end, 0);
+    return errno || end == s || *end ? -EINVAL : 0;
+}
+
+static int cmd_write(struct qcowring *ring, uint64_t off, uint64_t len)
+{
+    uint8_t *buf = malloc(len ? len : 1);
+    int r;
+
+    if (!buf || fread(buf, 1, len, stdin) != len)
+        return die("stdin", -EIO);
+    r = qcowring_pwrite(ring, buf, len, off);
+    free(buf);
+    return r < 0 ? die("write", r) : 0;
+}
+
+static int cmd_read(struct qcowring *ring, uint64_t off, uint64_t len)
+{
+    uint8_t *buf = malloc(len ? len : 1);
+    int r = buf ? qcowring_pread(ring, buf, len, off) : -ENOMEM;
+
+    if (r < 0)
+        return die("read", r);
+    if (fwrite(buf, 1, len, stdout) != len)
+        return die("stdout", -EIO);
+    free(buf);
+    return 0;
+}
+
+struct pending {
+    int op;
+    uint64_t off, len;
+    uint8_t *expect;
+};
+
+static void check(struct qcowring *ring, const struct qcowring_completion *c)
+{
+    struct pending *p = c->user_data;
+
+    if (c->result != 0) {
+        fprintf(stderr, "ringio: op %d at %" PRIu64 " failed: %s\n", p->op, p->off,
+                strerror(-c->result));
+        failures++;
+    } else if (p->op == QCOWRING_OP_READ &&
+               memcmp(qcowring_req_buf(c->req), p->expect, p->len) != 0) {
+        fprintf(stderr, "ringio: read at %" PRIu64 " len %" PRIu64 " returned wrong data\n",
+                p->off, p->len);
+        failures++;
+    }
+    qcowring_req_free(ring, c->req);
+    free(p->expect);
+    free(p);
+}
+
+static int issue(struct qcowring *ring, uint8_t *shadow, uint64_t size, uint64_t maxlen)
+{
+    uint64_t len = (rnd() % (maxlen / 512) + 1) * 512;
+    struct pending *p = calloc(1, sizeof *p);
+    struct qcowring_req *req;
+    int r;
+
+    len = len > size ? size : len;
+    p->op = rnd() % 100 < 60 ? QCOWRING_OP_WRITE : QCOWRING_OP_READ;
+    p->off = (rnd() % ((size - len) / 512 + 1)) * 512;
+    p->len = len;
+    if ((r = qcowring_req_alloc(ring, len, &req)) < 0) {
+        free(p);
+        return r;
+    }
+    uint8_t *buf = qcowring_req_buf(req);
+    if (p->op == QCOWRING_OP_WRITE) {
+        for (uint64_t i = 0; i < len; i += 8) {
+            uint64_t v = rnd();
+            memcpy(buf + i, &v, 8);
+        }
+        memcpy(shadow + p->off, buf, len);
+    } else {
+        p->expect = malloc(len);
+        memcpy(p->expect, shadow + p->off, len);
+    }
+    return qcowring_submit(ring, req, p->op, p->off, len, p);
+}
+
+struct random_opts {
+    unsigned ops, qd, kill_at;
+    uint64_t maxlen;
+    pid_t worker;
+};
+
+static int run_random(struct qcowring *ring, uint8_t *shadow, uint64_t size,
+                      const struct random_opts *o)
+{
+    struct qcowring_completion c[64];
+    unsigned issued = 0;
+    int r, n;
+
+    while (issued < o->ops || qcowring_in_flight(ring) > 0) {
+        while (issued < o->ops && qcowring_in_flight(ring) < o->qd) {
+            if ((r = issue(ring, shadow, size, o->maxlen)) == -EAGAIN)
+                break;
+            if (r < 0)
+                return r;
+            if (++issued == o->kill_at && o->worker > 0) {
+                qcowring_kick(ring);
+                kill(o->worker, SIGKILL);
+            }
+        }
+        if ((r = qcowring_wait(ring, 60000)) < 0)
+            return r;
+        if (r == 0 && qcowring_in_flight(ring) > 0)
+            return -ETIMEDOUT;
+        while ((n = qcowring_reap(ring, c, 64)) > 0)
+            for (int i = 0; i < n; i++)
+                check(ring, &c[i]);
+    }
+    return 0;
+}
+
+static int cmd_random(struct qcowring *ring, int argc, char **argv)
+{
+    struct random_opts o = { .ops = 2000, .qd = 32, .maxlen = 262144 };
+    struct qcowring_geometry g;
+    uint8_t *shadow;
+    FILE *f;
+    int c, r;
+
+    optind = 1;
+    while ((c = getopt(argc, argv, "n:q:s:m:K:w:")) != -1) {
+        switch (c) {
+        case 'n': o.ops = (unsigned)atoi(optarg); break;
+        case 'q': o.qd = (unsigned)atoi(optarg); break;
+        case 's': rng = strtoull(optarg, NULL, 0) | 1; break;
+        case 'm': o.maxlen = strtoull(optarg, NULL, 0); break;
+        case 'K': o.kill_at = (unsigned)atoi(optarg); break;
+        case 'w': o.worker = (pid_t)atoi(optarg); break;
+        default: return 2;
+        }
+    }
+    if (optind != argc - 1)
+        return 2;
+    qcowring_get_geometry(ring, &g);
+    if (o.maxlen > g.max_request_bytes)
+        o.maxlen = g.max_request_bytes;
+    uint64_t size = g.capacity_sectors * 512;
+    if (!(shadow = malloc(size)))
+        return die("memory", -ENOMEM);
+    if ((r = qcowring_pread(ring, shadow, size, 0)) < 0)
+        return die("initial read", r);
+    if ((r = run_random(ring, shadow, size, &o)) < 0 || (r = qcowring_flush(ring)) < 0)
+        return die("random I/O", r);
+    if (!(f = fopen(argv[optind], "w")) || fwrite(shadow, 1, size, f) != size || fclose(f))
+        return die(argv[optind], -EIO);
+    free(shadow);
+    printf("%u requests, %u failures\n", o.ops, failures);
+    return failures ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct qcowring *ring;
+    uint64_t off, len;
+    int r;
+
+    if (argc < 4) {
+        fprintf(stderr, "usage: ringio SOCKET NAME read|write|flush|random ...\n");
+        return 2;
+    }
+    if ((r = qcowring_connect(argv[1], argv[2], &ring)) < 0)
+        return die("connect", r);
+    if (strcmp(argv[3], "random") == 0) {
+        r = cmd_random(ring, argc - 3, argv + 3);
+    } else if (strcmp(argv[3], "flush") == 0) {
+        r = qcowring_flush(ring) < 0 ? 1 : 0;
+    } else if (argc == 6 && parse_u64(argv[4], &off) == 0 && parse_u64(argv[5], &len) == 0) {
+        r = strcmp(argv[3], "write") == 0 ? cmd_write(ring, off, len)
+          : strcmp(argv[3], "read") == 0 ? cmd_read(ring, off, len) : 2;
+    } else {
+        r = 2;
+    }
+    qcowring_close(ring);
+    return r;
+}
