@@ -3,10 +3,14 @@ noinst_LTLIBRARIES += daemon/common/libqcowdcommon.la
 daemon_common_libqcowdcommon_la_SOURCES = \
 	daemon/common/log.h daemon/common/log.c \
 	daemon/common/fdpass.h daemon/common/fdpass.c \
-	daemon/common/worker_spawn.h daemon/common/worker_spawn.c
+	daemon/common/worker_spawn.h daemon/common/worker_spawn.c \
+	shm/create.c
+# Ring creation (shm/create.c) is built in rather than linked from the shared
+# libqcowring, so qcowd and its workers need no shared library of ours: no
+# libtool wrapper script runs at every worker start in the build tree.
 daemon_common_libqcowdcommon_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
 daemon_common_libqcowdcommon_la_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
-daemon_common_libqcowdcommon_la_LIBADD = shm/libqcowring.la $(JSONC_LIBS)
+daemon_common_libqcowdcommon_la_LIBADD = $(JSONC_LIBS)
 
 # The worker: one process per attached image, serving its ring.
 pkglibexec_PROGRAMS = daemon/qcowd-worker
@@ -18,7 +22,7 @@ daemon_qcowd_worker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common \
 	-I$(top_srcdir)/daemon/worker
 daemon_qcowd_worker_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
 daemon_qcowd_worker_LDADD = daemon/worker/libqcowexec.la daemon/common/libqcowdcommon.la \
-	daemon/image/libqcowimage.la shm/libqcowring.la $(JSONC_LIBS) $(AIO_LIBS)
+	daemon/image/libqcowimage.la $(JSONC_LIBS) $(AIO_LIBS)
 
 # The data path without the process around it, for tests and benchmarks.
 noinst_LTLIBRARIES += daemon/worker/libqcowexec.la
@@ -51,7 +55,7 @@ daemon_qcowd_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common \
 	-DWORKER_PATH=\"$(pkglibexecdir)/qcowd-worker\"
 daemon_qcowd_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(SYSTEMD_CFLAGS)
 daemon_qcowd_LDADD = daemon/common/libqcowdcommon.la daemon/image/libqcowimage.la \
-	shm/libqcowring.la $(JSONC_LIBS) $(SYSTEMD_LIBS)
+	$(JSONC_LIBS) $(SYSTEMD_LIBS)
 
 # systemd units, under $(prefix)/lib/systemd/system (override systemdsystemunitdir=).
 systemdsystemunitdir = $(prefix)/lib/systemd/system

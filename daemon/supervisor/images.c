@@ -102,6 +102,8 @@ static struct call *call_push(struct image *img, enum call_kind kind, struct cli
         return NULL;
     call->kind = kind;
     call->client = c;
+    if (c)
+        c->busy++;
     call->id = id ? json_object_get(id) : NULL;
     snprintf(call->command, sizeof call->command, "%s", command);
     call->seq = ++img->next_seq;
@@ -114,6 +116,8 @@ static struct call *call_push(struct image *img, enum call_kind kind, struct cli
 
 static void call_free(struct call *call)
 {
+    if (call->client && --call->client->busy == 0)
+        call->client->resume = true;
     json_object_put(call->id);
     free(call);
 }
@@ -563,6 +567,26 @@ static void read_ready(struct supervisor *s, struct image *img)
         started(s, img);
 }
 
+static void detached(struct supervisor *s, struct image *img, int status);
+
+/* The worker flushed and closed the image: the detach is done, whether or
+ * not the process has exited yet (it is reaped whenever it does). */
+static bool stopped_event(struct supervisor *s, struct image *img, json_object *msg)
+{
+    json_object *ev, *data, *status;
+
+    if (!json_object_object_get_ex(msg, "event", &ev) ||
+        strcmp(json_object_get_string(ev), "stopped") != 0)
+        return false;
+    json_object_object_get_ex(msg, "data", &data);
+    json_object_object_get_ex(data, "status", &status);
+    if (img->state == IMAGE_STOPPING) {
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, img->proc.ctl_fd, NULL);
+        detached(s, img, status ? json_object_get_int(status) : 1);
+    }
+    return true;
+}
+
 static void read_answer(struct supervisor *s, struct image *img)
 {
     char buf[MAX_LINE];
@@ -581,6 +605,10 @@ static void read_answer(struct supervisor *s, struct image *img)
     }
     buf[n] = '\0';
     msg = json_tokener_parse(buf);
+    if (stopped_event(s, img, msg)) {
+        json_object_put(msg);
+        return;
+    }
     json_object_object_get_ex(msg, "id", &id);
     if (!id || !(call = pop_answerable(img, (uint64_t)json_object_get_int64(id)))) {
         log_warning("%s: unexpected message from the worker", img->name);

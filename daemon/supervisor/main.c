@@ -219,6 +219,7 @@ static int run(struct supervisor *s)
             return -errno;
         for (int i = 0; i < n; i++)
             dispatch(s, ev[i].data.ptr);
+        clients_resume(s);
         if (s->stopping)
             stop_listening(s);
         images_tick(s);

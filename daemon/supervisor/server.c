@@ -23,6 +23,7 @@
 #include "supervisor.h"
 
 #define SEND_TIMEOUT_S 5
+#define BACKLOG_MAX (4 * MAX_LINE)
 
 int watch_fd(struct supervisor *s, int fd, struct watch *w)
 {
@@ -218,7 +219,9 @@ static struct client *client_new(int fd, const struct ucred *cred)
     struct client *c = calloc(1, sizeof *c);
     struct timeval tv = { .tv_sec = SEND_TIMEOUT_S };
 
-    if (!c || !(c->in = malloc(MAX_LINE))) {
+    if (!c || !(c->in = malloc(MAX_LINE)) || !(c->backlog = malloc(BACKLOG_MAX))) {
+        if (c)
+            free(c->in);
         free(c);
         return NULL;
     }
@@ -252,7 +255,10 @@ static void accept_one(struct supervisor *s, int fd)
     }
     if (!(c = client_new(fd, &cred)) || watch_fd(s, fd, &c->watch) < 0) {
         refuse(fd, "GenericError", "out of resources");
-        free(c ? c->in : NULL);
+        if (c) {
+            free(c->in);
+            free(c->backlog);
+        }
         free(c);
         return;
     }
@@ -290,14 +296,16 @@ void client_close(struct supervisor *s, struct client *c)
     close(c->fd);
     s->nclients--;
     free(c->in);
+    free(c->backlog);
     free(c);
 }
 
-/* Split what arrived into lines; an oversized line is answered and skipped. */
-static void take_lines(struct supervisor *s, struct client *c, const char *data, size_t n)
+/* Take lines from the backlog while the connection has no command in
+ * progress; an oversized line is answered and skipped. */
+static void take_lines(struct supervisor *s, struct client *c)
 {
-    for (size_t i = 0; i < n && !c->closing; i++) {
-        char ch = data[i];
+    while (c->backlog_off < c->backlog_len && !c->closing && c->busy == 0) {
+        char ch = c->backlog[c->backlog_off++];
         if (ch == '\n') {
             if (!c->skipping && c->in_len > 0)
                 handle_request(s, c, c->in, c->in_len);
@@ -315,18 +323,62 @@ static void take_lines(struct supervisor *s, struct client *c, const char *data,
     }
 }
 
+static void set_reading(struct supervisor *s, struct client *c, bool on)
+{
+    struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.ptr = &c->watch };
+
+    epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+static int backlog_add(struct client *c, const char *data, size_t n)
+{
+    if (c->backlog_off == c->backlog_len)
+        c->backlog_off = c->backlog_len = 0;
+    if (c->backlog_off > 0) {
+        memmove(c->backlog, c->backlog + c->backlog_off, c->backlog_len - c->backlog_off);
+        c->backlog_len -= c->backlog_off;
+        c->backlog_off = 0;
+    }
+    if (c->backlog_len + n > BACKLOG_MAX)
+        return -ENOBUFS;
+    memcpy(c->backlog + c->backlog_len, data, n);
+    c->backlog_len += n;
+    return 0;
+}
+
 void client_readable(struct supervisor *s, struct client *c)
 {
     char buf[16384];
-    ssize_t n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+    ssize_t n;
 
+    /* A client that waits for a slow command may not pile up requests
+     * without bound: stop reading it until the command finishes. */
+    if (c->backlog_len - c->backlog_off > BACKLOG_MAX - sizeof buf) {
+        set_reading(s, c, false);
+        return;
+    }
+    n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
-    if (n <= 0) {
+    if (n <= 0 || backlog_add(c, buf, (size_t)n) < 0) {
         client_close(s, c);
         return;
     }
-    take_lines(s, c, buf, (size_t)n);
+    take_lines(s, c);
     if (c->closing)
         client_close(s, c);
+}
+
+void clients_resume(struct supervisor *s)
+{
+    for (struct client *c = s->clients, *next; c; c = next) {
+        next = c->next;
+        if (!c->resume)
+            continue;
+        c->resume = false;
+        set_reading(s, c, true);
+        take_lines(s, c);
+        if (c->closing)
+            client_close(s, c);
+    }
 }

@@ -34,9 +34,12 @@ struct client {
     char *in;                   /* bytes of an unfinished line */
     size_t in_len;
     bool skipping;              /* discarding the rest of an oversized line */
+    char *backlog;              /* received, not yet looked at */
+    size_t backlog_len, backlog_off;
+    unsigned busy;              /* its commands still waiting for a worker */
+    bool resume;                /* busy went to 0: look at the backlog again */
     bool events;
     bool closing;
-    unsigned refs;              /* pending worker calls still pointing here */
     struct client *next;
 };
 
@@ -108,12 +111,14 @@ struct supervisor {
 int server_listen(struct supervisor *s);
 void server_accept(struct supervisor *s);
 void client_readable(struct supervisor *s, struct client *c);
+/* Requests of one connection run one at a time, in order: go on with the
+ * connections whose last command has finished. */
+void clients_resume(struct supervisor *s);
 void client_reply(struct client *c, json_object *id, json_object *ret);
 void client_error(struct client *c, json_object *id, const char *cls, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 int client_send(struct client *c, json_object *msg, const int *fds, unsigned nfds);
 void client_close(struct supervisor *s, struct client *c);
-void client_unref(struct client *c);
 void broadcast_event(struct supervisor *s, const char *name, json_object *data);
 int watch_fd(struct supervisor *s, int fd, struct watch *w);
 

@@ -88,6 +88,21 @@ int worker_send_failed(int ctl_fd, const char *reason)
     return send_json(ctl_fd, ev, NULL, 0);
 }
 
+int worker_send_stopped(struct worker *w, int status)
+{
+    json_object *ev = json_object_new_object(), *data = json_object_new_object();
+
+    if (w->ctl_fd < 0) {
+        json_object_put(ev);
+        json_object_put(data);
+        return 0;
+    }
+    json_object_object_add(data, "status", json_object_new_int(status < 0 ? 1 : 0));
+    json_object_object_add(ev, "event", json_object_new_string("stopped"));
+    json_object_object_add(ev, "data", data);
+    return send_json(w->ctl_fd, ev, NULL, 0);
+}
+
 static json_object *op_stats_json(const struct io_stats *s, enum blk_op op)
 {
     json_object *o = json_object_new_object();

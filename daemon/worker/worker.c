@@ -247,7 +247,11 @@ void worker_destroy(struct worker *w)
     if (w->x)
         executor_free(w->x);
     metalog_free(w->metalog);
-    aio_ctx_destroy(&w->aio);
+    /* io_destroy() waits for an RCU grace period (tens of milliseconds);
+     * the process is about to exit, which tears the context down without
+     * making anyone wait.  Nothing is in flight here. */
+    if (w->aio.efd >= 0)
+        close(w->aio.efd);
     if (w->rs)
         ring_server_free(w->rs);
     if (w->ring_base)
@@ -408,6 +412,7 @@ static int drain_and_close(struct worker *w)
         log_error("%s: final flush failed: %s", w->name, qc_error_message(r));
     else
         log_info("%s: stopped cleanly", w->name);
+    worker_send_stopped(w, r);
     return r;
 }
 

@@ -71,6 +71,9 @@ void worker_destroy(struct worker *w);
 /* Control channel (control.c). */
 int worker_send_ready(struct worker *w, bool with_fds);
 int worker_send_failed(int ctl_fd, const char *reason);
+/* The image is flushed and closed: the supervisor need not wait for the
+ * process to exit (tearing down a libaio context takes a while). */
+int worker_send_stopped(struct worker *w, int status);
 void worker_handle_control(struct worker *w);
 void worker_pause_done(struct worker *w);
 /* Pausing: once nothing is in flight, flush, then report paused. */

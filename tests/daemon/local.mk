@@ -1,7 +1,14 @@
 # The daemon end to end: qcowd, its workers, qcowctl and libqcowring clients.
-check_PROGRAMS += tests/daemon/ringio
+check_PROGRAMS += tests/daemon/ringio tests/daemon/ctlraw
 tests_daemon_ringio_SOURCES = tests/daemon/ringio.c
 tests_daemon_ringio_LDADD = shm/libqcowring.la
+tests_daemon_ctlraw_SOURCES = tests/daemon/ctlraw.c
 
-DAEMON_TESTS =
-EXTRA_DIST += tests/daemon/lib.sh
+DAEMON_TESTS = \
+	tests/daemon/lifecycle.sh \
+	tests/daemon/worker-kill.sh \
+	tests/daemon/bad-input.sh \
+	tests/daemon/cycles.sh \
+	tests/daemon/locking.sh \
+	tests/daemon/socket-activation.sh
+EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh

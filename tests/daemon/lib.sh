@@ -1,0 +1,39 @@
+# Helpers for the daemon tests (sourced after tests/lib/common.sh).
+: "${QCOWD:=$top_builddir/daemon/qcowd}"
+: "${QCOWD_WORKER:=$top_builddir/daemon/qcowd-worker}"
+DAEMON_TOOLS=$top_builddir/tests/daemon
+SOCK=$T/qcowd.sock
+QCOWD_PID=
+
+# start_daemon [qcowd options...]: a private qcowd on $SOCK, logging to $T/qcowd.log.
+start_daemon() {
+    "$QCOWD" --socket "$SOCK" --worker "$QCOWD_WORKER" "$@" 2>>"$T/qcowd.log" &
+    QCOWD_PID=$!
+    for _ in $(seq 1 200); do
+        [ -S "$SOCK" ] && return 0
+        kill -0 "$QCOWD_PID" 2>/dev/null || { cat "$T/qcowd.log" >&2; die "qcowd exited"; }
+        sleep 0.05
+    done
+    die "qcowd did not create $SOCK"
+}
+
+stop_daemon() {
+    [ -n "$QCOWD_PID" ] || return 0
+    kill -TERM "$QCOWD_PID" 2>/dev/null || true
+    wait "$QCOWD_PID" 2>/dev/null
+    local rc=$?
+    QCOWD_PID=
+    return $rc
+}
+
+# The daemon goes down with the test, whatever happens.
+trap 'rc=$?; stop_daemon >/dev/null 2>&1; (exit $rc); cleanup' EXIT
+
+ctl() { "$QCOWCTL" --socket "$SOCK" "$@"; }
+
+# The worker pid of an attached image.
+worker_pid() { ctl --json query "$1" | tr -d ' \n' | sed -n 's/.*"pid":\([0-9]*\).*/\1/p'; }
+
+fd_count() { ls "/proc/$1/fd" | wc -l; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+children() { pgrep -P "$1" | wc -l; }

@@ -1,0 +1,38 @@
+#!/bin/bash
+# kill -9 of a worker in the middle of random I/O: the client finishes
+# without an error (the supervisor restarts the worker on the same ring and
+# what was posted and not answered runs again), the image then matches the
+# client's shadow in qemu-img's eyes, and the daemon counts the restart.
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
+. "$top_srcdir/tests/daemon/lib.sh"
+require_qemu
+start_daemon
+
+for cache in none writeback; do
+    rm -f "$T/k.qcow"
+    "$QEMU_IMG" create -f qcow "$T/k.qcow" 64M >/dev/null
+    ctl attach --cache "$cache" "$T/k.qcow" >/dev/null || die "attach"
+    pid=$(worker_pid k.qcow)
+    "$DAEMON_TOOLS/ringio" "$SOCK" k.qcow random "$T/k.raw" -s "$QCOWD_TEST_SEED" \
+        -n 3000 -q 32 -K 1000 -w "$pid" >/dev/null || die "the client saw errors ($cache)"
+    ctl --json query k.qcow | tr -d ' \n' | grep -q '"restarts":1' || die "restart not counted"
+    [ "$(worker_pid k.qcow)" != "$pid" ] || die "the worker was not replaced"
+    ctl detach k.qcow >/dev/null || die "detach"
+    "$QEMU_IMG" compare -F raw "$T/k.qcow" "$T/k.raw" >/dev/null ||
+        die "image differs from the shadow after the worker was killed ($cache)"
+    "$QCOWCTL" check "$T/k.qcow" >/dev/null; rc=$?
+    [ $rc -eq 0 ] || [ $rc -eq 4 ] || die "check found corruption (exit $rc)"
+done
+
+# A worker that keeps dying marks its image failed, and the daemon goes on.
+"$QEMU_IMG" create -f qcow "$T/f.qcow" 8M >/dev/null
+ctl attach "$T/f.qcow" >/dev/null
+for _ in $(seq 1 6); do
+    pid=$(worker_pid f.qcow)
+    [ -n "$pid" ] && [ "$pid" != "-1" ] && kill -9 "$pid" 2>/dev/null
+    sleep 0.3
+done
+ctl --json query f.qcow | tr -d ' \n' | grep -q '"state":"failed"' || die "not marked failed"
+ctl --json query f.qcow | grep -q "died 5 times" || die "no reason given"
+ctl detach f.qcow >/dev/null || die "cannot detach a failed image"
+ctl list >/dev/null || die "the daemon stopped answering"
