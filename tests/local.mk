@@ -118,3 +118,7 @@ clean-local-fuzz:
 # The daemon end to end (lead): see tests/daemon/local.mk.
 include tests/daemon/local.mk
 TESTS += $(DAEMON_TESTS)
+
+# The demo that ./quickstart demo runs is also a test, so it never rots.
+TESTS += tests/demo.sh
+EXTRA_DIST += tests/demo.sh
