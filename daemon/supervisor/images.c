@@ -569,6 +569,28 @@ static void read_ready(struct supervisor *s, struct image *img)
 
 static void detached(struct supervisor *s, struct image *img, int status);
 
+static void remember_exiting(struct supervisor *s, pid_t pid)
+{
+    if (s->nexiting == s->exiting_cap) {
+        unsigned cap = s->exiting_cap ? s->exiting_cap * 2 : 16;
+        pid_t *v = realloc(s->exiting, cap * sizeof *v);
+        if (!v)
+            return;             /* it is still reaped, just not waited for at exit */
+        s->exiting = v;
+        s->exiting_cap = cap;
+    }
+    s->exiting[s->nexiting++] = pid;
+}
+
+static void forget_exiting(struct supervisor *s, pid_t pid)
+{
+    for (unsigned i = 0; i < s->nexiting; i++)
+        if (s->exiting[i] == pid) {
+            s->exiting[i] = s->exiting[--s->nexiting];
+            return;
+        }
+}
+
 /* The worker flushed and closed the image: the detach is done, whether or
  * not the process has exited yet (it is reaped whenever it does). */
 static bool stopped_event(struct supervisor *s, struct image *img, json_object *msg)
@@ -582,6 +604,7 @@ static bool stopped_event(struct supervisor *s, struct image *img, json_object *
     json_object_object_get_ex(data, "status", &status);
     if (img->state == IMAGE_STOPPING) {
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, img->proc.ctl_fd, NULL);
+        remember_exiting(s, img->proc.pid);
         detached(s, img, status ? json_object_get_int(status) : 1);
     }
     return true;
@@ -723,6 +746,7 @@ void images_reap(struct supervisor *s)
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        forget_exiting(s, pid);
         for (struct image *img = s->images; img; img = img->next)
             if (img->proc.pid == pid) {
                 worker_exited(s, img, code);

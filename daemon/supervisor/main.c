@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -227,6 +228,24 @@ static int run(struct supervisor *s)
     return 0;
 }
 
+/* Workers report "stopped" before their process has quite exited (tearing
+ * down a libaio context takes a moment): do not leave before they have. */
+static void wait_for_workers(struct supervisor *s)
+{
+    for (int waited_ms = 0; s->nexiting > 0; waited_ms += 5) {
+        images_reap(s);
+        if (s->nexiting == 0)
+            break;
+        if (waited_ms > 5000) {
+            log_warning("%u worker(s) still running at exit: killing them", s->nexiting);
+            for (unsigned i = 0; i < s->nexiting; i++)
+                kill(s->exiting[i], SIGKILL);
+            return;
+        }
+        usleep(5000);
+    }
+}
+
 int main(int argc, char **argv)
 {
     struct supervisor s = { .listen_fd = -1, .sigfd = -1, .group = (gid_t)-1, .max_clients = 64,
@@ -252,9 +271,11 @@ int main(int argc, char **argv)
     log_info("%s ready (worker %s)", PACKAGE_STRING, s.worker_path);
     r = run(&s);
     stop_listening(&s);
+    wait_for_workers(&s);
     while (s.clients)
         client_close(&s, s.clients);
     log_info("stopped");
     free(s.socket_path);
+    free(s.exiting);
     return r < 0 ? 1 : 0;
 }

@@ -104,6 +104,8 @@ struct supervisor {
     unsigned nclients, nimages;
     struct client *clients;
     struct image *images;
+    pid_t *exiting;             /* workers done with their image, not yet reaped */
+    unsigned nexiting, exiting_cap;
     bool stopping;
 };
 

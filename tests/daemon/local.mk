@@ -1,8 +1,11 @@
 # The daemon end to end: qcowd, its workers, qcowctl and libqcowring clients.
-check_PROGRAMS += tests/daemon/ringio tests/daemon/ctlraw
+check_PROGRAMS += tests/daemon/ringio tests/daemon/ctlraw tests/daemon/ringabuse
 tests_daemon_ringio_SOURCES = tests/daemon/ringio.c
 tests_daemon_ringio_LDADD = shm/libqcowring.la
 tests_daemon_ctlraw_SOURCES = tests/daemon/ctlraw.c
+tests_daemon_ringabuse_SOURCES = tests/daemon/ringabuse.c
+tests_daemon_ringabuse_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
+tests_daemon_ringabuse_LDADD = daemon/common/libqcowdcommon.la
 
 DAEMON_TESTS = \
 	tests/daemon/lifecycle.sh \
@@ -10,5 +13,6 @@ DAEMON_TESTS = \
 	tests/daemon/bad-input.sh \
 	tests/daemon/cycles.sh \
 	tests/daemon/locking.sh \
-	tests/daemon/socket-activation.sh
+	tests/daemon/socket-activation.sh \
+	tests/daemon/hostile-ring.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh
