@@ -24,5 +24,5 @@ cycles 900
 [ "$(fd_count "$QCOWD_PID")" -eq "$fds" ] || die "descriptors grew: $fds -> $(fd_count "$QCOWD_PID")"
 rss_end=$(rss_kb "$QCOWD_PID")
 [ "$rss_end" -le $((rss + 2048)) ] || die "memory grew: ${rss} KiB -> ${rss_end} KiB"
-[ "$(children "$QCOWD_PID")" -eq 0 ] || die "workers left behind"
+no_children_left "$QCOWD_PID" || die "workers left behind"
 msg "1000 cycles: $fds descriptors, RSS ${rss} -> ${rss_end} KiB"

@@ -37,3 +37,13 @@ worker_pid() { ctl --json query "$1" | tr -d ' \n' | sed -n 's/.*"pid":\([0-9]*\
 fd_count() { ls "/proc/$1/fd" | wc -l; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 children() { pgrep -P "$1" | wc -l; }
+
+# Workers report a detach done as soon as their image is closed; their
+# process exits a few milliseconds later.  Wait (3 s at most) for none left.
+no_children_left() {
+    for _ in $(seq 1 60); do
+        [ "$(children "$1")" -eq 0 ] && return 0
+        sleep 0.05
+    done
+    return 1
+}

@@ -32,8 +32,7 @@ ctl --json stats d7 | tr -d ' \n' | grep -q '"write":{"ops":1,"bytes":4096' ||
 for i in $(seq 1 $N); do
     ctl detach "d$i" >/dev/null || die "detach d$i"
 done
-sleep 0.2
-[ "$(children "$QCOWD_PID")" -eq 0 ] || die "workers left after detaching everything"
+no_children_left "$QCOWD_PID" || die "workers left after detaching everything"
 fds_after=$(fd_count "$QCOWD_PID")
 [ "$fds_after" -eq "$fds_before" ] || die "descriptors: $fds_before before, $fds_after after"
 
