@@ -122,3 +122,6 @@ TESTS += $(DAEMON_TESTS)
 # The demo that ./quickstart demo runs is also a test, so it never rots.
 TESTS += tests/demo.sh
 EXTRA_DIST += tests/demo.sh
+
+# Benchmarks (not in make check): make bench.  See tests/bench/local.mk.
+include tests/bench/local.mk

@@ -19,6 +19,7 @@ struct qcow_layer {
     uint64_t *l1_disk;          /* what the file's L1 holds */
     uint64_t front_end;         /* end of header, backing name and L1 */
     uint64_t alloc_end;         /* next free byte at the end of the file */
+    uint64_t file_extent;       /* the file's size: kept ahead of alloc_end */
     struct l2_cache cache;
     struct qcow_crypt *crypt;
     uint8_t *zcluster;          /* last inflated cluster */

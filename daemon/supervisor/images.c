@@ -291,7 +291,7 @@ static void image_free(struct supervisor *s, struct image *img)
     free(img->path);
     free(img->format);
     free(img->error);
-    free(img);
+    bury(s, &img->watch, img);
     status_to_systemd(s);
 }
 
@@ -524,6 +524,7 @@ static void start_failed(struct supervisor *s, struct image *img, const char *wh
     struct call *call = take_call(img, CALL_ATTACH);
 
     log_warning("%s: worker failed to start: %s", img->name, why);
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, img->proc.ctl_fd, NULL);
     if (call) {
         if (call->client)
             client_error(call->client, call->id, "ImageError", "%s", why);

@@ -201,6 +201,8 @@ static void stop_listening(struct supervisor *s)
 
 static void dispatch(struct supervisor *s, struct watch *w)
 {
+    if (w->dead)
+        return;
     switch (w->kind) {
     case WATCH_LISTEN: server_accept(s); break;
     case WATCH_SIGNAL: handle_signals(s); break;
@@ -224,6 +226,7 @@ static int run(struct supervisor *s)
         if (s->stopping)
             stop_listening(s);
         images_tick(s);
+        empty_graveyard(s);
     }
     return 0;
 }
@@ -274,6 +277,8 @@ int main(int argc, char **argv)
     wait_for_workers(&s);
     while (s.clients)
         client_close(&s, s.clients);
+    empty_graveyard(&s);
+    free(s.graveyard);
     log_info("stopped");
     free(s.socket_path);
     free(s.exiting);

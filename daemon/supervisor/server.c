@@ -297,7 +297,30 @@ void client_close(struct supervisor *s, struct client *c)
     s->nclients--;
     free(c->in);
     free(c->backlog);
-    free(c);
+    bury(s, &c->watch, c);
+}
+
+void bury(struct supervisor *s, struct watch *w, void *obj)
+{
+    w->dead = true;
+    if (s->ngrave == s->grave_cap) {
+        size_t cap = s->grave_cap ? s->grave_cap * 2 : 16;
+        void **v = realloc(s->graveyard, cap * sizeof *v);
+        if (!v) {
+            free(obj);      /* no memory to wait with: free at once (rare) */
+            return;
+        }
+        s->graveyard = v;
+        s->grave_cap = cap;
+    }
+    s->graveyard[s->ngrave++] = obj;
+}
+
+void empty_graveyard(struct supervisor *s)
+{
+    for (size_t i = 0; i < s->ngrave; i++)
+        free(s->graveyard[i]);
+    s->ngrave = 0;
 }
 
 /* Take lines from the backlog while the connection has no command in

@@ -24,6 +24,7 @@ enum watch_kind { WATCH_LISTEN, WATCH_SIGNAL, WATCH_CLIENT, WATCH_WORKER };
 struct watch {
     enum watch_kind kind;
     void *obj;
+    bool dead;                  /* freed at the end of this round of events */
 };
 
 struct client {
@@ -104,6 +105,8 @@ struct supervisor {
     unsigned nclients, nimages;
     struct client *clients;
     struct image *images;
+    void **graveyard;           /* clients and images to free after this round */
+    size_t ngrave, grave_cap;
     pid_t *exiting;             /* workers done with their image, not yet reaped */
     unsigned nexiting, exiting_cap;
     bool stopping;
@@ -146,5 +149,10 @@ void images_stop_all(struct supervisor *s);
 const char *image_state_name(enum image_state st);
 
 uint64_t mono_ns(void);
+
+/* Events of one epoll round may still point at an object another event of
+ * the same round closed: such objects are buried, and freed after it. */
+void bury(struct supervisor *s, struct watch *w, void *obj);
+void empty_graveyard(struct supervisor *s);
 
 #endif

@@ -10,7 +10,9 @@
 #include "aio.h"
 
 #define REAP_BATCH 64
-#define SUBMIT_BATCH 64
+/* Small batches: the disk starts on the first requests while the kernel
+ * takes the next ones (one large io_submit keeps it idle meanwhile). */
+#define SUBMIT_BATCH 8
 
 int aio_ctx_init(struct aio_ctx *a, unsigned depth)
 {

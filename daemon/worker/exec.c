@@ -368,7 +368,9 @@ static int write_out(struct executor *x, struct xop *op, const struct write_piec
     return 0;
 }
 
-static int write_direct_piece(struct executor *x, struct xreq *xr, const struct write_piece *p)
+/* Pieces [p, p+n) are contiguous in the guest and on the host: one write. */
+static int write_direct_run(struct executor *x, struct xreq *xr, const struct write_piece *p,
+                            size_t n)
 {
     struct blk_req *req = xr->req;
     struct xop *op = xop_new(xr, NULL);
@@ -376,24 +378,41 @@ static int write_direct_piece(struct executor *x, struct xreq *xr, const struct 
 
     if (!op)
         return -ENOMEM;
-    op->len = p->len;
-    if ((r = iov_slice(req->iov, req->niov, p->guest_off - req->off, p->len, &op->iov,
+    op->len = p[n - 1].guest_off + p[n - 1].len - p->guest_off;
+    if ((r = iov_slice(req->iov, req->niov, p->guest_off - req->off, op->len, &op->iov,
                        &op->niov)) < 0)
         goto fail;
     if (p->encrypted) {
         /* Never encrypt in the client's pages: copy first. */
-        if (!(op->bounce = alloc_aligned(4096, p->len))) {
+        if (!(op->bounce = alloc_aligned(4096, op->len))) {
             r = -ENOMEM;
             goto fail;
         }
         iov_to_buf(op->iov, op->niov, op->bounce);
-        if ((r = piece_encrypt(p, p->guest_off, op->bounce, p->len)) < 0)
+        if ((r = piece_encrypt(p, p->guest_off, op->bounce, op->len)) < 0)
             goto fail;
     }
     return write_out(x, op, p, p->host_off);
 fail:
     xop_free(op);
     return r;
+}
+
+static bool needs_fill(const struct write_piece *p)
+{
+    return p->kind == WRITE_ALLOC && p->fill != FILL_NONE;
+}
+
+/* How many pieces from p on can go out as one write. */
+static size_t run_length(const struct write_piece *p, size_t left)
+{
+    size_t n = 1;
+
+    while (n < left && !needs_fill(&p[n]) && p[n].fd == p->fd &&
+           p[n].guest_off == p[n - 1].guest_off + p[n - 1].len &&
+           p[n].host_off == p[n - 1].host_off + p[n - 1].len)
+        n++;
+    return n;
 }
 
 static void fill_free(struct fill *f)
@@ -469,12 +488,13 @@ static int start_write(struct executor *x, struct xreq *xr)
     struct blk_req *req = xr->req;
     int r = image_plan_write(x->img, req->off, req->len, &xr->pieces, &xr->npieces, &xr->cap);
 
-    for (size_t i = 0; r == 0 && i < xr->npieces; i++) {
+    for (size_t i = 0, n; r == 0 && i < xr->npieces; i += n) {
         const struct write_piece *p = &xr->pieces[i];
-        if (p->kind == WRITE_ALLOC && p->fill != FILL_NONE)
+        n = 1;
+        if (needs_fill(p))
             r = start_fill(x, xr, p);
         else
-            r = write_direct_piece(x, xr, p);
+            r = write_direct_run(x, xr, p, n = run_length(p, xr->npieces - i));
     }
     return r;
 }

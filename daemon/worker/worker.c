@@ -430,8 +430,9 @@ int worker_run(struct worker *w)
             dispatch(w, ev[i].data.fd);
         poll_ring(w);
         executor_tick(w->x);
-        aio_submit(&w->aio);
+        /* Answer first: the client can post more while the disk works. */
         ring_server_push_responses(w->rs);
+        aio_submit(&w->aio);
     }
     return drain_and_close(w);
 }
