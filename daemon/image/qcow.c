@@ -90,6 +90,23 @@ static int load_l1(struct layer *l, struct qcow_layer *q)
     return 0;
 }
 
+/* Metadata is written whole sectors at a time through the same descriptor
+ * as the data: with O_DIRECT, a buffered write into a page that a direct
+ * write also touches makes the kernel report EIO on the next fsync.  The
+ * sectors around the header and L1 table are kept in memory to patch. */
+static int load_front(struct layer *l, struct qcow_layer *q)
+{
+    ssize_t n;
+
+    q->front_len = align_up(q->front_end, QCOW_SECTOR_SIZE);
+    free(q->front);
+    if (!(q->front = alloc_aligned(4096, q->front_len)))
+        return -ENOMEM;
+    memset(q->front, 0, q->front_len);
+    n = read_full_at(l->meta_fd, q->front, q->front_len, 0);
+    return n < 0 ? qc_fail((int)n, "%s: cannot read: %s", l->path, strerror((int)-n)) : 0;
+}
+
 static int write_l1_range(struct layer *l, const uint64_t *l1, uint64_t lo, uint64_t hi);
 static int write_xen_header(struct layer *l);
 
@@ -149,10 +166,12 @@ static int qcow_open(struct layer *l, const struct image_open_opts *o)
         return r;
     l->size = q->h.size;
     q->front_end = qcow_front_metadata_end(&q->h, &q->g);
-    if ((r = read_backing_name(l, q)) < 0 || (r = load_l1(l, q)) < 0)
+    if ((r = read_backing_name(l, q)) < 0 || (r = load_l1(l, q)) < 0 ||
+        (r = load_front(l, q)) < 0)
         return r;
     setup_xen(l, q);
-    if (l1_is_little_endian(q) && !l->read_only && (r = convert_le_l1(l, q)) < 0)
+    if (l1_is_little_endian(q) && !l->read_only &&
+        ((r = convert_le_l1(l, q)) < 0 || (r = load_front(l, q)) < 0))
         return r;
     if (q->h.crypt_method == QCOW_CRYPT_AES && o->key &&
         (r = qcow_crypt_new(o->key, o->key_len, &q->crypt)) < 0)
@@ -179,6 +198,7 @@ static void qcow_close(struct layer *l)
     qcow_crypt_free(q->crypt);
     free(q->l1);
     free(q->l1_disk);
+    free(q->front);
     free(q->zcluster);
     free(q);
     l->priv = NULL;
@@ -190,13 +210,14 @@ static int load_l2(struct layer *l, uint64_t l1_index, struct l2_table **out)
 {
     struct qcow_layer *q = Q(l);
     uint64_t off = q->l1[l1_index];
-    _cleanup_free_ uint8_t *raw = malloc(q->g.l2_bytes);
+    _cleanup_free_ uint8_t *raw = alloc_aligned(4096, q->g.l2_bytes);
     struct l2_table *t;
     ssize_t n;
 
     if (!raw)
         return -ENOMEM;
-    n = read_full_at(l->meta_fd, raw, q->g.l2_bytes, off);
+    /* Through the data descriptor: see load_front. */
+    n = read_full_at(l->fd, raw, q->g.l2_bytes, off);
     if (n < 0)
         return qc_fail((int)n, "%s: cannot read the L2 table at %#" PRIx64 ": %s", l->path, off,
                        strerror((int)-n));
@@ -373,7 +394,7 @@ static int qcow_map(struct layer *l, uint64_t off, uint64_t len, struct extent *
     *allocated = true;
     n = MIN(len, q->g.cluster_size - in_cluster);
     if (entry & QCOW_OFLAG_COMPRESSED) {
-        *e = (struct extent){ .kind = EXTENT_COMPRESSED, .layer = l, .fd = l->meta_fd,
+        *e = (struct extent){ .kind = EXTENT_COMPRESSED, .layer = l, .fd = l->fd,
                               .guest_off = off, .len = n,
                               .host_off = qcow_compressed_offset(&q->g, entry),
                               .comp_len = qcow_compressed_length(&q->g, entry),
@@ -516,6 +537,7 @@ static int qcow_write_compressed(struct layer *l, uint64_t guest_off, const uint
 /* ---- metadata writeback ----------------------------------------------- */
 
 struct wb_state {
+    uint8_t *front_next;        /* the front sectors after this writeback, or NULL */
     uint64_t *l1_next;          /* the on-disk L1 after this writeback */
     uint64_t *tables;           /* l1 indexes of the tables in it */
     bool *was_fresh;
@@ -548,12 +570,12 @@ static int snapshot_table(struct l2_table *t, void *opaque)
 {
     struct wb_builder *b = opaque;
     struct qcow_layer *q = Q(b->l);
-    struct meta_write w = { .fd = b->l->meta_fd, .off = t->offset, .len = q->g.l2_bytes };
+    struct meta_write w = { .fd = b->l->fd, .off = t->offset, .len = q->g.l2_bytes };
     int r;
 
     if (!t->dirty)
         return 0;
-    w.buf = malloc(w.len);
+    w.buf = alloc_aligned(4096, w.len);
     if (!w.buf)
         return -ENOMEM;
     for (uint32_t i = 0; i < q->g.l2_entries; i++)
@@ -584,11 +606,14 @@ static uint8_t *encode_l1(const struct qcow_layer *q, const uint64_t *l1, uint64
     return buf;
 }
 
+/* The L1 entries (and the Xen checksum) change: patch a copy of the front
+ * sectors and write the sectors that changed. */
 static int push_l1_and_checksum(struct wb_builder *b)
 {
     struct qcow_layer *q = Q(b->l);
-    uint64_t lo = UINT64_MAX, hi = 0;
-    struct meta_write w = { .fd = b->l->meta_fd };
+    uint64_t lo = UINT64_MAX, hi = 0, first, end;
+    struct meta_write w = { .fd = b->l->fd };
+    uint8_t *front;
     int r;
 
     for (uint64_t i = 0; i < q->g.l1_entries; i++)
@@ -598,23 +623,25 @@ static int push_l1_and_checksum(struct wb_builder *b)
         }
     if (hi == 0)
         return 0;
-    w.off = q->h.l1_offset + lo * 8;
-    w.len = (hi - lo) * 8;
-    if (!(w.buf = encode_l1(q, b->st->l1_next, lo, hi)))
+    if (!(front = b->st->front_next = alloc_aligned(4096, q->front_len)))
         return -ENOMEM;
-    if ((r = push_write(&b->wb->phase2, &b->wb->n2, &b->cap2, w)) < 0) {
-        free(w.buf);
-        return r;
+    memcpy(front, q->front, q->front_len);
+    for (uint64_t i = lo; i < hi; i++)
+        store_be64(front + q->h.l1_offset + i * 8, b->st->l1_next[i]);
+    first = align_down(q->h.l1_offset + lo * 8, QCOW_SECTOR_SIZE);
+    end = align_up(q->h.l1_offset + hi * 8, QCOW_SECTOR_SIZE);
+    if (q->xen.present) {
+        store_be32(front + QCOW_HEADER_SIZE + 4,
+                   qcow_xen_l1_checksum(front + q->h.l1_offset, q->g.l1_bytes));
+        first = 0;
     }
-    if (!q->xen.present)
-        return 0;
-    _cleanup_free_ uint8_t *all = encode_l1(q, b->st->l1_next, 0, q->g.l1_entries);
-    struct meta_write c = { .fd = b->l->meta_fd, .off = QCOW_HEADER_SIZE + 4, .len = 4 };
-    if (!all || !(c.buf = malloc(4)))
+    w.off = first;
+    w.len = end - first;
+    if (!(w.buf = alloc_aligned(4096, w.len)))
         return -ENOMEM;
-    store_be32(c.buf, qcow_xen_l1_checksum(all, q->g.l1_bytes));
-    if ((r = push_write(&b->wb->phase2, &b->wb->n2, &b->cap2, c)) < 0)
-        free(c.buf);
+    memcpy(w.buf, front + first, w.len);
+    if ((r = push_write(&b->wb->phase2, &b->wb->n2, &b->cap2, w)) < 0)
+        free(w.buf);
     return r;
 }
 
@@ -622,6 +649,7 @@ static void free_wb_state(struct wb_state *st)
 {
     if (!st)
         return;
+    free(st->front_next);
     free(st->l1_next);
     free(st->tables);
     free(st->was_fresh);
@@ -689,8 +717,11 @@ static void qcow_meta_finish(struct layer *l, struct meta_writeback *wb, int err
 
     if (st) {
         release_tables(l, st, err);
-        if (err == 0)
+        if (err == 0) {
             memcpy(q->l1_disk, st->l1_next, q->g.l1_bytes);
+            if (st->front_next)
+                memcpy(q->front, st->front_next, q->front_len);
+        }
         free_wb_state(st);
     }
     free_writes(wb->phase1, wb->n1);
@@ -748,6 +779,8 @@ static int qcow_make_empty(struct layer *l)
     if (fdatasync(l->meta_fd) < 0)
         return qc_fail(-errno, "%s: fdatasync: %s", l->path, strerror(errno));
     memset(q->l1_disk, 0, q->g.l1_bytes);
+    if ((r = load_front(l, q)) < 0)
+        return r;
     q->zcluster_entry = 0;
     q->alloc_end = align_up(q->front_end, QCOW_SECTOR_SIZE);
     if (ftruncate(l->meta_fd, (off_t)q->alloc_end) < 0)

@@ -18,6 +18,8 @@ struct qcow_layer {
     uint64_t *l1;               /* in memory, host order; may point at fresh tables */
     uint64_t *l1_disk;          /* what the file's L1 holds */
     uint64_t front_end;         /* end of header, backing name and L1 */
+    uint8_t *front;             /* the file's first front_len bytes, as on disk */
+    size_t front_len;           /* front_end rounded up to a sector */
     uint64_t alloc_end;         /* next free byte at the end of the file */
     uint64_t file_extent;       /* the file's size: kept ahead of alloc_end */
     struct l2_cache cache;

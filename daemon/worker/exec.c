@@ -228,11 +228,12 @@ static int finish_bounce_read(struct xop *op, long res)
 
 static int finish_compressed_read(struct xop *op, long res)
 {
-    int r = io_result(res, op->ext.comp_len, false);
+    uint64_t skip = op->ext.host_off - align_down(op->ext.host_off, IMAGE_SECTOR_SIZE);
+    int r = io_result(res, skip + op->ext.comp_len, false);
 
     if (r < 0)
         return r == -EIO ? qc_fail(-EIO, "compressed cluster is truncated") : r;
-    if ((r = extent_inflate(&op->ext, op->stream, op->bounce)) < 0)
+    if ((r = extent_inflate(&op->ext, op->stream + skip, op->bounce)) < 0)
         return r;
     iov_from_buf(op->iov, op->niov, op->bounce, 0);
     return 0;
@@ -272,11 +273,16 @@ static int read_compressed(struct executor *x, struct xop *op)
         iov_from_buf(op->iov, op->niov, op->bounce, 0);
         return 1;
     }
-    if (!(op->stream = malloc(e->comp_len)))
+    /* Whole sectors, so the read can go through O_DIRECT like everything
+     * else on this file (buffered I/O beside direct writes breaks). */
+    uint64_t first = align_down(e->host_off, IMAGE_SECTOR_SIZE);
+    uint64_t len = align_up(e->host_off + e->comp_len, IMAGE_SECTOR_SIZE) - first;
+    if (!(op->stream = alloc_aligned(4096, len)))
         return -ENOMEM;
-    op->one = (struct iovec){ op->stream, e->comp_len };
+    op->one = (struct iovec){ op->stream, len };
     op->finish = finish_compressed_read;
-    aio_prep_readv(&op->aio, layer_fd(e->layer, false), &op->one, 1, e->host_off);
+    aio_prep_readv(&op->aio, pick_fd(x, e->fd, e->layer, first, len, &op->one, 1), &op->one, 1,
+                   first);
     return 0;
 }
 
