@@ -206,6 +206,25 @@ static int setup_loop(struct worker *w)
     return 0;
 }
 
+/* O_DIRECT needs every piece, data and metadata, aligned to the device's
+ * sector; qcow's are 512-byte aligned.  On a device that wants more, mixing
+ * direct and buffered I/O on one file is unsafe: serve it buffered. */
+static int open_image(struct worker *w, const struct worker_opts *o)
+{
+    struct image_open_opts open = o->open;
+    int r;
+
+    if ((r = image_open(o->path, &open, &w->img)) < 0 || (r = check_key(w, &open)) < 0)
+        return r;
+    if (!layer_is_direct(w->img->top) || probe_dio_align(w->img) <= IMAGE_SECTOR_SIZE)
+        return 0;
+    log_warning("%s: the device needs O_DIRECT alignment above 512 bytes: using the page cache",
+                w->name);
+    image_close(w->img);
+    open.direct = false;
+    return image_open(o->path, &open, &w->img);
+}
+
 int worker_init(struct worker *w, const struct worker_opts *o)
 {
     struct exec_opts xo = { .null_backend = o->null_backend };
@@ -214,11 +233,10 @@ int worker_init(struct worker *w, const struct worker_opts *o)
     *w = (struct worker){ .name = o->name ? o->name : o->path, .ctl_fd = o->ctl_fd,
                           .read_only = o->open.read_only, .epfd = -1, .sigfd = -1,
                           .ring_fds = { -1, -1, -1 }, .journal_fd = -1 };
-    if ((r = image_open(o->path, &o->open, &w->img)) < 0 || (r = check_key(w, &o->open)) < 0)
+    if ((r = open_image(w, o)) < 0)
         return r;
     if (w->img->size < IMAGE_SECTOR_SIZE)
         return qc_fail(-EINVAL, "%s: image is smaller than one sector", w->name);
-    xo.dio_align = probe_dio_align(w->img);
     if ((r = make_ring(w, o)) < 0)
         return qc_fail(r, "%s: cannot create the ring: %s", w->name, strerror(-r));
     if ((r = start_ring_server(w, o)) < 0)
