@@ -14,5 +14,6 @@ DAEMON_TESTS = \
 	tests/daemon/cycles.sh \
 	tests/daemon/locking.sh \
 	tests/daemon/socket-activation.sh \
-	tests/daemon/hostile-ring.sh
+	tests/daemon/hostile-ring.sh \
+	tests/daemon/log-reopen.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh
