@@ -1,3 +1,5 @@
+/* The executor: block requests in, I/O pieces through libaio, ordering
+ * between overlapping requests.  Metadata writeback is in writeback.c. */
 #include "config.h"
 
 #include <errno.h>
@@ -8,21 +10,8 @@
 
 #include "error.h"
 #include "exec.h"
+#include "exec_internal.h"
 #include "util.h"
-
-struct xreq {
-    struct blk_req *req;
-    struct executor *x;
-    uint64_t lo, hi;            /* conflict range, cluster aligned */
-    bool running;
-    int pending;                /* outstanding sub-operations */
-    int error;
-    bool must_flush;            /* the metadata log is full: write back before completing */
-    struct write_piece *pieces;
-    size_t npieces, cap;
-    struct xreq *prev, *next;   /* active list, in arrival order */
-    struct xreq *flush_next;    /* in a flush batch */
-};
 
 /* The rest of a cluster being read before an allocating write. */
 struct fill {
@@ -50,27 +39,7 @@ struct xop {
     struct iovec one;
 };
 
-struct executor {
-    struct image *img;
-    struct aio_ctx *aio;
-    struct exec_opts opts;
-    uint32_t granule;           /* cluster size; conflicts are tracked per cluster */
-    bool top_is_raw;
-    struct xreq *head, *tail;   /* active requests */
-    unsigned active;
-    bool scheduling, reschedule;
-    /* writeback */
-    struct xreq *flush_ready;
-    bool wb_running, wb_wanted;
-    struct meta_writeback wb;
-    int wb_phase, wb_pending, wb_err;
-    struct xreq *wb_batch;
-    uint64_t wb_log_position;   /* the metadata log entries this writeback covers */
-    struct io_stats stats;
-};
-
 static void sub_done(struct xreq *xr, int err);
-static void writeback_kick(struct executor *x);
 static void schedule(struct executor *x);
 
 /* ---- iovec helpers ----------------------------------------------------- */
@@ -181,7 +150,7 @@ static void xop_issue(struct executor *x, struct xop *op)
     aio_queue(x->aio, &op->aio);
 }
 
-static int io_result(long res, uint64_t want, bool short_ok)
+int exec_io_result(long res, uint64_t want, bool short_ok)
 {
     if (res < 0)
         return (int)res;
@@ -205,7 +174,7 @@ static int pick_fd(struct executor *x, int direct_fd, struct layer *l, uint64_t 
 
 static int finish_plain_read(struct xop *op, long res)
 {
-    int r = io_result(res, op->len, true);
+    int r = exec_io_result(res, op->len, true);
 
     if (r == 0 && (uint64_t)res < op->len)
         iov_zero_from(op->iov, op->niov, (uint64_t)res);   /* past end of file */
@@ -214,7 +183,7 @@ static int finish_plain_read(struct xop *op, long res)
 
 static int finish_bounce_read(struct xop *op, long res)
 {
-    int r = io_result(res, op->len, true);
+    int r = exec_io_result(res, op->len, true);
 
     if (r < 0)
         return r;
@@ -229,7 +198,7 @@ static int finish_bounce_read(struct xop *op, long res)
 static int finish_compressed_read(struct xop *op, long res)
 {
     uint64_t skip = op->ext.host_off - align_down(op->ext.host_off, IMAGE_SECTOR_SIZE);
-    int r = io_result(res, skip + op->ext.comp_len, false);
+    int r = exec_io_result(res, skip + op->ext.comp_len, false);
 
     if (r < 0)
         return r == -EIO ? qc_fail(-EIO, "compressed cluster is truncated") : r;
@@ -352,7 +321,7 @@ static int start_read(struct executor *x, struct xreq *xr)
 
 static int finish_write(struct xop *op, long res)
 {
-    return io_result(res, op->len, false);
+    return exec_io_result(res, op->len, false);
 }
 
 /* Write len bytes from src (or from op->bounce when src is NULL). */
@@ -577,7 +546,7 @@ static void unlink_req(struct executor *x, struct xreq *xr)
     x->active--;
 }
 
-static void finish(struct xreq *xr, int status)
+void exec_finish(struct xreq *xr, int status)
 {
     struct executor *x = xr->x;
     struct blk_req *req = xr->req;
@@ -591,13 +560,6 @@ static void finish(struct xreq *xr, int status)
     schedule(x);
 }
 
-static void queue_flush(struct executor *x, struct xreq *xr)
-{
-    xr->flush_next = x->flush_ready;
-    x->flush_ready = xr;
-    writeback_kick(x);
-}
-
 /* All I/O of the request is done. */
 static void io_done(struct xreq *xr)
 {
@@ -606,10 +568,10 @@ static void io_done(struct xreq *xr)
     if (xr->req->op == BLK_WRITE && xr->error == 0)
         xr->error = commit_pieces(x, xr);
     if ((xr->req->flush || xr->req->barrier || xr->must_flush) && xr->error == 0) {
-        queue_flush(x, xr);     /* durable before it completes */
+        writeback_queue(x, xr);     /* durable before it completes */
         return;
     }
-    finish(xr, xr->error);
+    exec_finish(xr, xr->error);
     if (x->wb_wanted)
         writeback_kick(x);
 }
@@ -633,7 +595,7 @@ static void start(struct executor *x, struct xreq *xr)
     case BLK_WRITE: r = start_write(x, xr); break;
     case BLK_DISCARD: r = do_discard(x, xr); break;
     case BLK_FLUSH:
-        queue_flush(x, xr);
+        writeback_queue(x, xr);
         return;
     }
     sub_done(xr, r);
@@ -705,143 +667,6 @@ void executor_submit(struct executor *x, struct blk_req *req)
         x->reschedule = true;
     else if (!blocked(x, xr))
         start(x, xr);
-}
-
-/* ---- writeback --------------------------------------------------------- */
-
-static void wb_next_phase(struct executor *x);
-
-/* One write or fdatasync of a metadata writeback. */
-struct wb_op {
-    struct aio_op aio;
-    struct executor *x;
-    uint64_t len;
-    struct iovec one;
-};
-
-static void wb_op_done(struct aio_op *a, long res)
-{
-    struct wb_op *op = (struct wb_op *)((char *)a - offsetof(struct wb_op, aio));
-    struct executor *x = op->x;
-    int err = io_result(res, op->len, false);
-
-    free(op);
-    if (err && !x->wb_err)
-        x->wb_err = err;
-    if (--x->wb_pending == 0)
-        wb_next_phase(x);
-}
-
-/* Queue w, or an fdatasync of the image when w is NULL. */
-static int wb_issue(struct executor *x, const struct meta_write *w)
-{
-    struct wb_op *op = calloc(1, sizeof *op);
-
-    if (!op)
-        return -ENOMEM;
-    op->x = x;
-    op->aio.done = wb_op_done;
-    if (!w) {
-        aio_prep_fdsync(&op->aio, x->wb.fd);
-    } else {
-        op->len = w->len;
-        op->one = (struct iovec){ w->buf, w->len };
-        aio_prep_writev(&op->aio, w->fd, &op->one, 1, w->off);
-    }
-    x->wb_pending++;
-    aio_queue(x->aio, &op->aio);
-    return 0;
-}
-
-static void wb_complete(struct executor *x)
-{
-    struct xreq *batch = x->wb_batch;
-    int err = x->wb_err;
-
-    image_meta_finish(x->img, &x->wb, err);
-    if (err == 0 && x->opts.metalog)
-        metalog_release(x->opts.metalog, x->wb_log_position);
-    x->wb_running = false;
-    x->wb_batch = NULL;
-    while (batch) {
-        struct xreq *next = batch->flush_next;
-        finish(batch, err ? err : batch->error);
-        batch = next;
-    }
-    writeback_kick(x);
-}
-
-/* Phases: 1 new L2 tables, 2 fdatasync, 3 L2 updates + L1, 4 fdatasync. */
-static void wb_next_phase(struct executor *x)
-{
-    int r = 0;
-
-    if (x->wb_err) {
-        wb_complete(x);
-        return;
-    }
-    x->wb_pending = 1;
-    switch (++x->wb_phase) {
-    case 1:
-        for (size_t i = 0; i < x->wb.n1 && r == 0; i++)
-            r = wb_issue(x, &x->wb.phase1[i]);
-        break;
-    case 2:
-        r = wb_issue(x, NULL);
-        break;
-    case 3:
-        for (size_t i = 0; i < x->wb.n2 && r == 0; i++)
-            r = wb_issue(x, &x->wb.phase2[i]);
-        break;
-    case 4:
-        if (x->wb.n2)
-            r = wb_issue(x, NULL);
-        break;
-    default:
-        x->wb_pending = 0;
-        wb_complete(x);
-        return;
-    }
-    if (r < 0 && !x->wb_err)
-        x->wb_err = r;
-    if (--x->wb_pending == 0)
-        wb_next_phase(x);
-}
-
-static void writeback_kick(struct executor *x)
-{
-    int r;
-
-    if (x->wb_running || (!x->flush_ready && !x->wb_wanted))
-        return;
-    x->wb_running = true;
-    x->wb_wanted = false;
-    x->wb_batch = x->flush_ready;
-    x->flush_ready = NULL;
-    x->wb_phase = 0;
-    x->wb_err = 0;
-    /* Everything logged so far is committed, so in the snapshot below. */
-    if (x->opts.metalog)
-        x->wb_log_position = metalog_position(x->opts.metalog);
-    if ((r = image_meta_prepare(x->img, &x->wb)) < 0) {
-        x->wb_err = r;
-        x->wb = (struct meta_writeback){ .fd = -1 };
-        wb_complete(x);
-        return;
-    }
-    if (x->wb.fd < 0) {         /* read-only: nothing to make durable */
-        wb_complete(x);
-        return;
-    }
-    wb_next_phase(x);
-}
-
-void executor_tick(struct executor *x)
-{
-    if (image_meta_pressure(x->img)) {
-        x->wb_wanted = true;
-        writeback_kick(x);
-    }
 }
 
 /* ---- lifetime ---------------------------------------------------------- */

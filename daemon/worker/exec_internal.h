@@ -1,0 +1,52 @@
+/* What exec.c and writeback.c share (not for other users of the executor). */
+#ifndef QCOWD_EXEC_INTERNAL_H
+#define QCOWD_EXEC_INTERNAL_H
+
+#include "exec.h"
+
+struct xreq {
+    struct blk_req *req;
+    struct executor *x;
+    uint64_t lo, hi;            /* conflict range, cluster aligned */
+    bool running;
+    int pending;                /* outstanding sub-operations */
+    int error;
+    bool must_flush;            /* the metadata log is full: write back before completing */
+    struct write_piece *pieces;
+    size_t npieces, cap;
+    struct xreq *prev, *next;   /* active list, in arrival order */
+    struct xreq *flush_next;    /* in a flush batch */
+};
+
+struct executor {
+    struct image *img;
+    struct aio_ctx *aio;
+    struct exec_opts opts;
+    uint32_t granule;           /* cluster size; conflicts are tracked per cluster */
+    bool top_is_raw;
+    struct xreq *head, *tail;   /* active requests */
+    unsigned active;
+    bool scheduling, reschedule;
+    /* writeback */
+    struct xreq *flush_ready;
+    bool wb_running, wb_wanted;
+    struct meta_writeback wb;
+    int wb_phase, wb_pending, wb_err;
+    struct xreq *wb_batch;
+    uint64_t wb_log_position;   /* the metadata log entries this writeback covers */
+    struct io_stats stats;
+};
+
+/* A request is done: answer it, free it, start what waited for it. */
+void exec_finish(struct xreq *xr, int status);
+
+/* 0, or -errno for a failed or (unless short_ok) short transfer. */
+int exec_io_result(long res, uint64_t want, bool short_ok);
+
+/* Complete xr once a writeback has made everything before it durable. */
+void writeback_queue(struct executor *x, struct xreq *xr);
+
+/* Start a writeback if flushes wait or metadata piles up, and none runs. */
+void writeback_kick(struct executor *x);
+
+#endif
