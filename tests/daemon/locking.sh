@@ -32,7 +32,11 @@ mkfifo "$T/hold"
 "$QEMU_IO" -c 'write 0 512' -c 'sleep 2000' "$T/l.qcow" < "$T/hold" >/dev/null 2>&1 &
 qpid=$!
 exec 7>"$T/hold"
-sleep 0.5
+# Until qemu-io holds it: a plain qemu-img info is then refused.
+for _ in $(seq 1 200); do
+    "$QEMU_IMG" info "$T/l.qcow" >/dev/null 2>&1 || break
+    sleep 0.05
+done
 ctl attach "$T/l.qcow" > "$T/a.out" 2>&1; rc=$?
 kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null; exec 7>&-
 [ $rc -eq 5 ] || die "attach of an image qemu-io holds: exit $rc, $(cat "$T/a.out")"

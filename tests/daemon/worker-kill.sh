@@ -27,10 +27,17 @@ done
 # A worker that keeps dying marks its image failed, and the daemon goes on.
 "$QEMU_IMG" create -f qcow "$T/f.qcow" 8M >/dev/null
 ctl attach "$T/f.qcow" >/dev/null
-for _ in $(seq 1 6); do
+state() { ctl --json query f.qcow | tr -d ' \n' | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p'; }
+for _ in $(seq 1 10); do
+    [ "$(state)" = failed ] && break
     pid=$(worker_pid f.qcow)
-    [ -n "$pid" ] && [ "$pid" != "-1" ] && kill -9 "$pid" 2>/dev/null
-    sleep 0.3
+    kill -9 "$pid" 2>/dev/null || true
+    # Wait for the restart (a new pid) or the verdict.
+    for _ in $(seq 1 100); do
+        [ "$(state)" = failed ] && break
+        [ "$(state)" = running ] && [ "$(worker_pid f.qcow)" != "$pid" ] && break
+        sleep 0.05
+    done
 done
 ctl --json query f.qcow | tr -d ' \n' | grep -q '"state":"failed"' || die "not marked failed"
 ctl --json query f.qcow | grep -q "died 5 times" || die "no reason given"
