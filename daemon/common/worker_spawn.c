@@ -17,6 +17,8 @@
 #include "worker_spawn.h"
 
 #define MAX_ARGS 32
+#define WORKER_PROC_NONE \
+    (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 }, .journal_fd = -1 }
 #define MESSAGE_MAX 65536
 
 static void keep_across_exec(int fd)
@@ -184,7 +186,7 @@ int worker_launch(const struct worker_spawn_opts *o, struct worker_proc *out)
     pid_t pid;
     int r;
 
-    *out = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 }, .journal_fd = -1 };
+    *out = WORKER_PROC_NONE;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
     if ((r = key_pipe(o->key, &key_fd)) < 0) {
@@ -235,7 +237,7 @@ int worker_spawn(const struct worker_spawn_opts *o, int timeout_ms, struct worke
     if ((r = worker_read_ready(o, out, timeout_ms)) < 0) {
         kill_and_reap(out->pid);
         close(out->ctl_fd);
-        *out = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 }, .journal_fd = -1 };
+        *out = WORKER_PROC_NONE;
     }
     return r;
 }

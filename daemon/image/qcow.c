@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <sys/stat.h>
 
 #include "compress.h"
 #include "error.h"
@@ -267,18 +266,20 @@ static uint64_t reserve(struct layer *l, struct qcow_layer *q, uint64_t len, uin
     return off;
 }
 
-static int give_file_space(struct layer *l, uint64_t off, uint64_t len)
+/* Make [off, off+len) part of the file (it reads as zeros), with disk
+ * blocks behind it when `physical` (non-sparse images, full preallocation). */
+static int give_file_space(struct layer *l, uint64_t off, uint64_t len, bool physical)
 {
     struct qcow_layer *q = Q(l);
-    struct stat st;
 
-    if (!q->sparse && fallocate(l->meta_fd, 0, (off_t)off, (off_t)len) < 0 && errno != EOPNOTSUPP)
+    if (physical && fallocate(l->meta_fd, 0, (off_t)off, (off_t)len) < 0 && errno != EOPNOTSUPP)
         return qc_fail(-errno, "%s: cannot allocate %" PRIu64 " bytes at %#" PRIx64 ": %s",
                        l->path, len, off, strerror(errno));
-    if (fstat(l->meta_fd, &st) < 0)
-        return -errno;
-    if ((uint64_t)st.st_size < off + len && ftruncate(l->meta_fd, (off_t)(off + len)) < 0)
-        return qc_fail(-errno, "%s: cannot extend the file: %s", l->path, strerror(errno));
+    if (off + len > q->file_extent) {
+        if (ftruncate(l->meta_fd, (off_t)(off + len)) < 0)
+            return qc_fail(-errno, "%s: cannot extend the file: %s", l->path, strerror(errno));
+        q->file_extent = off + len;
+    }
     return 0;
 }
 
@@ -300,7 +301,8 @@ static int new_l2(struct layer *l, uint64_t l1_index, struct l2_table **out)
         for (uint32_t i = 0; i < q->g.l2_entries; i++)
             t->entries[i] = first + (uint64_t)i * q->g.cluster_size;
         /* The extent must read as zeros before the table can point at it. */
-        if ((r = give_file_space(l, first, (uint64_t)q->g.l2_entries * q->g.cluster_size)) < 0)
+        if ((r = give_file_space(l, first, (uint64_t)q->g.l2_entries * q->g.cluster_size,
+                                 !q->sparse)) < 0)
             return r;
     }
     *out = t;
@@ -456,7 +458,7 @@ static int qcow_plan_write(struct layer *l, uint64_t off, uint64_t len, struct w
     else
         p->fill = l->backing ? FILL_BACKING : FILL_ZERO;
     if (!q->sparse)
-        return give_file_space(l, p->host_off, q->g.cluster_size);
+        return give_file_space(l, p->host_off, q->g.cluster_size, true);
     return 0;
 }
 
@@ -489,20 +491,18 @@ static int qcow_commit_write(struct layer *l, const struct write_piece *p)
 static int qcow_adopt_cluster(struct layer *l, uint64_t guest_off, uint64_t host_off)
 {
     struct qcow_layer *q = Q(l);
-    struct stat st;
     struct l2_table *t;
     int r;
 
-    if (fstat(l->meta_fd, &st) < 0)
-        return -errno;
+    /* The file as it was opened: what the dead worker wrote is in it. */
     if (!is_aligned(guest_off, q->g.cluster_size) || guest_off >= l->size ||
         !is_aligned(host_off, QCOW_SECTOR_SIZE) || host_off < q->front_end ||
-        host_off > (uint64_t)st.st_size || q->g.cluster_size > (uint64_t)st.st_size - host_off)
+        host_off > q->file_extent || q->g.cluster_size > q->file_extent - host_off)
         return qc_fail(-EINVAL, "%s: cannot adopt cluster %#" PRIx64 " at %#" PRIx64
                        ": outside the image or the file", l->path, guest_off, host_off);
     if ((r = get_l2(l, guest_off >> q->g.shift, true, &t)) < 0)
         return r;
-    q->alloc_end = MAX(q->alloc_end, (uint64_t)st.st_size);
+    q->alloc_end = MAX(q->alloc_end, host_off + q->g.cluster_size);
     return set_entry(l, guest_off, host_off);
 }
 
@@ -803,9 +803,7 @@ int qcow_preallocate_span(struct layer *l, uint64_t l1_index, enum prealloc_mode
     first = reserve(l, q, bytes, q->g.cluster_size);
     for (uint32_t j = 0; j < q->g.l2_entries; j++)
         t->entries[j] = first + (uint64_t)j * q->g.cluster_size;
-    if (fallocate(l->meta_fd, 0, (off_t)first, (off_t)bytes) < 0 && errno != EOPNOTSUPP)
-        return qc_fail(-errno, "%s: cannot allocate file space: %s", l->path, strerror(errno));
-    return give_file_space(l, first, bytes);
+    return give_file_space(l, first, bytes, true);
 }
 
 static void qcow_info(const struct layer *l, struct layer_info *info)
