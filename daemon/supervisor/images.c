@@ -282,6 +282,7 @@ static void image_free(struct supervisor *s, struct image *img)
         img->calls = call->next;
         call_finish(s, img, call, NULL, "detached");
     }
+    unwatch_fd(s, img->proc.ctl_fd);
     worker_proc_release(&img->proc);
     if (img->lock_fd >= 0)
         close(img->lock_fd);
@@ -524,7 +525,7 @@ static void start_failed(struct supervisor *s, struct image *img, const char *wh
     struct call *call = take_call(img, CALL_ATTACH);
 
     log_warning("%s: worker failed to start: %s", img->name, why);
-    epoll_ctl(s->epfd, EPOLL_CTL_DEL, img->proc.ctl_fd, NULL);
+    unwatch_fd(s, img->proc.ctl_fd);
     if (call) {
         if (call->client)
             client_error(call->client, call->id, "ImageError", "%s", why);
@@ -604,7 +605,7 @@ static bool stopped_event(struct supervisor *s, struct image *img, json_object *
     json_object_object_get_ex(msg, "data", &data);
     json_object_object_get_ex(data, "status", &status);
     if (img->state == IMAGE_STOPPING) {
-        epoll_ctl(s->epfd, EPOLL_CTL_DEL, img->proc.ctl_fd, NULL);
+        unwatch_fd(s, img->proc.ctl_fd);
         remember_exiting(s, img->proc.pid);
         detached(s, img, status ? json_object_get_int(status) : 1);
     }
@@ -624,7 +625,7 @@ static void read_answer(struct supervisor *s, struct image *img)
         close(fds[i]);
     if (n <= 0) {
         /* The worker is gone; its exit is handled when it is reaped. */
-        epoll_ctl(s->epfd, EPOLL_CTL_DEL, img->proc.ctl_fd, NULL);
+        unwatch_fd(s, img->proc.ctl_fd);
         return;
     }
     buf[n] = '\0';
@@ -703,6 +704,7 @@ static void died(struct supervisor *s, struct image *img, int status)
     json_object_object_add(d, "status", json_object_new_int(status));
     broadcast_event(s, "worker-died", d);
     if (img->proc.ctl_fd >= 0) {
+        unwatch_fd(s, img->proc.ctl_fd);
         close(img->proc.ctl_fd);
         img->proc.ctl_fd = -1;
     }

@@ -193,6 +193,7 @@ static void stop_listening(struct supervisor *s)
 {
     if (s->listen_fd < 0)
         return;
+    unwatch_fd(s, s->listen_fd);
     close(s->listen_fd);
     s->listen_fd = -1;
     if (s->socket_ours)

@@ -32,6 +32,16 @@ int watch_fd(struct supervisor *s, int fd, struct watch *w)
     return epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
+/* Always before close(): epoll watches the open file, not the descriptor,
+ * and a worker being forked holds a copy of every descriptor until it
+ * execs, so close() alone can leave the watch (and its dangling pointer)
+ * armed. */
+void unwatch_fd(struct supervisor *s, int fd)
+{
+    if (fd >= 0)
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
 /* ---- the listening socket ---------------------------------------------- */
 
 static int from_systemd(struct supervisor *s)
@@ -293,6 +303,7 @@ void client_close(struct supervisor *s, struct client *c)
     if (*pp)
         *pp = c->next;
     images_forget_client(s, c);
+    unwatch_fd(s, c->fd);
     close(c->fd);
     s->nclients--;
     free(c->in);

@@ -126,6 +126,7 @@ int client_send(struct client *c, json_object *msg, const int *fds, unsigned nfd
 void client_close(struct supervisor *s, struct client *c);
 void broadcast_event(struct supervisor *s, const char *name, json_object *data);
 int watch_fd(struct supervisor *s, int fd, struct watch *w);
+void unwatch_fd(struct supervisor *s, int fd);
 
 /* auth.c */
 bool peer_authorised(const struct supervisor *s, uid_t uid, gid_t gid);

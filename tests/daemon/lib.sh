@@ -26,8 +26,16 @@ stop_daemon() {
     return $rc
 }
 
+# A failed test shows the end of the daemon's log: under CI the scratch
+# directory is gone afterwards, and the reason is usually in there.
+show_daemon_log() {
+    [ "$1" -ne 0 ] && [ "$1" -ne 77 ] && [ -s "$T/qcowd.log" ] || return 0
+    msg "last lines of $T/qcowd.log:"
+    tail -n 80 "$T/qcowd.log" >&2
+}
+
 # The daemon goes down with the test, whatever happens.
-trap 'rc=$?; stop_daemon >/dev/null 2>&1; (exit $rc); cleanup' EXIT
+trap 'rc=$?; stop_daemon >/dev/null 2>&1; show_daemon_log $rc; (exit $rc); cleanup' EXIT
 
 ctl() { "$QCOWCTL" --socket "$SOCK" "$@"; }
 

@@ -15,6 +15,7 @@ DAEMON_TESTS = \
 	tests/daemon/worker-kill.sh \
 	tests/daemon/bad-input.sh \
 	tests/daemon/cycles.sh \
+	tests/daemon/churn.sh \
 	tests/daemon/locking.sh \
 	tests/daemon/socket-activation.sh \
 	tests/daemon/hostile-ring.sh \
