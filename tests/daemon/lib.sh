@@ -9,7 +9,7 @@ QCOWD_PID=
 start_daemon() {
     "$QCOWD" --socket "$SOCK" --worker "$QCOWD_WORKER" "$@" 2>>"$T/qcowd.log" &
     QCOWD_PID=$!
-    for _ in $(seq 1 200); do
+    for _ in $(seq 1 600); do
         [ -S "$SOCK" ] && return 0
         kill -0 "$QCOWD_PID" 2>/dev/null || { cat "$T/qcowd.log" >&2; die "qcowd exited"; }
         sleep 0.05
@@ -47,9 +47,10 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 children() { pgrep -P "$1" | wc -l; }
 
 # Workers report a detach done as soon as their image is closed; their
-# process exits a few milliseconds later.  Wait (3 s at most) for none left.
+# process exits a few milliseconds later.  Wait (30 s at most: a loaded
+# machine) for none left.
 no_children_left() {
-    for _ in $(seq 1 60); do
+    for _ in $(seq 1 600); do
         [ "$(children "$1")" -eq 0 ] && return 0
         sleep 0.05
     done

@@ -33,7 +33,7 @@ for _ in $(seq 1 10); do
     pid=$(worker_pid f.qcow)
     kill -9 "$pid" 2>/dev/null || true
     # Wait for the restart (a new pid) or the verdict.
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 600); do
         [ "$(state)" = failed ] && break
         [ "$(state)" = running ] && [ "$(worker_pid f.qcow)" != "$pid" ] && break
         sleep 0.05
