@@ -356,6 +356,8 @@ int ring_sleep(struct qcowring *r, int timeout_ms)
     n = check_server_state(r);
     if (n)
         return n;
+    if (timeout_ms != 0 && ring_spin_for_responses(r))
+        return 1;
     n = poll(&pfd, 1, timeout_ms);
     if (n < 0)
         return errno == EINTR ? 1 : -errno;

@@ -68,6 +68,10 @@ struct qcowring {
     struct qcowring_req *done_head, *done_tail;
     unsigned nr_done;
     int failed;                 /* sticky: -EPROTO, -ESHUTDOWN, ... */
+
+    uint64_t spin_ns;           /* busy-wait before sleeping (client_spin.c) */
+    unsigned spin_misses;       /* spins in a row that saw nothing */
+    unsigned spin_skip;         /* waits left before spinning again */
 };
 
 /* Move responses from the ring to their requests; -errno when the server
@@ -75,5 +79,8 @@ struct qcowring {
 int ring_collect_responses(struct qcowring *r);
 /* Block until responses may be there (1), timeout (0), or -errno. */
 int ring_sleep(struct qcowring *r, int timeout_ms);
+/* The default spin; then true when responses arrived within it. */
+void ring_spin_init(struct qcowring *r);
+bool ring_spin_for_responses(struct qcowring *r);
 
 #endif

@@ -213,6 +213,7 @@ int qcowring_open_fds(int memfd, int req_eventfd, int rsp_eventfd, struct qcowri
     if (!r)
         return -ENOMEM;
     r->req_fd = r->rsp_fd = r->owner_fd = -1;
+    ring_spin_init(r);
     err = setup(r, memfd, req_eventfd, rsp_eventfd);
     if (err) {
         qcowring_close(r);

@@ -147,6 +147,14 @@ int qcowring_wait(struct qcowring *ring, int timeout_ms);
 /* Requests submitted and not yet completed. */
 unsigned qcowring_in_flight(const struct qcowring *ring);
 
+/* How long qcowring_wait() and the synchronous helpers busy-wait for a
+ * response before they sleep on the eventfd, in microseconds (default 50;
+ * 0: always sleep at once).  Across CPUs a sleep costs a wake-up that is
+ * often slower than the answer itself.  The spin yields the CPU on every
+ * round and backs off by itself while it keeps missing.  -EINVAL above
+ * 1 s. */
+int qcowring_set_spin(struct qcowring *ring, unsigned usec);
+
 /* ------------------------------------------------------------------------ */
 /* Synchronous helpers                                                      */
 /* ------------------------------------------------------------------------ */

@@ -153,10 +153,13 @@ static void test_sync(struct client *c)
                                       131072, 1 << 20, (1 << 20) + 512, 3 << 20 };
     uint8_t small[4096];
 
+    CHECK_EQ(qcowring_set_spin(c->ring, 1000001), -EINVAL);
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         uint64_t len = sizes[i];
         if (len > disk_bytes(c))
             continue;
+        /* Every waiting strategy: sleep at once, the default, a long spin. */
+        CHECK_EQ(qcowring_set_spin(c->ring, (unsigned[]){ 0, 50, 1000 }[i % 3]), 0);
         sync_roundtrip(c, len, (rnd64(c) % ((disk_bytes(c) - len) / 512 + 1)) * 512);
         sync_roundtrip(c, len, disk_bytes(c) - len);
     }
