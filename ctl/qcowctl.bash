@@ -24,7 +24,8 @@ _qcowctl_command_opts()
         check) echo "$common --repair -r" ;;
         convert) echo "$common --compress -c --format -f --output-format -O --key-file
                  --target-key-file --cluster-size" ;;
-        attach) echo "$common $online --name -n --read-only -r --cache --format -f --key-file" ;;
+        attach) echo "$common $online --name -n --read-only -r --cache --format -f --key-file
+                --poll-us" ;;
         stats) echo "$common $online --watch -w --interval -i --count -c" ;;
         shutdown) echo "$common $online --no-wait" ;;
         detach|list|query|pause|resume|events|version) echo "$common $online" ;;
@@ -85,7 +86,7 @@ _qcowctl()
             =) continue ;;
             --socket|--timeout|--format|-f|--backing|-b|--backing-format|-F|--cluster-size|\
             --l2-bits|--key-file|--preallocation|--output-format|-O|--target-key-file|\
-            --pattern|--name|-n|--cache|--interval|-i)
+            --pattern|--name|-n|--cache|--interval|-i|--poll-us)
                 [[ $w == --socket ]] && sock=${words[i+1]}
                 [[ ${words[i+1]} == = ]] && { (( i++ )); [[ $w == --socket ]] && sock=${words[i+1]}; }
                 (( i + 1 < cword )) && (( i++ ))

@@ -47,6 +47,8 @@ static void build_argv(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
         ARG_NUM("--data-pages", "%u", o->data_pages);
     if (o->max_indirect)
         ARG_NUM("--max-indirect", "%u", o->max_indirect);
+    if (o->poll_us)
+        ARG_NUM("--poll-us", "%u", o->poll_us);
     if (o->adopt)
         ARG_NUM("--ring-fds", "%d,%d,%d,%d", o->adopt->memfd, o->adopt->req_eventfd,
                 o->adopt->rsp_eventfd, o->adopt_journal_fd);

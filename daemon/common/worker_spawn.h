@@ -26,6 +26,7 @@ struct worker_spawn_opts {
     const struct qcowring_fds *adopt; /* serve this existing ring */
     int adopt_journal_fd;       /* with its journal */
     bool start_paused;          /* take no request until told to resume */
+    unsigned poll_us;           /* busy-poll before sleeping (0: the worker's default) */
     int stderr_fd;              /* -1: inherit */
 };
 

@@ -192,7 +192,7 @@ static void cmd_shutdown(struct supervisor *s, struct client *c, json_object *id
 static const char *const no_args[] = { NULL };
 static const char *const name_arg[] = { "name", NULL };
 static const char *const attach_args[] = { "path", "name", "read-only", "cache", "format", "key",
-                                           NULL };
+                                           "poll-us", NULL };
 static const char *const events_args[] = { "enable", NULL };
 
 static const struct command commands[] = {

@@ -77,6 +77,7 @@ json_object *image_describe(const struct image *img, bool full)
     copy_field(o, info, "encrypted");
     copy_field(o, info, "chain");
     json_object_object_add(o, "cache", json_object_new_string(img->writeback ? "writeback" : "none"));
+    json_object_object_add(o, "poll-us", json_object_new_int((int32_t)img->poll_us));
     json_object_object_add(o, "restarts", json_object_new_int((int32_t)img->restarts));
     if (info) {
         json_object *ring = json_object_new_object();
@@ -248,6 +249,7 @@ static void fill_spawn_opts(const struct supervisor *s, const struct image *img,
         .adopt = adopt ? &img->proc.ring : NULL,
         .adopt_journal_fd = img->proc.journal_fd,
         .start_paused = adopt && img->paused,
+        .poll_us = img->poll_us,
     };
 }
 
@@ -336,6 +338,22 @@ static bool bool_arg(json_object *args, const char *key, bool *bad)
     return json_object_get_boolean(v);
 }
 
+/* An optional integer in [0, max]; *bad when present and anything else. */
+static unsigned uint_arg(json_object *args, const char *key, unsigned max, bool *bad)
+{
+    json_object *v;
+    int64_t n;
+
+    if (!json_object_object_get_ex(args, key, &v))
+        return 0;
+    n = json_object_get_int64(v);
+    if (!json_object_is_type(v, json_type_int) || n < 0 || n > (int64_t)max) {
+        *bad = true;
+        return 0;
+    }
+    return (unsigned)n;
+}
+
 static bool same_file_attached(struct supervisor *s, const struct stat *st)
 {
     for (struct image *img = s->images; img; img = img->next) {
@@ -349,7 +367,10 @@ static bool same_file_attached(struct supervisor *s, const struct stat *st)
 struct attach_args {
     const char *path, *name, *cache, *format, *key;
     bool read_only;
+    unsigned poll_us;
 };
+
+#define MAX_POLL_US 1000
 
 static bool parse_attach(struct client *c, json_object *id, json_object *args, struct attach_args *a)
 {
@@ -362,10 +383,12 @@ static bool parse_attach(struct client *c, json_object *id, json_object *args, s
     a->format = string_arg(args, "format", &bad);
     a->key = string_arg(args, "key", &bad);
     a->read_only = bool_arg(args, "read-only", &bad);
+    a->poll_us = uint_arg(args, "poll-us", MAX_POLL_US, &bad);
     if (bad || !a->path || !*a->path) {
         client_error(c, id, "InvalidParameter",
                      "attach takes 'path' (string, required), 'name', 'cache', 'format', 'key' "
-                     "(strings) and 'read-only' (boolean)");
+                     "(strings), 'read-only' (boolean) and 'poll-us' (integer, 0 to %d)",
+                     MAX_POLL_US);
         return false;
     }
     if (!a->name)
@@ -429,6 +452,7 @@ static struct image *image_new(const struct attach_args *a)
     img->key = a->key ? strdup(a->key) : NULL;
     img->read_only = a->read_only;
     img->writeback = a->cache && strcmp(a->cache, "writeback") == 0;
+    img->poll_us = a->poll_us;
     img->lock_fd = -1;
     img->proc = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 },
                                       .journal_fd = -1 };

@@ -76,6 +76,7 @@ struct image {
     char *path;
     bool read_only;
     bool writeback;
+    unsigned poll_us;           /* the worker's busy-poll before it sleeps */
     char *format;
     char *key;
     enum image_state state;

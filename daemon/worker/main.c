@@ -38,9 +38,11 @@ static void usage(FILE *f)
         "                          eventfds, and its journal\n"
         "      --null              complete I/O without touching the image (ring benchmark)\n"
         "      --paused            start paused: take no request until told to resume\n"
+        "      --poll-us=USEC      busy-poll this long for work before sleeping\n"
+        "                          (default %d; 0: sleep at once)\n"
         "      --log-level=LEVEL   error, warning, info (default), debug\n"
         "  -h, --help              show this help\n",
-        DEFAULT_RING_ORDER, DEFAULT_DATA_PAGES, DEFAULT_MAX_INDIRECT);
+        DEFAULT_RING_ORDER, DEFAULT_DATA_PAGES, DEFAULT_MAX_INDIRECT, WORKER_POLL_DEFAULT_US);
 }
 
 static int parse_uint(const char *s, unsigned max, uint32_t *out)
@@ -96,7 +98,7 @@ static int read_key(int fd, uint8_t *key, size_t cap, size_t *len)
 }
 
 enum { OPT_CACHE = 256, OPT_KEY_FD, OPT_NAME, OPT_RING_ORDER, OPT_DATA_PAGES, OPT_MAX_INDIRECT,
-       OPT_CONTROL_FD, OPT_RING_FDS, OPT_NULL, OPT_PAUSED, OPT_LOG_LEVEL };
+       OPT_CONTROL_FD, OPT_RING_FDS, OPT_NULL, OPT_PAUSED, OPT_LOG_LEVEL, OPT_POLL_US };
 
 static const struct option long_options[] = {
     { "format", required_argument, NULL, 'f' },
@@ -111,6 +113,7 @@ static const struct option long_options[] = {
     { "ring-fds", required_argument, NULL, OPT_RING_FDS },
     { "null", no_argument, NULL, OPT_NULL },
     { "paused", no_argument, NULL, OPT_PAUSED },
+    { "poll-us", required_argument, NULL, OPT_POLL_US },
     { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
@@ -145,6 +148,7 @@ static int parse_option(int c, const char *arg, struct worker_opts *o)
     case OPT_RING_FDS: return parse_ring_fds(arg, o);
     case OPT_NULL: o->null_backend = true; return 0;
     case OPT_PAUSED: o->start_paused = true; return 0;
+    case OPT_POLL_US: return parse_uint(arg, 1000000, &o->poll_us);
     case OPT_LOG_LEVEL:
         if ((level = log_level_parse(arg)) < 0)
             return -EINVAL;
@@ -156,7 +160,8 @@ static int parse_option(int c, const char *arg, struct worker_opts *o)
 
 int main(int argc, char **argv)
 {
-    struct worker_opts o = { .ring_page_order = DEFAULT_RING_ORDER,
+    struct worker_opts o = { .poll_us = WORKER_POLL_DEFAULT_US,
+                             .ring_page_order = DEFAULT_RING_ORDER,
                              .data_pages = DEFAULT_DATA_PAGES,
                              .max_indirect = DEFAULT_MAX_INDIRECT, .ctl_fd = -1,
                              .adopt = { -1, -1, -1 }, .adopt_journal_fd = -1,

@@ -778,6 +778,13 @@ bool ring_server_final_check(struct ring_server *rs)
     return qcowring_final_check_for_requests(rs->sring, rs->req_cons) != 0;
 }
 
+bool ring_server_requests_pending(const struct ring_server *rs)
+{
+    if (rs->broken)
+        return false;
+    return rs->replay_count || qcowring_load_acquire(&rs->sring->req_prod) != rs->req_cons;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Resuming from the journal                                                */
 /* ------------------------------------------------------------------------ */

@@ -149,6 +149,10 @@ int ring_server_poll_requests(struct ring_server *rs, struct ring_io **out, unsi
  * event index is armed and the next request rings the doorbell. */
 bool ring_server_final_check(struct ring_server *rs);
 
+/* A look without side effects, for a busy-wait: has the client published
+ * requests not yet taken?  (req_prod is only compared, never trusted.) */
+bool ring_server_requests_pending(const struct ring_server *rs);
+
 /* Answer io (status QCOWRING_RSP_*) and give it back to the pool.
  * ring_server_respond() publishes and notifies at once; the _deferred
  * variant only writes the entry, and ring_server_push_responses()

@@ -253,6 +253,7 @@ int worker_init(struct worker *w, const struct worker_opts *o)
         return r;
     if ((r = setup_loop(w)) < 0)
         return qc_fail(r, "%s: cannot set up the event loop: %s", w->name, strerror(-r));
+    w->poll = (struct busy_poll){ .spin_ns = (uint64_t)o->poll_us * 1000, .aio = &w->aio };
     w->started_ns = now_ns();
     w->ring_pending = true;     /* requests may have been posted before we came */
     if (o->start_paused)
@@ -434,13 +435,26 @@ static int drain_and_close(struct worker *w)
     return r;
 }
 
+/* Before sleeping, a short busy-wait for the next request or completion
+ * (busypoll.c); when one comes, take it at once and only glance at epoll. */
+static int wait_timeout(struct worker *w)
+{
+    bool ring_open = w->state == WORKER_RUNNING && !w->ring_dead;
+
+    w->poll.rs = ring_open ? w->rs : NULL;
+    if (!busy_poll_for_work(&w->poll))
+        return aio_idle(&w->aio) ? TICK_MS : 100;
+    aio_reap(&w->aio);
+    w->ring_pending = true;
+    return 0;
+}
+
 int worker_run(struct worker *w)
 {
     struct epoll_event ev[8];
 
     while (!finished(w)) {
-        int timeout = aio_idle(&w->aio) ? TICK_MS : 100;
-        int n = epoll_wait(w->epfd, ev, 8, timeout);
+        int n = epoll_wait(w->epfd, ev, 8, wait_timeout(w));
 
         if (n < 0 && errno != EINTR)
             return -errno;

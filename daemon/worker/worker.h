@@ -13,6 +13,7 @@
 #include "metalog.h"
 #include "qcowring-client.h"
 #include "ring_server.h"
+#include "busypoll.h"
 
 #define METALOG_ENTRIES 65536     /* 1 MiB: allocations between writebacks */
 
@@ -41,6 +42,7 @@ struct worker {
     bool ring_dead;             /* broken by the client: no more polling */
     bool quiesce_flushing;      /* a pause's flush is running */
     struct blk_req quiesce_flush;
+    struct busy_poll poll;
     uint64_t started_ns;
 };
 
@@ -50,6 +52,7 @@ struct worker_opts {
     struct image_open_opts open;
     bool null_backend;
     bool start_paused;
+    unsigned poll_us;           /* busy-poll before sleeping; 0: never */
     uint32_t ring_page_order;
     uint32_t data_pages;
     uint32_t max_indirect;

@@ -14,8 +14,11 @@
 #                 ringbench on an empty qcow | fio on an empty (sparse) raw
 #                 file | qemu-img bench -w on an empty qcow
 #   write 4K      the same with 4 KiB writes (information)
-#   null 4K       ringbench --null: the ring alone, randread QD32; once as the
-#                 scheduler places the two processes, once both on CPU 0
+#   null 4K       ringbench --null: the ring alone, randread QD32, client on
+#                 CPU 0 and worker on CPU 1: as shipped (the client library
+#                 spins 50 us before it sleeps), with no spin at all (--spin 0:
+#                 every wait is a cross-CPU wake-up), with the worker
+#                 busy-polling too (--worker-poll 50); then both on CPU 0
 # With --rounds N every measurement is repeated N times (interleaved) and
 # the median is reported.  --quick: 256 MiB images, 2 s, one round.
 # Targets (issue 3): randread 4K >= 0.9x raw, write 64K >= 0.5x raw, both
@@ -55,6 +58,14 @@ if ! "$FIO" --enghelp=nbd >/dev/null 2>&1; then
 fi
 
 setup_workdir
+CROSS_CPU=0
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    CROSS_CPU=1
+    printf '#!/bin/sh\nexec taskset -c 1 "%s" "$@"\n' "$QCOWD_WORKER" >"$W/worker-on-cpu1"
+    chmod +x "$W/worker-on-cpu1"
+else
+    note "fewer than 2 CPUs or no taskset: the null figures are as the scheduler places them"
+fi
 echo "== ring benchmark: ${SIZE} MiB images, ${RUNTIME} s per measurement, $ROUNDS round(s)"
 machine_line
 echo "$("$QEMU_IMG" --version | head -1); $("$FIO" --version)"
@@ -196,16 +207,29 @@ for ((round = 1; round <= ROUNDS; round++)); do
              "qemu-img bench $(fmt "$(last w$bs/qemu 2)" %.1f) MiB/s"
     done
 
-    # The ring alone.
-    add null/ring "$(ring --null --rw randread --bs 4k --iodepth 32 --runtime "$RUNTIME" "$QCOW")"
-    # The same with client and worker on one CPU: what the ring costs when
-    # no wake-up crosses CPUs (see doc/performance.md).
-    if command -v taskset >/dev/null; then
+    # The ring alone, client and worker pinned to different CPUs (left to
+    # the scheduler the figures are bimodal; see doc/performance.md).
+    if [ "$CROSS_CPU" = 1 ]; then
+        null_ring() { # key ringbench-options...
+            local key=$1; shift
+            add "$key/ring" "$(taskset -c 0 "$RINGBENCH" --json --worker "$W/worker-on-cpu1" \
+                --null --rw randread --bs 4k --iodepth 32 --runtime "$RUNTIME" "$@" "$QCOW" |
+                tee -a "$W/ringbench.jsonl" |
+                jq -r '"\(.iops) \(.mib_s) \(.lat.p50_us) \(.lat.p99_us) \(.cpu_worker) -"')"
+        }
+        null_ring null
+        null_ring nullsleep --spin 0
+        null_ring nullpoll --worker-poll 50
+        # Both on one CPU: what the ring costs when no wake-up crosses CPUs.
         add null1/ring "$(taskset -c 0 "$RINGBENCH" --json --null --rw randread --bs 4k \
             --iodepth 32 --runtime "$RUNTIME" "$QCOW" | tee -a "$W/ringbench.jsonl" |
             jq -r '"\(.iops) \(.mib_s) \(.lat.p50_us) \(.lat.p99_us) \(.cpu_worker) -"')"
+    else
+        add null/ring "$(ring --null --rw randread --bs 4k --iodepth 32 --runtime "$RUNTIME" "$QCOW")"
     fi
     echo "null 4K: $(fmt "$(last null/ring 1)" %.0f) requests/s;" \
+         "no spin: $(fmt "$(last nullsleep/ring 1)" %.0f);" \
+         "worker polling too: $(fmt "$(last nullpoll/ring 1)" %.0f);" \
          "on one CPU: $(fmt "$(last null1/ring 1)" %.0f) requests/s"
 done
 
@@ -230,15 +254,20 @@ row "write 64K alloc MiB/s" w64 2 0.5 3 %.1f
 null=$(fmt "$(med null/ring 1)" %.0f)
 printf '%-26s %11s %11s %11s %9s %-10s\n' "null 4K QD32 req/s" "$(fmt "$null" %.0f)" - - - \
     ">=500k $(verdict "$(ratio "$null" 500000)" 1)"
-null1=$(fmt "$(med null1/ring 1)" %.0f)
-printf '%-26s %11s %11s %11s %9s %-10s\n' "null 4K QD32, one CPU" "$null1" - - - \
-    ">=500k $(verdict "$(ratio "$null1" 500000)" 1)"
+null_info() { # label key
+    local v
+    v=$(fmt "$(med "$2/ring" 1)" %.0f)
+    [ "$v" = n/a ] || printf '%-26s %11s %11s %11s %9s %-10s\n' "$1" "$v" - - - "(info)"
+}
+null_info "  no spin on either side" nullsleep
+null_info "  worker polling too" nullpoll
+null_info "  both on one CPU" null1
 echo
 echo "latency p50/p99 (us, from the client) and worker CPU (share of one core), median:"
-for k in rr sr w64 w4 null null1; do
+for k in rr sr w64 w4 null nullsleep nullpoll null1; do
     for who in ring raw qemu; do
         [ -n "${R[$k/$who]:-}" ] || continue
-        printf '  %-5s %-5s p50 %9s  p99 %9s  worker cpu %s\n' "$k" "$who" \
+        printf '  %-9s %-5s p50 %9s  p99 %9s  worker cpu %s\n' "$k" "$who" \
             "$(fmt "$(med $k/$who 3)" %.1f)" "$(fmt "$(med $k/$who 4)" %.1f)" \
             "$(fmt "$(med $k/$who 5)" %.2f)"
     done

@@ -63,6 +63,8 @@ struct opts {
     bool json;
     bool poll_mode;             /* spin on the ring instead of sleeping */
     bool end_fsync;             /* a flush at the end, inside the measured time */
+    int spin_us;                /* qcowring_set_spin(); -1: the library's default */
+    unsigned worker_poll_us;    /* qcowd-worker --poll-us */
     unsigned ring_order, data_pages, max_indirect;
     const char *worker_log;     /* file for the worker's stderr */
     const char *image;
@@ -573,6 +575,9 @@ static void usage(FILE *f)
         "      --cache=MODE       none (O_DIRECT, default) or writeback\n"
         "      --null             null backend: the worker completes requests without I/O\n"
         "      --poll             spin on the ring instead of sleeping on the eventfd\n"
+        "      --spin=USEC        busy-wait before sleeping (qcowring_set_spin();\n"
+        "                         default: the library's, 0: sleep at once)\n"
+        "      --worker-poll=USEC the worker busy-polls before sleeping (default 0)\n"
         "      --end-fsync        flush when the I/O is done, inside the measured time\n"
         "                         (as fio's end_fsync=1)\n"
         "      --ring-order=N     ring pages = 2^N (worker default: 2, 128 slots)\n"
@@ -586,7 +591,7 @@ static void usage(FILE *f)
 
 enum { O_RW = 256, O_BS, O_IODEPTH, O_RUNTIME, O_RAMP, O_SIZE, O_OFFSET, O_TIME_BASED,
        O_RWMIX, O_SEED, O_WORKER, O_CACHE, O_NULL, O_POLL, O_RING_ORDER, O_DATA_PAGES,
-       O_MAX_INDIRECT, O_WORKER_LOG, O_JSON, O_END_FSYNC };
+       O_MAX_INDIRECT, O_WORKER_LOG, O_JSON, O_END_FSYNC, O_SPIN, O_WORKER_POLL };
 
 static const struct option long_options[] = {
     { "rw", required_argument, NULL, O_RW },
@@ -603,6 +608,8 @@ static const struct option long_options[] = {
     { "cache", required_argument, NULL, O_CACHE },
     { "null", no_argument, NULL, O_NULL },
     { "poll", no_argument, NULL, O_POLL },
+    { "spin", required_argument, NULL, O_SPIN },
+    { "worker-poll", required_argument, NULL, O_WORKER_POLL },
     { "ring-order", required_argument, NULL, O_RING_ORDER },
     { "data-pages", required_argument, NULL, O_DATA_PAGES },
     { "max-indirect", required_argument, NULL, O_MAX_INDIRECT },
@@ -643,6 +650,13 @@ static int parse_option(int c, const char *arg, struct opts *o)
         return 0;
     case O_NULL: o->null_backend = true; return 0;
     case O_POLL: o->poll_mode = true; return 0;
+    case O_WORKER_POLL: return parse_unsigned(arg, 1000, &o->worker_poll_us);
+    case O_SPIN: {
+        unsigned us = 0;
+        int r = parse_unsigned(arg, 1000000, &us);
+        o->spin_us = (int)us;
+        return r;
+    }
     case O_RING_ORDER: return parse_unsigned(arg, QCOWRING_MAX_RING_PAGE_ORDER, &o->ring_order);
     case O_DATA_PAGES: return parse_unsigned(arg, 1u << 20, &o->data_pages);
     case O_MAX_INDIRECT: return parse_unsigned(arg, 4096, &o->max_indirect);
@@ -697,7 +711,7 @@ static int setup_span(struct job *j, const struct qcowring_geometry *g)
 int main(int argc, char **argv)
 {
     struct opts o = { .rw = P_RANDREAD, .bs = 4096, .iodepth = 32, .runtime = 10,
-                      .rwmixread = 50, .seed = 1 };
+                      .rwmixread = 50, .seed = 1, .spin_us = -1 };
     struct worker_spawn_opts so = { .stderr_fd = -1 };
     struct qcowring_geometry g;
     struct worker_proc wp;
@@ -741,6 +755,7 @@ int main(int argc, char **argv)
     so.ring_order = o.ring_order;
     so.data_pages = o.data_pages;
     so.max_indirect = o.max_indirect;
+    so.poll_us = o.worker_poll_us;
     so.stderr_fd = log_fd;
     so.log_level = "warning";
     if ((r = worker_spawn(&so, 30000, &wp)) < 0) {
@@ -755,6 +770,8 @@ int main(int argc, char **argv)
         worker_stop(&wp, 30000);
         return 1;
     }
+    if (o.spin_us >= 0)
+        qcowring_set_spin(j.ring, (unsigned)o.spin_us);
     qcowring_get_geometry(j.ring, &g);
     if (setup_span(&j, &g) < 0) {
         qcowring_close(j.ring);

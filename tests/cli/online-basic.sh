@@ -18,8 +18,9 @@ json_valid "$T/out"
 # attach: a relative IMAGE is made absolute; the default name is the file name.
 expect_on 0 attach disk.qcow
 out_has "attached disk.qcow: $T/disk.qcow (qcow, 64 MiB, read-write"
-expect_on 0 --json attach --name ov --read-only --cache writeback -f qcow over.qcow
+expect_on 0 --json attach --name ov --read-only --cache writeback -f qcow --poll-us 20 over.qcow
 json_valid "$T/out"
+expect_field 2 poll-us 20
 expect_field 2 name '"ov"'
 expect_field 2 path "\"$T/over.qcow\""
 expect_field 2 read-only true
@@ -72,12 +73,14 @@ out_has "file format: qcow"
 out_has "virtual size: 64 MiB (67108864 bytes)"
 out_has "cluster size: "
 out_has "read-only: no"
+out_has "busy-poll: 0 us"
 out_has "backing chain:"
 out_has "    [0] $T/disk.qcow (qcow, 64 MiB)"
 out_has "ring capacity: 131072 sectors (64 MiB)"
 out_has "ring page order: "
 expect_on 0 query ov
 out_has "    [1] $T/base.qcow (qcow, 32 MiB)"
+out_has "busy-poll: 20 us"
 
 # stats: every counter is a number.
 expect_on 0 --json stats disk.qcow

@@ -67,7 +67,7 @@ only query
 
 # Each command's options.
 comp attach --
-has --name --read-only --cache --format --key-file --socket --timeout --json --help
+has --name --read-only --cache --format --key-file --poll-us --socket --timeout --json --help
 lacks --watch --repair
 comp stats --
 has --watch --interval --count --socket

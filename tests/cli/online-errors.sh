@@ -37,6 +37,8 @@ expect_rc 2 --socket "$S" attach a b
 err_has "too many operands"
 expect_rc 2 --socket "$S" attach --cache sometimes x.qcow
 err_has "unknown cache mode 'sometimes'"
+expect_rc 2 --socket "$S" attach --poll-us 1001 x.qcow
+err_has "poll time"
 expect_rc 2 --socket "$S" attach -f vmdk x.qcow
 err_has "unknown image format 'vmdk'"
 expect_rc 2 --socket "$S" detach
@@ -129,13 +131,16 @@ expect_on 0 resume disk.qcow
 
 # Locked: 5, when QEMU holds the image for writing.
 if [ -n "$QEMU_IO" ] && [ -x "$QEMU_IO" ]; then
-    "$QEMU_IO" -f qcow other.qcow -c 'sleep 8000' >/dev/null 2>&1 &
+    "$QEMU_IO" -f qcow other.qcow -c 'sleep 60000' >/dev/null 2>&1 &
     qio=$!
-    # qemu-io holds it once qemu-img can no longer open it.
-    for i in $(seq 100); do
-        "$QEMU_IMG" info -f qcow other.qcow >/dev/null 2>&1 || break
+    # qemu-io holds it once qemu-img can no longer open it (30 s at most:
+    # a loaded machine starts qemu-io slowly).
+    locked=0
+    for i in $(seq 600); do
+        "$QEMU_IMG" info -f qcow other.qcow >/dev/null 2>&1 || { locked=1; break; }
         sleep 0.05
     done
+    [ $locked = 1 ] || fail "qemu-io did not lock other.qcow within 30 s"
     on attach other.qcow
     lrc=$rc
     on attach --read-only --name other-ro other.qcow
@@ -181,7 +186,7 @@ c.sendall(sys.argv[2].encode())
 time.sleep(3)
 EOF
         fake_pid=$!
-        for i in $(seq 100); do [ -S "$T/fake.sock" ] && break; sleep 0.05; done
+        for i in $(seq 600); do [ -S "$T/fake.sock" ] && break; sleep 0.05; done
     }
     unfake() { kill "$fake_pid" 2>/dev/null || true; wait "$fake_pid" 2>/dev/null || true; rm -f "$T/fake.sock"; }
     fake $'HTTP/1.0 200 OK\n'
@@ -213,7 +218,7 @@ start_daemon --max-clients 1
 "$QCOWCTL" --verbose --socket "$SOCK" events >/dev/null 2>"$T/holder.err" &
 holder=$!
 # With -v, events says when it is in and listening.
-for i in $(seq 100); do
+for i in $(seq 600); do
     grep -q "waiting for events" "$T/holder.err" 2>/dev/null && break
     kill -0 "$holder" 2>/dev/null || { cat "$T/holder.err" >&2; fail "events ended"; }
     sleep 0.05

@@ -36,6 +36,10 @@ expect InvalidParameter '{"execute": "attach", "arguments": {}}'
 expect InvalidParameter '{"execute": "attach", "arguments": {"path": "/x", "name": "a/b"}}'
 expect InvalidParameter '{"execute": "attach", "arguments": {"path": "/x", "cache": "maybe"}}'
 expect InvalidParameter '{"execute": "attach", "arguments": {"path": "/x", "read-only": "yes"}}'
+expect InvalidParameter '{"execute": "attach", "arguments": {"path": "/x", "poll-us": -1}}'
+expect InvalidParameter '{"execute": "attach", "arguments": {"path": "/x", "poll-us": 1001}}'
+expect InvalidParameter '{"execute": "attach", "arguments": {"path": "/x", "poll-us": "20"}}'
+expect InvalidParameter '{"execute": "attach", "arguments": {"path": "/x", "poll-us": 2.5}}'
 expect ImageError "{\"execute\": \"attach\", \"arguments\": {\"path\": \"$T/missing.qcow\"}}"
 expect ImageError "{\"execute\": \"attach\", \"arguments\": {\"path\": \"$T\"}}"
 expect ImageError "{\"execute\": \"attach\", \"arguments\": {\"path\": \"$T/notimage\", \"format\": \"qcow\"}}"

@@ -13,7 +13,9 @@ fds_before=$(fd_count "$QCOWD_PID")
 
 for i in $(seq 1 $N); do
     "$QEMU_IMG" create -f qcow "$T/d$i.qcow" 8M >/dev/null
-    ctl attach --name "d$i" "$T/d$i.qcow" >/dev/null || die "attach d$i"
+    # Half of the workers busy-poll: the same I/O must work either way.
+    ctl attach --name "d$i" --poll-us $(( i % 2 ? 0 : 30 )) "$T/d$i.qcow" >/dev/null ||
+        die "attach d$i"
 done
 [ "$(ctl --json list | grep -o '"name"' | wc -l)" -eq $N ] || die "list does not show $N images"
 [ "$(children "$QCOWD_PID")" -eq $N ] || die "expected $N workers"

@@ -1,7 +1,9 @@
 #!/bin/bash
 # A real qcowd-worker serving a ring, driven by libqcowring: random mixed I/O
 # (512 B to 1 MiB, queue depths 1 to 128) against a shadow, then qemu-img
-# must agree with the shadow.
+# must agree with the shadow.  The waiting strategies vary between runs: the
+# client's default spin, a client that sleeps at once (-S 0), a worker that
+# busy-polls (-p).
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/worker/lib.sh"
 require_qemu
@@ -14,14 +16,16 @@ run() { # image shadow args...
         { cat "$T/worker.log" >&2; die "ring_random $* on $img"; }
 }
 
+declare -A waiting=([1]="" [8]="-S 0" [128]="-p 50")
 for qd in 1 8 128; do
     "$QEMU_IMG" create -f qcow "$T/q$qd.qcow" 64M >/dev/null
-    run "$T/q$qd.qcow" "$T/q$qd.raw" -n 800 -q "$qd" -m 1048576
+    # shellcheck disable=SC2086 # the options are words
+    run "$T/q$qd.qcow" "$T/q$qd.raw" -n 800 -q "$qd" -m 1048576 ${waiting[$qd]}
     compare_with_shadow "$T/q$qd.qcow" "$T/q$qd.raw"
 done
 
 "$QEMU_IMG" create -f qcow "$T/wb.qcow" 64M >/dev/null
-run "$T/wb.qcow" "$T/wb.raw" -n 800 -q 32 -w
+run "$T/wb.qcow" "$T/wb.raw" -n 800 -q 32 -w -p 20 -S 0
 compare_with_shadow "$T/wb.qcow" "$T/wb.raw"
 
 make_filled_qemu_image "$T/base.qcow"

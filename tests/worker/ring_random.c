@@ -152,6 +152,7 @@ int main(int argc, char **argv)
     unsigned ops = 2000, qd = 32;
     uint64_t maxlen = 256 * 1024;
     bool kill_after_flush = false;
+    int client_spin = -1;
     struct qcowring_geometry g;
     struct worker_proc wp;
     struct qcowring *ring;
@@ -159,7 +160,7 @@ int main(int argc, char **argv)
     uint64_t size;
     int c, r;
 
-    while ((c = getopt(argc, argv, "n:q:s:m:k:wKf:")) != -1) {
+    while ((c = getopt(argc, argv, "n:q:s:m:k:wKf:p:S:")) != -1) {
         switch (c) {
         case 'n': ops = (unsigned)atoi(optarg); break;
         case 'q': qd = (unsigned)atoi(optarg); break;
@@ -169,6 +170,8 @@ int main(int argc, char **argv)
         case 'w': so.writeback = true; break;
         case 'K': kill_after_flush = true; break;
         case 'f': so.format = optarg; break;
+        case 'p': so.poll_us = (unsigned)atoi(optarg); break;
+        case 'S': client_spin = atoi(optarg); break;
         default: return 2;
         }
     }
@@ -184,6 +187,10 @@ int main(int argc, char **argv)
     }
     if ((r = qcowring_open_fds(wp.ring.memfd, wp.ring.req_eventfd, wp.ring.rsp_eventfd, &ring)) < 0) {
         fprintf(stderr, "open ring: %s\n", strerror(-r));
+        return 1;
+    }
+    if (client_spin >= 0 && (r = qcowring_set_spin(ring, (unsigned)client_spin)) < 0) {
+        fprintf(stderr, "set spin: %s\n", strerror(-r));
         return 1;
     }
     qcowring_get_geometry(ring, &g);
