@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "qcowring-client.h"
+#include "spin.h"
 
 /* A first-fit (from a moving cursor) allocator of contiguous page runs over
  * the data area.  One bit per page, 1 = in use. */
@@ -69,9 +70,7 @@ struct qcowring {
     unsigned nr_done;
     int failed;                 /* sticky: -EPROTO, -ESHUTDOWN, ... */
 
-    uint64_t spin_ns;           /* busy-wait before sleeping (client_spin.c) */
-    unsigned spin_misses;       /* spins in a row that saw nothing */
-    unsigned spin_skip;         /* waits left before spinning again */
+    struct spin spin;           /* busy-wait before sleeping (client_spin.c) */
 };
 
 /* Move responses from the ring to their requests; -errno when the server

@@ -10,7 +10,8 @@ shm_libqcowring_la_SOURCES = \
 	shm/client_sync.c \
 	shm/create.c \
 	shm/client_connect.c \
-	daemon/common/fdpass.h daemon/common/fdpass.c
+	daemon/common/fdpass.h daemon/common/fdpass.c \
+	daemon/common/spin.h daemon/common/spin.c
 shm_libqcowring_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
 # Only the public qcowring_* functions are exported.
 shm_libqcowring_la_LDFLAGS = $(AM_LDFLAGS) -version-info 1:0:1 \

@@ -253,7 +253,8 @@ int worker_init(struct worker *w, const struct worker_opts *o)
         return r;
     if ((r = setup_loop(w)) < 0)
         return qc_fail(r, "%s: cannot set up the event loop: %s", w->name, strerror(-r));
-    w->poll = (struct busy_poll){ .spin_ns = (uint64_t)o->poll_us * 1000, .aio = &w->aio };
+    w->poll = (struct busy_poll){ .spin = { .budget_ns = (uint64_t)o->poll_us * 1000 },
+                                  .aio = &w->aio };
     w->started_ns = now_ns();
     w->ring_pending = true;     /* requests may have been posted before we came */
     if (o->start_paused)
