@@ -42,7 +42,8 @@ daemon_worker_libqcowexec_la_LIBADD = daemon/worker/libqcowringserver.la \
 # ring tests can link it without the rest of the worker.
 noinst_LTLIBRARIES += daemon/worker/libqcowringserver.la
 daemon_worker_libqcowringserver_la_SOURCES = \
-	daemon/worker/ring_server.h daemon/worker/ring_server.c
+	daemon/worker/ring_server.h daemon/worker/ring_server_internal.h \
+	daemon/worker/ring_server.c daemon/worker/ring_journal.c
 
 # The supervisor: control socket, attachments, one worker per image.
 sbin_PROGRAMS += daemon/qcowd

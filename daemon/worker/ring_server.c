@@ -12,88 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ring_server.h"
+#include "ring_server_internal.h"
 
 #define DIV_ROUND_UP(n, d) (((n) + (d) - 1) / (d))
 
-struct ring_server {
-    uint8_t *data;                  /* data page 0 */
-    struct qcowring_info *info;     /* written (server_state), never read */
-    struct qcowring_sring *sring;
-    struct ring_server_geometry geo;
-    uint32_t size, mask;            /* ring slots */
-    unsigned max_segments;          /* per request: 11 or the indirect max */
-
-    /* Private indices: never read back from shared memory. */
-    uint32_t req_cons;
-    uint32_t rsp_prod_pvt;
-    uint32_t rsp_prod_published;
-
-    int req_fd, rsp_fd;
-    void (*log)(void *opaque, const char *msg);
-    void *log_opaque;
-
-    struct ring_io *pool;           /* size entries */
-    struct iovec *iov_store;        /* size * max_segments */
-    bool *busy;                     /* pool entry handed out */
-    struct ring_io **free_ios;
-    unsigned nr_free;
-    struct qcowring_segment *segs;  /* private copy of indirect segments */
-    unsigned segs_copied;           /* descriptors in segs for this request */
-
-    /* Recovery journal (optional): see ring_server_config.journal. */
-    struct journal_header *journal;
-    size_t journal_stride;
-    bool journal_wanted;            /* the config has a journal */
-    bool replaying;                 /* parsing a journaled request again */
-    struct ring_io **replay;        /* recovered requests to hand out first */
-    struct replay_order *replay_order;  /* scratch for sorting them */
-    unsigned replay_head, replay_count;
-
-    bool broken;
-    char reason[160];
-    struct ring_server_stats stats;
-};
-
-/*
- * The recovery journal: memory the client cannot see, kept across workers.
- * Entry i mirrors pool entry i.  Every step is one store, made in program
- * order (a dying process loses nothing it stored; only the compiler could
- * reorder, hence the signal fences):
- *   consume:  entry = copy of the request (+ indirect segments), IN_FLIGHT;
- *             then indices = (req_cons + 1, rsp_prod)
- *   answer:   response written to the ring; entry.rsp_index = rsp_prod,
- *             ANSWERING; then indices = (req_cons, rsp_prod + 1); then FREE
- *   publish:  rsp_prod in shared memory (never ahead of the journal)
- * A new server takes both indices from the journal, publishes rsp_prod, and
- * hands out again every entry consumed (req_index < req_cons) and not
- * answered (not ANSWERING with rsp_index < rsp_prod).
- */
-#define JOURNAL_MAGIC "QCRJRNL1"
-
-enum journal_state { J_FREE = 0, J_IN_FLIGHT = 1, J_ANSWERING = 2 };
-
-struct replay_order {
-    uint32_t age;                   /* req_cons - 1 - req_index */
-    uint32_t idx;
-};
-
-struct journal_header {
-    uint8_t magic[8];
-    uint32_t ring_entries;
-    uint32_t max_segments;
-    uint64_t indices;               /* req_cons | (u64)rsp_prod << 32 */
-    uint32_t broken;
-    uint32_t pad;
-};
-
-struct journal_entry {
-    uint32_t state;
-    uint32_t req_index;             /* ring index it was consumed at */
-    uint32_t rsp_index;             /* ANSWERING: index of its response */
-    uint32_t nsegs;                 /* indirect descriptors saved after it */
-    union qcowring_entry req;
-};
 
 static const char *const bad_reason_names[RING_BAD__COUNT] = {
     [RING_BAD_OPCODE] = "unknown-operation",
@@ -116,10 +38,7 @@ const char *ring_bad_reason_name(enum ring_bad_reason reason)
 /* Logging, broken ring, notifications                                      */
 /* ------------------------------------------------------------------------ */
 
-static void log_msg(struct ring_server *rs, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void log_msg(struct ring_server *rs, const char *fmt, ...)
+void ring_log(struct ring_server *rs, const char *fmt, ...)
 {
     char msg[256];
     va_list ap;
@@ -132,7 +51,7 @@ static void log_msg(struct ring_server *rs, const char *fmt, ...)
     rs->log(rs->log_opaque, msg);
 }
 
-static void signal_client(struct ring_server *rs)
+void ring_signal_client(struct ring_server *rs)
 {
     uint64_t one = 1;
 
@@ -145,7 +64,7 @@ static void signal_client(struct ring_server *rs)
 static void set_server_state(struct ring_server *rs, uint32_t state)
 {
     __atomic_store_n(&rs->info->server_state, state, __ATOMIC_RELEASE);
-    signal_client(rs);
+    ring_signal_client(rs);
 }
 
 static int mark_broken(struct ring_server *rs, const char *fmt, ...)
@@ -162,9 +81,8 @@ static int mark_broken(struct ring_server *rs, const char *fmt, ...)
     va_end(ap);
     rs->broken = true;
     rs->stats.broken = true;
-    if (rs->journal)
-        rs->journal->broken = 1;
-    log_msg(rs, "ring broken: %s", rs->reason);
+    ring_journal_mark_broken(rs);
+    ring_log(rs, "ring broken: %s", rs->reason);
     set_server_state(rs, QCOWRING_STATE_BROKEN);
     return -EPROTO;
 }
@@ -199,11 +117,6 @@ static int alloc_pool(struct ring_server *rs)
     rs->replay = calloc(rs->size, sizeof(*rs->replay));
     if (!rs->pool || !rs->iov_store || !rs->busy || !rs->free_ios || !rs->segs || !rs->replay)
         return -ENOMEM;
-    if (rs->journal_wanted) {
-        rs->replay_order = calloc(rs->size, sizeof(*rs->replay_order));
-        if (!rs->replay_order)
-            return -ENOMEM;
-    }
     for (uint32_t i = 0; i < rs->size; i++) {
         rs->pool[i].iov = &rs->iov_store[(size_t)i * rs->max_segments];
         rs->free_ios[i] = &rs->pool[rs->size - 1 - i];
@@ -228,12 +141,9 @@ static void init_from_config(struct ring_server *rs, const struct ring_server_co
     rs->rsp_fd = cfg->rsp_eventfd;
     rs->log = cfg->log;
     rs->log_opaque = cfg->log_opaque;
-    rs->journal_wanted = cfg->journal != NULL;
     /* A fresh ring starts at 0 (SHARED_RING_INIT by its creator). */
     rs->req_cons = rs->rsp_prod_pvt = rs->rsp_prod_published = cfg->start_index;
 }
-
-static int setup_journal(struct ring_server *rs, const struct ring_server_config *cfg);
 
 int ring_server_new(const struct ring_server_config *cfg, struct ring_server **out)
 {
@@ -252,7 +162,7 @@ int ring_server_new(const struct ring_server_config *cfg, struct ring_server **o
     init_from_config(rs, cfg);
     err = alloc_pool(rs);
     if (!err)
-        err = setup_journal(rs, cfg);
+        err = ring_journal_setup(rs, cfg);
     if (err) {
         ring_server_free(rs);
         *out = NULL;
@@ -330,102 +240,6 @@ static void put_io(struct ring_server *rs, struct ring_io *io)
 }
 
 /* ------------------------------------------------------------------------ */
-/* The recovery journal                                                     */
-/* ------------------------------------------------------------------------ */
-
-static size_t journal_stride_for(const struct ring_server_geometry *g)
-{
-    size_t segs = (g->features & QCOWRING_F_INDIRECT) ? g->max_indirect_segments : 0;
-
-    return sizeof(struct journal_entry) + segs * sizeof(struct qcowring_segment);
-}
-
-size_t ring_server_journal_size(const struct ring_server_geometry *geo)
-{
-    if (geo->ring_page_order > QCOWRING_MAX_RING_PAGE_ORDER)
-        return 0;
-    return sizeof(struct journal_header) +
-           (size_t)qcowring_ring_entries(geo->ring_page_order) * journal_stride_for(geo);
-}
-
-static struct journal_entry *journal_entry(const struct ring_server *rs, size_t idx)
-{
-    return (struct journal_entry *)((uint8_t *)(rs->journal + 1) + idx * rs->journal_stride);
-}
-
-static struct qcowring_segment *journal_segs(struct journal_entry *je)
-{
-    return (struct qcowring_segment *)(je + 1);
-}
-
-#ifdef RING_SERVER_CRASH_TEST
-/* Tests only: called at every journal step, where a crash may happen. */
-void (*ring_server_crash_hook)(void);
-#define CRASH_POINT() do { if (ring_server_crash_hook) ring_server_crash_hook(); } while (0)
-#else
-#define CRASH_POINT() do { } while (0)
-#endif
-
-/* Keep the compiler from moving journal stores across each other. */
-static void journal_step(void)
-{
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    CRASH_POINT();
-}
-
-static void journal_set_state(struct ring_server *rs, size_t idx, uint32_t state)
-{
-    journal_step();
-    __atomic_store_n(&journal_entry(rs, idx)->state, state, __ATOMIC_RELAXED);
-    journal_step();
-}
-
-/* Both indices in one store. */
-static void journal_commit_indices(struct ring_server *rs)
-{
-    uint64_t v = rs->req_cons | (uint64_t)rs->rsp_prod_pvt << 32;
-
-    if (!rs->journal)
-        return;
-    journal_step();
-    __atomic_store_n(&rs->journal->indices, v, __ATOMIC_RELAXED);
-    journal_step();
-}
-
-/* After consuming pool entry idx's request (req_cons already advanced). */
-static void journal_consumed(struct ring_server *rs, size_t idx, const union qcowring_entry *e)
-{
-    struct journal_entry *je;
-
-    if (!rs->journal || rs->replaying)
-        return;
-    je = journal_entry(rs, idx);
-    je->req = *e;
-    je->req_index = rs->req_cons - 1;
-    je->nsegs = rs->segs_copied;
-    memcpy(journal_segs(je), rs->segs, rs->segs_copied * sizeof(*rs->segs));
-    journal_set_state(rs, idx, J_IN_FLIGHT);
-    journal_commit_indices(rs);
-}
-
-/* Around writing the response of pool entry idx at rsp_prod_pvt. */
-static void journal_answering(struct ring_server *rs, size_t idx)
-{
-    if (!rs->journal)
-        return;
-    journal_entry(rs, idx)->rsp_index = rs->rsp_prod_pvt;
-    journal_set_state(rs, idx, J_ANSWERING);
-}
-
-static void journal_answered(struct ring_server *rs, size_t idx)
-{
-    if (!rs->journal)
-        return;
-    journal_commit_indices(rs);
-    journal_set_state(rs, idx, J_FREE);
-}
-
-/* ------------------------------------------------------------------------ */
 /* Validation of a private copy                                             */
 /* ------------------------------------------------------------------------ */
 
@@ -437,7 +251,7 @@ static int reject(struct ring_server *rs, const struct ring_io *io,
 
     rs->stats.bad[reason]++;
     if (n <= 16 || (n & (n - 1)) == 0)
-        log_msg(rs, "bad request (id %llu, operation %u): %s [%llu so far]",
+        ring_log(rs, "bad request (id %llu, operation %u): %s [%llu so far]",
                 (unsigned long long)io->id, io->rsp_operation,
                 ring_bad_reason_name(reason), (unsigned long long)n);
     if (reason == RING_BAD_OPCODE || reason == RING_BAD_UNSUPPORTED)
@@ -602,8 +416,7 @@ static int parse_indirect(struct ring_server *rs, const struct qcowring_request_
 }
 
 /* 0 for a valid request (io filled), else the status to answer with. */
-static int parse_request(struct ring_server *rs, const union qcowring_entry *e,
-                         struct ring_io *io)
+int ring_parse_request(struct ring_server *rs, const union qcowring_entry *e, struct ring_io *io)
 {
     io->id = e->req.id;
     io->rsp_operation = e->req.operation;
@@ -652,7 +465,7 @@ int ring_server_push_responses(struct ring_server *rs)
         return 0;
     if (qcowring_push_responses_and_check_notify(rs->sring, rs->rsp_prod_published,
                                                  rs->rsp_prod_pvt))
-        signal_client(rs);
+        ring_signal_client(rs);
     rs->rsp_prod_published = rs->rsp_prod_pvt;
     return 0;
 }
@@ -667,9 +480,9 @@ int ring_server_respond_deferred(struct ring_server *rs, struct ring_io *io, int
         put_io(rs, io);
         return -EPROTO;
     }
-    journal_answering(rs, idx);
+    ring_journal_answering(rs, idx);
     write_response(rs, io->id, io->rsp_operation, status);
-    journal_answered(rs, idx);
+    ring_journal_answered(rs, idx);
     put_io(rs, io);
     return 0;
 }
@@ -718,8 +531,8 @@ static struct ring_io *consume_one(struct ring_server *rs, int *status)
     rs->req_cons++;
     io = take_io(rs);
     rs->segs_copied = 0;
-    *status = parse_request(rs, &e, io);
-    journal_consumed(rs, (size_t)(io - rs->pool), &e);
+    *status = ring_parse_request(rs, &e, io);
+    ring_journal_consumed(rs, (size_t)(io - rs->pool), &e);
     return io;
 }
 
@@ -783,147 +596,6 @@ bool ring_server_requests_pending(const struct ring_server *rs)
     if (rs->broken)
         return false;
     return rs->replay_count || qcowring_load_acquire(&rs->sring->req_prod) != rs->req_cons;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Resuming from the journal                                                */
-/* ------------------------------------------------------------------------ */
-
-static uint32_t journal_max_segments(const struct ring_server_geometry *g)
-{
-    return (g->features & QCOWRING_F_INDIRECT) ? g->max_indirect_segments : 0;
-}
-
-static void journal_init_fresh(struct ring_server *rs, size_t size)
-{
-    struct journal_header *jh = rs->journal;
-
-    memset(jh, 0, size);
-    jh->ring_entries = rs->size;
-    jh->max_segments = journal_max_segments(&rs->geo);
-    jh->indices = rs->req_cons | (uint64_t)rs->rsp_prod_pvt << 32;
-    journal_step();
-    memcpy(jh->magic, JOURNAL_MAGIC, sizeof(jh->magic));
-}
-
-/* Consumed and not answered.  A request can stay in flight for any number
- * of later ones, but only the one being consumed when the server died can
- * carry req_index == req_cons (not committed: it is read again from the
- * ring).  An answer counts once rsp_index < rsp_prod (at most ring-size
- * responses are written past an unanswered entry's own). */
-static bool needs_replay(const struct ring_server *rs, const struct journal_entry *je)
-{
-    if (je->state != J_IN_FLIGHT && je->state != J_ANSWERING)
-        return false;
-    if (je->req_index == rs->req_cons)
-        return false;
-    return !(je->state == J_ANSWERING &&
-             (uint32_t)(rs->rsp_prod_pvt - je->rsp_index - 1) < rs->size);
-}
-
-/* Parse a journaled request again (from its copies) and queue it. */
-static void replay_one(struct ring_server *rs, size_t idx)
-{
-    struct journal_entry *je = journal_entry(rs, idx);
-    struct ring_io *io = &rs->pool[idx];
-    unsigned nsegs = je->nsegs < rs->max_segments ? je->nsegs : rs->max_segments;
-    int status;
-
-    io->iovcnt = 0;
-    io->length = 0;
-    io->secure = false;
-    io->priv = NULL;
-    memcpy(rs->segs, journal_segs(je), nsegs * sizeof(*rs->segs));
-    rs->segs_copied = nsegs;
-    rs->replaying = true;
-    status = parse_request(rs, &je->req, io);
-    rs->replaying = false;
-    if (status != 0) {
-        ring_server_respond_deferred(rs, io, (int16_t)status);
-        return;
-    }
-    rs->replay[rs->replay_head + rs->replay_count++] = io;
-    rs->stats.replayed++;
-}
-
-static int older_first(const void *a, const void *b)
-{
-    const struct replay_order *x = a, *y = b;
-
-    return x->age > y->age ? -1 : x->age < y->age;
-}
-
-/* Pool entries to replay, oldest first (the order they were consumed). */
-static unsigned collect_replays(struct ring_server *rs, struct replay_order *order)
-{
-    unsigned count = 0;
-
-    for (uint32_t i = 0; i < rs->size; i++) {
-        struct journal_entry *je = journal_entry(rs, i);
-        if (!needs_replay(rs, je)) {
-            journal_set_state(rs, i, J_FREE);
-            continue;
-        }
-        /* An answer that did not commit: the request is in flight again. */
-        if (je->state == J_ANSWERING)
-            journal_set_state(rs, i, J_IN_FLIGHT);
-        order[count].age = rs->req_cons - 1 - je->req_index;
-        order[count++].idx = i;
-        rs->busy[i] = true;
-    }
-    qsort(order, count, sizeof(*order), older_first);
-    rs->nr_free = 0;
-    for (uint32_t i = rs->size; i-- > 0;)
-        if (!rs->busy[i])
-            rs->free_ios[rs->nr_free++] = &rs->pool[i];
-    return count;
-}
-
-static int journal_resume(struct ring_server *rs)
-{
-    uint64_t v = rs->journal->indices;
-    struct replay_order *order = rs->replay_order;
-    unsigned count;
-
-    rs->req_cons = (uint32_t)v;
-    rs->rsp_prod_pvt = rs->rsp_prod_published = (uint32_t)(v >> 32);
-    if (rs->req_cons - rs->rsp_prod_pvt > rs->size)
-        return -EINVAL;
-    count = collect_replays(rs, order);
-    if (count != rs->req_cons - rs->rsp_prod_pvt)
-        log_msg(rs, "journal: %u requests to redo, %u unanswered", count,
-                rs->req_cons - rs->rsp_prod_pvt);
-    for (unsigned i = 0; i < count; i++)
-        replay_one(rs, order[i].idx);
-    /* Responses the journal counts may not have been published yet. */
-    qcowring_store_release(&rs->sring->rsp_prod, rs->rsp_prod_pvt);
-    rs->rsp_prod_published = rs->rsp_prod_pvt;
-    signal_client(rs);
-    return 0;
-}
-
-static int setup_journal(struct ring_server *rs, const struct ring_server_config *cfg)
-{
-    struct journal_header *jh = cfg->journal;
-
-    if (!jh)
-        return 0;
-    if (cfg->journal_size < ring_server_journal_size(&cfg->geo))
-        return -EINVAL;
-    rs->journal = jh;
-    rs->journal_stride = journal_stride_for(&cfg->geo);
-    if (memcmp(jh->magic, JOURNAL_MAGIC, sizeof(jh->magic)) != 0) {
-        journal_init_fresh(rs, ring_server_journal_size(&cfg->geo));
-        return 0;
-    }
-    if (jh->ring_entries != rs->size || jh->max_segments != journal_max_segments(&cfg->geo))
-        return -EINVAL;
-    if (jh->broken) {
-        rs->broken = rs->stats.broken = true;
-        snprintf(rs->reason, sizeof(rs->reason), "broken before the server restarted");
-        return 0;
-    }
-    return journal_resume(rs);
 }
 
 /* ------------------------------------------------------------------------ */
