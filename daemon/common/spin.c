@@ -49,6 +49,7 @@ bool spin_wait(struct spin *s, bool (*ready)(const void *), const void *arg)
     }
     if (spin_rounds(ready, arg, mono_ns() + s->budget_ns)) {
         s->misses = 0;
+        s->hits++;
         return true;
     }
     if (++s->misses >= SPIN_MISS_STREAK) {

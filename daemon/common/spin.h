@@ -11,6 +11,7 @@ struct spin {
     uint64_t budget_ns;         /* 0: never spin */
     unsigned misses;            /* spins in a row that found nothing */
     unsigned skip;              /* waits left before spinning again */
+    uint64_t hits;              /* sleeps the spin saved */
 };
 
 /* Call ready(arg) until it returns true or budget_ns passes, yielding the

@@ -129,6 +129,7 @@ static json_object *stats_json(const struct worker *w)
     json_object_object_add(o, "in-flight", json_object_new_int64((int64_t)s->inflight));
     json_object_object_add(o, "bad-requests", json_object_new_int64((int64_t)rs.bad_requests));
     json_object_object_add(o, "ring-broken", json_object_new_boolean(rs.broken));
+    json_object_object_add(o, "busy-poll-hits", json_object_new_int64((int64_t)w->poll.spin.hits));
     json_object_object_add(o, "uptime-ms",
                            json_object_new_int64((int64_t)((now_ns() - w->started_ns) / 1000000)));
     return o;

@@ -39,7 +39,7 @@ static void usage(FILE *f)
         "      --null              complete I/O without touching the image (ring benchmark)\n"
         "      --paused            start paused: take no request until told to resume\n"
         "      --poll-us=USEC      busy-poll this long for work before sleeping\n"
-        "                          (default %d; 0: sleep at once)\n"
+        "                          (default %d; 0 sleeps at once)\n"
         "      --log-level=LEVEL   error, warning, info (default), debug\n"
         "  -h, --help              show this help\n",
         DEFAULT_RING_ORDER, DEFAULT_DATA_PAGES, DEFAULT_MAX_INDIRECT, WORKER_POLL_DEFAULT_US);

@@ -16,6 +16,7 @@ DAEMON_TESTS = \
 	tests/daemon/bad-input.sh \
 	tests/daemon/cycles.sh \
 	tests/daemon/churn.sh \
+	tests/daemon/busy-poll.sh \
 	tests/daemon/locking.sh \
 	tests/daemon/socket-activation.sh \
 	tests/daemon/hostile-ring.sh \
