@@ -615,7 +615,7 @@ static void print_query(json_object *q)
     static const char *const shown[] = { "name", "path", "state", "pid", "format", "size",
                                          "cluster-size", "encrypted", "read-only", "cache",
                                          "connected", "restarts", "error", "ring", "chain",
-                                         "poll-us" };
+                                         "poll-us", "ring-renewals" };
     char size[32];
     int64_t v;
     json_object *o;
@@ -636,6 +636,8 @@ static void print_query(json_object *q)
         printf("busy-poll: %" PRId64 " us\n", v);
     if (int_member(q, "restarts", &v))
         printf("restarts: %" PRId64 "\n", v);
+    if (int_member(q, "ring-renewals", &v))
+        printf("ring renewals: %" PRId64 "\n", v);
     if ((o = member(q, "error")))
         print_field("error", value_text(o));
     /* Fields this qcowctl does not know yet, as they come. */

@@ -165,6 +165,7 @@ static void cmd_disconnect(struct supervisor *s, struct client *c, json_object *
     }
     img->owner = NULL;
     client_reply(c, id, NULL);
+    image_ring_released(img);
 }
 
 static void cmd_events(struct supervisor *s, struct client *c, json_object *id, json_object *args)

@@ -79,6 +79,7 @@ json_object *image_describe(const struct image *img, bool full)
     json_object_object_add(o, "cache", json_object_new_string(img->writeback ? "writeback" : "none"));
     json_object_object_add(o, "poll-us", json_object_new_int((int32_t)img->poll_us));
     json_object_object_add(o, "restarts", json_object_new_int((int32_t)img->restarts));
+    json_object_object_add(o, "ring-renewals", json_object_new_int((int32_t)img->ring_renewals));
     if (info) {
         json_object *ring = json_object_new_object();
         copy_field(ring, info, "ring-page-order");
@@ -248,7 +249,7 @@ static void fill_spawn_opts(const struct supervisor *s, const struct image *img,
         .key = img->key, .log_level = s->log_level, .stderr_fd = -1,
         .adopt = adopt ? &img->proc.ring : NULL,
         .adopt_journal_fd = img->proc.journal_fd,
-        .start_paused = adopt && img->paused,
+        .start_paused = img->paused,
         .poll_us = img->poll_us,
     };
 }
@@ -521,6 +522,15 @@ static void mark_failed(struct supervisor *s, struct image *img, const char *why
     broadcast_event(s, "image-failed", d);
 }
 
+/* Remember the qcowd page of a fresh ring: a client may scribble on it, and
+ * the next client must not inherit that (see image_ring_released). */
+static void snapshot_ring_page(struct image *img)
+{
+    ssize_t n = pread(img->proc.ring.memfd, &img->ring_page, sizeof img->ring_page, 0);
+
+    img->have_ring_page = n == (ssize_t)sizeof img->ring_page;
+}
+
 static void started(struct supervisor *s, struct image *img)
 {
     bool restart = img->state == IMAGE_RESTARTING;
@@ -528,8 +538,15 @@ static void started(struct supervisor *s, struct image *img)
     json_object *d = json_object_new_object();
 
     img->state = img->paused ? IMAGE_PAUSED : IMAGE_RUNNING;
+    if (!restart)
+        snapshot_ring_page(img);
     json_object_object_add(d, "name", json_object_new_string(img->name));
-    if (restart) {
+    if (img->renewing) {
+        img->renewing = false;
+        json_object_object_add(d, "pid", json_object_new_int(img->proc.pid));
+        broadcast_event(s, "ring-renewed", d);
+        log_info("%s: serving a fresh ring (worker pid %d)", img->name, (int)img->proc.pid);
+    } else if (restart) {
         json_object_object_add(d, "pid", json_object_new_int(img->proc.pid));
         json_object_object_add(d, "restarts", json_object_new_int((int32_t)img->restarts));
         broadcast_event(s, "worker-restarted", d);
@@ -617,6 +634,103 @@ static void forget_exiting(struct supervisor *s, pid_t pid)
         }
 }
 
+/* Ask a serving worker to finish, flush and stop; "stopped" comes back. */
+static void stop_worker(struct image *img)
+{
+    struct call *stop;
+
+    img->state = IMAGE_STOPPING;
+    stop = call_push(img, CALL_INTERNAL, NULL, NULL, "stop");
+    if (!stop || send_command(img, stop) < 0)
+        kill(img->proc.pid, SIGTERM);   /* the worker drains and flushes on SIGTERM too */
+}
+
+static bool has_call(const struct image *img, enum call_kind kind)
+{
+    for (const struct call *c = img->calls; c; c = c->next)
+        if (c->kind == kind)
+            return true;
+    return false;
+}
+
+/* A renewal stops the worker like a detach; a detach asked meanwhile wins. */
+static bool renewal_goes_on(const struct image *img)
+{
+    return img->renewing && !has_call(img, CALL_DETACH);
+}
+
+/* The old worker flushed and closed the image: start a new one with a new
+ * ring.  The client that broke the old ring keeps only its dead mapping. */
+static void relaunch_with_fresh_ring(struct supervisor *s, struct image *img)
+{
+    fail_calls(s, img, "the ring is being renewed");
+    unwatch_fd(s, img->proc.ctl_fd);
+    worker_proc_release(&img->proc);
+    img->proc = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 },
+                                      .journal_fd = -1 };
+    img->owner = NULL;
+    img->ring_renewals++;
+    img->state = IMAGE_STARTING;
+    if (launch(s, img, false) < 0) {
+        img->renewing = false;
+        mark_failed(s, img, "cannot start a worker for a fresh ring");
+    }
+}
+
+static void renew_ring(struct image *img)
+{
+    if (img->state == IMAGE_RUNNING || img->state == IMAGE_PAUSED) {
+        img->renewing = true;
+        stop_worker(img);
+    }
+}
+
+/* The worker only ever writes its server_state there; anything else that
+ * changed was the client's doing, and a new client would refuse the ring
+ * (or worse, believe it). */
+static bool ring_page_damaged(struct image *img)
+{
+    struct qcowring_info now;
+
+    if (!img->have_ring_page ||
+        pread(img->proc.ring.memfd, &now, sizeof now, 0) != (ssize_t)sizeof now)
+        return false;
+    now.server_state = img->ring_page.server_state;
+    return memcmp(&now, &img->ring_page, sizeof now) != 0;
+}
+
+void image_ring_released(struct image *img)
+{
+    if ((img->state == IMAGE_RUNNING || img->state == IMAGE_PAUSED) && ring_page_damaged(img)) {
+        log_warning("%s: the client that let go of the ring damaged its qcowd page: "
+                    "renewing the ring", img->name);
+        renew_ring(img);
+    }
+}
+
+/* The worker reports that its client broke the ring: once the worker has
+ * finished what it started and flushed, a new worker gets a new ring, so
+ * the next client can connect. */
+static bool ring_broken_event(struct supervisor *s, struct image *img, json_object *msg)
+{
+    json_object *ev, *data, *reason = NULL, *d;
+
+    if (!json_object_object_get_ex(msg, "event", &ev) ||
+        strcmp(json_object_get_string(ev), "ring-broken") != 0)
+        return false;
+    json_object_object_get_ex(msg, "data", &data);
+    json_object_object_get_ex(data, "reason", &reason);
+    log_warning("%s: the client broke the ring (%s): renewing it", img->name,
+                reason ? json_object_get_string(reason) : "no reason given");
+    d = json_object_new_object();
+    json_object_object_add(d, "name", json_object_new_string(img->name));
+    json_object_object_add(d, "reason", json_object_new_string(
+                                             reason ? json_object_get_string(reason) : ""));
+    broadcast_event(s, "ring-broken", d);
+    renew_ring(img);
+    return true;
+}
+
 /* The worker flushed and closed the image: the detach is done, whether or
  * not the process has exited yet (it is reaped whenever it does). */
 static bool stopped_event(struct supervisor *s, struct image *img, json_object *msg)
@@ -631,7 +745,17 @@ static bool stopped_event(struct supervisor *s, struct image *img, json_object *
     if (img->state == IMAGE_STOPPING) {
         unwatch_fd(s, img->proc.ctl_fd);
         remember_exiting(s, img->proc.pid);
-        detached(s, img, status ? json_object_get_int(status) : 1);
+        int code = status ? json_object_get_int(status) : 1;
+        if (renewal_goes_on(img) && code == 0) {
+            relaunch_with_fresh_ring(s, img);
+        } else if (renewal_goes_on(img)) {
+            /* Its last flush failed: what it held is not known to be on
+             * disk, so no new worker reads the image behind its back. */
+            img->renewing = false;
+            mark_failed(s, img, "the worker's flush before renewing the ring failed");
+        } else {
+            detached(s, img, code);
+        }
     }
     return true;
 }
@@ -654,7 +778,7 @@ static void read_answer(struct supervisor *s, struct image *img)
     }
     buf[n] = '\0';
     msg = json_tokener_parse(buf);
-    if (stopped_event(s, img, msg)) {
+    if (stopped_event(s, img, msg) || ring_broken_event(s, img, msg)) {
         json_object_put(msg);
         return;
     }
@@ -750,8 +874,22 @@ static void died(struct supervisor *s, struct image *img, int status)
 
 static void worker_exited(struct supervisor *s, struct image *img, int status)
 {
-    if (img->state == IMAGE_STOPPING) {
+    if (img->state == IMAGE_STOPPING && renewal_goes_on(img) && status == 0) {
+        /* A clean exit whose "stopped" we have not read yet. */
+        relaunch_with_fresh_ring(s, img);
+    } else if (img->state == IMAGE_STOPPING && renewal_goes_on(img)) {
+        /* It died before it flushed: recover on the old ring as after any
+         * crash (its journal says broken, so the new worker reports it
+         * again and the renewal starts over). */
+        img->renewing = false;
+        img->state = IMAGE_RUNNING;
+        died(s, img, status);
+    } else if (img->state == IMAGE_STOPPING) {
         detached(s, img, status);
+    } else if (img->state == IMAGE_STARTING && img->renewing) {
+        img->renewing = false;
+        fail_calls(s, img, "the worker exited");
+        mark_failed(s, img, img->error ? img->error : "the worker for a fresh ring exited");
     } else if (img->state == IMAGE_STARTING) {
         fail_calls(s, img, "the worker exited");
         struct call *call = take_call(img, CALL_ATTACH);
@@ -805,10 +943,7 @@ void image_detach(struct supervisor *s, struct image *img, struct client *c, jso
         kill(img->proc.pid, SIGKILL);
         return;
     }
-    img->state = IMAGE_STOPPING;
-    struct call *stop = call_push(img, CALL_INTERNAL, NULL, NULL, "stop");
-    if (!stop || send_command(img, stop) < 0)
-        kill(img->proc.pid, SIGTERM);   /* the worker drains and flushes on SIGTERM too */
+    stop_worker(img);
 }
 
 void images_stop_all(struct supervisor *s)
@@ -828,6 +963,7 @@ void images_forget_client(struct supervisor *s, struct client *c)
         if (img->owner == c) {
             img->owner = NULL;
             log_info("%s: ring released by pid %d", img->name, (int)c->pid);
+            image_ring_released(img);
         }
         for (struct call *call = img->calls; call; call = call->next) {
             if (call->client == c)

@@ -85,6 +85,10 @@ struct image {
     int lock_fd;
     unsigned restarts;
     uint64_t restart_times[RESTART_LIMIT + 1];
+    bool renewing;              /* replacing a ring its client broke */
+    unsigned ring_renewals;
+    struct qcowring_info ring_page;     /* the qcowd page as the worker made it */
+    bool have_ring_page;
     uint64_t started_ns;
     char *error;
     struct client *owner;       /* the connection that holds the ring */
@@ -147,6 +151,8 @@ void image_worker_readable(struct supervisor *s, struct image *img);
 void images_reap(struct supervisor *s);
 void images_tick(struct supervisor *s);
 void images_forget_client(struct supervisor *s, struct client *c);
+/* The owner let go of img's ring (disconnect, or its connection closed). */
+void image_ring_released(struct image *img);
 void images_stop_all(struct supervisor *s);
 const char *image_state_name(enum image_state st);
 

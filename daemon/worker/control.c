@@ -88,6 +88,20 @@ int worker_send_failed(int ctl_fd, const char *reason)
     return send_json(ctl_fd, ev, NULL, 0);
 }
 
+int worker_send_ring_broken(struct worker *w, const char *reason)
+{
+    json_object *ev, *data;
+
+    if (w->ctl_fd < 0)
+        return 0;
+    ev = json_object_new_object();
+    data = json_object_new_object();
+    json_object_object_add(data, "reason", json_object_new_string(reason ? reason : "unknown"));
+    json_object_object_add(ev, "event", json_object_new_string("ring-broken"));
+    json_object_object_add(ev, "data", data);
+    return send_json(w->ctl_fd, ev, NULL, 0);
+}
+
 int worker_send_stopped(struct worker *w, int status)
 {
     json_object *ev = json_object_new_object(), *data = json_object_new_object();

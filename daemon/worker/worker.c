@@ -375,6 +375,7 @@ static void poll_ring(struct worker *w)
         if (n < 0) {
             log_error("%s: ring shut down: %s", w->name, ring_server_broken_reason(w->rs));
             w->ring_dead = true;
+            worker_send_ring_broken(w, ring_server_broken_reason(w->rs));
             return;
         }
         for (int i = 0; i < n; i++)

@@ -77,6 +77,9 @@ int worker_send_failed(int ctl_fd, const char *reason);
 /* The image is flushed and closed: the supervisor need not wait for the
  * process to exit (tearing down a libaio context takes a while). */
 int worker_send_stopped(struct worker *w, int status);
+/* Tell the supervisor the client broke the ring (it may give the image a
+ * fresh one). */
+int worker_send_ring_broken(struct worker *w, const char *reason);
 void worker_handle_control(struct worker *w);
 void worker_pause_done(struct worker *w);
 /* Pausing: once nothing is in flight, flush, then report paused. */

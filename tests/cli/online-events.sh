@@ -13,7 +13,7 @@ listen() {
     shift
     "$QCOWCTL" --verbose --socket "$SOCK" "$@" events >"$T/$name.out" 2>"$T/$name.err" &
     listener=$!
-    for i in $(seq 200); do
+    for i in $(seq 600); do
         grep -q "waiting for events" "$T/$name.err" 2>/dev/null && return 0
         kill -0 "$listener" 2>/dev/null || { cat "$T/$name.err" >&2; fail "events ($name) ended"; }
         sleep 0.05
@@ -21,15 +21,15 @@ listen() {
     fail "events ($name) did not start listening"
 }
 
-# wait_for FILE TEXT: up to 10 s for TEXT to show up in FILE.
+# wait_for FILE TEXT: up to 30 s for TEXT to show up in FILE.
 wait_for() {
     local i
-    for i in $(seq 200); do
+    for i in $(seq 600); do
         grep -qF -- "$2" "$1" && return 0
         sleep 0.05
     done
     cat "$1" >&2
-    fail "$1: no '$2' within 10 s"
+    fail "$1: no '$2' within 30 s"
 }
 
 listen text
