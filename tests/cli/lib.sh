@@ -5,6 +5,8 @@
 #   QCOWCTL=build/ctl/qcowctl tests/cli/usage.sh
 
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/wait.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/qemu-lock.sh"
 
 : "${top_builddir:=$PWD}"
 : "${QCOWCTL:=$top_builddir/ctl/qcowctl}"

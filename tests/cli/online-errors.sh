@@ -131,22 +131,12 @@ expect_on 0 resume disk.qcow
 
 # Locked: 5, when QEMU holds the image for writing.
 if [ -n "$QEMU_IO" ] && [ -x "$QEMU_IO" ]; then
-    "$QEMU_IO" -f qcow other.qcow -c 'sleep 60000' >/dev/null 2>&1 &
-    qio=$!
-    # qemu-io holds it once qemu-img can no longer open it (30 s at most:
-    # a loaded machine starts qemu-io slowly).
-    locked=0
-    for i in $(seq 600); do
-        "$QEMU_IMG" info -f qcow other.qcow >/dev/null 2>&1 || { locked=1; break; }
-        sleep 0.05
-    done
-    [ $locked = 1 ] || fail "qemu-io did not lock other.qcow within 30 s"
+    hold_with_qemu_io other.qcow -f qcow || fail "qemu-io did not lock other.qcow within 30 s"
     on attach other.qcow
     lrc=$rc
     on attach --read-only --name other-ro other.qcow
     rorc=$rc
-    kill "$qio" 2>/dev/null || true
-    wait "$qio" 2>/dev/null || true
+    release_qemu_io
     [ "$lrc" = 5 ] || { cat "$T/err" >&2; fail "attach of an image qemu-io holds exited $lrc, not 5"; }
     [ "$rorc" = 5 ] || { cat "$T/err" >&2; fail "read-only attach of an image qemu-io writes exited $rorc, not 5"; }
     err_has "qcowctl: $SOCK: attach: "
@@ -186,7 +176,7 @@ c.sendall(sys.argv[2].encode())
 time.sleep(3)
 EOF
         fake_pid=$!
-        for i in $(seq 600); do [ -S "$T/fake.sock" ] && break; sleep 0.05; done
+        wait_until test -S "$T/fake.sock" || fail "the fake server did not listen"
     }
     unfake() { kill "$fake_pid" 2>/dev/null || true; wait "$fake_pid" 2>/dev/null || true; rm -f "$T/fake.sock"; }
     fake $'HTTP/1.0 200 OK\n'
@@ -218,11 +208,12 @@ start_daemon --max-clients 1
 "$QCOWCTL" --verbose --socket "$SOCK" events >/dev/null 2>"$T/holder.err" &
 holder=$!
 # With -v, events says when it is in and listening.
-for i in $(seq 600); do
-    grep -q "waiting for events" "$T/holder.err" 2>/dev/null && break
+holder_listening() {
+    grep -q "waiting for events" "$T/holder.err" 2>/dev/null && return 0
     kill -0 "$holder" 2>/dev/null || { cat "$T/holder.err" >&2; fail "events ended"; }
-    sleep 0.05
-done
+    return 1
+}
+wait_until holder_listening || fail "events did not start listening"
 expect_on 9 list
 err_has "qcowctl: $SOCK: qcowd refused the connection: too many clients"
 kill -INT "$holder"

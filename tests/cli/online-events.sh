@@ -9,25 +9,22 @@ start_daemon
 # listen NAME ARGS...: `qcowctl ARGS... events` in the background, its
 # output in $T/NAME.out; waits until it listens.  Its pid in $listener.
 listen() {
-    local name=$1 i
+    local name=$1
     shift
     "$QCOWCTL" --verbose --socket "$SOCK" "$@" events >"$T/$name.out" 2>"$T/$name.err" &
     listener=$!
-    for i in $(seq 600); do
-        grep -q "waiting for events" "$T/$name.err" 2>/dev/null && return 0
-        kill -0 "$listener" 2>/dev/null || { cat "$T/$name.err" >&2; fail "events ($name) ended"; }
-        sleep 0.05
-    done
-    fail "events ($name) did not start listening"
+    wait_until listening "$name" || fail "events ($name) did not start listening"
+}
+
+listening() {
+    grep -q "waiting for events" "$T/$1.err" 2>/dev/null && return 0
+    kill -0 "$listener" 2>/dev/null || { cat "$T/$1.err" >&2; fail "events ($1) ended"; }
+    return 1
 }
 
 # wait_for FILE TEXT: up to 30 s for TEXT to show up in FILE.
 wait_for() {
-    local i
-    for i in $(seq 600); do
-        grep -qF -- "$2" "$1" && return 0
-        sleep 0.05
-    done
+    wait_until grep -qF -- "$2" "$1" && return 0
     cat "$1" >&2
     fail "$1: no '$2' within 30 s"
 }

@@ -41,30 +41,27 @@ trap online_cleanup EXIT
 
 # start_daemon [QCOWD OPTIONS...]: a qcowd on $SOCK; waits for the socket.
 start_daemon() {
-    local i
     "$QCOWD" --socket "$SOCK" --worker "$QCOWD_WORKER" --log-level debug "$@" \
         2>>"$T/qcowd.log" &
     DAEMON_PID=$!
-    for i in $(seq 200); do
-        [ -S "$SOCK" ] && return 0
-        kill -0 "$DAEMON_PID" 2>/dev/null || fail "qcowd exited at start"
-        sleep 0.05
-    done
-    fail "qcowd did not create $SOCK within 10 s"
+    wait_until daemon_listening || fail "qcowd did not create $SOCK within 30 s"
 }
 
-# wait_daemon_exit: wait (up to 10 s) for qcowd to exit; its status in $daemon_rc.
+daemon_listening() {
+    [ -S "$SOCK" ] && return 0
+    kill -0 "$DAEMON_PID" 2>/dev/null || fail "qcowd exited at start"
+    return 1
+}
+
+# wait_daemon_exit: wait (up to 30 s) for qcowd to exit; its status in $daemon_rc.
 wait_daemon_exit() {
-    local i
-    for i in $(seq 200); do
-        kill -0 "$DAEMON_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    kill -0 "$DAEMON_PID" 2>/dev/null && fail "qcowd did not exit within 10 s"
+    wait_until daemon_gone || fail "qcowd did not exit within 30 s"
     daemon_rc=0
     wait "$DAEMON_PID" || daemon_rc=$?
     DAEMON_PID=
 }
+
+daemon_gone() { ! kill -0 "$DAEMON_PID" 2>/dev/null; }
 
 # on ARGS...: qcowctl on our daemon (like qc: $T/out, $T/err, $rc).
 on() { qc --socket "$SOCK" "$@"; }

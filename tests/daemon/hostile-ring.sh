@@ -16,22 +16,14 @@ head -c 65536 /dev/urandom > "$T/data"
 # Someone listening to events sees the ring break and come back.
 "$QCOWCTL" --verbose --socket "$SOCK" --json events >"$T/events" 2>"$T/events.err" &
 events_pid=$!
-for _ in $(seq 1 600); do
-    grep -q "waiting for events" "$T/events.err" && break
-    sleep 0.05
-done
+wait_until grep -q "waiting for events" "$T/events.err" || die "qcowctl events did not start"
 "$DAEMON_TOOLS/ringio" "$SOCK" other.qcow write 0 65536 < "$T/data" || die "write other"
 
 query_victim() { ctl --json query victim.qcow | tr -d ' \n'; }
 field() { query_victim | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
-# Until the victim serves again (a renewal takes a moment; 30 s at most).
-wait_running() {
-    for _ in $(seq 1 600); do
-        query_victim | grep -q '"state":"running"' && return 0
-        sleep 0.05
-    done
-    die "the victim does not come back to running"
-}
+# Until the victim serves again (a renewal takes a moment).
+running() { query_victim | grep -q '"state":"running"'; }
+wait_running() { wait_until running || die "the victim does not come back to running"; }
 
 # Garbage the worker must answer with errors, ring alive.  Some rounds also
 # trash the qcowd page: when the client lets go, qcowd gives the image a
@@ -54,11 +46,8 @@ grep -q "victim.qcow: ring: bad request" "$T/qcowd.log" || die "garbage requests
 renewals=$(field ring-renewals)
 seed=$((QCOWD_TEST_SEED + RANDOM))
 "$DAEMON_TOOLS/ringabuse" "$SOCK" victim.qcow 300 "$seed" || die "ringabuse could not run (seed $seed)"
-for _ in $(seq 1 600); do   # a loaded machine: 30 s at most
-    [ "$(field ring-renewals)" = $((renewals + 1)) ] && break
-    sleep 0.05
-done
-[ "$(field ring-renewals)" = $((renewals + 1)) ] || die "the broken ring was not renewed (seed $seed)"
+renewed() { [ "$(field ring-renewals)" = $((renewals + 1)) ]; }
+wait_until renewed || die "the broken ring was not renewed (seed $seed)"
 wait_running
 [ "$(field restarts)" = 0 ] || die "the worker crashed under a hostile client (seed $seed)"
 grep -q "ring shut down: .*out of range" "$T/qcowd.log" || die "no reason logged for the broken ring"

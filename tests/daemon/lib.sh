@@ -9,12 +9,13 @@ QCOWD_PID=
 start_daemon() {
     "$QCOWD" --socket "$SOCK" --worker "$QCOWD_WORKER" "$@" 2>>"$T/qcowd.log" &
     QCOWD_PID=$!
-    for _ in $(seq 1 600); do
-        [ -S "$SOCK" ] && return 0
-        kill -0 "$QCOWD_PID" 2>/dev/null || { cat "$T/qcowd.log" >&2; die "qcowd exited"; }
-        sleep 0.05
-    done
-    die "qcowd did not create $SOCK"
+    wait_until daemon_listening || die "qcowd did not create $SOCK"
+}
+
+daemon_listening() {
+    [ -S "$SOCK" ] && return 0
+    kill -0 "$QCOWD_PID" 2>/dev/null || { cat "$T/qcowd.log" >&2; die "qcowd exited"; }
+    return 1
 }
 
 stop_daemon() {
@@ -49,10 +50,5 @@ children() { pgrep -P "$1" | wc -l; }
 # Workers report a detach done as soon as their image is closed; their
 # process exits a few milliseconds later.  Wait (30 s at most: a loaded
 # machine) for none left.
-no_children_left() {
-    for _ in $(seq 1 600); do
-        [ "$(children "$1")" -eq 0 ] && return 0
-        sleep 0.05
-    done
-    return 1
-}
+no_children_left() { wait_until no_children "$1"; }
+no_children() { [ "$(children "$1")" -eq 0 ]; }

@@ -28,19 +28,8 @@ fi
 ctl detach l.qcow >/dev/null
 
 # The other direction: QEMU holds it for writing, qcowd refuses (Locked).
-mkfifo "$T/hold"
-"$QEMU_IO" -c 'write 0 512' -c 'sleep 60000' "$T/l.qcow" < "$T/hold" >/dev/null 2>&1 &
-qpid=$!
-exec 7>"$T/hold"
-# Until qemu-io holds it: a plain qemu-img info is then refused (30 s at
-# most; it is killed as soon as the attach has been tried).
-locked=0
-for _ in $(seq 1 600); do
-    "$QEMU_IMG" info "$T/l.qcow" >/dev/null 2>&1 || { locked=1; break; }
-    sleep 0.05
-done
-[ $locked = 1 ] || die "qemu-io did not lock the image within 30 s"
+hold_with_qemu_io "$T/l.qcow" || die "qemu-io did not lock the image within 30 s"
 ctl attach "$T/l.qcow" > "$T/a.out" 2>&1; rc=$?
-kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null; exec 7>&-
+release_qemu_io
 [ $rc -eq 5 ] || die "attach of an image qemu-io holds: exit $rc, $(cat "$T/a.out")"
 grep -qi "qemu\|lock\|holds" "$T/a.out" || die "the refusal does not say why"

@@ -12,7 +12,7 @@ grep -q "info: a.qcow: attaching" "$T/q.log" || die "no attach line in the log f
 
 mv "$T/q.log" "$T/q.log.1"
 kill -HUP "$QCOWD_PID"
-for _ in $(seq 1 600); do [ -s "$T/q.log" ] && break; sleep 0.05; done
+wait_until test -s "$T/q.log" || die "no new log file after SIGHUP"
 grep -q "SIGHUP: log reopened" "$T/q.log" || die "no new log file after SIGHUP"
 ctl detach a.qcow >/dev/null || die "detach"
 grep -q "a.qcow: detached" "$T/q.log" || die "later lines do not go to the new file"

@@ -9,8 +9,7 @@ command -v systemd-socket-activate >/dev/null || skip "systemd-socket-activate n
 systemd-socket-activate -l "$SOCK" -E NOTIFY_SOCKET= \
     "$QCOWD" --worker "$QCOWD_WORKER" --socket "$T/unused.sock" 2>>"$T/qcowd.log" &
 QCOWD_PID=$!
-for _ in $(seq 1 600); do [ -S "$SOCK" ] && break; sleep 0.05; done
-[ -S "$SOCK" ] || die "systemd-socket-activate did not listen"
+wait_until test -S "$SOCK" || die "systemd-socket-activate did not listen"
 
 "$QEMU_IMG" create -f qcow "$T/a.qcow" 8M >/dev/null
 ctl attach "$T/a.qcow" >/dev/null || die "attach through the activated socket"

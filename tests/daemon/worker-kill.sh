@@ -28,16 +28,15 @@ done
 "$QEMU_IMG" create -f qcow "$T/f.qcow" 8M >/dev/null
 ctl attach "$T/f.qcow" >/dev/null
 state() { ctl --json query f.qcow | tr -d ' \n' | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p'; }
+# The restart (a new pid) or the verdict.
+restarted_or_failed() {
+    [ "$(state)" = failed ] || { [ "$(state)" = running ] && [ "$(worker_pid f.qcow)" != "$pid" ]; }
+}
 for _ in $(seq 1 10); do
     [ "$(state)" = failed ] && break
     pid=$(worker_pid f.qcow)
     kill -9 "$pid" 2>/dev/null || true
-    # Wait for the restart (a new pid) or the verdict.
-    for _ in $(seq 1 600); do
-        [ "$(state)" = failed ] && break
-        [ "$(state)" = running ] && [ "$(worker_pid f.qcow)" != "$pid" ] && break
-        sleep 0.05
-    done
+    wait_until restarted_or_failed || true
 done
 ctl --json query f.qcow | tr -d ' \n' | grep -q '"state":"failed"' || die "not marked failed"
 ctl --json query f.qcow | grep -q "died 5 times" || die "no reason given"

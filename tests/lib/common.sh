@@ -21,6 +21,8 @@ set -o pipefail
 : "${QEMU_IMG=$(command -v qemu-img || true)}"
 : "${QEMU_IO=$(command -v qemu-io || true)}"
 : "${QCOWD_TEST_SCALE:=1}"
+. "$top_srcdir/tests/lib/wait.sh"
+. "$top_srcdir/tests/lib/qemu-lock.sh"
 
 RANDIO="$TEST_TOOLS/randio"
 MKBAD="$TEST_TOOLS/mkbad"
