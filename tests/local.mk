@@ -17,7 +17,7 @@ AM_TESTS_ENVIRONMENT = \
 	top_builddir='$(abs_top_builddir)'; export top_builddir; \
 	TEST_TOOLS='$(abs_top_builddir)/tests/tools'; export TEST_TOOLS;
 
-EXTRA_DIST += tests/README.md tests/lib/common.sh tests/lib/wait.sh tests/lib/qemu-lock.sh
+EXTRA_DIST += tests/README.md tests/lib/common.sh tests/lib/wait.sh tests/lib/qemu-lock.sh tests/lib/xorshift.h
 
 # ---- helper programs --------------------------------------------------------
 check_PROGRAMS += tests/tools/randio tests/tools/mkbad

@@ -34,6 +34,7 @@
 
 #include "error.h"
 #include "worker_spawn.h"
+#include "../lib/xorshift.h"
 
 #ifndef RINGBENCH_DEFAULT_WORKER
 #define RINGBENCH_DEFAULT_WORKER "qcowd-worker"
@@ -148,12 +149,7 @@ static uint64_t rng_state = 0x2545f4914f6cdd1dull;
 
 static uint64_t rnd(void)
 {
-    uint64_t x = rng_state;
-
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
+    return xorshift64(&rng_state);
 }
 
 /* "4k", "1M", "512", "1G": binary units. */

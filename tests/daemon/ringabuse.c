@@ -26,15 +26,13 @@
 
 #include "fdpass.h"
 #include "qcowring.h"
+#include "../lib/xorshift.h"
 
 static uint64_t rng;
 
 static uint64_t rnd(void)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    return xorshift64(&rng);
 }
 
 static int take_ring(const char *path, const char *name, int fds[3])

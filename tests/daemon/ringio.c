@@ -23,16 +23,14 @@
 #include <unistd.h>
 
 #include "qcowring-client.h"
+#include "../lib/xorshift.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15u;
 static unsigned failures;
 
 static uint64_t rnd(void)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    return xorshift64(&rng);
 }
 
 static int die(const char *what, int err)

@@ -20,6 +20,7 @@
 #include "qcowring-client.h"
 #include "ring_test.h"
 #include "serve.h"
+#include "../lib/xorshift.h"
 
 #define DISK_SEED 7
 
@@ -106,12 +107,8 @@ static void fill_random(struct client *c, uint8_t *p, size_t len)
 {
     uint64_t x = rnd64(c) | 1;
 
-    for (size_t i = 0; i < len; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        p[i] = (uint8_t)x;
-    }
+    for (size_t i = 0; i < len; i++)
+        p[i] = (uint8_t)xorshift64(&x);
 }
 
 /* A length in [512, max], a multiple of 512, biased to small sizes. */

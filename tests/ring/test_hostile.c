@@ -15,6 +15,7 @@
 #include "qcowring-client.h"
 #include "ring_test.h"
 #include "serve.h"
+#include "../lib/xorshift.h"
 
 #define DATA_PAGES 64
 #define CAPACITY 1000
@@ -543,14 +544,6 @@ static void test_in_flight_cap(void)
 /* Random rings                                                             */
 /* ------------------------------------------------------------------------ */
 
-static uint64_t rnd(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
 /* Mostly plausible values, sometimes anything. */
 static void random_entry(uint64_t *s, union qcowring_entry *e)
 {
@@ -558,22 +551,22 @@ static void random_entry(uint64_t *s, union qcowring_entry *e)
     uint8_t *b = (uint8_t *)e;
 
     for (size_t i = 0; i < sizeof(*e); i++)
-        b[i] = (uint8_t)rnd(s);
-    e->req.operation = rnd(s) % 8 ? ops[rnd(s) % sizeof(ops)] : (uint8_t)rnd(s);
-    if (rnd(s) % 4) {
-        e->req.nr_segments = (uint8_t)(rnd(s) % 13);
-        e->indirect.indirect_op = (uint8_t)(rnd(s) % 3);
+        b[i] = (uint8_t)xorshift64(s);
+    e->req.operation = xorshift64(s) % 8 ? ops[xorshift64(s) % sizeof(ops)] : (uint8_t)xorshift64(s);
+    if (xorshift64(s) % 4) {
+        e->req.nr_segments = (uint8_t)(xorshift64(s) % 13);
+        e->indirect.indirect_op = (uint8_t)(xorshift64(s) % 3);
     }
-    if (rnd(s) % 2)
-        e->req.sector_number = rnd(s) % (CAPACITY + 20);
-    for (unsigned i = 0; i < QCOWRING_MAX_SEGMENTS && rnd(s) % 4; i++) {
-        e->req.seg[i].page = (uint32_t)(rnd(s) % (DATA_PAGES + 4));
-        e->req.seg[i].first_sect = (uint8_t)(rnd(s) % 9);
-        e->req.seg[i].last_sect = (uint8_t)(rnd(s) % 9);
+    if (xorshift64(s) % 2)
+        e->req.sector_number = xorshift64(s) % (CAPACITY + 20);
+    for (unsigned i = 0; i < QCOWRING_MAX_SEGMENTS && xorshift64(s) % 4; i++) {
+        e->req.seg[i].page = (uint32_t)(xorshift64(s) % (DATA_PAGES + 4));
+        e->req.seg[i].first_sect = (uint8_t)(xorshift64(s) % 9);
+        e->req.seg[i].last_sect = (uint8_t)(xorshift64(s) % 9);
     }
-    if (e->req.operation == QCOWRING_OP_INDIRECT && rnd(s) % 2) {
-        e->indirect.nr_segments = (uint16_t)(rnd(s) % 80);
-        e->indirect.indirect_pages[0] = (uint32_t)(rnd(s) % (DATA_PAGES + 2));
+    if (e->req.operation == QCOWRING_OP_INDIRECT && xorshift64(s) % 2) {
+        e->indirect.nr_segments = (uint16_t)(xorshift64(s) % 80);
+        e->indirect.indirect_pages[0] = (uint32_t)(xorshift64(s) % (DATA_PAGES + 2));
     }
 }
 
@@ -581,11 +574,11 @@ static void random_entry(uint64_t *s, union qcowring_entry *e)
 static void scribble_data(struct rig *r, uint64_t *s)
 {
     for (unsigned k = 0; k < 64; k++) {
-        struct qcowring_segment *seg = indirect_segs(r, (uint32_t)(rnd(s) % DATA_PAGES));
-        unsigned i = (unsigned)(rnd(s) % QCOWRING_SEGMENTS_PER_INDIRECT_PAGE);
-        seg[i].page = (uint32_t)(rnd(s) % (DATA_PAGES + 2));
-        seg[i].first_sect = (uint8_t)(rnd(s) % 9);
-        seg[i].last_sect = (uint8_t)(rnd(s) % 9);
+        struct qcowring_segment *seg = indirect_segs(r, (uint32_t)(xorshift64(s) % DATA_PAGES));
+        unsigned i = (unsigned)(xorshift64(s) % QCOWRING_SEGMENTS_PER_INDIRECT_PAGE);
+        seg[i].page = (uint32_t)(xorshift64(s) % (DATA_PAGES + 2));
+        seg[i].first_sect = (uint8_t)(xorshift64(s) % 9);
+        seg[i].last_sect = (uint8_t)(xorshift64(s) % 9);
     }
 }
 
@@ -599,7 +592,7 @@ static int cmp_u64(const void *a, const void *b)
 static bool random_round(struct rig *r, uint64_t *s)
 {
     uint64_t posted[64], answered[64];
-    uint32_t k = (uint32_t)(rnd(s) % (r->entries + 1));
+    uint32_t k = (uint32_t)(xorshift64(s) % (r->entries + 1));
 
     scribble_data(r, s);
     for (uint32_t i = 0; i < k; i++) {
@@ -608,9 +601,9 @@ static bool random_round(struct rig *r, uint64_t *s)
         posted[i] = e.req.id;
         post(r, &e, sizeof(e));
     }
-    if (rnd(s) % 16 == 0)
-        set_req_prod(r, r->req_prod + (uint32_t)rnd(s));  /* a wild index */
-    r->ring->rsp_event = (uint32_t)rnd(s);               /* junk the server must survive */
+    if (xorshift64(s) % 16 == 0)
+        set_req_prod(r, r->req_prod + (uint32_t)xorshift64(s));  /* a wild index */
+    r->ring->rsp_event = (uint32_t)xorshift64(s);               /* junk the server must survive */
     if (serve(r) < 0)
         return false;
     for (uint32_t i = 0; i < k; i++)
@@ -666,7 +659,7 @@ static void *flip(void *arg)
     size_t data_bytes = (size_t)DATA_PAGES * QCOWRING_PAGE_SIZE;
 
     while (!atomic_load_explicit(&f->stop, memory_order_relaxed)) {
-        uint64_t v = rnd(&s);
+        uint64_t v = xorshift64(&s);
         uint8_t *p = v % 2 ? ring + (v >> 8) % ring_bytes : f->r->data + (v >> 8) % data_bytes;
         __atomic_store_n(p, (uint8_t)(v >> 1) % (v % 5 ? 8 : 255), __ATOMIC_RELAXED);
     }
@@ -685,7 +678,7 @@ static void test_concurrent_rewrites(unsigned rounds)
     atomic_init(&f.stop, false);
     CHECK_EQ(pthread_create(&t, NULL, flip, &f), 0);
     for (unsigned i = 0; i < rounds; i++) {
-        uint32_t k = 1 + (uint32_t)(rnd(&seed) % r.entries);
+        uint32_t k = 1 + (uint32_t)(xorshift64(&seed) % r.entries);
         for (uint32_t j = 0; j < k; j++) {
             union qcowring_entry e;
             random_entry(&seed, &e);

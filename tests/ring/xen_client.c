@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include "xen_client.h"
+#include "../lib/xorshift.h"
 
 #ifdef HAVE_XEN_IO_BLKIF_H
 
@@ -91,10 +92,7 @@ static uint32_t get_u32(const uint8_t *p, size_t off)
 
 static uint64_t rnd(struct xc *c)
 {
-    c->rng ^= c->rng << 13;
-    c->rng ^= c->rng >> 7;
-    c->rng ^= c->rng << 17;
-    return c->rng;
+    return xorshift64(&c->rng);
 }
 
 static uint8_t *seg_mem(struct xc *c, const struct blkif_request_segment *s)

@@ -18,6 +18,7 @@
 #include "error.h"
 #include "exec.h"
 #include "util.h"
+#include "../lib/xorshift.h"
 
 struct test_req {
     struct blk_req req;
@@ -33,10 +34,7 @@ static unsigned completed, failures, inflight;
 
 static uint64_t rnd(void)
 {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
+    return xorshift64(&rng_state);
 }
 
 static void on_complete(struct blk_req *req, int status)

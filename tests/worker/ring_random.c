@@ -20,6 +20,7 @@
 
 #include "error.h"
 #include "worker_spawn.h"
+#include "../lib/xorshift.h"
 
 struct pending {
     int op;
@@ -32,10 +33,7 @@ static unsigned failures;
 
 static uint64_t rnd(void)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    return xorshift64(&rng);
 }
 
 static void fill_random(uint8_t *p, uint64_t len)
