@@ -53,7 +53,7 @@ daemon_qcowd_SOURCES = \
 	daemon/supervisor/server.c \
 	daemon/supervisor/auth.c \
 	daemon/supervisor/commands.c \
-	daemon/supervisor/images.c \
+	daemon/supervisor/attachments.c \
 	daemon/supervisor/lock.h daemon/supervisor/lock.c
 daemon_qcowd_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common \
 	-DWORKER_PATH=\"$(pkglibexecdir)/qcowd-worker\"

@@ -16,19 +16,19 @@ struct command {
 /* ---- argument helpers --------------------------------------------------- */
 
 /* The image named by the "name" argument, or an error reply and NULL. */
-static struct image *named_image(struct supervisor *s, struct client *c, json_object *id,
+static struct attachment *named_attachment(struct supervisor *s, struct client *c, json_object *id,
                                  json_object *args)
 {
     json_object *v;
-    struct image *img;
+    struct attachment *att;
 
     if (!json_object_object_get_ex(args, "name", &v) || !json_object_is_type(v, json_type_string)) {
         client_error(c, id, "InvalidParameter", "'name' (a string) is required");
         return NULL;
     }
-    if (!(img = image_find(s, json_object_get_string(v))))
+    if (!(att = attachment_find(s, json_object_get_string(v))))
         client_error(c, id, "NotFound", "no image is attached as '%s'", json_object_get_string(v));
-    return img;
+    return att;
 }
 
 /* ---- commands ----------------------------------------------------------- */
@@ -47,96 +47,96 @@ static void cmd_version(struct supervisor *s, struct client *c, json_object *id,
 
 static void cmd_attach(struct supervisor *s, struct client *c, json_object *id, json_object *args)
 {
-    image_attach(s, c, id, args);
+    attachment_start(s, c, id, args);
 }
 
 static void cmd_detach(struct supervisor *s, struct client *c, json_object *id, json_object *args)
 {
-    struct image *img = named_image(s, c, id, args);
+    struct attachment *att = named_attachment(s, c, id, args);
 
-    if (img)
-        image_detach(s, img, c, id);
+    if (att)
+        attachment_detach(s, att, c, id);
 }
 
 static void cmd_list(struct supervisor *s, struct client *c, json_object *id, json_object *args)
 {
     json_object *list = json_object_new_array();
 
-    for (struct image *img = s->images; img; img = img->next)
-        json_object_array_add(list, image_describe(img, false));
+    for (struct attachment *att = s->attachments; att; att = att->next)
+        json_object_array_add(list, attachment_describe(att, false));
     client_reply(c, id, list);
 }
 
 static void cmd_query(struct supervisor *s, struct client *c, json_object *id, json_object *args)
 {
-    struct image *img = named_image(s, c, id, args);
+    struct attachment *att = named_attachment(s, c, id, args);
 
-    if (img)
-        client_reply(c, id, image_describe(img, true));
+    if (att)
+        client_reply(c, id, attachment_describe(att, true));
 }
 
-static bool serving(struct client *c, json_object *id, const struct image *img)
+static bool serving(struct client *c, json_object *id, const struct attachment *att)
 {
-    if (img->state == IMAGE_RUNNING || img->state == IMAGE_PAUSED)
+    if (att->state == ATT_RUNNING || att->state == ATT_PAUSED)
         return true;
-    client_error(c, id, "InvalidState", "'%s' is %s", img->name, image_state_name(img->state));
+    client_error(c, id, "InvalidState", "'%s' is %s", att->name, attachment_state_name(att->state));
     return false;
 }
 
 static void cmd_stats(struct supervisor *s, struct client *c, json_object *id, json_object *args)
 {
-    struct image *img;
+    struct attachment *att;
 
     if (!json_object_object_get_ex(args, "name", NULL)) {
-        image_stats_all(s, c, id);
+        attachments_stats_all(s, c, id);
         return;
     }
-    if ((img = named_image(s, c, id, args)) && serving(c, id, img))
-        image_forward(s, img, c, id, "stats");
+    if ((att = named_attachment(s, c, id, args)) && serving(c, id, att))
+        attachment_forward(s, att, c, id, "stats");
 }
 
 static void cmd_pause(struct supervisor *s, struct client *c, json_object *id, json_object *args)
 {
-    struct image *img = named_image(s, c, id, args);
+    struct attachment *att = named_attachment(s, c, id, args);
 
-    if (!img)
+    if (!att)
         return;
-    if (img->state != IMAGE_RUNNING) {
-        client_error(c, id, "InvalidState", "'%s' is %s, not running", img->name,
-                     image_state_name(img->state));
+    if (att->state != ATT_RUNNING) {
+        client_error(c, id, "InvalidState", "'%s' is %s, not running", att->name,
+                     attachment_state_name(att->state));
         return;
     }
-    image_forward(s, img, c, id, "pause");
+    attachment_forward(s, att, c, id, "pause");
 }
 
 static void cmd_resume(struct supervisor *s, struct client *c, json_object *id, json_object *args)
 {
-    struct image *img = named_image(s, c, id, args);
+    struct attachment *att = named_attachment(s, c, id, args);
 
-    if (!img)
+    if (!att)
         return;
-    if (img->state != IMAGE_PAUSED) {
-        client_error(c, id, "InvalidState", "'%s' is %s, not paused", img->name,
-                     image_state_name(img->state));
+    if (att->state != ATT_PAUSED) {
+        client_error(c, id, "InvalidState", "'%s' is %s, not paused", att->name,
+                     attachment_state_name(att->state));
         return;
     }
-    image_forward(s, img, c, id, "resume");
+    attachment_forward(s, att, c, id, "resume");
 }
 
 static void cmd_connect(struct supervisor *s, struct client *c, json_object *id, json_object *args)
 {
-    struct image *img = named_image(s, c, id, args);
+    struct attachment *att = named_attachment(s, c, id, args);
     json_object *msg, *ret;
 
-    if (!img || !serving(c, id, img))
+    if (!att || !serving(c, id, att))
         return;
-    if (img->owner && img->owner != c) {
-        client_error(c, id, "Busy", "'%s' is connected to another client (pid %d)", img->name,
-                     (int)img->owner->pid);
+    if (att->owner && att->owner != c) {
+        client_error(c, id, "Busy", "'%s' is connected to another client (pid %d)", att->name,
+                     (int)att->owner->pid);
         return;
     }
-    int fds[3] = { img->proc.ring.memfd, img->proc.ring.req_eventfd, img->proc.ring.rsp_eventfd };
-    ret = image_describe(img, true);
+    int fds[3] = { att->proc.ring.memfd, att->proc.ring.req_eventfd, att->proc.ring.rsp_eventfd };
+    ret = attachment_describe(att, true);
     json_object *names = json_object_new_array();
     json_object_array_add(names, json_object_new_string("memfd"));
     json_object_array_add(names, json_object_new_string("request-eventfd"));
@@ -147,25 +147,25 @@ static void cmd_connect(struct supervisor *s, struct client *c, json_object *id,
     if (id)
         json_object_object_add(msg, "id", json_object_get(id));
     if (client_send(c, msg, fds, 3) == 0) {
-        img->owner = c;
-        log_info("%s: ring connected to pid %d", img->name, (int)c->pid);
+        att->owner = c;
+        log_info("%s: ring connected to pid %d", att->name, (int)c->pid);
     }
 }
 
 static void cmd_disconnect(struct supervisor *s, struct client *c, json_object *id,
                            json_object *args)
 {
-    struct image *img = named_image(s, c, id, args);
+    struct attachment *att = named_attachment(s, c, id, args);
 
-    if (!img)
+    if (!att)
         return;
-    if (img->owner != c) {
-        client_error(c, id, "InvalidState", "this connection does not hold '%s'", img->name);
+    if (att->owner != c) {
+        client_error(c, id, "InvalidState", "this connection does not hold '%s'", att->name);
         return;
     }
-    img->owner = NULL;
+    att->owner = NULL;
     client_reply(c, id, NULL);
-    image_ring_released(img);
+    attachment_ring_released(att);
 }
 
 static void cmd_events(struct supervisor *s, struct client *c, json_object *id, json_object *args)
@@ -187,7 +187,7 @@ static void cmd_shutdown(struct supervisor *s, struct client *c, json_object *id
 {
     client_reply(c, id, NULL);
     log_info("shutdown requested by pid %d", (int)c->pid);
-    images_stop_all(s);
+    attachments_stop_all(s);
 }
 
 static const char *const no_args[] = { NULL };

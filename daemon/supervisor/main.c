@@ -173,7 +173,7 @@ static void handle_signals(struct supervisor *s)
     while (read(s->sigfd, &si, sizeof si) == sizeof si) {
         switch (si.ssi_signo) {
         case SIGCHLD:
-            images_reap(s);
+            attachments_reap(s);
             break;
         case SIGHUP:
             if (reopen_log() < 0)
@@ -183,7 +183,7 @@ static void handle_signals(struct supervisor *s)
         default:
             if (!s->stopping)
                 log_info("signal %u: detaching every image and stopping", si.ssi_signo);
-            images_stop_all(s);
+            attachments_stop_all(s);
             break;
         }
     }
@@ -208,7 +208,7 @@ static void dispatch(struct supervisor *s, struct watch *w)
     case WATCH_LISTEN: server_accept(s); break;
     case WATCH_SIGNAL: handle_signals(s); break;
     case WATCH_CLIENT: client_readable(s, w->obj); break;
-    case WATCH_WORKER: image_worker_readable(s, w->obj); break;
+    case WATCH_WORKER: attachment_worker_readable(s, w->obj); break;
     }
 }
 
@@ -217,7 +217,7 @@ static int run(struct supervisor *s)
     struct epoll_event ev[16];
 
     sd_notify(0, "READY=1\nSTATUS=serving, no image attached");
-    while (!(s->stopping && s->images == NULL)) {
+    while (!(s->stopping && s->attachments == NULL)) {
         int n = epoll_wait(s->epfd, ev, 16, 1000);
         if (n < 0 && errno != EINTR)
             return -errno;
@@ -226,7 +226,7 @@ static int run(struct supervisor *s)
         clients_resume(s);
         if (s->stopping)
             stop_listening(s);
-        images_tick(s);
+        attachments_tick(s);
         empty_graveyard(s);
     }
     return 0;
@@ -237,7 +237,7 @@ static int run(struct supervisor *s)
 static void wait_for_workers(struct supervisor *s)
 {
     for (int waited_ms = 0; s->nexiting > 0; waited_ms += 5) {
-        images_reap(s);
+        attachments_reap(s);
         if (s->nexiting == 0)
             break;
         if (waited_ms > 5000) {

@@ -302,7 +302,7 @@ void client_close(struct supervisor *s, struct client *c)
         pp = &(*pp)->next;
     if (*pp)
         *pp = c->next;
-    images_forget_client(s, c);
+    attachments_forget_client(s, c);
     unwatch_fd(s, c->fd);
     close(c->fd);
     s->nclients--;

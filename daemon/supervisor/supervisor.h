@@ -44,8 +44,8 @@ struct client {
     struct client *next;
 };
 
-enum image_state {
-    IMAGE_STARTING, IMAGE_RUNNING, IMAGE_PAUSED, IMAGE_RESTARTING, IMAGE_STOPPING, IMAGE_FAILED,
+enum attachment_state {
+    ATT_STARTING, ATT_RUNNING, ATT_PAUSED, ATT_RESTARTING, ATT_STOPPING, ATT_FAILED,
 };
 
 enum call_kind { CALL_ATTACH, CALL_DETACH, CALL_FORWARD, CALL_STATS_ALL, CALL_INTERNAL };
@@ -70,7 +70,7 @@ struct stats_all {
     unsigned waiting;
 };
 
-struct image {
+struct attachment {
     struct watch watch;
     char name[MAX_NAME + 1];
     char *path;
@@ -79,7 +79,7 @@ struct image {
     unsigned poll_us;           /* the worker's busy-poll before it sleeps */
     char *format;
     char *key;
-    enum image_state state;
+    enum attachment_state state;
     bool paused;                /* by a client: a restarted worker starts paused too */
     struct worker_proc proc;
     int lock_fd;
@@ -94,7 +94,7 @@ struct image {
     struct client *owner;       /* the connection that holds the ring */
     struct call *calls;         /* in the order they were sent */
     uint64_t next_seq;
-    struct image *next;
+    struct attachment *next;
 };
 
 struct supervisor {
@@ -109,8 +109,8 @@ struct supervisor {
     unsigned max_clients, max_images;
     unsigned nclients, nimages;
     struct client *clients;
-    struct image *images;
-    void **graveyard;           /* clients and images to free after this round */
+    struct attachment *attachments;
+    void **graveyard;           /* clients and attachments to free after this round */
     size_t ngrave, grave_cap;
     pid_t *exiting;             /* workers done with their image, not yet reaped */
     unsigned nexiting, exiting_cap;
@@ -139,22 +139,22 @@ bool peer_authorised(const struct supervisor *s, uid_t uid, gid_t gid);
 /* commands.c: one request */
 void handle_request(struct supervisor *s, struct client *c, const char *line, size_t len);
 
-/* images.c: attachments and their workers */
-struct image *image_find(struct supervisor *s, const char *name);
-int image_attach(struct supervisor *s, struct client *c, json_object *id, json_object *args);
-void image_detach(struct supervisor *s, struct image *img, struct client *c, json_object *id);
-void image_forward(struct supervisor *s, struct image *img, struct client *c, json_object *id,
+/* attachments.c: attached images and their workers */
+struct attachment *attachment_find(struct supervisor *s, const char *name);
+int attachment_start(struct supervisor *s, struct client *c, json_object *id, json_object *args);
+void attachment_detach(struct supervisor *s, struct attachment *att, struct client *c, json_object *id);
+void attachment_forward(struct supervisor *s, struct attachment *att, struct client *c, json_object *id,
                    const char *command);
-void image_stats_all(struct supervisor *s, struct client *c, json_object *id);
-json_object *image_describe(const struct image *img, bool full);
-void image_worker_readable(struct supervisor *s, struct image *img);
-void images_reap(struct supervisor *s);
-void images_tick(struct supervisor *s);
-void images_forget_client(struct supervisor *s, struct client *c);
-/* The owner let go of img's ring (disconnect, or its connection closed). */
-void image_ring_released(struct image *img);
-void images_stop_all(struct supervisor *s);
-const char *image_state_name(enum image_state st);
+void attachments_stats_all(struct supervisor *s, struct client *c, json_object *id);
+json_object *attachment_describe(const struct attachment *att, bool full);
+void attachment_worker_readable(struct supervisor *s, struct attachment *att);
+void attachments_reap(struct supervisor *s);
+void attachments_tick(struct supervisor *s);
+void attachments_forget_client(struct supervisor *s, struct client *c);
+/* The owner let go of att's ring (disconnect, or its connection closed). */
+void attachment_ring_released(struct attachment *att);
+void attachments_stop_all(struct supervisor *s);
+const char *attachment_state_name(enum attachment_state st);
 
 uint64_t mono_ns(void);
 

@@ -28,18 +28,18 @@ uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-const char *image_state_name(enum image_state st)
+const char *attachment_state_name(enum attachment_state st)
 {
     static const char *const names[] = { "starting", "running", "paused", "restarting",
                                          "stopping", "failed" };
     return names[st];
 }
 
-struct image *image_find(struct supervisor *s, const char *name)
+struct attachment *attachment_find(struct supervisor *s, const char *name)
 {
-    for (struct image *img = s->images; img; img = img->next)
-        if (strcmp(img->name, name) == 0)
-            return img;
+    for (struct attachment *att = s->attachments; att; att = att->next)
+        if (strcmp(att->name, name) == 0)
+            return att;
     return NULL;
 }
 
@@ -58,28 +58,28 @@ static void copy_field(json_object *to, json_object *from, const char *key)
         json_object_object_add(to, key, json_object_get(v));
 }
 
-json_object *image_describe(const struct image *img, bool full)
+json_object *attachment_describe(const struct attachment *att, bool full)
 {
     json_object *o = json_object_new_object();
-    json_object *info = img->proc.ready;
+    json_object *info = att->proc.ready;
 
-    json_object_object_add(o, "name", json_object_new_string(img->name));
-    json_object_object_add(o, "path", json_object_new_string(img->path));
-    json_object_object_add(o, "state", json_object_new_string(image_state_name(img->state)));
-    json_object_object_add(o, "pid", json_object_new_int(img->proc.pid));
-    json_object_object_add(o, "read-only", json_object_new_boolean(img->read_only));
+    json_object_object_add(o, "name", json_object_new_string(att->name));
+    json_object_object_add(o, "path", json_object_new_string(att->path));
+    json_object_object_add(o, "state", json_object_new_string(attachment_state_name(att->state)));
+    json_object_object_add(o, "pid", json_object_new_int(att->proc.pid));
+    json_object_object_add(o, "read-only", json_object_new_boolean(att->read_only));
     copy_field(o, info, "format");
     copy_field(o, info, "size");
-    json_object_object_add(o, "connected", json_object_new_boolean(img->owner != NULL));
+    json_object_object_add(o, "connected", json_object_new_boolean(att->owner != NULL));
     if (!full)
         return o;
     copy_field(o, info, "cluster-size");
     copy_field(o, info, "encrypted");
     copy_field(o, info, "chain");
-    json_object_object_add(o, "cache", json_object_new_string(img->writeback ? "writeback" : "none"));
-    json_object_object_add(o, "poll-us", json_object_new_int((int32_t)img->poll_us));
-    json_object_object_add(o, "restarts", json_object_new_int((int32_t)img->restarts));
-    json_object_object_add(o, "ring-renewals", json_object_new_int((int32_t)img->ring_renewals));
+    json_object_object_add(o, "cache", json_object_new_string(att->writeback ? "writeback" : "none"));
+    json_object_object_add(o, "poll-us", json_object_new_int((int32_t)att->poll_us));
+    json_object_object_add(o, "restarts", json_object_new_int((int32_t)att->restarts));
+    json_object_object_add(o, "ring-renewals", json_object_new_int((int32_t)att->ring_renewals));
     if (info) {
         json_object *ring = json_object_new_object();
         copy_field(ring, info, "ring-page-order");
@@ -88,17 +88,17 @@ json_object *image_describe(const struct image *img, bool full)
         copy_field(ring, info, "capacity-sectors");
         json_object_object_add(o, "ring", ring);
     }
-    if (img->error)
-        json_object_object_add(o, "error", json_object_new_string(img->error));
+    if (att->error)
+        json_object_object_add(o, "error", json_object_new_string(att->error));
     return o;
 }
 
 /* ---- calls to workers --------------------------------------------------- */
 
-static struct call *call_push(struct image *img, enum call_kind kind, struct client *c,
+static struct call *call_push(struct attachment *att, enum call_kind kind, struct client *c,
                               json_object *id, const char *command)
 {
-    struct call *call = calloc(1, sizeof *call), **pp = &img->calls;
+    struct call *call = calloc(1, sizeof *call), **pp = &att->calls;
 
     if (!call)
         return NULL;
@@ -108,7 +108,7 @@ static struct call *call_push(struct image *img, enum call_kind kind, struct cli
         c->busy++;
     call->id = id ? json_object_get(id) : NULL;
     snprintf(call->command, sizeof call->command, "%s", command);
-    call->seq = ++img->next_seq;
+    call->seq = ++att->next_seq;
     call->deadline_ns = mono_ns() + (uint64_t)WORKER_CALL_TIMEOUT_MS * 1000000u;
     while (*pp)
         pp = &(*pp)->next;
@@ -124,13 +124,13 @@ static void call_free(struct call *call)
     free(call);
 }
 
-static int send_command(struct image *img, struct call *call)
+static int send_command(struct attachment *att, struct call *call)
 {
     char buf[96];
     int n = snprintf(buf, sizeof buf, "{\"execute\":\"%s\",\"id\":%llu}", call->command,
                      (unsigned long long)call->seq);
 
-    return fdpass_send(img->proc.ctl_fd, buf, (size_t)n, NULL, 0);
+    return fdpass_send(att->proc.ctl_fd, buf, (size_t)n, NULL, 0);
 }
 
 static void stats_all_done(struct stats_all *all)
@@ -143,41 +143,41 @@ static void stats_all_done(struct stats_all *all)
     free(all);
 }
 
-static void stats_all_answer(struct image *img, struct stats_all *all, json_object *ret)
+static void stats_all_answer(struct attachment *att, struct stats_all *all, json_object *ret)
 {
     if (ret)
-        json_object_object_add(all->result, img->name, json_object_get(ret));
+        json_object_object_add(all->result, att->name, json_object_get(ret));
     if (--all->waiting == 0)
         stats_all_done(all);
 }
 
 /* A call ended: answer its client (ret is the worker's "return", or NULL
  * with err set). */
-static void call_finish(struct supervisor *s, struct image *img, struct call *call,
+static void call_finish(struct supervisor *s, struct attachment *att, struct call *call,
                         json_object *ret, const char *err)
 {
     if (call->kind == CALL_STATS_ALL) {
-        stats_all_answer(img, call->all, ret);
+        stats_all_answer(att, call->all, ret);
     } else if (ret && call->kind == CALL_FORWARD) {
         if (strcmp(call->command, "pause") == 0) {
-            img->state = IMAGE_PAUSED;
-            img->paused = true;
+            att->state = ATT_PAUSED;
+            att->paused = true;
         } else if (strcmp(call->command, "resume") == 0) {
-            img->state = IMAGE_RUNNING;
-            img->paused = false;
+            att->state = ATT_RUNNING;
+            att->paused = false;
         }
         if (call->client)
             client_reply(call->client, call->id, json_object_get(ret));
     } else if (!ret && call->client) {
-        client_error(call->client, call->id, "WorkerError", "%s: %s", img->name, err);
+        client_error(call->client, call->id, "WorkerError", "%s: %s", att->name, err);
     }
     call_free(call);
 }
 
 /* Pop the call waiting for the worker's answer with this id (0: any). */
-static struct call *pop_answerable(struct image *img, uint64_t seq)
+static struct call *pop_answerable(struct attachment *att, uint64_t seq)
 {
-    for (struct call **pp = &img->calls; *pp; pp = &(*pp)->next) {
+    for (struct call **pp = &att->calls; *pp; pp = &(*pp)->next) {
         struct call *call = *pp;
         if ((call->kind == CALL_FORWARD || call->kind == CALL_STATS_ALL ||
              call->kind == CALL_INTERNAL) && (seq == 0 || call->seq == seq)) {
@@ -188,30 +188,30 @@ static struct call *pop_answerable(struct image *img, uint64_t seq)
     return NULL;
 }
 
-static struct call *take_call(struct image *img, enum call_kind kind);
+static struct call *take_call(struct attachment *att, enum call_kind kind);
 
-static void fail_calls(struct supervisor *s, struct image *img, const char *why)
+static void fail_calls(struct supervisor *s, struct attachment *att, const char *why)
 {
     struct call *call;
 
-    while ((call = pop_answerable(img, 0)))
-        call_finish(s, img, call, NULL, why);
+    while ((call = pop_answerable(att, 0)))
+        call_finish(s, att, call, NULL, why);
 }
 
-void image_forward(struct supervisor *s, struct image *img, struct client *c, json_object *id,
+void attachment_forward(struct supervisor *s, struct attachment *att, struct client *c, json_object *id,
                    const char *command)
 {
-    struct call *call = call_push(img, CALL_FORWARD, c, id, command);
+    struct call *call = call_push(att, CALL_FORWARD, c, id, command);
 
     if (!call) {
         client_error(c, id, "GenericError", "out of memory");
         return;
     }
-    if (send_command(img, call) < 0)
-        call_finish(s, img, pop_answerable(img, call->seq), NULL, "the worker is not answering");
+    if (send_command(att, call) < 0)
+        call_finish(s, att, pop_answerable(att, call->seq), NULL, "the worker is not answering");
 }
 
-void image_stats_all(struct supervisor *s, struct client *c, json_object *id)
+void attachments_stats_all(struct supervisor *s, struct client *c, json_object *id)
 {
     struct stats_all *all = calloc(1, sizeof *all);
 
@@ -223,16 +223,16 @@ void image_stats_all(struct supervisor *s, struct client *c, json_object *id)
     all->id = id ? json_object_get(id) : NULL;
     all->result = json_object_new_object();
     all->waiting = 1;           /* held until every worker is asked */
-    for (struct image *img = s->images; img; img = img->next) {
-        if (img->state != IMAGE_RUNNING && img->state != IMAGE_PAUSED)
+    for (struct attachment *att = s->attachments; att; att = att->next) {
+        if (att->state != ATT_RUNNING && att->state != ATT_PAUSED)
             continue;
-        struct call *call = call_push(img, CALL_STATS_ALL, c, NULL, "stats");
+        struct call *call = call_push(att, CALL_STATS_ALL, c, NULL, "stats");
         if (!call)
             continue;
         call->all = all;
         all->waiting++;
-        if (send_command(img, call) < 0)
-            call_finish(s, img, pop_answerable(img, call->seq), NULL, "not answering");
+        if (send_command(att, call) < 0)
+            call_finish(s, att, pop_answerable(att, call->seq), NULL, "not answering");
     }
     if (--all->waiting == 0)
         stats_all_done(all);
@@ -240,62 +240,62 @@ void image_stats_all(struct supervisor *s, struct client *c, json_object *id)
 
 /* ---- starting workers --------------------------------------------------- */
 
-static void fill_spawn_opts(const struct supervisor *s, const struct image *img,
+static void fill_spawn_opts(const struct supervisor *s, const struct attachment *att,
                             struct worker_spawn_opts *o, bool adopt)
 {
     *o = (struct worker_spawn_opts){
-        .worker_path = s->worker_path, .image = img->path, .format = img->format,
-        .name = img->name, .read_only = img->read_only, .writeback = img->writeback,
-        .key = img->key, .log_level = s->log_level, .stderr_fd = -1,
-        .adopt = adopt ? &img->proc.ring : NULL,
-        .adopt_journal_fd = img->proc.journal_fd,
-        .start_paused = img->paused,
-        .poll_us = img->poll_us,
+        .worker_path = s->worker_path, .image = att->path, .format = att->format,
+        .name = att->name, .read_only = att->read_only, .writeback = att->writeback,
+        .key = att->key, .log_level = s->log_level, .stderr_fd = -1,
+        .adopt = adopt ? &att->proc.ring : NULL,
+        .adopt_journal_fd = att->proc.journal_fd,
+        .start_paused = att->paused,
+        .poll_us = att->poll_us,
     };
 }
 
-static int launch(struct supervisor *s, struct image *img, bool adopt)
+static int launch(struct supervisor *s, struct attachment *att, bool adopt)
 {
     struct worker_spawn_opts o;
     struct worker_proc p;
     int r;
 
-    fill_spawn_opts(s, img, &o, adopt);
+    fill_spawn_opts(s, att, &o, adopt);
     if ((r = worker_launch(&o, &p)) < 0)
         return r;
-    img->proc.pid = p.pid;
-    img->proc.ctl_fd = p.ctl_fd;
-    img->started_ns = mono_ns();
-    img->watch = (struct watch){ .kind = WATCH_WORKER, .obj = img };
-    return watch_fd(s, p.ctl_fd, &img->watch);
+    att->proc.pid = p.pid;
+    att->proc.ctl_fd = p.ctl_fd;
+    att->started_ns = mono_ns();
+    att->watch = (struct watch){ .kind = WATCH_WORKER, .obj = att };
+    return watch_fd(s, p.ctl_fd, &att->watch);
 }
 
-static void image_free(struct supervisor *s, struct image *img)
+static void attachment_free(struct supervisor *s, struct attachment *att)
 {
-    struct image **pp = &s->images;
+    struct attachment **pp = &s->attachments;
 
-    while (*pp && *pp != img)
+    while (*pp && *pp != att)
         pp = &(*pp)->next;
     if (*pp) {
-        *pp = img->next;
+        *pp = att->next;
         s->nimages--;
     }
-    while (img->calls) {
-        struct call *call = img->calls;
-        img->calls = call->next;
-        call_finish(s, img, call, NULL, "detached");
+    while (att->calls) {
+        struct call *call = att->calls;
+        att->calls = call->next;
+        call_finish(s, att, call, NULL, "detached");
     }
-    unwatch_fd(s, img->proc.ctl_fd);
-    worker_proc_release(&img->proc);
-    if (img->lock_fd >= 0)
-        close(img->lock_fd);
-    if (img->key)
-        explicit_bzero(img->key, strlen(img->key));
-    free(img->key);
-    free(img->path);
-    free(img->format);
-    free(img->error);
-    bury(s, &img->watch, img);
+    unwatch_fd(s, att->proc.ctl_fd);
+    worker_proc_release(&att->proc);
+    if (att->lock_fd >= 0)
+        close(att->lock_fd);
+    if (att->key)
+        explicit_bzero(att->key, strlen(att->key));
+    free(att->key);
+    free(att->path);
+    free(att->format);
+    free(att->error);
+    bury(s, &att->watch, att);
     status_to_systemd(s);
 }
 
@@ -357,9 +357,9 @@ static unsigned uint_arg(json_object *args, const char *key, unsigned max, bool 
 
 static bool same_file_attached(struct supervisor *s, const struct stat *st)
 {
-    for (struct image *img = s->images; img; img = img->next) {
+    for (struct attachment *att = s->attachments; att; att = att->next) {
         struct stat other;
-        if (stat(img->path, &other) == 0 && other.st_dev == st->st_dev && other.st_ino == st->st_ino)
+        if (stat(att->path, &other) == 0 && other.st_dev == st->st_dev && other.st_ino == st->st_ino)
             return true;
     }
     return false;
@@ -418,7 +418,7 @@ static bool admissible(struct supervisor *s, struct client *c, json_object *id,
         client_error(c, id, "InvalidState", "qcowd is shutting down");
         return false;
     }
-    if (image_find(s, a->name)) {
+    if (attachment_find(s, a->name)) {
         client_error(c, id, "AlreadyExists", "an image is already attached as '%s'", a->name);
         return false;
     }
@@ -441,68 +441,68 @@ static bool admissible(struct supervisor *s, struct client *c, json_object *id,
     return true;
 }
 
-static struct image *image_new(const struct attach_args *a)
+static struct attachment *attachment_new(const struct attach_args *a)
 {
-    struct image *img = calloc(1, sizeof *img);
+    struct attachment *att = calloc(1, sizeof *att);
 
-    if (!img)
+    if (!att)
         return NULL;
-    snprintf(img->name, sizeof img->name, "%s", a->name);
-    img->path = realpath(a->path, NULL);
-    img->format = a->format ? strdup(a->format) : NULL;
-    img->key = a->key ? strdup(a->key) : NULL;
-    img->read_only = a->read_only;
-    img->writeback = a->cache && strcmp(a->cache, "writeback") == 0;
-    img->poll_us = a->poll_us;
-    img->lock_fd = -1;
-    img->proc = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 },
+    snprintf(att->name, sizeof att->name, "%s", a->name);
+    att->path = realpath(a->path, NULL);
+    att->format = a->format ? strdup(a->format) : NULL;
+    att->key = a->key ? strdup(a->key) : NULL;
+    att->read_only = a->read_only;
+    att->writeback = a->cache && strcmp(a->cache, "writeback") == 0;
+    att->poll_us = a->poll_us;
+    att->lock_fd = -1;
+    att->proc = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 },
                                       .journal_fd = -1 };
-    if (!img->path) {
-        free(img->format);
-        free(img->key);
-        free(img);
+    if (!att->path) {
+        free(att->format);
+        free(att->key);
+        free(att);
         return NULL;
     }
-    return img;
+    return att;
 }
 
-int image_attach(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+int attachment_start(struct supervisor *s, struct client *c, json_object *id, json_object *args)
 {
     struct attach_args a;
     struct stat st;
-    struct image *img;
+    struct attachment *att;
     int r;
 
     if (!parse_attach(c, id, args, &a) || !admissible(s, c, id, &a, &st))
         return -EINVAL;
-    if (!(img = image_new(&a))) {
+    if (!(att = attachment_new(&a))) {
         client_error(c, id, "ImageError", "%s: %s", a.path, strerror(errno));
         return -ENOMEM;
     }
-    img->next = s->images;
-    s->images = img;
+    att->next = s->attachments;
+    s->attachments = att;
     s->nimages++;
     qc_clear_error();
-    if ((r = image_lock(img->path, img->read_only, &img->lock_fd)) < 0) {
+    if ((r = image_lock(att->path, att->read_only, &att->lock_fd)) < 0) {
         client_error(c, id, r == -EBUSY ? "Locked" : "ImageError", "%s", qc_error_message(r));
-        image_free(s, img);
+        attachment_free(s, att);
         return r;
     }
-    if ((r = launch(s, img, false)) < 0) {
-        client_error(c, id, "WorkerError", "%s: cannot start a worker: %s", img->name, strerror(-r));
-        image_free(s, img);
+    if ((r = launch(s, att, false)) < 0) {
+        client_error(c, id, "WorkerError", "%s: cannot start a worker: %s", att->name, strerror(-r));
+        attachment_free(s, att);
         return r;
     }
-    call_push(img, CALL_ATTACH, c, id, "attach");
-    log_info("%s: attaching %s (worker pid %d)", img->name, img->path, (int)img->proc.pid);
+    call_push(att, CALL_ATTACH, c, id, "attach");
+    log_info("%s: attaching %s (worker pid %d)", att->name, att->path, (int)att->proc.pid);
     return 0;
 }
 
 /* ---- worker messages ---------------------------------------------------- */
 
-static struct call *take_call(struct image *img, enum call_kind kind)
+static struct call *take_call(struct attachment *att, enum call_kind kind)
 {
-    for (struct call **pp = &img->calls; *pp; pp = &(*pp)->next)
+    for (struct call **pp = &att->calls; *pp; pp = &(*pp)->next)
         if ((*pp)->kind == kind) {
             struct call *call = *pp;
             *pp = call->next;
@@ -511,106 +511,106 @@ static struct call *take_call(struct image *img, enum call_kind kind)
     return NULL;
 }
 
-static void mark_failed(struct supervisor *s, struct image *img, const char *why)
+static void mark_failed(struct supervisor *s, struct attachment *att, const char *why)
 {
-    free(img->error);
-    img->error = strdup(why);
-    img->state = IMAGE_FAILED;
+    free(att->error);
+    att->error = strdup(why);
+    att->state = ATT_FAILED;
     json_object *d = json_object_new_object();
-    json_object_object_add(d, "name", json_object_new_string(img->name));
+    json_object_object_add(d, "name", json_object_new_string(att->name));
     json_object_object_add(d, "error", json_object_new_string(why));
     broadcast_event(s, "image-failed", d);
 }
 
 /* Remember the qcowd page of a fresh ring: a client may scribble on it, and
- * the next client must not inherit that (see image_ring_released). */
-static void snapshot_ring_page(struct image *img)
+ * the next client must not inherit that (see attachment_ring_released). */
+static void snapshot_ring_page(struct attachment *att)
 {
-    ssize_t n = pread(img->proc.ring.memfd, &img->ring_page, sizeof img->ring_page, 0);
+    ssize_t n = pread(att->proc.ring.memfd, &att->ring_page, sizeof att->ring_page, 0);
 
-    img->have_ring_page = n == (ssize_t)sizeof img->ring_page;
+    att->have_ring_page = n == (ssize_t)sizeof att->ring_page;
 }
 
-static void started(struct supervisor *s, struct image *img)
+static void started(struct supervisor *s, struct attachment *att)
 {
-    bool restart = img->state == IMAGE_RESTARTING;
-    struct call *call = take_call(img, CALL_ATTACH);
+    bool restart = att->state == ATT_RESTARTING;
+    struct call *call = take_call(att, CALL_ATTACH);
     json_object *d = json_object_new_object();
 
-    img->state = img->paused ? IMAGE_PAUSED : IMAGE_RUNNING;
+    att->state = att->paused ? ATT_PAUSED : ATT_RUNNING;
     if (!restart)
-        snapshot_ring_page(img);
-    json_object_object_add(d, "name", json_object_new_string(img->name));
-    if (img->renewing) {
-        img->renewing = false;
-        json_object_object_add(d, "pid", json_object_new_int(img->proc.pid));
+        snapshot_ring_page(att);
+    json_object_object_add(d, "name", json_object_new_string(att->name));
+    if (att->renewing) {
+        att->renewing = false;
+        json_object_object_add(d, "pid", json_object_new_int(att->proc.pid));
         broadcast_event(s, "ring-renewed", d);
-        log_info("%s: serving a fresh ring (worker pid %d)", img->name, (int)img->proc.pid);
+        log_info("%s: serving a fresh ring (worker pid %d)", att->name, (int)att->proc.pid);
     } else if (restart) {
-        json_object_object_add(d, "pid", json_object_new_int(img->proc.pid));
-        json_object_object_add(d, "restarts", json_object_new_int((int32_t)img->restarts));
+        json_object_object_add(d, "pid", json_object_new_int(att->proc.pid));
+        json_object_object_add(d, "restarts", json_object_new_int((int32_t)att->restarts));
         broadcast_event(s, "worker-restarted", d);
     } else {
-        json_object_object_add(d, "path", json_object_new_string(img->path));
+        json_object_object_add(d, "path", json_object_new_string(att->path));
         broadcast_event(s, "image-attached", d);
     }
     if (call && call->client)
-        client_reply(call->client, call->id, image_describe(img, true));
+        client_reply(call->client, call->id, attachment_describe(att, true));
     if (call)
         call_free(call);
     status_to_systemd(s);
 }
 
-static void start_failed(struct supervisor *s, struct image *img, const char *why)
+static void start_failed(struct supervisor *s, struct attachment *att, const char *why)
 {
-    struct call *call = take_call(img, CALL_ATTACH);
+    struct call *call = take_call(att, CALL_ATTACH);
 
-    log_warning("%s: worker failed to start: %s", img->name, why);
-    unwatch_fd(s, img->proc.ctl_fd);
+    log_warning("%s: worker failed to start: %s", att->name, why);
+    unwatch_fd(s, att->proc.ctl_fd);
     if (call) {
         if (call->client)
             client_error(call->client, call->id, "ImageError", "%s", why);
         call_free(call);
     }
-    kill(img->proc.pid, SIGKILL);
-    /* The exit is reaped in images_reap, which frees a fresh attachment
+    kill(att->proc.pid, SIGKILL);
+    /* The exit is reaped in attachments_reap, which frees a fresh attachment
      * or marks a restarting one failed. */
-    free(img->error);
-    img->error = strdup(why);
+    free(att->error);
+    att->error = strdup(why);
 }
 
-static void read_ready(struct supervisor *s, struct image *img)
+static void read_ready(struct supervisor *s, struct attachment *att)
 {
     struct worker_spawn_opts o;
     int r;
 
-    fill_spawn_opts(s, img, &o, img->state == IMAGE_RESTARTING);
-    if (img->state == IMAGE_RESTARTING) {
+    fill_spawn_opts(s, att, &o, att->state == ATT_RESTARTING);
+    if (att->state == ATT_RESTARTING) {
         /* Keep our copies of the ring; the worker only reports. */
-        struct qcowring_fds kept = img->proc.ring;
-        int kept_journal = img->proc.journal_fd;
-        json_object *old = img->proc.ready;
-        img->proc.ready = NULL;
-        r = worker_read_ready(&o, &img->proc, 0);
-        qcowring_close_fds(&img->proc.ring);
-        if (img->proc.journal_fd >= 0 && img->proc.journal_fd != kept_journal)
-            close(img->proc.journal_fd);
-        img->proc.ring = kept;
-        img->proc.journal_fd = kept_journal;
+        struct qcowring_fds kept = att->proc.ring;
+        int kept_journal = att->proc.journal_fd;
+        json_object *old = att->proc.ready;
+        att->proc.ready = NULL;
+        r = worker_read_ready(&o, &att->proc, 0);
+        qcowring_close_fds(&att->proc.ring);
+        if (att->proc.journal_fd >= 0 && att->proc.journal_fd != kept_journal)
+            close(att->proc.journal_fd);
+        att->proc.ring = kept;
+        att->proc.journal_fd = kept_journal;
         if (r < 0)
-            img->proc.ready = old;
+            att->proc.ready = old;
         else
             json_object_put(old);
     } else {
-        r = worker_read_ready(&o, &img->proc, 0);
+        r = worker_read_ready(&o, &att->proc, 0);
     }
     if (r < 0)
-        start_failed(s, img, qc_error_message(r));
+        start_failed(s, att, qc_error_message(r));
     else
-        started(s, img);
+        started(s, att);
 }
 
-static void detached(struct supervisor *s, struct image *img, int status);
+static void detached(struct supervisor *s, struct attachment *att, int status);
 
 static void remember_exiting(struct supervisor *s, pid_t pid)
 {
@@ -635,83 +635,83 @@ static void forget_exiting(struct supervisor *s, pid_t pid)
 }
 
 /* Ask a serving worker to finish, flush and stop; "stopped" comes back. */
-static void stop_worker(struct image *img)
+static void stop_worker(struct attachment *att)
 {
     struct call *stop;
 
-    img->state = IMAGE_STOPPING;
-    stop = call_push(img, CALL_INTERNAL, NULL, NULL, "stop");
-    if (!stop || send_command(img, stop) < 0)
-        kill(img->proc.pid, SIGTERM);   /* the worker drains and flushes on SIGTERM too */
+    att->state = ATT_STOPPING;
+    stop = call_push(att, CALL_INTERNAL, NULL, NULL, "stop");
+    if (!stop || send_command(att, stop) < 0)
+        kill(att->proc.pid, SIGTERM);   /* the worker drains and flushes on SIGTERM too */
 }
 
-static bool has_call(const struct image *img, enum call_kind kind)
+static bool has_call(const struct attachment *att, enum call_kind kind)
 {
-    for (const struct call *c = img->calls; c; c = c->next)
+    for (const struct call *c = att->calls; c; c = c->next)
         if (c->kind == kind)
             return true;
     return false;
 }
 
 /* A renewal stops the worker like a detach; a detach asked meanwhile wins. */
-static bool renewal_goes_on(const struct image *img)
+static bool renewal_goes_on(const struct attachment *att)
 {
-    return img->renewing && !has_call(img, CALL_DETACH);
+    return att->renewing && !has_call(att, CALL_DETACH);
 }
 
 /* The old worker flushed and closed the image: start a new one with a new
  * ring.  The client that broke the old ring keeps only its dead mapping. */
-static void relaunch_with_fresh_ring(struct supervisor *s, struct image *img)
+static void relaunch_with_fresh_ring(struct supervisor *s, struct attachment *att)
 {
-    fail_calls(s, img, "the ring is being renewed");
-    unwatch_fd(s, img->proc.ctl_fd);
-    worker_proc_release(&img->proc);
-    img->proc = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 },
+    fail_calls(s, att, "the ring is being renewed");
+    unwatch_fd(s, att->proc.ctl_fd);
+    worker_proc_release(&att->proc);
+    att->proc = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 },
                                       .journal_fd = -1 };
-    img->owner = NULL;
-    img->ring_renewals++;
-    img->state = IMAGE_STARTING;
-    if (launch(s, img, false) < 0) {
-        img->renewing = false;
-        mark_failed(s, img, "cannot start a worker for a fresh ring");
+    att->owner = NULL;
+    att->ring_renewals++;
+    att->state = ATT_STARTING;
+    if (launch(s, att, false) < 0) {
+        att->renewing = false;
+        mark_failed(s, att, "cannot start a worker for a fresh ring");
     }
 }
 
-static void renew_ring(struct image *img)
+static void renew_ring(struct attachment *att)
 {
-    if (img->state == IMAGE_RUNNING || img->state == IMAGE_PAUSED) {
-        img->renewing = true;
-        stop_worker(img);
+    if (att->state == ATT_RUNNING || att->state == ATT_PAUSED) {
+        att->renewing = true;
+        stop_worker(att);
     }
 }
 
 /* The worker only ever writes its server_state there; anything else that
  * changed was the client's doing, and a new client would refuse the ring
  * (or worse, believe it). */
-static bool ring_page_damaged(struct image *img)
+static bool ring_page_damaged(struct attachment *att)
 {
     struct qcowring_info now;
 
-    if (!img->have_ring_page ||
-        pread(img->proc.ring.memfd, &now, sizeof now, 0) != (ssize_t)sizeof now)
+    if (!att->have_ring_page ||
+        pread(att->proc.ring.memfd, &now, sizeof now, 0) != (ssize_t)sizeof now)
         return false;
-    now.server_state = img->ring_page.server_state;
-    return memcmp(&now, &img->ring_page, sizeof now) != 0;
+    now.server_state = att->ring_page.server_state;
+    return memcmp(&now, &att->ring_page, sizeof now) != 0;
 }
 
-void image_ring_released(struct image *img)
+void attachment_ring_released(struct attachment *att)
 {
-    if ((img->state == IMAGE_RUNNING || img->state == IMAGE_PAUSED) && ring_page_damaged(img)) {
+    if ((att->state == ATT_RUNNING || att->state == ATT_PAUSED) && ring_page_damaged(att)) {
         log_warning("%s: the client that let go of the ring damaged its qcowd page: "
-                    "renewing the ring", img->name);
-        renew_ring(img);
+                    "renewing the ring", att->name);
+        renew_ring(att);
     }
 }
 
 /* The worker reports that its client broke the ring: once the worker has
  * finished what it started and flushed, a new worker gets a new ring, so
  * the next client can connect. */
-static bool ring_broken_event(struct supervisor *s, struct image *img, json_object *msg)
+static bool ring_broken_event(struct supervisor *s, struct attachment *att, json_object *msg)
 {
     json_object *ev, *data, *reason = NULL, *d;
 
@@ -720,20 +720,20 @@ static bool ring_broken_event(struct supervisor *s, struct image *img, json_obje
         return false;
     json_object_object_get_ex(msg, "data", &data);
     json_object_object_get_ex(data, "reason", &reason);
-    log_warning("%s: the client broke the ring (%s): renewing it", img->name,
+    log_warning("%s: the client broke the ring (%s): renewing it", att->name,
                 reason ? json_object_get_string(reason) : "no reason given");
     d = json_object_new_object();
-    json_object_object_add(d, "name", json_object_new_string(img->name));
+    json_object_object_add(d, "name", json_object_new_string(att->name));
     json_object_object_add(d, "reason", json_object_new_string(
                                              reason ? json_object_get_string(reason) : ""));
     broadcast_event(s, "ring-broken", d);
-    renew_ring(img);
+    renew_ring(att);
     return true;
 }
 
 /* The worker flushed and closed the image: the detach is done, whether or
  * not the process has exited yet (it is reaped whenever it does). */
-static bool stopped_event(struct supervisor *s, struct image *img, json_object *msg)
+static bool stopped_event(struct supervisor *s, struct attachment *att, json_object *msg)
 {
     json_object *ev, *data, *status;
 
@@ -742,30 +742,30 @@ static bool stopped_event(struct supervisor *s, struct image *img, json_object *
         return false;
     json_object_object_get_ex(msg, "data", &data);
     json_object_object_get_ex(data, "status", &status);
-    if (img->state == IMAGE_STOPPING) {
-        unwatch_fd(s, img->proc.ctl_fd);
-        remember_exiting(s, img->proc.pid);
+    if (att->state == ATT_STOPPING) {
+        unwatch_fd(s, att->proc.ctl_fd);
+        remember_exiting(s, att->proc.pid);
         int code = status ? json_object_get_int(status) : 1;
-        if (renewal_goes_on(img) && code == 0) {
-            relaunch_with_fresh_ring(s, img);
-        } else if (renewal_goes_on(img)) {
+        if (renewal_goes_on(att) && code == 0) {
+            relaunch_with_fresh_ring(s, att);
+        } else if (renewal_goes_on(att)) {
             /* Its last flush failed: what it held is not known to be on
              * disk, so no new worker reads the image behind its back. */
-            img->renewing = false;
-            mark_failed(s, img, "the worker's flush before renewing the ring failed");
+            att->renewing = false;
+            mark_failed(s, att, "the worker's flush before renewing the ring failed");
         } else {
-            detached(s, img, code);
+            detached(s, att, code);
         }
     }
     return true;
 }
 
-static void read_answer(struct supervisor *s, struct image *img)
+static void read_answer(struct supervisor *s, struct attachment *att)
 {
     char buf[MAX_LINE];
     int fds[4];
     unsigned nfds = 0;
-    ssize_t n = fdpass_recv(img->proc.ctl_fd, buf, sizeof buf - 1, fds, 4, &nfds);
+    ssize_t n = fdpass_recv(att->proc.ctl_fd, buf, sizeof buf - 1, fds, 4, &nfds);
     json_object *msg, *ret = NULL, *err = NULL, *desc = NULL, *id = NULL;
     struct call *call;
 
@@ -773,138 +773,138 @@ static void read_answer(struct supervisor *s, struct image *img)
         close(fds[i]);
     if (n <= 0) {
         /* The worker is gone; its exit is handled when it is reaped. */
-        unwatch_fd(s, img->proc.ctl_fd);
+        unwatch_fd(s, att->proc.ctl_fd);
         return;
     }
     buf[n] = '\0';
     msg = json_tokener_parse(buf);
-    if (stopped_event(s, img, msg) || ring_broken_event(s, img, msg)) {
+    if (stopped_event(s, att, msg) || ring_broken_event(s, att, msg)) {
         json_object_put(msg);
         return;
     }
     json_object_object_get_ex(msg, "id", &id);
-    if (!id || !(call = pop_answerable(img, (uint64_t)json_object_get_int64(id)))) {
-        log_warning("%s: unexpected message from the worker", img->name);
+    if (!id || !(call = pop_answerable(att, (uint64_t)json_object_get_int64(id)))) {
+        log_warning("%s: unexpected message from the worker", att->name);
         json_object_put(msg);
         return;
     }
     json_object_object_get_ex(msg, "return", &ret);
     json_object_object_get_ex(msg, "error", &err);
     json_object_object_get_ex(err, "desc", &desc);
-    call_finish(s, img, call, ret, desc ? json_object_get_string(desc) : "bad answer");
+    call_finish(s, att, call, ret, desc ? json_object_get_string(desc) : "bad answer");
     json_object_put(msg);
 }
 
-void image_worker_readable(struct supervisor *s, struct image *img)
+void attachment_worker_readable(struct supervisor *s, struct attachment *att)
 {
-    if (img->state == IMAGE_STARTING || img->state == IMAGE_RESTARTING)
-        read_ready(s, img);
+    if (att->state == ATT_STARTING || att->state == ATT_RESTARTING)
+        read_ready(s, att);
     else
-        read_answer(s, img);
+        read_answer(s, att);
 }
 
 /* ---- worker exits ------------------------------------------------------- */
 
-static void detached(struct supervisor *s, struct image *img, int status)
+static void detached(struct supervisor *s, struct attachment *att, int status)
 {
     struct call *call;
     json_object *d = json_object_new_object();
 
-    while ((call = take_call(img, CALL_DETACH))) {
+    while ((call = take_call(att, CALL_DETACH))) {
         if (call->client) {
-            if (status == 0 || !img->proc.ready)
+            if (status == 0 || !att->proc.ready)
                 client_reply(call->client, call->id, NULL);
             else
                 client_error(call->client, call->id, "WorkerError",
-                             "%s: the worker's final flush failed (exit status %d)", img->name,
+                             "%s: the worker's final flush failed (exit status %d)", att->name,
                              status);
         }
         call_free(call);
     }
-    json_object_object_add(d, "name", json_object_new_string(img->name));
+    json_object_object_add(d, "name", json_object_new_string(att->name));
     broadcast_event(s, "image-detached", d);
-    log_info("%s: detached", img->name);
-    image_free(s, img);
+    log_info("%s: detached", att->name);
+    attachment_free(s, att);
 }
 
-static bool restart_allowed(struct image *img)
+static bool restart_allowed(struct attachment *att)
 {
     uint64_t now = mono_ns(), window = (uint64_t)RESTART_WINDOW_S * 1000000000u;
     unsigned recent = 0;
 
     for (unsigned i = 0; i < RESTART_LIMIT; i++)
-        if (img->restart_times[i] && now - img->restart_times[i] < window)
+        if (att->restart_times[i] && now - att->restart_times[i] < window)
             recent++;
     if (recent >= RESTART_LIMIT)
         return false;
-    memmove(img->restart_times + 1, img->restart_times, sizeof(uint64_t) * (RESTART_LIMIT - 1));
-    img->restart_times[0] = now;
+    memmove(att->restart_times + 1, att->restart_times, sizeof(uint64_t) * (RESTART_LIMIT - 1));
+    att->restart_times[0] = now;
     return true;
 }
 
-static void died(struct supervisor *s, struct image *img, int status)
+static void died(struct supervisor *s, struct attachment *att, int status)
 {
     json_object *d = json_object_new_object();
     char why[128];
 
-    json_object_object_add(d, "name", json_object_new_string(img->name));
-    json_object_object_add(d, "pid", json_object_new_int(img->proc.pid));
+    json_object_object_add(d, "name", json_object_new_string(att->name));
+    json_object_object_add(d, "pid", json_object_new_int(att->proc.pid));
     json_object_object_add(d, "status", json_object_new_int(status));
     broadcast_event(s, "worker-died", d);
-    if (img->proc.ctl_fd >= 0) {
-        unwatch_fd(s, img->proc.ctl_fd);
-        close(img->proc.ctl_fd);
-        img->proc.ctl_fd = -1;
+    if (att->proc.ctl_fd >= 0) {
+        unwatch_fd(s, att->proc.ctl_fd);
+        close(att->proc.ctl_fd);
+        att->proc.ctl_fd = -1;
     }
-    fail_calls(s, img, "the worker died");
-    if (!restart_allowed(img)) {
+    fail_calls(s, att, "the worker died");
+    if (!restart_allowed(att)) {
         snprintf(why, sizeof why, "the worker died %d times within %d s (last status %d)",
                  RESTART_LIMIT, RESTART_WINDOW_S, status);
-        mark_failed(s, img, why);
+        mark_failed(s, att, why);
         return;
     }
-    img->restarts++;
-    img->state = IMAGE_RESTARTING;
-    if (launch(s, img, true) < 0)
-        mark_failed(s, img, "cannot start a new worker");
+    att->restarts++;
+    att->state = ATT_RESTARTING;
+    if (launch(s, att, true) < 0)
+        mark_failed(s, att, "cannot start a new worker");
     else
-        log_warning("%s: worker died (status %d); restarted as pid %d", img->name, status,
-                    (int)img->proc.pid);
+        log_warning("%s: worker died (status %d); restarted as pid %d", att->name, status,
+                    (int)att->proc.pid);
 }
 
-static void worker_exited(struct supervisor *s, struct image *img, int status)
+static void worker_exited(struct supervisor *s, struct attachment *att, int status)
 {
-    if (img->state == IMAGE_STOPPING && renewal_goes_on(img) && status == 0) {
+    if (att->state == ATT_STOPPING && renewal_goes_on(att) && status == 0) {
         /* A clean exit whose "stopped" we have not read yet. */
-        relaunch_with_fresh_ring(s, img);
-    } else if (img->state == IMAGE_STOPPING && renewal_goes_on(img)) {
+        relaunch_with_fresh_ring(s, att);
+    } else if (att->state == ATT_STOPPING && renewal_goes_on(att)) {
         /* It died before it flushed: recover on the old ring as after any
          * crash (its journal says broken, so the new worker reports it
          * again and the renewal starts over). */
-        img->renewing = false;
-        img->state = IMAGE_RUNNING;
-        died(s, img, status);
-    } else if (img->state == IMAGE_STOPPING) {
-        detached(s, img, status);
-    } else if (img->state == IMAGE_STARTING && img->renewing) {
-        img->renewing = false;
-        fail_calls(s, img, "the worker exited");
-        mark_failed(s, img, img->error ? img->error : "the worker for a fresh ring exited");
-    } else if (img->state == IMAGE_STARTING) {
-        fail_calls(s, img, "the worker exited");
-        struct call *call = take_call(img, CALL_ATTACH);
+        att->renewing = false;
+        att->state = ATT_RUNNING;
+        died(s, att, status);
+    } else if (att->state == ATT_STOPPING) {
+        detached(s, att, status);
+    } else if (att->state == ATT_STARTING && att->renewing) {
+        att->renewing = false;
+        fail_calls(s, att, "the worker exited");
+        mark_failed(s, att, att->error ? att->error : "the worker for a fresh ring exited");
+    } else if (att->state == ATT_STARTING) {
+        fail_calls(s, att, "the worker exited");
+        struct call *call = take_call(att, CALL_ATTACH);
         if (call && call->client)
             client_error(call->client, call->id, "ImageError", "%s",
-                         img->error ? img->error : "the worker exited during start-up");
+                         att->error ? att->error : "the worker exited during start-up");
         if (call)
             call_free(call);
-        image_free(s, img);
-    } else if (img->state != IMAGE_FAILED) {
-        died(s, img, status);
+        attachment_free(s, att);
+    } else if (att->state != ATT_FAILED) {
+        died(s, att, status);
     }
 }
 
-void images_reap(struct supervisor *s)
+void attachments_reap(struct supervisor *s)
 {
     int status;
     pid_t pid;
@@ -912,9 +912,9 @@ void images_reap(struct supervisor *s)
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         forget_exiting(s, pid);
-        for (struct image *img = s->images; img; img = img->next)
-            if (img->proc.pid == pid) {
-                worker_exited(s, img, code);
+        for (struct attachment *att = s->attachments; att; att = att->next)
+            if (att->proc.pid == pid) {
+                worker_exited(s, att, code);
                 break;
             }
     }
@@ -922,50 +922,50 @@ void images_reap(struct supervisor *s)
 
 /* ---- detach and housekeeping -------------------------------------------- */
 
-void image_detach(struct supervisor *s, struct image *img, struct client *c, json_object *id)
+void attachment_detach(struct supervisor *s, struct attachment *att, struct client *c, json_object *id)
 {
-    if (img->state == IMAGE_FAILED) {
-        if (img->proc.pid > 0)
-            kill(img->proc.pid, SIGKILL);
+    if (att->state == ATT_FAILED) {
+        if (att->proc.pid > 0)
+            kill(att->proc.pid, SIGKILL);
         client_reply(c, id, NULL);
-        image_free(s, img);
+        attachment_free(s, att);
         return;
     }
-    call_push(img, CALL_DETACH, c, id, "detach");
-    if (img->state == IMAGE_STOPPING)
+    call_push(att, CALL_DETACH, c, id, "detach");
+    if (att->state == ATT_STOPPING)
         return;
-    if (img->state == IMAGE_STARTING || img->state == IMAGE_RESTARTING) {
+    if (att->state == ATT_STARTING || att->state == ATT_RESTARTING) {
         /* Not serving yet: no flush to wait for. */
-        struct call *attach = take_call(img, CALL_ATTACH);
+        struct call *attach = take_call(att, CALL_ATTACH);
         if (attach)
-            call_finish(s, img, attach, NULL, "detached while starting");
-        img->state = IMAGE_STOPPING;
-        kill(img->proc.pid, SIGKILL);
+            call_finish(s, att, attach, NULL, "detached while starting");
+        att->state = ATT_STOPPING;
+        kill(att->proc.pid, SIGKILL);
         return;
     }
-    stop_worker(img);
+    stop_worker(att);
 }
 
-void images_stop_all(struct supervisor *s)
+void attachments_stop_all(struct supervisor *s)
 {
     s->stopping = true;
     sd_notify(0, "STOPPING=1");
-    for (struct image *img = s->images, *next; img; img = next) {
-        next = img->next;
-        if (img->state != IMAGE_STOPPING)
-            image_detach(s, img, NULL, NULL);
+    for (struct attachment *att = s->attachments, *next; att; att = next) {
+        next = att->next;
+        if (att->state != ATT_STOPPING)
+            attachment_detach(s, att, NULL, NULL);
     }
 }
 
-void images_forget_client(struct supervisor *s, struct client *c)
+void attachments_forget_client(struct supervisor *s, struct client *c)
 {
-    for (struct image *img = s->images; img; img = img->next) {
-        if (img->owner == c) {
-            img->owner = NULL;
-            log_info("%s: ring released by pid %d", img->name, (int)c->pid);
-            image_ring_released(img);
+    for (struct attachment *att = s->attachments; att; att = att->next) {
+        if (att->owner == c) {
+            att->owner = NULL;
+            log_info("%s: ring released by pid %d", att->name, (int)c->pid);
+            attachment_ring_released(att);
         }
-        for (struct call *call = img->calls; call; call = call->next) {
+        for (struct call *call = att->calls; call; call = call->next) {
             if (call->client == c)
                 call->client = NULL;
             if (call->all && call->all->client == c)
@@ -974,21 +974,21 @@ void images_forget_client(struct supervisor *s, struct client *c)
     }
 }
 
-void images_tick(struct supervisor *s)
+void attachments_tick(struct supervisor *s)
 {
     uint64_t now = mono_ns();
 
-    for (struct image *img = s->images; img; img = img->next) {
-        bool starting = img->state == IMAGE_STARTING || img->state == IMAGE_RESTARTING;
+    for (struct attachment *att = s->attachments; att; att = att->next) {
+        bool starting = att->state == ATT_STARTING || att->state == ATT_RESTARTING;
         bool late_start = starting &&
-                          now - img->started_ns > (uint64_t)WORKER_START_TIMEOUT_MS * 1000000u;
+                          now - att->started_ns > (uint64_t)WORKER_START_TIMEOUT_MS * 1000000u;
         bool late_call = false;
-        for (struct call *c = img->calls; c; c = c->next)
+        for (struct call *c = att->calls; c; c = c->next)
             late_call |= c->kind != CALL_ATTACH && c->kind != CALL_DETACH && now > c->deadline_ns;
         if (late_start || late_call) {
-            log_error("%s: the worker (pid %d) does not answer: killing it", img->name,
-                      (int)img->proc.pid);
-            kill(img->proc.pid, SIGKILL);
+            log_error("%s: the worker (pid %d) does not answer: killing it", att->name,
+                      (int)att->proc.pid);
+            kill(att->proc.pid, SIGKILL);
         }
     }
 }
