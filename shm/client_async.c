@@ -154,6 +154,10 @@ static int check_op(const struct qcowring *r, const struct qcowring_req *q, int 
         return check_flush_op(r, q, QCOWRING_F_FLUSH, len);
     case QCOWRING_OP_WRITE_BARRIER:
         return check_flush_op(r, q, QCOWRING_F_BARRIER, len);
+    case QCOWRING_OP_MAP:
+        if (!has_feature(r, QCOWRING_F_MAP))
+            return -EOPNOTSUPP;
+        return len && q->buf_len >= QCOWRING_PAGE_SIZE ? 0 : -EINVAL;
     case QCOWRING_OP_DISCARD:
         if (!has_feature(r, QCOWRING_F_DISCARD))
             return -EOPNOTSUPP;
@@ -202,6 +206,16 @@ static void build_request(struct qcowring *r, const struct qcowring_req *q, int 
     uint64_t sector = offset >> QCOWRING_SECTOR_SHIFT;
 
     memset(e, 0, sizeof(*e));
+    if (op == QCOWRING_OP_MAP) {
+        uint32_t pages = q->nr_pages;
+        e->map.operation = QCOWRING_OP_MAP;
+        e->map.id = q->slot;
+        e->map.sector_number = sector;
+        e->map.nr_sectors = len >> QCOWRING_SECTOR_SHIFT;
+        e->map.page = q->first_page;
+        e->map.nr_pages = pages < QCOWRING_MAP_MAX_PAGES ? pages : QCOWRING_MAP_MAX_PAGES;
+        return;
+    }
     if (op == QCOWRING_OP_DISCARD) {
         e->discard.operation = QCOWRING_OP_DISCARD;
         e->discard.id = q->slot;

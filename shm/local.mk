@@ -8,13 +8,14 @@ shm_libqcowring_la_SOURCES = \
 	shm/client_async.c \
 	shm/client_spin.c \
 	shm/client_sync.c \
+	shm/client_map.c \
 	shm/create.c \
 	shm/client_connect.c \
 	daemon/common/fdpass.h daemon/common/fdpass.c \
 	daemon/common/spin.h daemon/common/spin.c
 shm_libqcowring_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
 # Only the public qcowring_* functions are exported.
-shm_libqcowring_la_LDFLAGS = $(AM_LDFLAGS) -version-info 1:0:1 \
+shm_libqcowring_la_LDFLAGS = $(AM_LDFLAGS) -version-info 2:0:2 \
 	-export-symbols-regex '^qcowring_'
 pkgconfig_DATA += shm/libqcowring.pc
 dist_man_MANS += doc/libqcowring.3

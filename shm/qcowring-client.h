@@ -112,13 +112,23 @@ size_t qcowring_req_buf_len(const struct qcowring_req *req);
 void qcowring_req_free(struct qcowring *ring, struct qcowring_req *req);
 
 /* Stage an operation.  op is QCOWRING_OP_READ, _WRITE, _WRITE_BARRIER,
- * _FLUSH_DISKCACHE or _DISCARD; offset and len are bytes, multiples of 512.
- * READ/WRITE: 0 < len <= buf_len.  FLUSH/WRITE_BARRIER: len may be 0 (pure
- * flush/barrier) or carry data to write.  DISCARD: len > 0, no buffer used.
+ * _FLUSH_DISKCACHE, _DISCARD or _MAP; offset and len are bytes, multiples of
+ * 512.  READ/WRITE: 0 < len <= buf_len.  FLUSH/WRITE_BARRIER: len may be 0
+ * (pure flush/barrier) or carry data to write.  DISCARD: len > 0, no buffer
+ * used.  MAP: the range asked about (len > 0); the answer lands in the
+ * buffer (at least 4 KiB; at most QCOWRING_MAP_MAX_PAGES pages are used):
+ * read it with qcowring_map_answer() once the request completes.
  * The request reaches the server at the next qcowring_kick() (also done by
  * qcowring_reap(), qcowring_wait() and the synchronous helpers). */
 int qcowring_submit(struct qcowring *ring, struct qcowring_req *req, int op,
                     uint64_t offset, uint64_t len, void *user_data);
+
+/* The answer of a completed MAP request, checked: at most max extents
+ * into out (they start at the offset asked about and are contiguous),
+ * and the bytes they cover in *covered.  Returns how many, or -EPROTO for
+ * an answer that does not fit the request. */
+int qcowring_map_answer(const struct qcowring_req *req, uint64_t asked_len,
+                        struct qcowring_map_extent *out, unsigned max, uint64_t *covered);
 
 /* Publish staged requests; ring the server's doorbell only if it asked. */
 int qcowring_kick(struct qcowring *ring);

@@ -1,5 +1,5 @@
 /*
- * qcowring.h - the qcowd shared-memory ring ABI, version 1.0.
+ * qcowring.h - the qcowd shared-memory ring ABI, version 1.1.
  *
  * This is the one public, versioned description of the memory shared between
  * a qcowd worker (the "server", Xen's "back end") and a client (Xen's "front
@@ -46,7 +46,7 @@ extern "C" {
  * built for.  Minor versions only add: new feature bits, new fields in the
  * reserved tail of the qcowd page.  A client ignores what it does not know. */
 #define QCOWRING_VERSION_MAJOR 1
-#define QCOWRING_VERSION_MINOR 0
+#define QCOWRING_VERSION_MINOR 1
 
 /* The 8 bytes at offset 0 of the memfd: ASCII "QCOWRING", no terminator. */
 #define QCOWRING_MAGIC "QCOWRING"
@@ -90,6 +90,8 @@ extern "C" {
 #define QCOWRING_OP_RESERVED_1 4      /* never valid */
 #define QCOWRING_OP_DISCARD 5         /* struct qcowring_request_discard */
 #define QCOWRING_OP_INDIRECT 6        /* struct qcowring_request_indirect */
+/* qcowd's own operations take codes from 128 up, far from Xen's. */
+#define QCOWRING_OP_MAP 128           /* struct qcowring_request_map (F_MAP) */
 
 #define QCOWRING_RSP_OKAY 0           /* done */
 #define QCOWRING_RSP_ERROR (-1)       /* failed or malformed request */
@@ -109,6 +111,8 @@ extern "C" {
 #define QCOWRING_F_INDIRECT (1ull << 4)    /* INDIRECT accepted */
 #define QCOWRING_F_PERSISTENT (1ull << 5)  /* data pages stay mapped (always) */
 #define QCOWRING_F_DISCARD_SECURE (1ull << 6) /* DISCARD_SECURE honoured */
+#define QCOWRING_F_MAP (1ull << 7)         /* MAP accepted (minor 1) */
+#define QCOWRING_F_DISCARD_ZEROES (1ull << 8) /* discarded sectors read zeros (minor 1) */
 
 /* ------------------------------------------------------------------------ */
 /* Server state (qcowring_info.server_state)                                */
@@ -269,11 +273,59 @@ QCOWRING_STATIC_ASSERT(offsetof(struct qcowring_response, operation) == 8, "rsp.
 QCOWRING_STATIC_ASSERT(offsetof(struct qcowring_response, status) == 10, "rsp.status@10");
 QCOWRING_STATIC_ASSERT(sizeof(struct qcowring_response) == 16, "response is 16 bytes");
 
+/* MAP (a qcowd extension, with F_MAP): how sectors [sector_number,
+ * sector_number + nr_sectors) are allocated.  The server writes the answer
+ * (struct qcowring_map_reply, then its extents) into nr_pages data pages
+ * starting at page, which the request owns like a read buffer. */
+struct qcowring_request_map {
+    uint8_t operation;    /* @0 QCOWRING_OP_MAP */
+    uint8_t flag;         /* @1 zero */
+    uint16_t handle;      /* @2 ignored */
+    uint32_t pad0;        /* @4 zero */
+    uint64_t id;          /* @8 echoed */
+    uint64_t sector_number; /* @16 first sector asked about */
+    uint64_t nr_sectors;  /* @24 >= 1 */
+    uint32_t page;        /* @32 first data page of the answer */
+    uint32_t nr_pages;    /* @36 1..QCOWRING_MAP_MAX_PAGES, contiguous */
+};
+QCOWRING_STATIC_ASSERT(offsetof(struct qcowring_request_map, operation) == 0, "map.operation@0");
+QCOWRING_STATIC_ASSERT(offsetof(struct qcowring_request_map, flag) == 1, "map.flag@1");
+QCOWRING_STATIC_ASSERT(offsetof(struct qcowring_request_map, id) == 8, "map.id@8");
+QCOWRING_STATIC_ASSERT(offsetof(struct qcowring_request_map, sector_number) == 16, "map.sector_number@16");
+QCOWRING_STATIC_ASSERT(offsetof(struct qcowring_request_map, nr_sectors) == 24, "map.nr_sectors@24");
+QCOWRING_STATIC_ASSERT(offsetof(struct qcowring_request_map, page) == 32, "map.page@32");
+QCOWRING_STATIC_ASSERT(offsetof(struct qcowring_request_map, nr_pages) == 36, "map.nr_pages@36");
+QCOWRING_STATIC_ASSERT(sizeof(struct qcowring_request_map) == 40, "map request is 40 bytes");
+
+#define QCOWRING_MAP_MAX_PAGES 16u
+
+/* The answer to MAP, at the start of its first page: nr_extents extents
+ * follow, contiguous from sector_number, covering nr_sectors in all
+ * (1 <= nr_sectors <= the sectors asked; fewer when the pages filled up:
+ * ask again from where the answer ends). */
+struct qcowring_map_reply {
+    uint32_t nr_extents;  /* @0 >= 1 */
+    uint32_t pad0;        /* @4 zero */
+    uint64_t nr_sectors;  /* @8 sectors the extents cover */
+};
+QCOWRING_STATIC_ASSERT(sizeof(struct qcowring_map_reply) == 16, "map reply is 16 bytes");
+
+struct qcowring_map_extent {
+    uint64_t nr_sectors;  /* @0 >= 1 */
+    uint32_t flags;       /* @8 QCOWRING_MAP_* */
+    uint32_t pad0;        /* @12 zero */
+};
+QCOWRING_STATIC_ASSERT(sizeof(struct qcowring_map_extent) == 16, "map extent is 16 bytes");
+
+#define QCOWRING_MAP_HOLE 0x1   /* no layer of the image allocates it */
+#define QCOWRING_MAP_ZERO 0x2   /* it reads as zeros */
+
 /* One ring slot holds a request or, once consumed, a response. */
 union qcowring_entry {
     struct qcowring_request req;
     struct qcowring_request_discard discard;
     struct qcowring_request_indirect indirect;
+    struct qcowring_request_map map;
     struct qcowring_response rsp;
 };
 QCOWRING_STATIC_ASSERT(sizeof(union qcowring_entry) == 112, "ring entry is 112 bytes");

@@ -27,6 +27,7 @@ static const char *const bad_reason_names[RING_BAD__COUNT] = {
     [RING_BAD_RANGE] = "sector-range",
     [RING_BAD_INDIRECT] = "indirect-operation",
     [RING_BAD_DISCARD] = "discard-arguments",
+    [RING_BAD_MAP] = "map-arguments",
 };
 
 const char *ring_bad_reason_name(enum ring_bad_reason reason)
@@ -363,6 +364,28 @@ static int parse_discard(struct ring_server *rs, const struct qcowring_request_d
     return 0;
 }
 
+/* MAP: the answer's pages must lie inside the data area. */
+static int parse_map(struct ring_server *rs, const struct qcowring_request_map *m,
+                     struct ring_io *io)
+{
+    if (!has_feature(rs, QCOWRING_F_MAP))
+        return reject(rs, io, RING_BAD_UNSUPPORTED);
+    if (m->flag != 0 || m->nr_sectors == 0 || m->nr_pages == 0 ||
+        m->nr_pages > QCOWRING_MAP_MAX_PAGES)
+        return reject(rs, io, RING_BAD_MAP);
+    if (m->page >= rs->geo.data_pages || m->nr_pages > rs->geo.data_pages - m->page)
+        return reject(rs, io, RING_BAD_PAGE);
+    if (!range_ok(rs, m->sector_number, m->nr_sectors))
+        return reject(rs, io, RING_BAD_RANGE);
+    io->op = RING_IO_MAP;
+    io->sector = m->sector_number;
+    io->length = m->nr_sectors << QCOWRING_SECTOR_SHIFT;
+    io->iov[0].iov_base = rs->data + (size_t)m->page * QCOWRING_PAGE_SIZE;
+    io->iov[0].iov_len = (size_t)m->nr_pages * QCOWRING_PAGE_SIZE;
+    io->iovcnt = 1;
+    return 0;
+}
+
 /* Copy the segment descriptors out of the (shared) indirect pages into
  * rs->segs; only that copy is looked at afterwards (and journaled). */
 static int copy_indirect_segments(struct ring_server *rs,
@@ -436,6 +459,8 @@ int ring_parse_request(struct ring_server *rs, const union qcowring_entry *e, st
         return parse_discard(rs, &e->discard, io);
     case QCOWRING_OP_INDIRECT:
         return parse_indirect(rs, &e->indirect, io);
+    case QCOWRING_OP_MAP:
+        return parse_map(rs, &e->map, io);
     default:
         return reject(rs, io, RING_BAD_OPCODE);
     }

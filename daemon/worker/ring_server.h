@@ -83,6 +83,8 @@ enum ring_io_op {
     RING_IO_BARRIER,    /* as FLUSH, and ordered: starts after every earlier
                          * request completed, later ones start after it */
     RING_IO_DISCARD,    /* length bytes at sector; no iov */
+    RING_IO_MAP,        /* describe length bytes at sector into iov[0], the
+                         * answer's pages (struct qcowring_map_reply) */
 };
 
 struct ring_io {
@@ -108,6 +110,7 @@ enum ring_bad_reason {
     RING_BAD_RANGE,         /* beyond capacity or overflowing */
     RING_BAD_INDIRECT,      /* bad indirect_op */
     RING_BAD_DISCARD,       /* bad flag or zero length */
+    RING_BAD_MAP,           /* bad flag, zero length or page count */
     RING_BAD__COUNT
 };
 

@@ -37,8 +37,11 @@ static void log_ring(void *opaque, const char *msg)
 
 static uint64_t ring_features(const struct worker *w)
 {
-    uint64_t f = QCOWRING_F_FLUSH | QCOWRING_F_BARRIER | QCOWRING_F_DISCARD | QCOWRING_F_INDIRECT;
+    uint64_t f = QCOWRING_F_FLUSH | QCOWRING_F_BARRIER | QCOWRING_F_DISCARD | QCOWRING_F_INDIRECT |
+                 QCOWRING_F_MAP;
 
+    if (worker_discard_zeroes(w))
+        f |= QCOWRING_F_DISCARD_ZEROES;
     return w->read_only ? f | QCOWRING_F_READ_ONLY : f;
 }
 
@@ -342,6 +345,7 @@ static void to_blk_req(const struct ring_io *io, struct blk_req *req)
     case RING_IO_READ: req->op = BLK_READ; break;
     case RING_IO_WRITE: req->op = BLK_WRITE; break;
     case RING_IO_DISCARD: req->op = BLK_DISCARD; break;
+    case RING_IO_MAP: break;    /* answered by map.c, never executed */
     case RING_IO_FLUSH:
     case RING_IO_BARRIER:
         req->op = io->length ? BLK_WRITE : BLK_FLUSH;
@@ -353,9 +357,13 @@ static void to_blk_req(const struct ring_io *io, struct blk_req *req)
 
 static void submit_io(struct worker *w, struct ring_io *io)
 {
-    struct wreq *wr = malloc(sizeof *wr);
+    struct wreq *wr;
 
-    if (!wr) {
+    if (io->op == RING_IO_MAP) {
+        worker_answer_map(w, io);
+        return;
+    }
+    if (!(wr = malloc(sizeof *wr))) {
         ring_server_respond_deferred(w->rs, io, QCOWRING_RSP_ERROR);
         return;
     }

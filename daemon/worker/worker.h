@@ -71,6 +71,10 @@ int worker_run(struct worker *w);
 
 void worker_destroy(struct worker *w);
 
+/* The ring's MAP operation and the DISCARD_ZEROES feature (map.c). */
+void worker_answer_map(struct worker *w, struct ring_io *io);
+bool worker_discard_zeroes(const struct worker *w);
+
 /* Control channel (control.c). */
 int worker_send_ready(struct worker *w, bool with_fds);
 int worker_send_failed(int ctl_fd, const char *reason);

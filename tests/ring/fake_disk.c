@@ -63,6 +63,8 @@ int16_t fake_disk_serve(struct fake_disk *d, const struct ring_io *io)
             return QCOWRING_RSP_ERROR;
         memset(d->bytes + off, 0, io->length);
         return QCOWRING_RSP_OKAY;
+    case RING_IO_MAP:
+        return QCOWRING_RSP_EOPNOTSUPP;     /* the fake disk never offers F_MAP */
     }
     return QCOWRING_RSP_ERROR;
 }
