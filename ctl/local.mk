@@ -11,7 +11,8 @@ ctl_qcowctl_SOURCES = \
 	ctl/cmd_convert.c \
 	ctl/cmd_rw.c \
 	ctl/client.h ctl/client.c \
-	ctl/cmd_online.c
+	ctl/cmd_online.c \
+	ctl/cmd_export.c
 ctl_qcowctl_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
 ctl_qcowctl_LDADD = daemon/image/libqcowimage.la $(JSONC_LIBS) $(ZLIB_LIBS) $(CRYPTO_LIBS) -lm
 

@@ -22,6 +22,7 @@ static const struct cli_group *const groups[] = {
     &cli_convert_group,
     &cli_rw_group,
     &cli_online_group,
+    &cli_export_group,
 };
 
 static const struct cli_command *find_command(const char *name)

@@ -55,9 +55,12 @@ daemon_qcowd_SOURCES = \
 	daemon/supervisor/auth.c \
 	daemon/supervisor/commands.c \
 	daemon/supervisor/attachments.c \
+	daemon/supervisor/exports.c \
+	daemon/supervisor/export_listen.h daemon/supervisor/export_listen.c \
 	daemon/supervisor/lock.h daemon/supervisor/lock.c
 daemon_qcowd_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common \
-	-DWORKER_PATH=\"$(pkglibexecdir)/qcowd-worker\"
+	-DWORKER_PATH=\"$(pkglibexecdir)/qcowd-worker\" \
+	-DNBDKIT_PLUGIN_PATH=\"$(nbdkitplugindir)/nbdkit-qcowd-plugin.so\"
 daemon_qcowd_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(SYSTEMD_CFLAGS)
 daemon_qcowd_LDADD = daemon/common/libqcowdcommon.la daemon/image/libqcowimage.la \
 	$(JSONC_LIBS) $(SYSTEMD_LIBS)

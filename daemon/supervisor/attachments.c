@@ -912,6 +912,8 @@ void attachments_reap(struct supervisor *s)
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         forget_exiting(s, pid);
+        if (exports_child_exited(s, pid, code))
+            continue;
         for (struct attachment *att = s->attachments; att; att = att->next)
             if (att->proc.pid == pid) {
                 worker_exited(s, att, code);
@@ -924,6 +926,7 @@ void attachments_reap(struct supervisor *s)
 
 void attachment_detach(struct supervisor *s, struct attachment *att, struct client *c, json_object *id)
 {
+    exports_detaching(s, att);
     if (att->state == ATT_FAILED) {
         if (att->proc.pid > 0)
             kill(att->proc.pid, SIGKILL);

@@ -71,8 +71,14 @@ static void cmd_query(struct supervisor *s, struct client *c, json_object *id, j
 {
     struct attachment *att = named_attachment(s, c, id, args);
 
-    if (att)
-        client_reply(c, id, attachment_describe(att, true));
+    json_object *q, *exported;
+
+    if (!att)
+        return;
+    q = attachment_describe(att, true);
+    if ((exported = exports_describe_for(s, att)))
+        json_object_object_add(q, "export", exported);
+    client_reply(c, id, q);
 }
 
 static bool serving(struct client *c, json_object *id, const struct attachment *att)
@@ -149,6 +155,7 @@ static void cmd_connect(struct supervisor *s, struct client *c, json_object *id,
     if (client_send(c, msg, fds, 3) == 0) {
         att->owner = c;
         log_info("%s: ring connected to pid %d", att->name, (int)c->pid);
+        exports_ring_taken(s, att, c->pid);
     }
 }
 
@@ -195,6 +202,8 @@ static const char *const name_arg[] = { "name", NULL };
 static const char *const attach_args[] = { "path", "name", "read-only", "cache", "format", "key",
                                            "poll-us", NULL };
 static const char *const events_args[] = { "enable", NULL };
+static const char *const export_add_args[] = { "name", "nbd", "tls-certs", "read-only",
+                                               "insecure", NULL };
 
 static const struct command commands[] = {
     { "version", no_args, cmd_version },
@@ -209,6 +218,9 @@ static const struct command commands[] = {
     { "resume", name_arg, cmd_resume },
     { "events", events_args, cmd_events },
     { "shutdown", no_args, cmd_shutdown },
+    { "export-add", export_add_args, exports_cmd_add },
+    { "export-remove", name_arg, exports_cmd_remove },
+    { "export-list", no_args, exports_cmd_list },
 };
 
 /* ---- parsing ------------------------------------------------------------ */

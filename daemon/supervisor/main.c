@@ -21,6 +21,10 @@
 #include "log.h"
 #include "supervisor.h"
 
+#ifndef NBDKIT_PLUGIN_PATH
+#define NBDKIT_PLUGIN_PATH "/usr/local/lib/nbdkit/plugins/nbdkit-qcowd-plugin.so"
+#endif
+
 #ifndef WORKER_PATH
 #define WORKER_PATH "/usr/local/libexec/qcowd/qcowd-worker"
 #endif
@@ -39,13 +43,15 @@ static void usage(FILE *f)
         "      --max-clients=N     connections at once (default 64)\n"
         "      --max-images=N      attached images at once (default 256)\n"
         "      --worker=PATH       the worker program (default %s)\n"
+        "      --nbdkit=PATH       nbdkit, for NBD exports (default: nbdkit in $PATH)\n"
+        "      --nbdkit-plugin=PATH  nbdkit-qcowd-plugin.so (default %s)\n"
         "  -l, --log-level=LEVEL   error, warning, info (default) or debug\n"
         "      --log-file=PATH     log there instead of stderr (reopened on SIGHUP)\n"
         "  -h, --help              show this help\n"
         "  -V, --version           show the version\n\n"
         "qcowd stays in the foreground and logs to stderr; under systemd it uses socket\n"
         "activation when a socket is passed and reports readiness (Type=notify).\n",
-        WORKER_PATH);
+        WORKER_PATH, NBDKIT_PLUGIN_PATH);
 }
 
 static char *default_socket(void)
@@ -93,7 +99,8 @@ static int parse_count(const char *arg, unsigned *out)
 
 static int parse_options(int argc, char **argv, struct supervisor *s)
 {
-    enum { OPT_MAX_CLIENTS = 256, OPT_MAX_IMAGES, OPT_WORKER, OPT_LOG_FILE };
+    enum { OPT_MAX_CLIENTS = 256, OPT_MAX_IMAGES, OPT_WORKER, OPT_LOG_FILE, OPT_NBDKIT,
+           OPT_NBDKIT_PLUGIN };
     static const struct option opts[] = {
         { "socket", required_argument, NULL, 's' },
         { "group", required_argument, NULL, 'g' },
@@ -102,6 +109,8 @@ static int parse_options(int argc, char **argv, struct supervisor *s)
         { "worker", required_argument, NULL, OPT_WORKER },
         { "log-level", required_argument, NULL, 'l' },
         { "log-file", required_argument, NULL, OPT_LOG_FILE },
+        { "nbdkit", required_argument, NULL, OPT_NBDKIT },
+        { "nbdkit-plugin", required_argument, NULL, OPT_NBDKIT_PLUGIN },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -136,6 +145,8 @@ static int parse_options(int argc, char **argv, struct supervisor *s)
             s->log_level = optarg;
             break;
         case OPT_LOG_FILE: log_file = optarg; break;
+        case OPT_NBDKIT: s->nbdkit_path = optarg; break;
+        case OPT_NBDKIT_PLUGIN: s->nbdkit_plugin = optarg; break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf("%s\n", PACKAGE_STRING); exit(0);
         default: usage(stderr); return 2;
@@ -227,6 +238,7 @@ static int run(struct supervisor *s)
         if (s->stopping)
             stop_listening(s);
         attachments_tick(s);
+        exports_tick(s);
         empty_graveyard(s);
     }
     return 0;
@@ -253,7 +265,8 @@ static void wait_for_workers(struct supervisor *s)
 int main(int argc, char **argv)
 {
     struct supervisor s = { .listen_fd = -1, .sigfd = -1, .group = (gid_t)-1, .max_clients = 64,
-                            .max_images = 256, .worker_path = WORKER_PATH };
+                            .max_images = 256, .worker_path = WORKER_PATH,
+                            .nbdkit_path = "nbdkit", .nbdkit_plugin = NBDKIT_PLUGIN_PATH };
     int r;
 
     log_init("qcowd");
@@ -275,6 +288,7 @@ int main(int argc, char **argv)
     log_info("%s ready (worker %s)", PACKAGE_STRING, s.worker_path);
     r = run(&s);
     stop_listening(&s);
+    exports_free_all(&s);
     wait_for_workers(&s);
     while (s.clients)
         client_close(&s, s.clients);

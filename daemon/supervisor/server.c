@@ -303,6 +303,7 @@ void client_close(struct supervisor *s, struct client *c)
     if (*pp)
         *pp = c->next;
     attachments_forget_client(s, c);
+    exports_forget_client(s, c);
     unwatch_fd(s, c->fd);
     close(c->fd);
     s->nclients--;

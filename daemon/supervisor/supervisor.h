@@ -97,6 +97,8 @@ struct attachment {
     struct attachment *next;
 };
 
+struct export;
+
 struct supervisor {
     int listen_fd;
     bool socket_ours;           /* we bound it: remove it at exit */
@@ -115,6 +117,9 @@ struct supervisor {
     pid_t *exiting;             /* workers done with their image, not yet reaped */
     unsigned nexiting, exiting_cap;
     bool stopping;
+    const char *nbdkit_path;    /* supervised NBD exports (exports.c) */
+    const char *nbdkit_plugin;
+    struct export *exports;
 };
 
 /* server.c: the socket and connections */
@@ -155,6 +160,22 @@ void attachments_forget_client(struct supervisor *s, struct client *c);
 void attachment_ring_released(struct attachment *att);
 void attachments_stop_all(struct supervisor *s);
 const char *attachment_state_name(enum attachment_state st);
+
+/* exports.c: supervised NBD exports (nbdkit with nbdkit-qcowd-plugin) */
+void exports_cmd_add(struct supervisor *s, struct client *c, json_object *id, json_object *args);
+void exports_cmd_remove(struct supervisor *s, struct client *c, json_object *id, json_object *args);
+void exports_cmd_list(struct supervisor *s, struct client *c, json_object *id, json_object *args);
+/* A child exited: true if it was an export's nbdkit (then handled). */
+bool exports_child_exited(struct supervisor *s, pid_t pid, int status);
+/* Process pid took att's ring (connect). */
+void exports_ring_taken(struct supervisor *s, const struct attachment *att, pid_t pid);
+/* att is being detached: its export goes first. */
+void exports_detaching(struct supervisor *s, const struct attachment *att);
+void exports_forget_client(struct supervisor *s, const struct client *c);
+void exports_tick(struct supervisor *s);
+/* The export of att for query, or NULL. */
+json_object *exports_describe_for(struct supervisor *s, const struct attachment *att);
+void exports_free_all(struct supervisor *s);
 
 uint64_t mono_ns(void);
 
