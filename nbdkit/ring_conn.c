@@ -183,9 +183,8 @@ static int usable_ring(struct ring_conn *rc, uint64_t *gen)
             pthread_cond_wait(&rc->changed, &rc->lock);
             continue;
         }
-        int r = reconnect(rc);
-        if (r < 0)
-            return r == -ESHUTDOWN ? -EIO : r;
+        if (reconnect(rc) < 0)
+            return -EIO;        /* the reason is in nbdkit's log */
     }
 }
 

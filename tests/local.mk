@@ -119,6 +119,10 @@ clean-local-fuzz:
 include tests/daemon/local.mk
 TESTS += $(DAEMON_TESTS)
 
+# NBD clients through nbdkit-qcowd-plugin: see tests/nbd/local.mk.
+include tests/nbd/local.mk
+TESTS += $(NBD_TESTS)
+
 # The demo that ./quickstart demo runs is also a test, so it never rots.
 TESTS += tests/demo.sh
 EXTRA_DIST += tests/demo.sh
