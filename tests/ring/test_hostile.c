@@ -160,6 +160,15 @@ static void post_indirect(struct rig *r, uint64_t id, uint8_t iop, uint16_t nseg
     post(r, &q, sizeof(q));
 }
 
+static void post_map(struct rig *r, uint64_t id, uint64_t sector, uint64_t n, uint32_t page,
+                     uint32_t npages, uint8_t flag)
+{
+    struct qcowring_request_map m = { .operation = QCOWRING_OP_MAP, .flag = flag, .id = id,
+                                      .sector_number = sector, .nr_sectors = n, .page = page,
+                                      .nr_pages = npages };
+    post(r, &m, sizeof(m));
+}
+
 /* Segment descriptors in an indirect page (attacker's view). */
 static struct qcowring_segment *indirect_segs(struct rig *r, uint32_t page)
 {
@@ -406,6 +415,41 @@ static void test_malformed(void)
     CHECK_EQ(st.bad_requests, 4 + 8 + 3 + 5 + 9 + 2 + 2);
     CHECK_EQ(st.responses, st.requests + st.bad_requests);
     CHECK(r.logs > 0 && !st.broken);
+    rig_close(&r);
+}
+
+/* MAP (qcowd's own operation): its answer pages must lie in the data
+ * area, and it is allowed on a read-only ring. */
+static void test_maps(void)
+{
+    struct rig r;
+    struct ring_server_stats st;
+
+    rig_open(&r, QCOWRING_F_READ_ONLY | QCOWRING_F_MAP, 0);
+    post_map(&r, 1, 0, 0, 0, 1, 0);                     /* no sectors */
+    post_map(&r, 2, 0, 8, 0, 1, 1);                     /* a flag */
+    post_map(&r, 3, 0, 8, 0, 0, 0);                     /* no pages */
+    post_map(&r, 4, 0, 8, 0, QCOWRING_MAP_MAX_PAGES + 1, 0);
+    post_map(&r, 5, 0, 8, DATA_PAGES - 1, 2, 0);        /* past the data area */
+    post_map(&r, 6, 0, 8, UINT32_MAX, 2, 0);            /* wrapping */
+    post_map(&r, 7, CAPACITY - 4, 8, 0, 1, 0);          /* past the disk */
+    post_map(&r, 8, 16, 64, DATA_PAGES - 2, 2, 0);      /* fine */
+    CHECK_EQ(serve(&r), 1);
+    for (uint64_t id = 1; id <= 7; id++)
+        expect(&r, id, QCOWRING_OP_MAP, QCOWRING_RSP_ERROR);
+    expect(&r, 8, QCOWRING_OP_MAP, QCOWRING_RSP_OKAY);
+    CHECK(r.last_io.op == RING_IO_MAP && r.last_io.sector == 16 && r.last_io.length == 64 * 512);
+    CHECK(r.last_io.iovcnt == 1 && r.last_io.iov[0].iov_len == 2 * 4096);
+    ring_server_get_stats(r.rs, &st);
+    CHECK_EQ(st.bad[RING_BAD_MAP], 4);
+    CHECK_EQ(st.bad[RING_BAD_PAGE], 2);
+    CHECK_EQ(st.bad[RING_BAD_RANGE], 1);
+    rig_close(&r);
+
+    rig_open(&r, QCOWRING_F_FLUSH, 0);
+    post_map(&r, 1, 0, 8, 0, 1, 0);
+    CHECK_EQ(serve(&r), 0);
+    expect(&r, 1, QCOWRING_OP_MAP, QCOWRING_RSP_EOPNOTSUPP);
     rig_close(&r);
 }
 
@@ -699,6 +743,7 @@ int main(void)
 {
     alarm(300);
     test_malformed();
+    test_maps();
     test_feature_gates();
     test_index_far_ahead();
     test_index_behind();
