@@ -82,7 +82,7 @@ static int qcowd_get_ready(void)
 
     if (r < 0) {
         nbdkit_error("cannot take the ring of '%s' from qcowd at %s: %s", image_name,
-                     socket_path ? socket_path : "its default socket", strerror(-r));
+                     socket_path ? socket_path : "its default socket", error_text(-r));
         ring_conn_close(&conn);
         return -1;
     }
@@ -99,7 +99,7 @@ static int qcowd_after_fork(void)
     int r = ring_conn_start(&conn);
 
     if (r < 0) {
-        nbdkit_error("cannot start the completion thread: %s", strerror(-r));
+        nbdkit_error("cannot start the completion thread: %s", error_text(-r));
         return -1;
     }
     return 0;
@@ -168,7 +168,7 @@ static int fail(int r, const char *what, uint32_t count, uint64_t offset)
         r = -ENOTSUP;
     if (r != -ENOTSUP)
         nbdkit_error("qcowd: %s of %u bytes at %llu on '%s': %s", what, count,
-                     (unsigned long long)offset, image_name, strerror(-r));
+                     (unsigned long long)offset, image_name, error_text(-r));
     nbdkit_set_error(-r);
     return -1;
 }

@@ -37,6 +37,13 @@ struct ring_waiter {
     struct ring_waiter *prev, *next;    /* rc->in_flight */
 };
 
+const char *error_text(int err)
+{
+    const char *text = strerrordesc_np(err);
+
+    return text ? text : "unknown error";
+}
+
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -84,7 +91,7 @@ static void mark_lost(struct ring_conn *rc, uint64_t gen, int why)
 {
     if (gen != rc->gen || rc->lost || !rc->ring)
         return;
-    nbdkit_debug("qcowd: ring of '%s' lost (%s): reconnecting", rc->name, strerror(-why));
+    nbdkit_debug("qcowd: ring of '%s' lost (%s): reconnecting", rc->name, error_text(-why));
     rc->lost = true;
     rc->down_since_ns = now_ns();
     while (rc->in_flight)
@@ -163,7 +170,7 @@ static int reconnect(struct ring_conn *rc)
                      (unsigned long long)rc->reconnects);
         wake_reaper(rc);
     } else {
-        nbdkit_error("qcowd: cannot get the ring of '%s' back: %s", rc->name, strerror(-r));
+        nbdkit_error("qcowd: cannot get the ring of '%s' back: %s", rc->name, error_text(-r));
     }
     pthread_cond_broadcast(&rc->changed);
     return r;

@@ -63,4 +63,9 @@ int ring_conn_io(struct ring_conn *rc, int op, void *dst, const void *src, uint6
 int ring_conn_map(struct ring_conn *rc, uint64_t offset, uint64_t len,
                   struct qcowring_map_extent *out, unsigned max, uint64_t *covered);
 
+/* strerror() for any thread: untranslated, no locale lock taken (many
+ * threads at once; glibc's translation lock has been seen left held at
+ * exit under the sanitizers). */
+const char *error_text(int err);
+
 #endif

@@ -52,11 +52,18 @@ nbdkit_serving() {
     [ -S "$1" ] && nbdinfo --size "nbd+unix:///?socket=$1" >/dev/null 2>&1
 }
 
+# nbdkit must go when told to: the test fails if it hangs on its way out.
 stop_nbdkit() {
-    [ -n "$NBDKIT_PID" ] || return 0
-    kill "$NBDKIT_PID" 2>/dev/null
-    wait "$NBDKIT_PID" 2>/dev/null
+    local pid=$NBDKIT_PID rc=0
+    [ -n "$pid" ] || return 0
     NBDKIT_PID=
+    kill "$pid" 2>/dev/null
+    if ! wait_until sh -c "! kill -0 $pid 2>/dev/null || grep -q zombie /proc/$pid/status 2>/dev/null"; then
+        kill -9 "$pid" 2>/dev/null
+        rc=1
+    fi
+    wait "$pid" 2>/dev/null
+    return $rc
 }
 
 uri_of() { echo "nbd+unix:///?socket=$1"; }

@@ -28,7 +28,7 @@ start_nbd_daemon
 ctl attach "$T/r.qcow" >/dev/null || die "attach again"
 wait $io || { cat "$T/io.out" >&2; die "the NBD client failed across the restart of qcowd"; }
 grep -q 'Pattern verification failed' "$T/io.out" && die "wrong data after the reconnection"
-stop_nbdkit
+stop_nbdkit || die "nbdkit did not exit when asked"
 ctl detach r.qcow >/dev/null || die "detach"
 "$QEMU_IO" -f qcow -c 'read -P 0x31 0 1M' -c 'read -P 0x32 1M 1M' -c 'read -P 0 2M 14M' \
     "$T/r.qcow" >"$T/final.out" || die "qemu-io offline"
