@@ -122,6 +122,7 @@ TESTS += $(DAEMON_TESTS)
 # NBD clients through nbdkit-qcowd-plugin: see tests/nbd/local.mk.
 include tests/nbd/local.mk
 TESTS += $(NBD_TESTS)
+include tests/vm/local.mk
 
 # The demo that ./quickstart demo runs is also a test, so it never rots.
 TESTS += tests/demo.sh
