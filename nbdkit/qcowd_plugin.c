@@ -19,6 +19,8 @@
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 #define DEFAULT_RETRY_S 60
 #define MAX_RETRY_S 3600
+#define DEFAULT_SPIN_US 0
+#define MAX_SPIN_US 1000
 #define EXTENTS_PER_MAP 256
 /* Map requests per extents call: an answer may cover less than asked. */
 #define MAPS_PER_EXTENTS 16
@@ -26,24 +28,25 @@
 static const char *image_name;
 static const char *socket_path;
 static unsigned retry_s = DEFAULT_RETRY_S;
+static unsigned spin_us = DEFAULT_SPIN_US;
 static struct ring_conn conn;
 static bool conn_open;
 static void *zeros;             /* ring_conn_chunk() bytes of zeros */
 
 /* ---- configuration ----------------------------------------------------------- */
 
-static int parse_retry(const char *value)
+static int parse_unsigned(const char *key, const char *value, unsigned max, unsigned *out)
 {
     char *end;
     unsigned long v;
 
     errno = 0;
     v = strtoul(value, &end, 10);
-    if (errno || end == value || *end || v > MAX_RETRY_S) {
-        nbdkit_error("retry=%s: expected seconds, 0 to %d", value, MAX_RETRY_S);
+    if (errno || end == value || *end || v > max) {
+        nbdkit_error("%s=%s: expected a number from 0 to %u", key, value, max);
         return -1;
     }
-    retry_s = (unsigned)v;
+    *out = (unsigned)v;
     return 0;
 }
 
@@ -54,9 +57,11 @@ static int qcowd_config(const char *key, const char *value)
     else if (strcmp(key, "socket") == 0)
         socket_path = value;
     else if (strcmp(key, "retry") == 0)
-        return parse_retry(value);
+        return parse_unsigned(key, value, MAX_RETRY_S, &retry_s);
+    else if (strcmp(key, "spin") == 0)
+        return parse_unsigned(key, value, MAX_SPIN_US, &spin_us);
     else {
-        nbdkit_error("unknown parameter '%s' (expected name, socket or retry)", key);
+        nbdkit_error("unknown parameter '%s' (expected name, socket, retry or spin)", key);
         return -1;
     }
     return 0;
@@ -74,12 +79,14 @@ static int qcowd_config_complete(void)
 #define qcowd_config_help \
     "name=NAME       (required) the image, as attached to qcowd\n" \
     "socket=PATH     qcowd's control socket (default $QCOWD_SOCKET, else qcowd's)\n" \
-    "retry=SECONDS   how long to keep reconnecting when the ring goes away (60)"
+    "retry=SECONDS   how long to keep reconnecting when the ring goes away (60)\n" \
+    "spin=USEC       how long the completion thread looks for answers before sleeping (0)"
 
 static int qcowd_get_ready(void)
 {
     int r = ring_conn_open(&conn, socket_path, image_name, retry_s);
 
+    conn.spin_us = spin_us;
     if (r < 0) {
         nbdkit_error("cannot take the ring of '%s' from qcowd at %s: %s", image_name,
                      socket_path ? socket_path : "its default socket", error_text(-r));

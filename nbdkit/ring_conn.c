@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -354,6 +355,30 @@ static void sleep_on(struct ring_conn *rc, int ring_fd, int timeout_ms)
     pthread_mutex_lock(&rc->lock);
 }
 
+/* Requests are in flight: look again for a while (yielding the CPU, the
+ * lock dropped) before sleeping: a wake-up costs more than a quick answer.
+ * True when something happened meanwhile. */
+static bool spin_for_answers(struct ring_conn *rc, struct qcowring_completion *c)
+{
+    uint64_t until = now_ns() + (uint64_t)rc->spin_us * 1000u;
+
+    while (now_ns() < until) {
+        pthread_mutex_unlock(&rc->lock);
+        sched_yield();
+        pthread_mutex_lock(&rc->lock);
+        if (!rc->ring || rc->lost || rc->stopping)
+            return true;
+        int n = qcowring_reap(rc->ring, c, REAP_BATCH);
+        if (n > 0)
+            deliver(rc, c, (unsigned)n);
+        else if (n < 0)
+            mark_lost(rc, rc->gen, n);
+        if (n != 0)
+            return true;
+    }
+    return false;
+}
+
 static void *reaper_main(void *opaque)
 {
     struct ring_conn *rc = opaque;
@@ -370,7 +395,7 @@ static void *reaper_main(void *opaque)
             deliver(rc, c, (unsigned)n);
         } else if (n < 0) {
             mark_lost(rc, rc->gen, n);
-        } else {
+        } else if (!(rc->in_flight && rc->spin_us && spin_for_answers(rc, c))) {
             bool busy = rc->in_flight != NULL;
             sleep_on(rc, qcowring_fd(rc->ring), busy ? REAP_TIMEOUT_BUSY_MS
                                                       : REAP_TIMEOUT_IDLE_MS);

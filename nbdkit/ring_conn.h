@@ -25,6 +25,7 @@ struct ring_conn {
     const char *socket_path;    /* NULL: libqcowring's default */
     const char *name;
     unsigned retry_s;           /* how long to keep reconnecting */
+    unsigned spin_us;           /* completion thread: look this long before sleeping */
 
     struct qcowring *ring;      /* NULL while (re)connecting */
     struct qcowring_geometry geo;       /* of the first ring: the NBD export's */

@@ -9,9 +9,10 @@
 # Measurements (QD32, one NBD connection, O_DIRECT on the server side:
 # attach --cache none, qemu-nbd -t --cache=none --aio=native):
 #   randread 4K    --runtime seconds on a fully allocated image (random data)
-#   write 64K      allocating writes: one pass of random 64 KiB writes over
-#                  an empty image (a fresh qcow, a fresh sparse raw file),
-#                  with a flush at the end (fio's end_fsync)
+#   write 64K      allocating writes: random 64 KiB writes over an empty
+#                  image (a fresh qcow, a fresh sparse raw file), one pass or
+#                  --runtime seconds, whichever ends first, with a flush at
+#                  the end (fio's end_fsync)
 # Every measurement is repeated --rounds times (default 3), the three
 # servers interleaved, and the median is reported with the ratios
 # qcowd / qemu-nbd(qcow) and qcowd / qemu-nbd(raw).
@@ -134,7 +135,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
         img=$W/empty.qcow
         [ $kind = qemu-raw ] && img=$W/empty.raw
         server_start $kind "$img"
-        read -r _ mibs < <(run_fio randwrite 64k --size="${SIZE}M" --end_fsync=1)
+        read -r _ mibs < <(run_fio randwrite 64k --size="${SIZE}M" --runtime="$RUNTIME" \
+            --end_fsync=1)
         server_stop $kind
         record "wr/$kind" "$mibs"
         echo "round $round write 64K    $kind: $(fmt "$mibs" %.1f) MiB/s"
