@@ -6,7 +6,7 @@
 # Installed as $(datadir)/bash-completion/completions/qcowctl.
 
 _qcowctl_commands="create info map check convert read write
-attach detach list query stats pause resume events version shutdown help"
+attach detach list query stats pause resume events version shutdown export help"
 
 _qcowctl_global_opts="--json --quiet -q --verbose -v --help -h --version -V --socket --timeout"
 
@@ -28,6 +28,7 @@ _qcowctl_command_opts()
                 --poll-us" ;;
         stats) echo "$common $online --watch -w --interval -i --count -c" ;;
         shutdown) echo "$common $online --no-wait" ;;
+        export) echo "$common $online --nbd --tls-certs --read-only -r --insecure" ;;
         detach|list|query|pause|resume|events|version) echo "$common $online" ;;
     esac
 }
@@ -86,7 +87,7 @@ _qcowctl()
             =) continue ;;
             --socket|--timeout|--format|-f|--backing|-b|--backing-format|-F|--cluster-size|\
             --l2-bits|--key-file|--preallocation|--output-format|-O|--target-key-file|\
-            --pattern|--name|-n|--cache|--interval|-i|--poll-us)
+            --pattern|--name|-n|--cache|--interval|-i|--poll-us|--nbd|--tls-certs)
                 [[ $w == --socket ]] && sock=${words[i+1]}
                 [[ ${words[i+1]} == = ]] && { (( i++ )); [[ $w == --socket ]] && sock=${words[i+1]}; }
                 (( i + 1 < cword )) && (( i++ ))
@@ -112,8 +113,12 @@ _qcowctl()
 
     # The value of an option.
     case $prev in
-        --socket|--key-file|--target-key-file|--backing|-b)
+        --socket|--key-file|--target-key-file|--backing|-b|--tls-certs)
             _qcowctl_files
+            return 0 ;;
+        --nbd)
+            COMPREPLY=($(compgen -W "unix: tcp:" -- "$cur"))
+            compopt -o nospace 2>/dev/null || true
             return 0 ;;
         --format|-f)
             if [[ $command == attach ]]; then
@@ -158,6 +163,12 @@ _qcowctl()
             (( operands == 0 )) && _qcowctl_files ;;
         convert)
             (( operands < 2 )) && _qcowctl_files ;;
+        export)
+            if (( operands == 0 )); then
+                COMPREPLY=($(compgen -W "add list remove" -- "$cur"))
+            elif (( operands == 1 )) && [[ ${words[command_at+1]} == add || ${words[command_at+1]} == remove ]]; then
+                COMPREPLY=($(compgen -W "$(_qcowctl_names "${words[0]}" "$sock")" -- "$cur"))
+            fi ;;
         detach|query|stats|pause|resume)
             (( operands == 0 )) &&
                 COMPREPLY=($(compgen -W "$(_qcowctl_names "${words[0]}" "$sock")" -- "$cur")) ;;

@@ -58,6 +58,8 @@ comp s
 only shutdown stats
 comp --js
 only --json
+comp export --n
+only --nbd
 comp --so
 only --socket
 comp --socket ""
@@ -126,6 +128,12 @@ for c in detach query pause resume stats; do
 done
 comp --socket "$SOCK" detach o
 only other
+comp --socket "$SOCK" export ""
+only add list remove
+comp --socket "$SOCK" export remove ""
+only disk.qcow other
+comp --socket "$SOCK" export list ""
+only
 comp detach --socket "$SOCK" ""
 only disk.qcow other
 comp --socket = "$SOCK" query ""
