@@ -74,7 +74,9 @@ static void build_argv(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
     argv[n] = NULL;
 }
 
-static void exec_child(const struct worker_spawn_opts *o, int ctl_fd, int key_fd)
+/* exec_fd is the write end of a close-on-exec pipe: exec closes it, a
+ * failed exec writes its errno there. */
+static void exec_child(const struct worker_spawn_opts *o, int ctl_fd, int key_fd, int exec_fd)
 {
     char store[MAX_ARGS][64];
     const char *argv[MAX_ARGS];
@@ -96,7 +98,9 @@ static void exec_child(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
     sigprocmask(SIG_SETMASK, &none, NULL);
     build_argv(o, ctl_fd, key_fd, store, argv);
     execv(o->worker_path, (char *const *)argv);
-    fprintf(stderr, "qcowd: cannot run %s: %s\n", o->worker_path, strerror(errno));
+    int err = errno;
+    (void)!write(exec_fd, &err, sizeof err);
+    fprintf(stderr, "qcowd: cannot run %s: %s\n", o->worker_path, strerror(err));
     _exit(127);
 }
 
@@ -182,24 +186,51 @@ static int take_ready(const struct worker_spawn_opts *o, struct worker_proc *p, 
     return 0;
 }
 
+/* Until the child has called exec it holds a copy of every descriptor of
+ * ours, image locks included: a lock released meanwhile (a detach) would
+ * stay held, and the next attach of that image fail with Locked.  So wait
+ * for the exec; 0, or -errno of a failed one (the child is reaped). */
+static int wait_for_exec(int exec_fd, pid_t pid)
+{
+    int err = 0;
+    ssize_t n;
+
+    do
+        n = read(exec_fd, &err, sizeof err);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0)
+        return 0;
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    return err > 0 ? -err : -ENOEXEC;
+}
+
 int worker_launch(const struct worker_spawn_opts *o, struct worker_proc *out)
 {
-    int sv[2], key_fd;
+    int sv[2], key_fd, exec_pipe[2];
     pid_t pid;
     int r;
 
     *out = WORKER_PROC_NONE;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
-    if ((r = key_pipe(o->key, &key_fd)) < 0) {
+    if ((r = key_pipe(o->key, &key_fd)) == 0 && pipe2(exec_pipe, O_CLOEXEC) < 0)
+        r = -errno;
+    if (r < 0) {
+        if (key_fd >= 0)
+            close(key_fd);
         close(sv[0]);
         close(sv[1]);
         return r;
     }
     pid = fork();
     if (pid == 0)
-        exec_child(o, sv[1], key_fd);
+        exec_child(o, sv[1], key_fd, exec_pipe[1]);
     r = pid < 0 ? -errno : 0;
+    close(exec_pipe[1]);
+    if (r == 0)
+        r = wait_for_exec(exec_pipe[0], pid);
+    close(exec_pipe[0]);
     close(sv[1]);
     if (key_fd >= 0)
         close(key_fd);

@@ -20,5 +20,6 @@ DAEMON_TESTS = \
 	tests/daemon/locking.sh \
 	tests/daemon/socket-activation.sh \
 	tests/daemon/hostile-ring.sh \
-	tests/daemon/log-reopen.sh
+	tests/daemon/log-reopen.sh \
+	tests/daemon/parallel-churn.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh
