@@ -14,7 +14,7 @@ ctl_qcowctl_SOURCES = \
 	ctl/cmd_online.c \
 	ctl/cmd_export.c
 ctl_qcowctl_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
-ctl_qcowctl_LDADD = daemon/image/libqcowimage.la $(JSONC_LIBS) $(ZLIB_LIBS) $(CRYPTO_LIBS) -lm
+ctl_qcowctl_LDADD = daemon/image/libqcowimage.la $(JSONC_LIBS) $(ZLIB_LIBS) -lm
 
 # Bash completion for qcowctl (commands, options, files, attachment names).
 # bash-completion looks the file up by the command's name, so the script is

@@ -1,25 +1,30 @@
 #include "config.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 
 #include "crypt.h"
+#include "crypto_lib.h"
 #include "qcow_format.h"
 #include "util.h"
 
 struct qcow_crypt {
     uint8_t key[16];
+    const struct crypto_lib *lib;
     EVP_CIPHER_CTX *ctx;
 };
 
 int qcow_crypt_new(const uint8_t *password, size_t len, struct qcow_crypt **out)
 {
-    struct qcow_crypt *c = calloc(1, sizeof *c);
+    const struct crypto_lib *lib = crypto_lib();
+    struct qcow_crypt *c;
 
-    if (!c)
+    if (!lib)
+        return -ELIBACC;
+    if (!(c = calloc(1, sizeof *c)))
         return -ENOMEM;
     memcpy(c->key, password, MIN(len, sizeof c->key));
-    c->ctx = EVP_CIPHER_CTX_new();
+    c->lib = lib;
+    c->ctx = lib->cipher_ctx_new();
     if (!c->ctx) {
         free(c);
         return -ENOMEM;
@@ -32,7 +37,7 @@ void qcow_crypt_free(struct qcow_crypt *c)
 {
     if (!c)
         return;
-    EVP_CIPHER_CTX_free(c->ctx);
+    c->lib->cipher_ctx_free(c->ctx);
     explicit_bzero(c->key, sizeof c->key);
     free(c);
 }
@@ -45,9 +50,9 @@ static int crypt_sectors(struct qcow_crypt *c, uint64_t sector, uint8_t *buf, si
 
         for (int i = 0; i < 8; i++)
             iv[i] = (uint8_t)(sector >> (8 * i));
-        if (!EVP_CipherInit_ex(c->ctx, EVP_aes_128_cbc(), NULL, c->key, iv, enc) ||
-            !EVP_CIPHER_CTX_set_padding(c->ctx, 0) ||
-            !EVP_CipherUpdate(c->ctx, buf + done, &outl, buf + done, QCOW_SECTOR_SIZE) ||
+        if (!c->lib->cipher_init_ex(c->ctx, c->lib->aes_128_cbc(), NULL, c->key, iv, enc) ||
+            !c->lib->cipher_ctx_set_padding(c->ctx, 0) ||
+            !c->lib->cipher_update(c->ctx, buf + done, &outl, buf + done, QCOW_SECTOR_SIZE) ||
             outl != QCOW_SECTOR_SIZE)
             return -EIO;
     }

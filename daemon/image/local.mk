@@ -9,10 +9,12 @@ daemon_image_libqcowimage_la_SOURCES = \
 	daemon/image/qcow_create.c \
 	daemon/image/l2cache.h daemon/image/l2cache.c \
 	daemon/image/crypt.h daemon/image/crypt.c \
+	daemon/image/crypto_lib.h daemon/image/crypto_lib.c \
 	daemon/image/compress.h daemon/image/compress.c \
 	daemon/image/qcow_check.h daemon/image/qcow_check.c \
 	daemon/image/raw.c \
 	daemon/image/image.c \
 	daemon/image/sync_io.c
 daemon_image_libqcowimage_la_CFLAGS = $(AM_CFLAGS) $(ZLIB_CFLAGS) $(CRYPTO_CFLAGS)
-daemon_image_libqcowimage_la_LIBADD = $(ZLIB_LIBS) $(CRYPTO_LIBS)
+# libcrypto is loaded when first needed (crypto_lib.c), not linked.
+daemon_image_libqcowimage_la_LIBADD = $(ZLIB_LIBS)

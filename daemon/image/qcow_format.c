@@ -3,8 +3,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <openssl/evp.h>
 
+#include "crypto_lib.h"
 #include "error.h"
 #include "qcow_format.h"
 #include "util.h"
@@ -147,11 +147,12 @@ uint64_t qcow_front_metadata_end(const struct qcow_header *h, const struct qcow_
 
 uint32_t qcow_xen_l1_checksum(const void *l1_be, uint64_t bytes)
 {
+    const struct crypto_lib *lib = crypto_lib();
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
     uint32_t native;
 
-    if (!EVP_Digest(l1_be, bytes, md, &md_len, EVP_md5(), NULL))
+    if (!lib || !lib->digest(l1_be, bytes, md, &md_len, lib->md5(), NULL))
         return 0;
     /* blktap took the first four digest bytes as a host (little-endian x86)
      * integer and stored that integer big-endian; images in the field do. */
