@@ -755,6 +755,21 @@ static double sample_seconds(json_object *now, json_object *before)
     return (double)(a - b) / 1e3;
 }
 
+/* The worker's kernel AIO depth (elastic: see qcowd(8)). */
+static void print_aio_depth(json_object *aio)
+{
+    int64_t depth, max, peak, limited;
+
+    if (!int_member(aio, "depth", &depth) || !int_member(aio, "max-depth", &max))
+        return;
+    printf("  aio depth %" PRId64 " of up to %" PRId64, depth, max);
+    if (int_member(aio, "peak-depth", &peak))
+        printf(", peak %" PRId64, peak);
+    if (int_member(aio, "limited", &limited))
+        printf(", limited by the host's budget %" PRId64 " time%s", limited, limited == 1 ? "" : "s");
+    printf("\n");
+}
+
 static int print_image_stats(const char *name, json_object *st, json_object *prev, bool rates)
 {
     static const char *const headers[] = { "OP", "OPS", "BYTES", "ERRORS", "P50", "P99" };
@@ -771,6 +786,7 @@ static int print_image_stats(const char *name, json_object *st, json_object *pre
            count_text(st, "in-flight", infl), count_text(st, "bad-requests", bad),
            strcmp(yes_no(st, "ring-broken"), "yes") == 0 ? ", RING BROKEN" : "");
     free(clean);
+    print_aio_depth(member(st, "aio"));
     cli_table_init(&t, rates ? "lrrrrrrr" : "lrrrrr", rates ? rate_headers : headers);
     for (size_t i = 0; i < ARRAY_SIZE(stat_ops); i++) {
         json_object *op = member(st, stat_ops[i]), *pop = member(prev, stat_ops[i]);

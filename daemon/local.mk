@@ -4,6 +4,7 @@ daemon_common_libqcowdcommon_la_SOURCES = \
 	daemon/common/log.h daemon/common/log.c \
 	daemon/common/fdpass.h daemon/common/fdpass.c \
 	daemon/common/spin.h daemon/common/spin.c \
+	daemon/common/aio_budget.h daemon/common/aio_budget.c \
 	daemon/common/worker_spawn.h daemon/common/worker_spawn.c \
 	shm/create.c
 # Ring creation (shm/create.c) is built in rather than linked from the shared
@@ -36,6 +37,7 @@ daemon_worker_libqcowexec_la_SOURCES = \
 	daemon/worker/writeback.c \
 	daemon/worker/stats.h daemon/worker/stats.c \
 	daemon/worker/metalog.h daemon/worker/metalog.c
+daemon_worker_libqcowexec_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
 daemon_worker_libqcowexec_la_LIBADD = daemon/worker/libqcowringserver.la \
 	daemon/image/libqcowimage.la $(AIO_LIBS)
 

@@ -167,9 +167,12 @@ static int take_ready(const struct worker_spawn_opts *o, struct worker_proc *p, 
 
     json_object_object_get_ex(msg, "data", &data);
     if (strcmp(name, "failed") == 0) {
-        json_object *desc;
+        json_object *desc = NULL, *cls = NULL;
         json_object_object_get_ex(data, "desc", &desc);
-        return qc_fail(-EIO, "%s", desc ? json_object_get_string(desc) : "worker failed");
+        json_object_object_get_ex(data, "class", &cls);
+        bool limit = cls && strcmp(json_object_get_string(cls), "LimitReached") == 0;
+        return qc_fail(limit ? -EAGAIN : -EIO, "%s",
+                       desc ? json_object_get_string(desc) : "worker failed");
     }
     if (strcmp(name, "ready") != 0 || (!o->adopt && nfds != 4))
         return qc_fail(-EPROTO, "%s: the worker sent an unexpected first message", o->image);

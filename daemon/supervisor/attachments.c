@@ -561,7 +561,9 @@ static void started(struct supervisor *s, struct attachment *att)
     status_to_systemd(s);
 }
 
-static void start_failed(struct supervisor *s, struct attachment *att, const char *why)
+/* cls: ImageError, or LimitReached when a host limit stopped the worker. */
+static void start_failed(struct supervisor *s, struct attachment *att, const char *cls,
+                         const char *why)
 {
     struct call *call = take_call(att, CALL_ATTACH);
 
@@ -569,7 +571,7 @@ static void start_failed(struct supervisor *s, struct attachment *att, const cha
     unwatch_fd(s, att->proc.ctl_fd);
     if (call) {
         if (call->client)
-            client_error(call->client, call->id, "ImageError", "%s", why);
+            client_error(call->client, call->id, cls, "%s", why);
         call_free(call);
     }
     kill(att->proc.pid, SIGKILL);
@@ -605,7 +607,7 @@ static void read_ready(struct supervisor *s, struct attachment *att)
         r = worker_read_ready(&o, &att->proc, 0);
     }
     if (r < 0)
-        start_failed(s, att, qc_error_message(r));
+        start_failed(s, att, r == -EAGAIN ? "LimitReached" : "ImageError", qc_error_message(r));
     else
         started(s, att);
 }

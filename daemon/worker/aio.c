@@ -1,29 +1,112 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "aio.h"
+#include "aio_budget.h"
+#include "stats.h"
 
 #define REAP_BATCH 64
 /* Small batches: the disk starts on the first requests while the kernel
  * takes the next ones (one large io_submit keeps it idle meanwhile). */
 #define SUBMIT_BATCH 8
+/* An added context unused this long is given back. */
+#define RELEASE_AFTER_NS 1000000000ull
+/* After the budget refused, wait this long before asking again. */
+#define GROW_RETRY_NS 100000000ull
+/* io_destroy() waits for RCU grace periods (30-40 ms here): it runs on a
+ * short-lived thread of its own, so the loop never waits for it. */
+#define DESTROY_STACK_BYTES (256u << 10)
 
-int aio_ctx_init(struct aio_ctx *a, unsigned depth)
+/* The head of the completion ring io_setup() maps (linux/fs/aio.c): a
+ * stable ABI since 2.6, recognised by its magic number. */
+struct kernel_aio_ring {
+    unsigned id;
+    unsigned nr;
+    unsigned head;
+    unsigned tail;
+    unsigned magic;
+};
+#define KERNEL_AIO_RING_MAGIC 0xa10a10a1u
+
+/* ---- contexts ---------------------------------------------------------- */
+
+static int add_context(struct aio_ctx *a, unsigned size)
+{
+    struct aio_kctx *k = &a->kctx[a->nkctx];
+    int r;
+
+    if ((r = aio_budget_take(size)) < 0)
+        return r;
+    *k = (struct aio_kctx){ .size = size, .last_used_ns = now_ns() };
+    if ((r = io_setup((int)size, &k->ctx)) < 0) {
+        aio_budget_give(size);
+        return r;
+    }
+    a->nkctx++;
+    a->depth += size;
+    if (a->depth > a->stats.peak)
+        a->stats.peak = a->depth;
+    return 0;
+}
+
+struct doomed {
+    unsigned n;
+    io_context_t ctx[AIO_MAX_CONTEXTS];
+};
+
+static void *destroy_contexts(void *arg)
+{
+    struct doomed *d = arg;
+
+    for (unsigned i = 0; i < d->n; i++)
+        io_destroy(d->ctx[i]);
+    free(d);
+    return NULL;
+}
+
+/* Nothing is in flight on them.  The kernel gives their slots back to
+ * fs.aio-nr as soon as io_destroy() starts. */
+static void destroy_in_background(struct doomed *d)
+{
+    pthread_attr_t attr;
+    sigset_t all, old;
+    pthread_t t;
+    int r;
+
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, DESTROY_STACK_BYTES);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);   /* signals stay the loop's */
+    r = pthread_create(&t, &attr, destroy_contexts, d);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (r != 0)
+        destroy_contexts(d);
+}
+
+int aio_ctx_init(struct aio_ctx *a, unsigned min_depth, unsigned max_depth)
 {
     int r;
 
     memset(a, 0, sizeof *a);
-    a->depth = depth;
+    if (min_depth == 0)
+        min_depth = 1;
+    a->min_depth = min_depth;
+    a->max_depth = max_depth > min_depth ? max_depth : min_depth;
     a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (a->efd < 0)
         return -errno;
-    if ((r = io_setup((int)depth, &a->ctx)) < 0) {
+    if ((r = add_context(a, min_depth)) < 0) {
         close(a->efd);
         a->efd = -1;
         return r;
@@ -34,13 +117,84 @@ int aio_ctx_init(struct aio_ctx *a, unsigned depth)
 
 void aio_ctx_destroy(struct aio_ctx *a)
 {
-    if (a->ctx)
-        io_destroy(a->ctx);
+    for (unsigned i = 0; i < a->nkctx; i++)
+        io_destroy(a->kctx[i].ctx);
+    aio_ctx_abandon(a);
+}
+
+void aio_ctx_abandon(struct aio_ctx *a)
+{
+    aio_budget_give(a->depth);
+    a->depth = 0;
+    a->nkctx = 0;
     if (a->efd >= 0)
         close(a->efd);
-    a->ctx = 0;
     a->efd = -1;
 }
+
+static unsigned round_up_pow2(unsigned v)
+{
+    unsigned p = 1;
+
+    while (p < v && p < (1u << 30))
+        p <<= 1;
+    return p;
+}
+
+/* Operations wait and every context is full: add one, as large as the
+ * wait asks (at least doubling the depth), as far as the budget allows. */
+static bool grow(struct aio_ctx *a)
+{
+    uint64_t now = now_ns();
+    unsigned want, room;
+    bool short_of_slots;
+    int r;
+
+    if (a->depth >= a->max_depth || a->nkctx == AIO_MAX_CONTEXTS || now < a->next_grow_ns)
+        return false;
+    want = round_up_pow2(a->inflight + a->queued);
+    if (want < 2 * a->depth)
+        want = 2 * a->depth;
+    if (want > a->max_depth)
+        want = a->max_depth;
+    want -= a->depth;
+    room = aio_budget_growth_room();
+    short_of_slots = room < want;
+    if (short_of_slots)
+        want = room;
+    r = want ? add_context(a, want) : -EAGAIN;
+    if (short_of_slots || r < 0)
+        a->stats.limited++;
+    if (r < 0) {
+        a->next_grow_ns = now + GROW_RETRY_NS;
+        return false;
+    }
+    a->stats.grown++;
+    return true;
+}
+
+void aio_release_idle(struct aio_ctx *a, uint64_t now)
+{
+    struct doomed *d = NULL;
+
+    for (unsigned i = a->nkctx; i-- > 1;) {
+        struct aio_kctx *k = &a->kctx[i];
+        if (k->inflight || now - k->last_used_ns < RELEASE_AFTER_NS)
+            continue;
+        if (!d && !(d = calloc(1, sizeof *d)))
+            return;             /* keep them: try again next round */
+        d->ctx[d->n++] = k->ctx;
+        a->depth -= k->size;
+        aio_budget_give(k->size);
+        a->stats.released++;
+        memmove(k, k + 1, (a->nkctx - i - 1) * sizeof *k);
+        a->nkctx--;
+    }
+    if (d)
+        destroy_in_background(d);
+}
+
+/* ---- operations -------------------------------------------------------- */
 
 void aio_prep_readv(struct aio_op *op, int fd, struct iovec *iov, int niov, uint64_t off)
 {
@@ -65,6 +219,7 @@ void aio_queue(struct aio_ctx *a, struct aio_op *op)
     else
         a->queue_head = op;
     a->queue_tail = op;
+    a->queued++;
 }
 
 static struct aio_op *dequeue(struct aio_ctx *a)
@@ -75,8 +230,18 @@ static struct aio_op *dequeue(struct aio_ctx *a)
         a->queue_head = op->next;
         if (!a->queue_head)
             a->queue_tail = NULL;
+        a->queued--;
     }
     return op;
+}
+
+static void requeue_front(struct aio_ctx *a, struct aio_op *op)
+{
+    op->next = a->queue_head;
+    a->queue_head = op;
+    if (!a->queue_tail)
+        a->queue_tail = op;
+    a->queued++;
 }
 
 /* Older kernels refuse IOCB_CMD_FDSYNC: run it in place instead. */
@@ -86,16 +251,19 @@ static void run_fdsync_inline(struct aio_op *op)
     op->done(op, res);
 }
 
-static int submit_batch(struct aio_ctx *a)
+/* One io_submit into k.  Returns how many operations left the queue, or
+ * 0 when the kernel took none (try again later). */
+static int submit_batch(struct aio_ctx *a, struct aio_kctx *k)
 {
     struct iocb *batch[SUBMIT_BATCH];
     struct aio_op *ops[SUBMIT_BATCH];
-    int n = 0, r;
+    int n = 0, taken = 0, r;
 
-    while (n < SUBMIT_BATCH && a->inflight + (unsigned)n < a->depth && a->queue_head) {
+    while (n < SUBMIT_BATCH && k->inflight + (unsigned)n < k->size && a->queue_head) {
         struct aio_op *op = dequeue(a);
         if (op->iocb.aio_lio_opcode == IO_CMD_FDSYNC && !a->fdsync_async) {
             run_fdsync_inline(op);
+            taken++;
             continue;
         }
         io_set_eventfd(&op->iocb, a->efd);
@@ -104,56 +272,89 @@ static int submit_batch(struct aio_ctx *a)
         batch[n++] = &op->iocb;
     }
     if (n == 0)
-        return 0;
-    r = io_submit(a->ctx, n, batch);
-    if (r == -EINVAL && ops[0]->iocb.aio_lio_opcode == IO_CMD_FDSYNC) {
-        a->fdsync_async = false;
-        r = 0;
+        return taken;
+    r = io_submit(k->ctx, n, batch);
+    if (r == -EINVAL && ops[0]->iocb.aio_lio_opcode == IO_CMD_FDSYNC && a->fdsync_async) {
+        a->fdsync_async = false;    /* the next round runs it in place */
+        for (int i = n - 1; i >= 0; i--)
+            requeue_front(a, ops[i]);
+        return 1;
     }
     if (r < 0 && r != -EAGAIN) {
         /* The first op is bad: fail it alone, requeue the rest. */
-        for (int i = n - 1; i >= 1; i--) {
-            ops[i]->next = a->queue_head;
-            a->queue_head = ops[i];
-            if (!a->queue_tail)
-                a->queue_tail = ops[i];
-        }
+        for (int i = n - 1; i >= 1; i--)
+            requeue_front(a, ops[i]);
         ops[0]->done(ops[0], r);
-        return 1;
+        return taken + 1;
     }
     if (r < 0)
         r = 0;
+    k->inflight += (unsigned)r;
     a->inflight += (unsigned)r;
+    if (r > 0)
+        k->last_used_ns = now_ns();
     /* Put back what the kernel did not take, in order. */
-    for (int i = n - 1; i >= r; i--) {
-        ops[i]->next = a->queue_head;
-        a->queue_head = ops[i];
-        if (!a->queue_tail)
-            a->queue_tail = ops[i];
-    }
-    return r;
+    for (int i = n - 1; i >= r; i--)
+        requeue_front(a, ops[i]);
+    return taken + r;
+}
+
+static struct aio_kctx *context_with_room(struct aio_ctx *a)
+{
+    for (unsigned i = 0; i < a->nkctx; i++)
+        if (a->kctx[i].inflight < a->kctx[i].size)
+            return &a->kctx[i];
+    return NULL;
 }
 
 int aio_submit(struct aio_ctx *a)
 {
-    int r;
-
-    while (a->queue_head && a->inflight < a->depth)
-        if ((r = submit_batch(a)) <= 0)
+    while (a->queue_head) {
+        struct aio_kctx *k = context_with_room(a);
+        if (!k) {
+            if (!grow(a))
+                break;
+            k = &a->kctx[a->nkctx - 1];
+        }
+        if (submit_batch(a, k) <= 0)
             break;
+    }
     return 0;
 }
 
-int aio_reap(struct aio_ctx *a)
+/* ---- completions ------------------------------------------------------- */
+
+/* False only when k's ring is known to hold no event (no system call). */
+static bool may_have_events(const struct aio_kctx *k)
+{
+    const struct kernel_aio_ring *ring = (const struct kernel_aio_ring *)k->ctx;
+
+    if (k->inflight == 0)
+        return false;
+    if (!ring || ring->magic != KERNEL_AIO_RING_MAGIC)
+        return true;
+    return __atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE) !=
+           __atomic_load_n(&ring->head, __ATOMIC_RELAXED);
+}
+
+bool aio_completions_ready(const struct aio_ctx *a)
+{
+    for (unsigned i = 0; i < a->nkctx; i++) {
+        const struct kernel_aio_ring *ring = (const struct kernel_aio_ring *)a->kctx[i].ctx;
+        if (ring && ring->magic == KERNEL_AIO_RING_MAGIC && may_have_events(&a->kctx[i]))
+            return true;
+    }
+    return false;
+}
+
+static int reap_context(struct aio_ctx *a, struct aio_kctx *k)
 {
     struct io_event ev[REAP_BATCH];
     struct timespec zero = { 0, 0 };
-    uint64_t count;
     int total = 0, n;
 
-    if (read(a->efd, &count, sizeof count) < 0 && errno != EAGAIN)
-        return -errno;
-    while (a->inflight > 0 && (n = io_getevents(a->ctx, 0, REAP_BATCH, ev, &zero)) > 0) {
+    while (may_have_events(k) && (n = io_getevents(k->ctx, 0, REAP_BATCH, ev, &zero)) > 0) {
+        k->inflight -= (unsigned)n;
         a->inflight -= (unsigned)n;
         for (int i = 0; i < n; i++) {
             struct aio_op *op = ev[i].data;
@@ -161,5 +362,17 @@ int aio_reap(struct aio_ctx *a)
         }
         total += n;
     }
+    return total;
+}
+
+int aio_reap(struct aio_ctx *a)
+{
+    uint64_t count;
+    int total = 0;
+
+    if (read(a->efd, &count, sizeof count) < 0 && errno != EAGAIN)
+        return -errno;
+    for (unsigned i = 0; i < a->nkctx; i++)
+        total += reap_context(a, &a->kctx[i]);
     return total;
 }

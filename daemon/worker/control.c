@@ -75,14 +75,17 @@ int worker_send_ready(struct worker *w, bool with_fds)
     return send_json(w->ctl_fd, ev, fds, with_fds ? 4 : 0);
 }
 
-int worker_send_failed(int ctl_fd, const char *reason)
+int worker_send_failed(int ctl_fd, const char *cls, const char *reason)
 {
-    json_object *ev = json_object_new_object();
-    json_object *data = json_object_new_object();
+    json_object *ev, *data;
 
     if (ctl_fd < 0)
         return 0;
+    ev = json_object_new_object();
+    data = json_object_new_object();
     json_object_object_add(data, "desc", json_object_new_string(reason));
+    if (cls)
+        json_object_object_add(data, "class", json_object_new_string(cls));
     json_object_object_add(ev, "event", json_object_new_string("failed"));
     json_object_object_add(ev, "data", data);
     return send_json(ctl_fd, ev, NULL, 0);
@@ -131,6 +134,24 @@ static json_object *op_stats_json(const struct io_stats *s, enum blk_op op)
     return o;
 }
 
+/* The kernel AIO depth: what the worker holds, what it would take, and
+ * how often the host's budget gave it less (aio.h). */
+static json_object *aio_json(const struct aio_ctx *a)
+{
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "depth", json_object_new_int64(a->depth));
+    json_object_object_add(o, "min-depth", json_object_new_int64(a->min_depth));
+    json_object_object_add(o, "max-depth", json_object_new_int64(a->max_depth));
+    json_object_object_add(o, "peak-depth", json_object_new_int64(a->stats.peak));
+    json_object_object_add(o, "in-flight", json_object_new_int64(a->inflight));
+    json_object_object_add(o, "contexts", json_object_new_int64(a->nkctx));
+    json_object_object_add(o, "grown", json_object_new_int64((int64_t)a->stats.grown));
+    json_object_object_add(o, "released", json_object_new_int64((int64_t)a->stats.released));
+    json_object_object_add(o, "limited", json_object_new_int64((int64_t)a->stats.limited));
+    return o;
+}
+
 static json_object *stats_json(const struct worker *w)
 {
     const struct io_stats *s = executor_stats(w->x);
@@ -144,6 +165,7 @@ static json_object *stats_json(const struct worker *w)
     json_object_object_add(o, "bad-requests", json_object_new_int64((int64_t)rs.bad_requests));
     json_object_object_add(o, "ring-broken", json_object_new_boolean(rs.broken));
     json_object_object_add(o, "busy-poll-hits", json_object_new_int64((int64_t)w->poll.spin.hits));
+    json_object_object_add(o, "aio", aio_json(&w->aio));
     json_object_object_add(o, "uptime-ms",
                            json_object_new_int64((int64_t)((now_ns() - w->started_ns) / 1000000)));
     return o;

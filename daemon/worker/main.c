@@ -190,7 +190,7 @@ int main(int argc, char **argv)
     if ((r = worker_init(&w, &o)) < 0) {
         const char *why = qc_error_message(r);
         log_error("%s", why);
-        worker_send_failed(o.ctl_fd, why);
+        worker_send_failed(o.ctl_fd, w.fail_class, why);
         worker_destroy(&w);
         return 1;
     }

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "aio_budget.h"
 #include "error.h"
 #include "log.h"
 #include "util.h"
@@ -209,6 +210,19 @@ static int setup_loop(struct worker *w)
     return 0;
 }
 
+/* The host's AIO budget cannot hold even an idle image: a limit, which
+ * qcowd reports as such (LimitReached), not a fault of the image. */
+static int aio_setup_failed(struct worker *w, int r)
+{
+    char why[512];
+
+    if (r != -EAGAIN)
+        return qc_fail(r, "%s: io_setup failed: %s", w->name, strerror(-r));
+    w->fail_class = "LimitReached";
+    aio_budget_describe_refusal(why, sizeof why, AIO_IDLE_DEPTH);
+    return qc_fail(r, "%s: %s", w->name, why);
+}
+
 /* O_DIRECT needs every piece, data and metadata, aligned to the device's
  * sector; qcow's are 512-byte aligned.  On a device that wants more, mixing
  * direct and buffered I/O on one file is unsafe: serve it buffered. */
@@ -235,7 +249,8 @@ int worker_init(struct worker *w, const struct worker_opts *o)
 
     *w = (struct worker){ .name = o->name ? o->name : o->path, .ctl_fd = o->ctl_fd,
                           .read_only = o->open.read_only, .epfd = -1, .sigfd = -1,
-                          .ring_fds = { -1, -1, -1 }, .journal_fd = -1 };
+                          .ring_fds = { -1, -1, -1 }, .journal_fd = -1,
+                          .aio = { .efd = -1 } };
     if ((r = open_image(w, o)) < 0)
         return r;
     if (w->img->size < IMAGE_SECTOR_SIZE)
@@ -244,10 +259,10 @@ int worker_init(struct worker *w, const struct worker_opts *o)
         return qc_fail(r, "%s: cannot create the ring: %s", w->name, strerror(-r));
     if ((r = start_ring_server(w, o)) < 0)
         return r;
-    /* Enough kernel slots for every request's pieces, with room to spare. */
-    if ((r = aio_ctx_init(&w->aio, 4 * ring_server_ring_size(w->rs) + 64)) < 0)
-        return qc_fail(r, "%s: io_setup failed: %s (see /proc/sys/fs/aio-max-nr)", w->name,
-                       strerror(-r));
+    /* Busy, enough kernel slots for every request's pieces with room to
+     * spare; idle, only a few (aio.h). */
+    if ((r = aio_ctx_init(&w->aio, AIO_IDLE_DEPTH, 4 * ring_server_ring_size(w->rs) + 64)) < 0)
+        return aio_setup_failed(w, r);
     struct ring_server_geometry geo = geo_of(w);
     if ((r = adopt_allocations(w, &geo)) < 0)
         return r;
@@ -271,10 +286,9 @@ void worker_destroy(struct worker *w)
         executor_free(w->x);
     metalog_free(w->metalog);
     /* io_destroy() waits for an RCU grace period (tens of milliseconds);
-     * the process is about to exit, which tears the context down without
+     * the process is about to exit, which tears the contexts down without
      * making anyone wait.  Nothing is in flight here. */
-    if (w->aio.efd >= 0)
-        close(w->aio.efd);
+    aio_ctx_abandon(&w->aio);
     if (w->rs)
         ring_server_free(w->rs);
     if (w->ring_base)
@@ -475,6 +489,8 @@ int worker_run(struct worker *w)
         /* Answer first: the client can post more while the disk works. */
         ring_server_push_responses(w->rs);
         aio_submit(&w->aio);
+        if (aio_has_extra(&w->aio))
+            aio_release_idle(&w->aio, now_ns());
     }
     return drain_and_close(w);
 }

@@ -44,6 +44,7 @@ struct worker {
     struct blk_req quiesce_flush;
     struct busy_poll poll;
     uint64_t started_ns;
+    const char *fail_class;     /* why worker_init failed, when not the image's fault */
 };
 
 struct worker_opts {
@@ -77,7 +78,8 @@ bool worker_discard_zeroes(const struct worker *w);
 
 /* Control channel (control.c). */
 int worker_send_ready(struct worker *w, bool with_fds);
-int worker_send_failed(int ctl_fd, const char *reason);
+/* cls: the error class qcowd should report (NULL: ImageError). */
+int worker_send_failed(int ctl_fd, const char *cls, const char *reason);
 /* The image is flushed and closed: the supervisor need not wait for the
  * process to exit (tearing down a libaio context takes a while). */
 int worker_send_stopped(struct worker *w, int status);

@@ -158,7 +158,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "initial read: %s\n", qc_error_message(r));
         return 1;
     }
-    if ((r = aio_ctx_init(&aio, 1024)) < 0 || (r = executor_new(img, &aio, &xo, &x)) < 0) {
+    if ((r = aio_ctx_init(&aio, 1024, 1024)) < 0 || (r = executor_new(img, &aio, &xo, &x)) < 0) {
         fprintf(stderr, "setup: %s\n", strerror(-r));
         return 1;
     }

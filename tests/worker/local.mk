@@ -4,7 +4,7 @@ check_PROGRAMS += tests/worker/exec_random tests/worker/ring_random
 tests_worker_exec_random_SOURCES = tests/worker/exec_random.c
 tests_worker_exec_random_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/worker
 tests_worker_exec_random_LDADD = daemon/worker/libqcowexec.la daemon/image/libqcowimage.la \
-	$(AIO_LIBS)
+	daemon/common/libqcowdcommon.la $(AIO_LIBS)
 tests_worker_ring_random_SOURCES = tests/worker/ring_random.c
 tests_worker_ring_random_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
 tests_worker_ring_random_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
