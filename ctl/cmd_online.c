@@ -984,6 +984,37 @@ static int run_shutdown(struct cli *cli, const struct cli_command *cmd, int argc
 
 /* ---- version ------------------------------------------------------------ */
 
+/* What the daemon can still take, limit by limit (version's "limits"). */
+static void print_limits(json_object *l)
+{
+    json_object *files = member(l, "open-files"), *aio = member(l, "aio");
+    int64_t n, max, room, used, limit, per;
+    const char *tightest = str_member(l, "tightest");
+    static const char *const names[][2] = {
+        { "max-images", "--max-images" }, { "open-files", "open files" },
+        { "aio", "kernel AIO slots" },
+    };
+
+    if (!int_member(l, "images", &n) || !int_member(l, "max-images", &max) ||
+        !int_member(l, "room", &room))
+        return;
+    for (size_t i = 0; tightest && i < ARRAY_SIZE(names); i++)
+        if (strcmp(tightest, names[i][0]) == 0)
+            tightest = names[i][1];
+    printf("images: %" PRId64 " attached, room for %" PRId64 " more%s%s%s\n", n, room,
+           tightest ? " (the tightest limit: " : "", tightest ? tightest : "", tightest ? ")" : "");
+    printf("  --max-images: %" PRId64 "\n", max);
+    if (int_member(files, "in-use", &used) && int_member(files, "limit", &limit) &&
+        int_member(files, "per-image", &per))
+        printf("  open files: %" PRId64 " of %" PRId64 " in use by qcowd, %" PRId64 " per image\n",
+               used, limit, per);
+    if (int_member(aio, "nr", &used) && int_member(aio, "max-nr", &limit) &&
+        int_member(aio, "per-image", &per))
+        printf("  kernel AIO slots: %" PRId64 " of %" PRId64 " in use on the host (%s), %" PRId64
+               " per idle image\n", used, limit,
+               member(aio, "ledger") ? "QCOWD_AIO_LEDGER" : "fs.aio-nr of fs.aio-max-nr", per);
+}
+
 static int run_version(struct cli *cli, const struct cli_command *cmd, int argc, char **argv)
 {
     static const struct option opts[] = { ONLINE_OPTIONS, { NULL, 0, NULL, 0 } };
@@ -1017,6 +1048,8 @@ static int run_version(struct cli *cli, const struct cli_command *cmd, int argc,
     else
         cli_say(cli, "daemon: %s\n", pkg ? pkg : "?");
     free(pkg);
+    if (!cli->quiet)
+        print_limits(member(ret, "limits"));
     json_object_put(ret);
     return CLI_EXIT_OK;
 }

@@ -59,6 +59,7 @@ daemon_qcowd_SOURCES = \
 	daemon/supervisor/attachments.c \
 	daemon/supervisor/exports.c \
 	daemon/supervisor/export_listen.h daemon/supervisor/export_listen.c \
+	daemon/supervisor/limits.c \
 	daemon/supervisor/lock.h daemon/supervisor/lock.c
 daemon_qcowd_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common \
 	-DWORKER_PATH=\"$(pkglibexecdir)/qcowd-worker\" \

@@ -422,10 +422,8 @@ static bool admissible(struct supervisor *s, struct client *c, json_object *id,
         client_error(c, id, "AlreadyExists", "an image is already attached as '%s'", a->name);
         return false;
     }
-    if (s->nimages >= s->max_images) {
-        client_error(c, id, "LimitReached", "too many images attached (limit %u)", s->max_images);
+    if (!limits_admit_image(s, c, id))
         return false;
-    }
     if (stat(a->path, st) < 0) {
         client_error(c, id, "ImageError", "%s: %s", a->path, strerror(errno));
         return false;
@@ -489,7 +487,12 @@ int attachment_start(struct supervisor *s, struct client *c, json_object *id, js
         return r;
     }
     if ((r = launch(s, att, false)) < 0) {
-        client_error(c, id, "WorkerError", "%s: cannot start a worker: %s", att->name, strerror(-r));
+        char why[512];
+        if (limits_start_error(r, why, sizeof why))
+            client_error(c, id, "LimitReached", "%s: %s", att->name, why);
+        else
+            client_error(c, id, "WorkerError", "%s: cannot start a worker: %s", att->name,
+                         strerror(-r));
         attachment_free(s, att);
         return r;
     }

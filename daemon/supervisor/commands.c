@@ -42,6 +42,7 @@ static void cmd_version(struct supervisor *s, struct client *c, json_object *id,
     json_object_object_add(v, "micro", json_object_new_int(0));
     json_object_object_add(v, "package", json_object_new_string(PACKAGE_STRING));
     json_object_object_add(v, "protocol", json_object_new_int(1));
+    json_object_object_add(v, "limits", limits_describe(s));
     client_reply(c, id, v);
 }
 

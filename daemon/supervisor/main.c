@@ -41,7 +41,8 @@ static void usage(FILE *f)
         "                          $XDG_RUNTIME_DIR/qcowd.sock otherwise)\n"
         "  -g, --group=GROUP       also let members of GROUP use the socket\n"
         "      --max-clients=N     connections at once (default 64)\n"
-        "      --max-images=N      attached images at once (default 256)\n"
+        "      --max-images=N      attached images at once (default 4096; open files and\n"
+        "                          kernel AIO slots are limits too: see qcowctl version)\n"
         "      --worker=PATH       the worker program (default %s)\n"
         "      --nbdkit=PATH       nbdkit, for NBD exports (default: nbdkit in $PATH)\n"
         "      --nbdkit-plugin=PATH  nbdkit-qcowd-plugin.so (default %s)\n"
@@ -265,7 +266,7 @@ static void wait_for_workers(struct supervisor *s)
 int main(int argc, char **argv)
 {
     struct supervisor s = { .listen_fd = -1, .sigfd = -1, .group = (gid_t)-1, .max_clients = 64,
-                            .max_images = 256, .worker_path = WORKER_PATH,
+                            .worker_path = WORKER_PATH,
                             .nbdkit_path = "nbdkit", .nbdkit_plugin = NBDKIT_PLUGIN_PATH };
     int r;
 
@@ -285,6 +286,7 @@ int main(int argc, char **argv)
         log_error("%s", qc_error_message(r ? r : -errno));
         return 1;
     }
+    limits_init(&s);
     log_info("%s ready (worker %s)", PACKAGE_STRING, s.worker_path);
     r = run(&s);
     stop_listening(&s);

@@ -108,7 +108,9 @@ struct supervisor {
     const char *worker_path;
     const char *log_level;
     gid_t group;                /* (gid_t)-1: none */
-    unsigned max_clients, max_images;
+    unsigned max_clients, max_images;   /* max_images 0 until limits_init() */
+    uint64_t nofile;            /* our RLIMIT_NOFILE (raised to the hard limit) */
+    unsigned base_fds;          /* open before any image or client */
     unsigned nclients, nimages;
     struct client *clients;
     struct attachment *attachments;
@@ -178,6 +180,16 @@ json_object *exports_describe_for(struct supervisor *s, const struct attachment 
 void exports_free_all(struct supervisor *s);
 
 uint64_t mono_ns(void);
+
+/* limits.c: open files, kernel AIO slots, --max-images */
+/* Raise RLIMIT_NOFILE to the hard limit and settle --max-images. */
+void limits_init(struct supervisor *s);
+/* Whether one more image fits; if not, a LimitReached reply is sent. */
+bool limits_admit_image(struct supervisor *s, struct client *c, json_object *id);
+/* r from starting a worker: true (and the message) when a host limit was hit. */
+bool limits_start_error(int r, char *why, size_t len);
+/* The "limits" object of `version`. */
+json_object *limits_describe(const struct supervisor *s);
 
 /* Events of one epoll round may still point at an object another event of
  * the same round closed: such objects are buried, and freed after it. */

@@ -21,5 +21,7 @@ DAEMON_TESTS = \
 	tests/daemon/socket-activation.sh \
 	tests/daemon/hostile-ring.sh \
 	tests/daemon/log-reopen.sh \
-	tests/daemon/parallel-churn.sh
+	tests/daemon/parallel-churn.sh \
+	tests/daemon/aio-budget.sh \
+	tests/daemon/limits.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh
