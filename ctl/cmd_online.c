@@ -27,6 +27,8 @@ enum {
     OPT_KEY_FILE,
     OPT_NO_WAIT,
     OPT_POLL_US,
+    OPT_RING_PAGE_ORDER,
+    OPT_DATA_PAGES,
 };
 
 #define ONLINE_OPTIONS                                                  \
@@ -61,6 +63,8 @@ struct online_args {
     const char *key_file;
     bool read_only;
     long poll_us;               /* attach --poll-us; -1: not given */
+    long ring_page_order;       /* attach --ring-page-order; -1: not given */
+    long data_pages;            /* attach --data-pages; -1: not given */
     bool watch;                 /* stats */
     double interval;
     unsigned long count;
@@ -128,6 +132,15 @@ static int online_option(struct cli *cli, const struct cli_command *cmd, int opt
     case OPT_POLL_US:
         if ((r = cli_parse_uint(cmd, "poll time", optarg, 0, 1000, &v)) == CLI_CONTINUE)
             a->poll_us = (long)v;
+        return r;
+    case OPT_RING_PAGE_ORDER:
+        /* The ranges are qcowd's to check (InvalidParameter says them). */
+        if ((r = cli_parse_uint(cmd, "ring page order", optarg, 0, 1000, &v)) == CLI_CONTINUE)
+            a->ring_page_order = (long)v;
+        return r;
+    case OPT_DATA_PAGES:
+        if ((r = cli_parse_uint(cmd, "data pages", optarg, 0, UINT32_MAX, &v)) == CLI_CONTINUE)
+            a->data_pages = (long)v;
         return r;
     case 'w':
         a->watch = true;
@@ -405,10 +418,12 @@ static int run_attach(struct cli *cli, const struct cli_command *cmd, int argc, 
         { "format", required_argument, NULL, 'f' },
         { "key-file", required_argument, NULL, OPT_KEY_FILE },
         { "poll-us", required_argument, NULL, OPT_POLL_US },
+        { "ring-page-order", required_argument, NULL, OPT_RING_PAGE_ORDER },
+        { "data-pages", required_argument, NULL, OPT_DATA_PAGES },
         ONLINE_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
-    struct online_args a = { .poll_us = -1 };
+    struct online_args a = { .poll_us = -1, .ring_page_order = -1, .data_pages = -1 };
     struct ctl_conn c;
     struct cli_key key;
     json_object *args, *ret = NULL;
@@ -443,6 +458,10 @@ static int run_attach(struct cli *cli, const struct cli_command *cmd, int argc, 
         json_object_object_add(args, "format", json_object_new_string(a.format));
     if (a.poll_us >= 0)
         json_object_object_add(args, "poll-us", json_object_new_int((int32_t)a.poll_us));
+    if (a.ring_page_order >= 0)
+        json_object_object_add(args, "ring-page-order", json_object_new_int64(a.ring_page_order));
+    if (a.data_pages >= 0)
+        json_object_object_add(args, "data-pages", json_object_new_int64(a.data_pages));
     if (have_key) {
         json_object_object_add(args, "key", json_object_new_string_len((const char *)key.data,
                                                                         (int)key.len));
@@ -1135,7 +1154,7 @@ static const struct cli_command online_commands[] = {
     {
         .name = "attach",
         .synopsis = "[--name N] [--read-only] [--cache none|writeback] [-f auto|qcow|raw] "
-                    "[--key-file F] [--poll-us N] IMAGE",
+                    "[--key-file F] [--poll-us N] [--ring-page-order N] [--data-pages N] IMAGE",
         .summary = "serve IMAGE: qcowd starts a worker for it",
         .help =
             "Options:\n"
@@ -1151,6 +1170,10 @@ static const struct cli_command online_commands[] = {
             "                        for the next request or completion before it sleeps:\n"
             "                        lower latency across CPUs for a core's worth of CPU\n"
             "                        while busy (default 0: sleep at once)\n"
+            "      --ring-page-order N  the ring has 2^N pages of 32 request slots each\n"
+            "                        (0-8, default 2: 128 requests in flight)\n"
+            "      --data-pages N    4 KiB pages of request buffers in the ring (16-1048576,\n"
+            "                        default 8192: 32 MiB, sparse: only what is used costs)\n"
             "IMAGE is made absolute before it is sent.  Prints the attachment; with --json,\n"
             "the object `query` returns.\n" ONLINE_HELP,
         .run = run_attach,

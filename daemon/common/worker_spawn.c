@@ -41,7 +41,7 @@ static void build_argv(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
     ARG_NUM("--control-fd", "%d", ctl_fd);
     if (key_fd >= 0)
         ARG_NUM("--key-fd", "%d", key_fd);
-    if (o->ring_order)
+    if (o->ring_order_given)
         ARG_NUM("--ring-order", "%u", o->ring_order);
     if (o->data_pages)
         ARG_NUM("--data-pages", "%u", o->data_pages);

@@ -20,8 +20,9 @@ struct worker_spawn_opts {
     bool null_backend;
     const char *key;            /* encryption password, or NULL */
     const char *log_level;      /* NULL: info */
-    unsigned ring_order;        /* 0: the worker's default (unless adopting) */
-    unsigned data_pages;
+    unsigned ring_order;        /* ring pages = 2^ring_order, when ring_order_given */
+    bool ring_order_given;      /* else the worker's default (unless adopting) */
+    unsigned data_pages;        /* 0: the worker's default */
     unsigned max_indirect;
     const struct qcowring_fds *adopt; /* serve this existing ring */
     int adopt_journal_fd;       /* with its journal */

@@ -251,6 +251,9 @@ static void fill_spawn_opts(const struct supervisor *s, const struct attachment 
         .adopt_journal_fd = att->proc.journal_fd,
         .start_paused = att->paused,
         .poll_us = att->poll_us,
+        .ring_order = att->ring_page_order,
+        .ring_order_given = att->ring_page_order_given,
+        .data_pages = att->data_pages,
     };
 }
 
@@ -369,9 +372,13 @@ struct attach_args {
     const char *path, *name, *cache, *format, *key;
     bool read_only;
     unsigned poll_us;
+    unsigned ring_page_order, data_pages;
+    bool ring_page_order_given;
 };
 
 #define MAX_POLL_US 1000
+#define MIN_DATA_PAGES 16
+#define MAX_DATA_PAGES (1u << 20)
 
 static bool parse_attach(struct client *c, json_object *id, json_object *args, struct attach_args *a)
 {
@@ -385,11 +392,17 @@ static bool parse_attach(struct client *c, json_object *id, json_object *args, s
     a->key = string_arg(args, "key", &bad);
     a->read_only = bool_arg(args, "read-only", &bad);
     a->poll_us = uint_arg(args, "poll-us", MAX_POLL_US, &bad);
+    a->ring_page_order_given = json_object_object_get_ex(args, "ring-page-order", NULL);
+    a->ring_page_order = uint_arg(args, "ring-page-order", QCOWRING_MAX_RING_PAGE_ORDER, &bad);
+    a->data_pages = uint_arg(args, "data-pages", MAX_DATA_PAGES, &bad);
+    if (json_object_object_get_ex(args, "data-pages", NULL) && a->data_pages < MIN_DATA_PAGES)
+        bad = true;
     if (bad || !a->path || !*a->path) {
         client_error(c, id, "InvalidParameter",
                      "attach takes 'path' (string, required), 'name', 'cache', 'format', 'key' "
-                     "(strings), 'read-only' (boolean) and 'poll-us' (integer, 0 to %d)",
-                     MAX_POLL_US);
+                     "(strings), 'read-only' (boolean), 'poll-us' (integer, 0 to %d), "
+                     "'ring-page-order' (integer, 0 to %u) and 'data-pages' (integer, %u to %u)",
+                     MAX_POLL_US, QCOWRING_MAX_RING_PAGE_ORDER, MIN_DATA_PAGES, MAX_DATA_PAGES);
         return false;
     }
     if (!a->name)
@@ -452,6 +465,9 @@ static struct attachment *attachment_new(const struct attach_args *a)
     att->read_only = a->read_only;
     att->writeback = a->cache && strcmp(a->cache, "writeback") == 0;
     att->poll_us = a->poll_us;
+    att->ring_page_order = a->ring_page_order;
+    att->ring_page_order_given = a->ring_page_order_given;
+    att->data_pages = a->data_pages;
     att->lock_fd = -1;
     att->proc = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 },
                                       .journal_fd = -1 };

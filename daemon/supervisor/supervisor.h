@@ -77,6 +77,9 @@ struct attachment {
     bool read_only;
     bool writeback;
     unsigned poll_us;           /* the worker's busy-poll before it sleeps */
+    unsigned ring_page_order;   /* the ring's geometry, when given at attach */
+    bool ring_page_order_given;
+    unsigned data_pages;        /* 0: the worker's default */
     char *format;
     char *key;
     enum attachment_state state;

@@ -67,6 +67,7 @@ struct opts {
     int spin_us;                /* qcowring_set_spin(); -1: the library's default */
     unsigned worker_poll_us;    /* qcowd-worker --poll-us */
     unsigned ring_order, data_pages, max_indirect;
+    bool ring_order_given;
     const char *worker_log;     /* file for the worker's stderr */
     const char *image;
 };
@@ -653,7 +654,9 @@ static int parse_option(int c, const char *arg, struct opts *o)
         o->spin_us = (int)us;
         return r;
     }
-    case O_RING_ORDER: return parse_unsigned(arg, QCOWRING_MAX_RING_PAGE_ORDER, &o->ring_order);
+    case O_RING_ORDER:
+        o->ring_order_given = true;
+        return parse_unsigned(arg, QCOWRING_MAX_RING_PAGE_ORDER, &o->ring_order);
     case O_DATA_PAGES: return parse_unsigned(arg, 1u << 20, &o->data_pages);
     case O_MAX_INDIRECT: return parse_unsigned(arg, 4096, &o->max_indirect);
     case O_WORKER_LOG: o->worker_log = arg; return 0;
@@ -749,6 +752,7 @@ int main(int argc, char **argv)
     so.null_backend = o.null_backend;
     so.read_only = o.rw == P_READ || o.rw == P_RANDREAD;
     so.ring_order = o.ring_order;
+    so.ring_order_given = o.ring_order_given;
     so.data_pages = o.data_pages;
     so.max_indirect = o.max_indirect;
     so.poll_us = o.worker_poll_us;

@@ -23,5 +23,6 @@ DAEMON_TESTS = \
 	tests/daemon/log-reopen.sh \
 	tests/daemon/parallel-churn.sh \
 	tests/daemon/aio-budget.sh \
-	tests/daemon/limits.sh
+	tests/daemon/limits.sh \
+	tests/daemon/ring-geometry.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh
