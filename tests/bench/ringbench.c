@@ -1,7 +1,8 @@
 /* ringbench: a fio-like load generator for a qcowd ring.
  *
- * It starts a qcowd-worker on IMAGE (worker_spawn), maps the worker's ring
- * with libqcowring and keeps --iodepth requests in flight with the
+ * It starts a qcowd-worker on IMAGE (worker_spawn), or with --socket asks
+ * a running qcowd for the ring of the image attached as IMAGE
+ * (qcowring_connect), maps the ring with libqcowring and keeps --iodepth requests in flight with the
  * asynchronous interface for --runtime seconds (or one pass over --size
  * bytes for sequential jobs that are not --time-based), then prints IOPS,
  * MiB/s, latency percentiles and the CPU time of both processes.
@@ -69,6 +70,8 @@ struct opts {
     unsigned ring_order, data_pages, max_indirect;
     bool ring_order_given;
     const char *worker_log;     /* file for the worker's stderr */
+    const char *socket;         /* connect to an attached image instead of spawning */
+    unsigned worker_pid;        /* with --socket: the worker, for its CPU time */
     const char *image;
 };
 
@@ -554,7 +557,12 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "Usage: ringbench [OPTION]... IMAGE\n"
+        "       ringbench --socket=PATH [--worker-pid=PID] [OPTION]... NAME\n"
         "Drive a qcowd-worker's shared-memory ring and measure it (fio-like).\n\n"
+        "      --socket=PATH      use the ring of the image a running qcowd serves as\n"
+        "                         NAME (its own options apply; the worker options below\n"
+        "                         do not)\n"
+        "      --worker-pid=PID   with --socket: that image's worker, for its CPU time\n"
         "      --rw=MODE          read, write, randread (default), randwrite, randrw\n"
         "      --bs=BYTES         request size, multiple of 512 (default 4k)\n"
         "      --iodepth=N        requests kept in flight (default 32)\n"
@@ -588,7 +596,8 @@ static void usage(FILE *f)
 
 enum { O_RW = 256, O_BS, O_IODEPTH, O_RUNTIME, O_RAMP, O_SIZE, O_OFFSET, O_TIME_BASED,
        O_RWMIX, O_SEED, O_WORKER, O_CACHE, O_NULL, O_POLL, O_RING_ORDER, O_DATA_PAGES,
-       O_MAX_INDIRECT, O_WORKER_LOG, O_JSON, O_END_FSYNC, O_SPIN, O_WORKER_POLL };
+       O_MAX_INDIRECT, O_WORKER_LOG, O_JSON, O_END_FSYNC, O_SPIN, O_WORKER_POLL, O_SOCKET,
+       O_WORKER_PID };
 
 static const struct option long_options[] = {
     { "rw", required_argument, NULL, O_RW },
@@ -613,6 +622,8 @@ static const struct option long_options[] = {
     { "worker-log", required_argument, NULL, O_WORKER_LOG },
     { "json", no_argument, NULL, O_JSON },
     { "end-fsync", no_argument, NULL, O_END_FSYNC },
+    { "socket", required_argument, NULL, O_SOCKET },
+    { "worker-pid", required_argument, NULL, O_WORKER_PID },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -662,6 +673,8 @@ static int parse_option(int c, const char *arg, struct opts *o)
     case O_WORKER_LOG: o->worker_log = arg; return 0;
     case O_JSON: o->json = true; return 0;
     case O_END_FSYNC: o->end_fsync = true; return 0;
+    case O_SOCKET: o->socket = arg; return 0;
+    case O_WORKER_PID: return parse_unsigned(arg, INT_MAX, &o->worker_pid);
     }
     return -EINVAL;
 }
@@ -707,11 +720,44 @@ static int setup_span(struct job *j, const struct qcowring_geometry *g)
     return 0;
 }
 
+/* Start our own worker on o->image and open its ring: 0, or the exit status. */
+static int spawn_worker(const struct opts *o, int log_fd, struct worker_proc *wp,
+                        struct qcowring **ring)
+{
+    struct worker_spawn_opts so = { .stderr_fd = -1 };
+    int r;
+
+    so.worker_path = o->worker;
+    so.image = o->image;
+    so.writeback = o->writeback;
+    so.null_backend = o->null_backend;
+    so.read_only = o->rw == P_READ || o->rw == P_RANDREAD;
+    so.ring_order = o->ring_order;
+    so.ring_order_given = o->ring_order_given;
+    so.data_pages = o->data_pages;
+    so.max_indirect = o->max_indirect;
+    so.poll_us = o->worker_poll_us;
+    so.stderr_fd = log_fd;
+    so.log_level = "warning";
+    if ((r = worker_spawn(&so, 30000, wp)) < 0) {
+        fprintf(stderr, "ringbench: cannot start %s: %s\n", o->worker, qc_error_message(r));
+        return 1;
+    }
+    if (log_fd >= 0)
+        close(log_fd);
+    if ((r = qcowring_open_fds(wp->ring.memfd, wp->ring.req_eventfd, wp->ring.rsp_eventfd,
+                               ring)) < 0) {
+        fprintf(stderr, "ringbench: cannot open the ring: %s\n", strerror(-r));
+        worker_stop(wp, 30000);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o = { .rw = P_RANDREAD, .bs = 4096, .iodepth = 32, .runtime = 10,
                       .rwmixread = 50, .seed = 1, .spin_us = -1 };
-    struct worker_spawn_opts so = { .stderr_fd = -1 };
     struct qcowring_geometry g;
     struct worker_proc wp;
     struct job j = { .o = &o };
@@ -746,41 +792,30 @@ int main(int argc, char **argv)
         fprintf(stderr, "ringbench: %s: %s\n", o.worker_log, strerror(errno));
         return 1;
     }
-    so.worker_path = o.worker;
-    so.image = o.image;
-    so.writeback = o.writeback;
-    so.null_backend = o.null_backend;
-    so.read_only = o.rw == P_READ || o.rw == P_RANDREAD;
-    so.ring_order = o.ring_order;
-    so.ring_order_given = o.ring_order_given;
-    so.data_pages = o.data_pages;
-    so.max_indirect = o.max_indirect;
-    so.poll_us = o.worker_poll_us;
-    so.stderr_fd = log_fd;
-    so.log_level = "warning";
-    if ((r = worker_spawn(&so, 30000, &wp)) < 0) {
-        fprintf(stderr, "ringbench: cannot start %s: %s\n", o.worker, qc_error_message(r));
-        return 1;
-    }
-    if (log_fd >= 0)
-        close(log_fd);
-    if ((r = qcowring_open_fds(wp.ring.memfd, wp.ring.req_eventfd, wp.ring.rsp_eventfd,
-                               &j.ring)) < 0) {
-        fprintf(stderr, "ringbench: cannot open the ring: %s\n", strerror(-r));
-        worker_stop(&wp, 30000);
-        return 1;
+    if (o.socket) {
+        wp = (struct worker_proc){ .pid = (pid_t)o.worker_pid, .ctl_fd = -1,
+                                   .ring = { -1, -1, -1 }, .journal_fd = -1 };
+        if ((r = qcowring_connect(o.socket, o.image, &j.ring)) < 0) {
+            fprintf(stderr, "ringbench: %s: cannot connect to '%s': %s\n", o.socket, o.image,
+                    strerror(-r));
+            return 1;
+        }
+    } else if ((r = spawn_worker(&o, log_fd, &wp, &j.ring)) != 0) {
+        return r;
     }
     if (o.spin_us >= 0)
         qcowring_set_spin(j.ring, (unsigned)o.spin_us);
     qcowring_get_geometry(j.ring, &g);
     if (setup_span(&j, &g) < 0) {
         qcowring_close(j.ring);
-        worker_stop(&wp, 30000);
+        if (!o.socket)
+            worker_stop(&wp, 30000);
         return 2;
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    image_fd_flags(wp.pid, o.image, &res.image_fds, &res.direct_fds);
+    if (!o.socket)
+        image_fd_flags(wp.pid, o.image, &res.image_fds, &res.direct_fds);
 
     cpu_w0 = proc_cpu_seconds(wp.pid);
     cpu_c0 = self_cpu_seconds();
@@ -795,7 +830,7 @@ int main(int argc, char **argv)
         status = 1;
     }
     qcowring_close(j.ring);
-    if ((r = worker_stop(&wp, 60000)) != 0) {
+    if (!o.socket && (r = worker_stop(&wp, 60000)) != 0) {
         fprintf(stderr, "ringbench: the worker exited with status %d\n", r);
         status = 1;
     }
