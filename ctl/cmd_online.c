@@ -1212,9 +1212,10 @@ static const struct cli_command online_commands[] = {
             "  -i, --interval SECS   seconds between samples (default 1; 0.1 to 86400)\n"
             "  -c, --count N         stop after N samples\n"
             "Per image: ops, bytes, errors and p50/p99 latency of reads, writes, flushes\n"
-            "and discards (latencies since the worker started), requests in flight and bad\n"
-            "requests.  With --json, qcowd's object; with --watch --json, one object per\n"
-            "line per sample.\n" ONLINE_HELP,
+            "and discards (latencies since the worker started), requests in flight, bad\n"
+            "requests, and the worker's kernel AIO depth (it grows while busy, as far as the\n"
+            "host's fs.aio-max-nr allows, and shrinks when idle).  With --json, qcowd's\n"
+            "object; with --watch --json, one object per line per sample.\n" ONLINE_HELP,
         .run = run_stats,
     },
     {
@@ -1244,8 +1245,10 @@ static const struct cli_command online_commands[] = {
         .name = "version",
         .synopsis = "",
         .summary = "show the versions of qcowctl and of the qcowd it talks to",
-        .help = "With --json, {\"client\": {package, version, protocol}, \"daemon\": qcowd's\n"
-                "version object}.\n" ONLINE_HELP,
+        .help = "Then how many more images the daemon can take, and each of its limits:\n"
+                "--max-images, its open files, the host's kernel AIO slots.  With --json,\n"
+                "{\"client\": {package, version, protocol}, \"daemon\": qcowd's version object,\n"
+                "with \"limits\"}.\n" ONLINE_HELP,
         .run = run_version,
     },
     {
