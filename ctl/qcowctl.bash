@@ -25,7 +25,7 @@ _qcowctl_command_opts()
         convert) echo "$common --compress -c --format -f --output-format -O --key-file
                  --target-key-file --cluster-size" ;;
         attach) echo "$common $online --name -n --read-only -r --cache --format -f --key-file
-                --poll-us" ;;
+                --poll-us --ring-page-order --data-pages" ;;
         stats) echo "$common $online --watch -w --interval -i --count -c" ;;
         shutdown) echo "$common $online --no-wait" ;;
         export) echo "$common $online --nbd --tls-certs --read-only -r --insecure" ;;
@@ -87,7 +87,8 @@ _qcowctl()
             =) continue ;;
             --socket|--timeout|--format|-f|--backing|-b|--backing-format|-F|--cluster-size|\
             --l2-bits|--key-file|--preallocation|--output-format|-O|--target-key-file|\
-            --pattern|--name|-n|--cache|--interval|-i|--poll-us|--nbd|--tls-certs)
+            --pattern|--name|-n|--cache|--interval|-i|--poll-us|--ring-page-order|\
+            --data-pages|--nbd|--tls-certs)
                 [[ $w == --socket ]] && sock=${words[i+1]}
                 [[ ${words[i+1]} == = ]] && { (( i++ )); [[ $w == --socket ]] && sock=${words[i+1]}; }
                 (( i + 1 < cword )) && (( i++ ))
@@ -136,7 +137,8 @@ _qcowctl()
         --preallocation)
             COMPREPLY=($(compgen -W "off metadata full" -- "$cur"))
             return 0 ;;
-        --timeout|--cluster-size|--l2-bits|--pattern|--name|-n|--interval|-i|--count)
+        --timeout|--cluster-size|--l2-bits|--pattern|--name|-n|--interval|-i|--count|\
+        --poll-us|--ring-page-order|--data-pages)
             return 0 ;;
         -c)
             [[ $command == stats ]] && return 0 ;;

@@ -69,7 +69,8 @@ only query
 
 # Each command's options.
 comp attach --
-has --name --read-only --cache --format --key-file --poll-us --socket --timeout --json --help
+has --name --read-only --cache --format --key-file --poll-us --ring-page-order --data-pages \
+    --socket --timeout --json --help
 lacks --watch --repair
 comp stats --
 has --watch --interval --count --socket
@@ -107,6 +108,10 @@ has disk.qcow data.qcow dir.d
 comp attach --read-only --name x di
 has disk.qcow dir.d
 lacks data.qcow
+comp attach --ring-page-order 1 --data-pages 64 di
+has disk.qcow dir.d
+comp attach --data-pages ""
+only
 comp info da
 only data.qcow
 comp convert -c disk.qcow da
