@@ -56,7 +56,10 @@ daemon_qcowd_SOURCES = \
 	daemon/supervisor/server.c \
 	daemon/supervisor/auth.c \
 	daemon/supervisor/commands.c \
-	daemon/supervisor/attachments.c \
+	daemon/supervisor/attachment_internal.h daemon/supervisor/attachments.c \
+	daemon/supervisor/calls.c \
+	daemon/supervisor/worker_messages.c \
+	daemon/supervisor/recovery.c \
 	daemon/supervisor/exports.c \
 	daemon/supervisor/export_listen.h daemon/supervisor/export_listen.c \
 	daemon/supervisor/limits.c \

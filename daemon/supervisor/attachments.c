@@ -1,5 +1,6 @@
-/* Attachments: one worker per image, started, watched, restarted on the
- * same ring when it dies, asked questions on behalf of clients, stopped. */
+/* Attachments: the table of attached images, attach and detach.  Each has
+ * one worker: its calls are in calls.c, what it says in worker_messages.c,
+ * its starts, deaths and restarts in recovery.c. */
 #include "config.h"
 
 #include <errno.h>
@@ -16,9 +17,9 @@
 
 #include "error.h"
 #include "fdpass.h"
+#include "attachment_internal.h"
 #include "lock.h"
 #include "log.h"
-#include "supervisor.h"
 
 uint64_t mono_ns(void)
 {
@@ -43,7 +44,7 @@ struct attachment *attachment_find(struct supervisor *s, const char *name)
     return NULL;
 }
 
-static void status_to_systemd(const struct supervisor *s)
+void status_to_systemd(const struct supervisor *s)
 {
     sd_notifyf(0, "STATUS=%u image(s) attached, %u client(s)", s->nimages, s->nclients);
 }
@@ -93,155 +94,10 @@ json_object *attachment_describe(const struct attachment *att, bool full)
     return o;
 }
 
-/* ---- calls to workers --------------------------------------------------- */
-
-static struct call *call_push(struct attachment *att, enum call_kind kind, struct client *c,
-                              json_object *id, const char *command)
-{
-    struct call *call = calloc(1, sizeof *call), **pp = &att->calls;
-
-    if (!call)
-        return NULL;
-    call->kind = kind;
-    call->client = c;
-    if (c)
-        c->busy++;
-    call->id = id ? json_object_get(id) : NULL;
-    snprintf(call->command, sizeof call->command, "%s", command);
-    call->seq = ++att->next_seq;
-    call->deadline_ns = mono_ns() + (uint64_t)WORKER_CALL_TIMEOUT_MS * 1000000u;
-    while (*pp)
-        pp = &(*pp)->next;
-    *pp = call;
-    return call;
-}
-
-static void call_free(struct call *call)
-{
-    if (call->client && --call->client->busy == 0)
-        call->client->resume = true;
-    json_object_put(call->id);
-    free(call);
-}
-
-static int send_command(struct attachment *att, struct call *call)
-{
-    char buf[96];
-    int n = snprintf(buf, sizeof buf, "{\"execute\":\"%s\",\"id\":%llu}", call->command,
-                     (unsigned long long)call->seq);
-
-    return fdpass_send(att->proc.ctl_fd, buf, (size_t)n, NULL, 0);
-}
-
-static void stats_all_done(struct stats_all *all)
-{
-    if (all->client)
-        client_reply(all->client, all->id, all->result);
-    else
-        json_object_put(all->result);
-    json_object_put(all->id);
-    free(all);
-}
-
-static void stats_all_answer(struct attachment *att, struct stats_all *all, json_object *ret)
-{
-    if (ret)
-        json_object_object_add(all->result, att->name, json_object_get(ret));
-    if (--all->waiting == 0)
-        stats_all_done(all);
-}
-
-/* A call ended: answer its client (ret is the worker's "return", or NULL
- * with err set). */
-static void call_finish(struct supervisor *s, struct attachment *att, struct call *call,
-                        json_object *ret, const char *err)
-{
-    if (call->kind == CALL_STATS_ALL) {
-        stats_all_answer(att, call->all, ret);
-    } else if (ret && call->kind == CALL_FORWARD) {
-        if (strcmp(call->command, "pause") == 0) {
-            att->state = ATT_PAUSED;
-            att->paused = true;
-        } else if (strcmp(call->command, "resume") == 0) {
-            att->state = ATT_RUNNING;
-            att->paused = false;
-        }
-        if (call->client)
-            client_reply(call->client, call->id, json_object_get(ret));
-    } else if (!ret && call->client) {
-        client_error(call->client, call->id, "WorkerError", "%s: %s", att->name, err);
-    }
-    call_free(call);
-}
-
-/* Pop the call waiting for the worker's answer with this id (0: any). */
-static struct call *pop_answerable(struct attachment *att, uint64_t seq)
-{
-    for (struct call **pp = &att->calls; *pp; pp = &(*pp)->next) {
-        struct call *call = *pp;
-        if ((call->kind == CALL_FORWARD || call->kind == CALL_STATS_ALL ||
-             call->kind == CALL_INTERNAL) && (seq == 0 || call->seq == seq)) {
-            *pp = call->next;
-            return call;
-        }
-    }
-    return NULL;
-}
-
-static struct call *take_call(struct attachment *att, enum call_kind kind);
-
-static void fail_calls(struct supervisor *s, struct attachment *att, const char *why)
-{
-    struct call *call;
-
-    while ((call = pop_answerable(att, 0)))
-        call_finish(s, att, call, NULL, why);
-}
-
-void attachment_forward(struct supervisor *s, struct attachment *att, struct client *c, json_object *id,
-                   const char *command)
-{
-    struct call *call = call_push(att, CALL_FORWARD, c, id, command);
-
-    if (!call) {
-        client_error(c, id, "GenericError", "out of memory");
-        return;
-    }
-    if (send_command(att, call) < 0)
-        call_finish(s, att, pop_answerable(att, call->seq), NULL, "the worker is not answering");
-}
-
-void attachments_stats_all(struct supervisor *s, struct client *c, json_object *id)
-{
-    struct stats_all *all = calloc(1, sizeof *all);
-
-    if (!all) {
-        client_error(c, id, "GenericError", "out of memory");
-        return;
-    }
-    all->client = c;
-    all->id = id ? json_object_get(id) : NULL;
-    all->result = json_object_new_object();
-    all->waiting = 1;           /* held until every worker is asked */
-    for (struct attachment *att = s->attachments; att; att = att->next) {
-        if (att->state != ATT_RUNNING && att->state != ATT_PAUSED)
-            continue;
-        struct call *call = call_push(att, CALL_STATS_ALL, c, NULL, "stats");
-        if (!call)
-            continue;
-        call->all = all;
-        all->waiting++;
-        if (send_command(att, call) < 0)
-            call_finish(s, att, pop_answerable(att, call->seq), NULL, "not answering");
-    }
-    if (--all->waiting == 0)
-        stats_all_done(all);
-}
-
 /* ---- starting workers --------------------------------------------------- */
 
-static void fill_spawn_opts(const struct supervisor *s, const struct attachment *att,
-                            struct worker_spawn_opts *o, bool adopt)
+void fill_spawn_opts(const struct supervisor *s, const struct attachment *att,
+                     struct worker_spawn_opts *o, bool adopt)
 {
     *o = (struct worker_spawn_opts){
         .worker_path = s->worker_path, .image = att->path, .format = att->format,
@@ -257,7 +113,7 @@ static void fill_spawn_opts(const struct supervisor *s, const struct attachment 
     };
 }
 
-static int launch(struct supervisor *s, struct attachment *att, bool adopt)
+int attachment_launch(struct supervisor *s, struct attachment *att, bool adopt)
 {
     struct worker_spawn_opts o;
     struct worker_proc p;
@@ -273,7 +129,7 @@ static int launch(struct supervisor *s, struct attachment *att, bool adopt)
     return watch_fd(s, p.ctl_fd, &att->watch);
 }
 
-static void attachment_free(struct supervisor *s, struct attachment *att)
+void attachment_free(struct supervisor *s, struct attachment *att)
 {
     struct attachment **pp = &s->attachments;
 
@@ -502,7 +358,7 @@ int attachment_start(struct supervisor *s, struct client *c, json_object *id, js
         attachment_free(s, att);
         return r;
     }
-    if ((r = launch(s, att, false)) < 0) {
+    if ((r = attachment_launch(s, att, false)) < 0) {
         char why[512];
         if (limits_start_error(r, why, sizeof why))
             client_error(c, id, "LimitReached", "%s: %s", att->name, why);
@@ -517,321 +373,14 @@ int attachment_start(struct supervisor *s, struct client *c, json_object *id, js
     return 0;
 }
 
-/* ---- worker messages ---------------------------------------------------- */
+/* ---- detach and housekeeping -------------------------------------------- */
 
-static struct call *take_call(struct attachment *att, enum call_kind kind)
-{
-    for (struct call **pp = &att->calls; *pp; pp = &(*pp)->next)
-        if ((*pp)->kind == kind) {
-            struct call *call = *pp;
-            *pp = call->next;
-            return call;
-        }
-    return NULL;
-}
-
-static void mark_failed(struct supervisor *s, struct attachment *att, const char *why)
-{
-    free(att->error);
-    att->error = strdup(why);
-    att->state = ATT_FAILED;
-    json_object *d = json_object_new_object();
-    json_object_object_add(d, "name", json_object_new_string(att->name));
-    json_object_object_add(d, "error", json_object_new_string(why));
-    broadcast_event(s, "image-failed", d);
-}
-
-/* Remember the qcowd page of a fresh ring: a client may scribble on it, and
- * the next client must not inherit that (see attachment_ring_released). */
-static void snapshot_ring_page(struct attachment *att)
-{
-    ssize_t n = pread(att->proc.ring.memfd, &att->ring_page, sizeof att->ring_page, 0);
-
-    att->have_ring_page = n == (ssize_t)sizeof att->ring_page;
-}
-
-static void started(struct supervisor *s, struct attachment *att)
-{
-    bool restart = att->state == ATT_RESTARTING;
-    struct call *call = take_call(att, CALL_ATTACH);
-    json_object *d = json_object_new_object();
-
-    att->state = att->paused ? ATT_PAUSED : ATT_RUNNING;
-    if (!restart)
-        snapshot_ring_page(att);
-    json_object_object_add(d, "name", json_object_new_string(att->name));
-    if (att->renewing) {
-        att->renewing = false;
-        json_object_object_add(d, "pid", json_object_new_int(att->proc.pid));
-        broadcast_event(s, "ring-renewed", d);
-        log_info("%s: serving a fresh ring (worker pid %d)", att->name, (int)att->proc.pid);
-    } else if (restart) {
-        json_object_object_add(d, "pid", json_object_new_int(att->proc.pid));
-        json_object_object_add(d, "restarts", json_object_new_int((int32_t)att->restarts));
-        broadcast_event(s, "worker-restarted", d);
-    } else {
-        json_object_object_add(d, "path", json_object_new_string(att->path));
-        broadcast_event(s, "image-attached", d);
-    }
-    if (call && call->client)
-        client_reply(call->client, call->id, attachment_describe(att, true));
-    if (call)
-        call_free(call);
-    status_to_systemd(s);
-}
-
-/* cls: ImageError, or LimitReached when a host limit stopped the worker. */
-static void start_failed(struct supervisor *s, struct attachment *att, const char *cls,
-                         const char *why)
-{
-    struct call *call = take_call(att, CALL_ATTACH);
-
-    log_warning("%s: worker failed to start: %s", att->name, why);
-    unwatch_fd(s, att->proc.ctl_fd);
-    if (call) {
-        if (call->client)
-            client_error(call->client, call->id, cls, "%s", why);
-        call_free(call);
-    }
-    kill(att->proc.pid, SIGKILL);
-    /* The exit is reaped in attachments_reap, which frees a fresh attachment
-     * or marks a restarting one failed. */
-    free(att->error);
-    att->error = strdup(why);
-}
-
-static void read_ready(struct supervisor *s, struct attachment *att)
-{
-    struct worker_spawn_opts o;
-    int r;
-
-    fill_spawn_opts(s, att, &o, att->state == ATT_RESTARTING);
-    if (att->state == ATT_RESTARTING) {
-        /* Keep our copies of the ring; the worker only reports. */
-        struct qcowring_fds kept = att->proc.ring;
-        int kept_journal = att->proc.journal_fd;
-        json_object *old = att->proc.ready;
-        att->proc.ready = NULL;
-        r = worker_read_ready(&o, &att->proc, 0);
-        qcowring_close_fds(&att->proc.ring);
-        if (att->proc.journal_fd >= 0 && att->proc.journal_fd != kept_journal)
-            close(att->proc.journal_fd);
-        att->proc.ring = kept;
-        att->proc.journal_fd = kept_journal;
-        if (r < 0)
-            att->proc.ready = old;
-        else
-            json_object_put(old);
-    } else {
-        r = worker_read_ready(&o, &att->proc, 0);
-    }
-    if (r < 0)
-        start_failed(s, att, r == -EAGAIN ? "LimitReached" : "ImageError", qc_error_message(r));
-    else
-        started(s, att);
-}
-
-static void detached(struct supervisor *s, struct attachment *att, int status);
-
-static void remember_exiting(struct supervisor *s, pid_t pid)
-{
-    if (s->nexiting == s->exiting_cap) {
-        unsigned cap = s->exiting_cap ? s->exiting_cap * 2 : 16;
-        pid_t *v = realloc(s->exiting, cap * sizeof *v);
-        if (!v)
-            return;             /* it is still reaped, just not waited for at exit */
-        s->exiting = v;
-        s->exiting_cap = cap;
-    }
-    s->exiting[s->nexiting++] = pid;
-}
-
-static void forget_exiting(struct supervisor *s, pid_t pid)
-{
-    for (unsigned i = 0; i < s->nexiting; i++)
-        if (s->exiting[i] == pid) {
-            s->exiting[i] = s->exiting[--s->nexiting];
-            return;
-        }
-}
-
-/* Ask a serving worker to finish, flush and stop; "stopped" comes back. */
-static void stop_worker(struct attachment *att)
-{
-    struct call *stop;
-
-    att->state = ATT_STOPPING;
-    stop = call_push(att, CALL_INTERNAL, NULL, NULL, "stop");
-    if (!stop || send_command(att, stop) < 0)
-        kill(att->proc.pid, SIGTERM);   /* the worker drains and flushes on SIGTERM too */
-}
-
-static bool has_call(const struct attachment *att, enum call_kind kind)
-{
-    for (const struct call *c = att->calls; c; c = c->next)
-        if (c->kind == kind)
-            return true;
-    return false;
-}
-
-/* A renewal stops the worker like a detach; a detach asked meanwhile wins. */
-static bool renewal_goes_on(const struct attachment *att)
-{
-    return att->renewing && !has_call(att, CALL_DETACH);
-}
-
-/* The old worker flushed and closed the image: start a new one with a new
- * ring.  The client that broke the old ring keeps only its dead mapping. */
-static void relaunch_with_fresh_ring(struct supervisor *s, struct attachment *att)
-{
-    fail_calls(s, att, "the ring is being renewed");
-    unwatch_fd(s, att->proc.ctl_fd);
-    worker_proc_release(&att->proc);
-    att->proc = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 },
-                                      .journal_fd = -1 };
-    att->owner = NULL;
-    att->ring_renewals++;
-    att->state = ATT_STARTING;
-    if (launch(s, att, false) < 0) {
-        att->renewing = false;
-        mark_failed(s, att, "cannot start a worker for a fresh ring");
-    }
-}
-
-static void renew_ring(struct attachment *att)
-{
-    if (att->state == ATT_RUNNING || att->state == ATT_PAUSED) {
-        att->renewing = true;
-        stop_worker(att);
-    }
-}
-
-/* The worker only ever writes its server_state there; anything else that
- * changed was the client's doing, and a new client would refuse the ring
- * (or worse, believe it). */
-static bool ring_page_damaged(struct attachment *att)
-{
-    struct qcowring_info now;
-
-    if (!att->have_ring_page ||
-        pread(att->proc.ring.memfd, &now, sizeof now, 0) != (ssize_t)sizeof now)
-        return false;
-    now.server_state = att->ring_page.server_state;
-    return memcmp(&now, &att->ring_page, sizeof now) != 0;
-}
-
-void attachment_ring_released(struct attachment *att)
-{
-    if ((att->state == ATT_RUNNING || att->state == ATT_PAUSED) && ring_page_damaged(att)) {
-        log_warning("%s: the client that let go of the ring damaged its qcowd page: "
-                    "renewing the ring", att->name);
-        renew_ring(att);
-    }
-}
-
-/* The worker reports that its client broke the ring: once the worker has
- * finished what it started and flushed, a new worker gets a new ring, so
- * the next client can connect. */
-static bool ring_broken_event(struct supervisor *s, struct attachment *att, json_object *msg)
-{
-    json_object *ev, *data, *reason = NULL, *d;
-
-    if (!json_object_object_get_ex(msg, "event", &ev) ||
-        strcmp(json_object_get_string(ev), "ring-broken") != 0)
-        return false;
-    json_object_object_get_ex(msg, "data", &data);
-    json_object_object_get_ex(data, "reason", &reason);
-    log_warning("%s: the client broke the ring (%s): renewing it", att->name,
-                reason ? json_object_get_string(reason) : "no reason given");
-    d = json_object_new_object();
-    json_object_object_add(d, "name", json_object_new_string(att->name));
-    json_object_object_add(d, "reason", json_object_new_string(
-                                             reason ? json_object_get_string(reason) : ""));
-    broadcast_event(s, "ring-broken", d);
-    renew_ring(att);
-    return true;
-}
-
-/* The worker flushed and closed the image: the detach is done, whether or
- * not the process has exited yet (it is reaped whenever it does). */
-static bool stopped_event(struct supervisor *s, struct attachment *att, json_object *msg)
-{
-    json_object *ev, *data, *status;
-
-    if (!json_object_object_get_ex(msg, "event", &ev) ||
-        strcmp(json_object_get_string(ev), "stopped") != 0)
-        return false;
-    json_object_object_get_ex(msg, "data", &data);
-    json_object_object_get_ex(data, "status", &status);
-    if (att->state == ATT_STOPPING) {
-        unwatch_fd(s, att->proc.ctl_fd);
-        remember_exiting(s, att->proc.pid);
-        int code = status ? json_object_get_int(status) : 1;
-        if (renewal_goes_on(att) && code == 0) {
-            relaunch_with_fresh_ring(s, att);
-        } else if (renewal_goes_on(att)) {
-            /* Its last flush failed: what it held is not known to be on
-             * disk, so no new worker reads the image behind its back. */
-            att->renewing = false;
-            mark_failed(s, att, "the worker's flush before renewing the ring failed");
-        } else {
-            detached(s, att, code);
-        }
-    }
-    return true;
-}
-
-static void read_answer(struct supervisor *s, struct attachment *att)
-{
-    char buf[MAX_LINE];
-    int fds[4];
-    unsigned nfds = 0;
-    ssize_t n = fdpass_recv(att->proc.ctl_fd, buf, sizeof buf - 1, fds, 4, &nfds);
-    json_object *msg, *ret = NULL, *err = NULL, *desc = NULL, *id = NULL;
-    struct call *call;
-
-    for (unsigned i = 0; i < nfds; i++)
-        close(fds[i]);
-    if (n <= 0) {
-        /* The worker is gone; its exit is handled when it is reaped. */
-        unwatch_fd(s, att->proc.ctl_fd);
-        return;
-    }
-    buf[n] = '\0';
-    msg = json_tokener_parse(buf);
-    if (stopped_event(s, att, msg) || ring_broken_event(s, att, msg)) {
-        json_object_put(msg);
-        return;
-    }
-    json_object_object_get_ex(msg, "id", &id);
-    if (!id || !(call = pop_answerable(att, (uint64_t)json_object_get_int64(id)))) {
-        log_warning("%s: unexpected message from the worker", att->name);
-        json_object_put(msg);
-        return;
-    }
-    json_object_object_get_ex(msg, "return", &ret);
-    json_object_object_get_ex(msg, "error", &err);
-    json_object_object_get_ex(err, "desc", &desc);
-    call_finish(s, att, call, ret, desc ? json_object_get_string(desc) : "bad answer");
-    json_object_put(msg);
-}
-
-void attachment_worker_readable(struct supervisor *s, struct attachment *att)
-{
-    if (att->state == ATT_STARTING || att->state == ATT_RESTARTING)
-        read_ready(s, att);
-    else
-        read_answer(s, att);
-}
-
-/* ---- worker exits ------------------------------------------------------- */
-
-static void detached(struct supervisor *s, struct attachment *att, int status)
+void attachment_detached(struct supervisor *s, struct attachment *att, int status)
 {
     struct call *call;
     json_object *d = json_object_new_object();
 
-    while ((call = take_call(att, CALL_DETACH))) {
+    while ((call = call_take(att, CALL_DETACH))) {
         if (call->client) {
             if (status == 0 || !att->proc.ready)
                 client_reply(call->client, call->id, NULL);
@@ -848,102 +397,6 @@ static void detached(struct supervisor *s, struct attachment *att, int status)
     attachment_free(s, att);
 }
 
-static bool restart_allowed(struct attachment *att)
-{
-    uint64_t now = mono_ns(), window = (uint64_t)RESTART_WINDOW_S * 1000000000u;
-    unsigned recent = 0;
-
-    for (unsigned i = 0; i < RESTART_LIMIT; i++)
-        if (att->restart_times[i] && now - att->restart_times[i] < window)
-            recent++;
-    if (recent >= RESTART_LIMIT)
-        return false;
-    memmove(att->restart_times + 1, att->restart_times, sizeof(uint64_t) * (RESTART_LIMIT - 1));
-    att->restart_times[0] = now;
-    return true;
-}
-
-static void died(struct supervisor *s, struct attachment *att, int status)
-{
-    json_object *d = json_object_new_object();
-    char why[128];
-
-    json_object_object_add(d, "name", json_object_new_string(att->name));
-    json_object_object_add(d, "pid", json_object_new_int(att->proc.pid));
-    json_object_object_add(d, "status", json_object_new_int(status));
-    broadcast_event(s, "worker-died", d);
-    if (att->proc.ctl_fd >= 0) {
-        unwatch_fd(s, att->proc.ctl_fd);
-        close(att->proc.ctl_fd);
-        att->proc.ctl_fd = -1;
-    }
-    fail_calls(s, att, "the worker died");
-    if (!restart_allowed(att)) {
-        snprintf(why, sizeof why, "the worker died %d times within %d s (last status %d)",
-                 RESTART_LIMIT, RESTART_WINDOW_S, status);
-        mark_failed(s, att, why);
-        return;
-    }
-    att->restarts++;
-    att->state = ATT_RESTARTING;
-    if (launch(s, att, true) < 0)
-        mark_failed(s, att, "cannot start a new worker");
-    else
-        log_warning("%s: worker died (status %d); restarted as pid %d", att->name, status,
-                    (int)att->proc.pid);
-}
-
-static void worker_exited(struct supervisor *s, struct attachment *att, int status)
-{
-    if (att->state == ATT_STOPPING && renewal_goes_on(att) && status == 0) {
-        /* A clean exit whose "stopped" we have not read yet. */
-        relaunch_with_fresh_ring(s, att);
-    } else if (att->state == ATT_STOPPING && renewal_goes_on(att)) {
-        /* It died before it flushed: recover on the old ring as after any
-         * crash (its journal says broken, so the new worker reports it
-         * again and the renewal starts over). */
-        att->renewing = false;
-        att->state = ATT_RUNNING;
-        died(s, att, status);
-    } else if (att->state == ATT_STOPPING) {
-        detached(s, att, status);
-    } else if (att->state == ATT_STARTING && att->renewing) {
-        att->renewing = false;
-        fail_calls(s, att, "the worker exited");
-        mark_failed(s, att, att->error ? att->error : "the worker for a fresh ring exited");
-    } else if (att->state == ATT_STARTING) {
-        fail_calls(s, att, "the worker exited");
-        struct call *call = take_call(att, CALL_ATTACH);
-        if (call && call->client)
-            client_error(call->client, call->id, "ImageError", "%s",
-                         att->error ? att->error : "the worker exited during start-up");
-        if (call)
-            call_free(call);
-        attachment_free(s, att);
-    } else if (att->state != ATT_FAILED) {
-        died(s, att, status);
-    }
-}
-
-void attachments_reap(struct supervisor *s)
-{
-    int status;
-    pid_t pid;
-
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        forget_exiting(s, pid);
-        if (exports_child_exited(s, pid, code))
-            continue;
-        for (struct attachment *att = s->attachments; att; att = att->next)
-            if (att->proc.pid == pid) {
-                worker_exited(s, att, code);
-                break;
-            }
-    }
-}
-
-/* ---- detach and housekeeping -------------------------------------------- */
 
 void attachment_detach(struct supervisor *s, struct attachment *att, struct client *c, json_object *id)
 {
@@ -960,14 +413,14 @@ void attachment_detach(struct supervisor *s, struct attachment *att, struct clie
         return;
     if (att->state == ATT_STARTING || att->state == ATT_RESTARTING) {
         /* Not serving yet: no flush to wait for. */
-        struct call *attach = take_call(att, CALL_ATTACH);
+        struct call *attach = call_take(att, CALL_ATTACH);
         if (attach)
             call_finish(s, att, attach, NULL, "detached while starting");
         att->state = ATT_STOPPING;
         kill(att->proc.pid, SIGKILL);
         return;
     }
-    stop_worker(att);
+    attachment_stop_worker(att);
 }
 
 void attachments_stop_all(struct supervisor *s)

@@ -1,0 +1,47 @@
+/* Inside the supervisor's attachments: what attachments.c (the table,
+ * attach and detach), calls.c (questions to workers), worker_messages.c
+ * (what workers say) and recovery.c (workers' starts, exits and restarts)
+ * share. */
+#ifndef QCOWD_ATTACHMENT_INTERNAL_H
+#define QCOWD_ATTACHMENT_INTERNAL_H
+
+#include "supervisor.h"
+
+/* attachments.c */
+void status_to_systemd(const struct supervisor *s);
+void fill_spawn_opts(const struct supervisor *s, const struct attachment *att,
+                     struct worker_spawn_opts *o, bool adopt);
+/* Start a worker (serving att's kept ring when adopt); its first message
+ * comes through attachment_worker_readable. */
+int attachment_launch(struct supervisor *s, struct attachment *att, bool adopt);
+void attachment_free(struct supervisor *s, struct attachment *att);
+/* The end of a detach: answer the detach calls, say so, and free att. */
+void attachment_detached(struct supervisor *s, struct attachment *att, int status);
+
+/* calls.c */
+struct call *call_push(struct attachment *att, enum call_kind kind, struct client *c,
+                       json_object *id, const char *command);
+void call_free(struct call *call);
+int call_send(struct attachment *att, struct call *call);
+/* A call ended: answer its client (ret is the worker's "return", or NULL
+ * with err set). */
+void call_finish(struct supervisor *s, struct attachment *att, struct call *call,
+                 json_object *ret, const char *err);
+/* The call waiting for the worker's answer with this id (0: any), taken off. */
+struct call *call_pop_answerable(struct attachment *att, uint64_t seq);
+struct call *call_take(struct attachment *att, enum call_kind kind);
+bool call_pending(const struct attachment *att, enum call_kind kind);
+void calls_fail(struct supervisor *s, struct attachment *att, const char *why);
+
+/* recovery.c */
+void attachment_started(struct supervisor *s, struct attachment *att);
+/* cls: ImageError, or LimitReached when a host limit stopped the worker. */
+void attachment_start_failed(struct supervisor *s, struct attachment *att, const char *cls,
+                             const char *why);
+void attachment_stopped(struct supervisor *s, struct attachment *att, int status);
+void attachment_ring_broken(struct supervisor *s, struct attachment *att, const char *reason);
+/* Ask a serving worker to finish, flush and stop; "stopped" comes back. */
+void attachment_stop_worker(struct attachment *att);
+void attachment_mark_failed(struct supervisor *s, struct attachment *att, const char *why);
+
+#endif

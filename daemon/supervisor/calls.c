@@ -1,0 +1,167 @@
+/* Questions to workers on behalf of clients (stats, pause, resume, stop),
+ * in flight until the worker answers, dies or takes too long. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attachment_internal.h"
+#include "fdpass.h"
+
+struct call *call_push(struct attachment *att, enum call_kind kind, struct client *c,
+                       json_object *id, const char *command)
+{
+    struct call *call = calloc(1, sizeof *call), **pp = &att->calls;
+
+    if (!call)
+        return NULL;
+    call->kind = kind;
+    call->client = c;
+    if (c)
+        c->busy++;
+    call->id = id ? json_object_get(id) : NULL;
+    snprintf(call->command, sizeof call->command, "%s", command);
+    call->seq = ++att->next_seq;
+    call->deadline_ns = mono_ns() + (uint64_t)WORKER_CALL_TIMEOUT_MS * 1000000u;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = call;
+    return call;
+}
+
+void call_free(struct call *call)
+{
+    if (call->client && --call->client->busy == 0)
+        call->client->resume = true;
+    json_object_put(call->id);
+    free(call);
+}
+
+int call_send(struct attachment *att, struct call *call)
+{
+    char buf[96];
+    int n = snprintf(buf, sizeof buf, "{\"execute\":\"%s\",\"id\":%llu}", call->command,
+                     (unsigned long long)call->seq);
+
+    return fdpass_send(att->proc.ctl_fd, buf, (size_t)n, NULL, 0);
+}
+
+static void stats_all_done(struct stats_all *all)
+{
+    if (all->client)
+        client_reply(all->client, all->id, all->result);
+    else
+        json_object_put(all->result);
+    json_object_put(all->id);
+    free(all);
+}
+
+static void stats_all_answer(struct attachment *att, struct stats_all *all, json_object *ret)
+{
+    if (ret)
+        json_object_object_add(all->result, att->name, json_object_get(ret));
+    if (--all->waiting == 0)
+        stats_all_done(all);
+}
+
+void call_finish(struct supervisor *s, struct attachment *att, struct call *call,
+                 json_object *ret, const char *err)
+{
+    if (call->kind == CALL_STATS_ALL) {
+        stats_all_answer(att, call->all, ret);
+    } else if (ret && call->kind == CALL_FORWARD) {
+        if (strcmp(call->command, "pause") == 0) {
+            att->state = ATT_PAUSED;
+            att->paused = true;
+        } else if (strcmp(call->command, "resume") == 0) {
+            att->state = ATT_RUNNING;
+            att->paused = false;
+        }
+        if (call->client)
+            client_reply(call->client, call->id, json_object_get(ret));
+    } else if (!ret && call->client) {
+        client_error(call->client, call->id, "WorkerError", "%s: %s", att->name, err);
+    }
+    call_free(call);
+}
+
+struct call *call_pop_answerable(struct attachment *att, uint64_t seq)
+{
+    for (struct call **pp = &att->calls; *pp; pp = &(*pp)->next) {
+        struct call *call = *pp;
+        if ((call->kind == CALL_FORWARD || call->kind == CALL_STATS_ALL ||
+             call->kind == CALL_INTERNAL) && (seq == 0 || call->seq == seq)) {
+            *pp = call->next;
+            return call;
+        }
+    }
+    return NULL;
+}
+
+struct call *call_take(struct attachment *att, enum call_kind kind)
+{
+    for (struct call **pp = &att->calls; *pp; pp = &(*pp)->next)
+        if ((*pp)->kind == kind) {
+            struct call *call = *pp;
+            *pp = call->next;
+            return call;
+        }
+    return NULL;
+}
+
+bool call_pending(const struct attachment *att, enum call_kind kind)
+{
+    for (const struct call *c = att->calls; c; c = c->next)
+        if (c->kind == kind)
+            return true;
+    return false;
+}
+
+void calls_fail(struct supervisor *s, struct attachment *att, const char *why)
+{
+    struct call *call;
+
+    while ((call = call_pop_answerable(att, 0)))
+        call_finish(s, att, call, NULL, why);
+}
+
+void attachment_forward(struct supervisor *s, struct attachment *att, struct client *c,
+                        json_object *id, const char *command)
+{
+    struct call *call = call_push(att, CALL_FORWARD, c, id, command);
+
+    if (!call) {
+        client_error(c, id, "GenericError", "out of memory");
+        return;
+    }
+    if (call_send(att, call) < 0)
+        call_finish(s, att, call_pop_answerable(att, call->seq), NULL, "the worker is not answering");
+}
+
+void attachments_stats_all(struct supervisor *s, struct client *c, json_object *id)
+{
+    struct stats_all *all = calloc(1, sizeof *all);
+
+    if (!all) {
+        client_error(c, id, "GenericError", "out of memory");
+        return;
+    }
+    all->client = c;
+    all->id = id ? json_object_get(id) : NULL;
+    all->result = json_object_new_object();
+    all->waiting = 1;           /* held until every worker is asked */
+    for (struct attachment *att = s->attachments; att; att = att->next) {
+        if (att->state != ATT_RUNNING && att->state != ATT_PAUSED)
+            continue;
+        struct call *call = call_push(att, CALL_STATS_ALL, c, NULL, "stats");
+        if (!call)
+            continue;
+        call->all = all;
+        all->waiting++;
+        if (call_send(att, call) < 0)
+            call_finish(s, att, call_pop_answerable(att, call->seq), NULL, "not answering");
+    }
+    if (--all->waiting == 0)
+        stats_all_done(all);
+}

@@ -1,0 +1,311 @@
+/* A worker's life as the supervisor sees it: it comes up or fails to; it is
+ * asked to stop; it dies and a replacement takes over the same ring and
+ * journal (up to RESTART_LIMIT deaths within RESTART_WINDOW_S); or its
+ * ring, broken by the client, is renewed. */
+#include "config.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "attachment_internal.h"
+#include "log.h"
+
+void attachment_mark_failed(struct supervisor *s, struct attachment *att, const char *why)
+{
+    free(att->error);
+    att->error = strdup(why);
+    att->state = ATT_FAILED;
+    json_object *d = json_object_new_object();
+    json_object_object_add(d, "name", json_object_new_string(att->name));
+    json_object_object_add(d, "error", json_object_new_string(why));
+    broadcast_event(s, "image-failed", d);
+}
+
+/* ---- coming up ---------------------------------------------------------- */
+
+/* Remember the qcowd page of a fresh ring: a client may scribble on it, and
+ * the next client must not inherit that (see attachment_ring_released). */
+static void snapshot_ring_page(struct attachment *att)
+{
+    ssize_t n = pread(att->proc.ring.memfd, &att->ring_page, sizeof att->ring_page, 0);
+
+    att->have_ring_page = n == (ssize_t)sizeof att->ring_page;
+}
+
+void attachment_started(struct supervisor *s, struct attachment *att)
+{
+    bool restart = att->state == ATT_RESTARTING;
+    struct call *call = call_take(att, CALL_ATTACH);
+    json_object *d = json_object_new_object();
+
+    att->state = att->paused ? ATT_PAUSED : ATT_RUNNING;
+    if (!restart)
+        snapshot_ring_page(att);
+    json_object_object_add(d, "name", json_object_new_string(att->name));
+    if (att->renewing) {
+        att->renewing = false;
+        json_object_object_add(d, "pid", json_object_new_int(att->proc.pid));
+        broadcast_event(s, "ring-renewed", d);
+        log_info("%s: serving a fresh ring (worker pid %d)", att->name, (int)att->proc.pid);
+    } else if (restart) {
+        json_object_object_add(d, "pid", json_object_new_int(att->proc.pid));
+        json_object_object_add(d, "restarts", json_object_new_int((int32_t)att->restarts));
+        broadcast_event(s, "worker-restarted", d);
+    } else {
+        json_object_object_add(d, "path", json_object_new_string(att->path));
+        broadcast_event(s, "image-attached", d);
+    }
+    if (call && call->client)
+        client_reply(call->client, call->id, attachment_describe(att, true));
+    if (call)
+        call_free(call);
+    status_to_systemd(s);
+}
+
+/* cls: ImageError, or LimitReached when a host limit stopped the worker. */
+void attachment_start_failed(struct supervisor *s, struct attachment *att, const char *cls,
+                             const char *why)
+{
+    struct call *call = call_take(att, CALL_ATTACH);
+
+    log_warning("%s: worker failed to start: %s", att->name, why);
+    unwatch_fd(s, att->proc.ctl_fd);
+    if (call) {
+        if (call->client)
+            client_error(call->client, call->id, cls, "%s", why);
+        call_free(call);
+    }
+    kill(att->proc.pid, SIGKILL);
+    /* The exit is reaped in attachments_reap, which frees a fresh attachment
+     * or marks a restarting one failed. */
+    free(att->error);
+    att->error = strdup(why);
+}
+
+/* ---- stopping ----------------------------------------------------------- */
+
+static void remember_exiting(struct supervisor *s, pid_t pid)
+{
+    if (s->nexiting == s->exiting_cap) {
+        unsigned cap = s->exiting_cap ? s->exiting_cap * 2 : 16;
+        pid_t *v = realloc(s->exiting, cap * sizeof *v);
+        if (!v)
+            return;             /* it is still reaped, just not waited for at exit */
+        s->exiting = v;
+        s->exiting_cap = cap;
+    }
+    s->exiting[s->nexiting++] = pid;
+}
+
+static void forget_exiting(struct supervisor *s, pid_t pid)
+{
+    for (unsigned i = 0; i < s->nexiting; i++)
+        if (s->exiting[i] == pid) {
+            s->exiting[i] = s->exiting[--s->nexiting];
+            return;
+        }
+}
+
+void attachment_stop_worker(struct attachment *att)
+{
+    struct call *stop;
+
+    att->state = ATT_STOPPING;
+    stop = call_push(att, CALL_INTERNAL, NULL, NULL, "stop");
+    if (!stop || call_send(att, stop) < 0)
+        kill(att->proc.pid, SIGTERM);   /* the worker drains and flushes on SIGTERM too */
+}
+
+/* ---- renewing a ring ---------------------------------------------------- */
+
+/* A renewal stops the worker like a detach; a detach asked meanwhile wins. */
+static bool renewal_goes_on(const struct attachment *att)
+{
+    return att->renewing && !call_pending(att, CALL_DETACH);
+}
+
+/* The old worker flushed and closed the image: start a new one with a new
+ * ring.  The client that broke the old ring keeps only its dead mapping. */
+static void relaunch_with_fresh_ring(struct supervisor *s, struct attachment *att)
+{
+    calls_fail(s, att, "the ring is being renewed");
+    unwatch_fd(s, att->proc.ctl_fd);
+    worker_proc_release(&att->proc);
+    att->proc = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 },
+                                      .journal_fd = -1 };
+    att->owner = NULL;
+    att->ring_renewals++;
+    att->state = ATT_STARTING;
+    if (attachment_launch(s, att, false) < 0) {
+        att->renewing = false;
+        attachment_mark_failed(s, att, "cannot start a worker for a fresh ring");
+    }
+}
+
+static void renew_ring(struct attachment *att)
+{
+    if (att->state == ATT_RUNNING || att->state == ATT_PAUSED) {
+        att->renewing = true;
+        attachment_stop_worker(att);
+    }
+}
+
+/* The worker only ever writes its server_state there; anything else that
+ * changed was the client's doing, and a new client would refuse the ring
+ * (or worse, believe it). */
+static bool ring_page_damaged(struct attachment *att)
+{
+    struct qcowring_info now;
+
+    if (!att->have_ring_page ||
+        pread(att->proc.ring.memfd, &now, sizeof now, 0) != (ssize_t)sizeof now)
+        return false;
+    now.server_state = att->ring_page.server_state;
+    return memcmp(&now, &att->ring_page, sizeof now) != 0;
+}
+
+void attachment_ring_released(struct attachment *att)
+{
+    if ((att->state == ATT_RUNNING || att->state == ATT_PAUSED) && ring_page_damaged(att)) {
+        log_warning("%s: the client that let go of the ring damaged its qcowd page: "
+                    "renewing the ring", att->name);
+        renew_ring(att);
+    }
+}
+
+/* The worker reports that its client broke the ring: once the worker has
+ * finished what it started and flushed, a new worker gets a new ring, so
+ * the next client can connect. */
+void attachment_ring_broken(struct supervisor *s, struct attachment *att, const char *reason)
+{
+    json_object *d;
+
+    log_warning("%s: the client broke the ring (%s): renewing it", att->name,
+                reason ? reason : "no reason given");
+    d = json_object_new_object();
+    json_object_object_add(d, "name", json_object_new_string(att->name));
+    json_object_object_add(d, "reason", json_object_new_string(reason ? reason : ""));
+    broadcast_event(s, "ring-broken", d);
+    renew_ring(att);
+}
+
+/* The worker flushed and closed the image: the detach is done, whether or
+ * not the process has exited yet (it is reaped whenever it does). */
+void attachment_stopped(struct supervisor *s, struct attachment *att, int status)
+{
+    if (att->state != ATT_STOPPING)
+        return;
+    unwatch_fd(s, att->proc.ctl_fd);
+    remember_exiting(s, att->proc.pid);
+    if (renewal_goes_on(att) && status == 0) {
+        relaunch_with_fresh_ring(s, att);
+    } else if (renewal_goes_on(att)) {
+        /* Its last flush failed: what it held is not known to be on
+         * disk, so no new worker reads the image behind its back. */
+        att->renewing = false;
+        attachment_mark_failed(s, att, "the worker's flush before renewing the ring failed");
+    } else {
+        attachment_detached(s, att, status);
+    }
+}
+
+/* ---- deaths ------------------------------------------------------------- */
+
+static bool restart_allowed(struct attachment *att)
+{
+    uint64_t now = mono_ns(), window = (uint64_t)RESTART_WINDOW_S * 1000000000u;
+    unsigned recent = 0;
+
+    for (unsigned i = 0; i < RESTART_LIMIT; i++)
+        if (att->restart_times[i] && now - att->restart_times[i] < window)
+            recent++;
+    if (recent >= RESTART_LIMIT)
+        return false;
+    memmove(att->restart_times + 1, att->restart_times, sizeof(uint64_t) * (RESTART_LIMIT - 1));
+    att->restart_times[0] = now;
+    return true;
+}
+
+static void died(struct supervisor *s, struct attachment *att, int status)
+{
+    json_object *d = json_object_new_object();
+    char why[128];
+
+    json_object_object_add(d, "name", json_object_new_string(att->name));
+    json_object_object_add(d, "pid", json_object_new_int(att->proc.pid));
+    json_object_object_add(d, "status", json_object_new_int(status));
+    broadcast_event(s, "worker-died", d);
+    if (att->proc.ctl_fd >= 0) {
+        unwatch_fd(s, att->proc.ctl_fd);
+        close(att->proc.ctl_fd);
+        att->proc.ctl_fd = -1;
+    }
+    calls_fail(s, att, "the worker died");
+    if (!restart_allowed(att)) {
+        snprintf(why, sizeof why, "the worker died %d times within %d s (last status %d)",
+                 RESTART_LIMIT, RESTART_WINDOW_S, status);
+        attachment_mark_failed(s, att, why);
+        return;
+    }
+    att->restarts++;
+    att->state = ATT_RESTARTING;
+    if (attachment_launch(s, att, true) < 0)
+        attachment_mark_failed(s, att, "cannot start a new worker");
+    else
+        log_warning("%s: worker died (status %d); restarted as pid %d", att->name, status,
+                    (int)att->proc.pid);
+}
+
+static void worker_exited(struct supervisor *s, struct attachment *att, int status)
+{
+    if (att->state == ATT_STOPPING && renewal_goes_on(att) && status == 0) {
+        /* A clean exit whose "stopped" we have not read yet. */
+        relaunch_with_fresh_ring(s, att);
+    } else if (att->state == ATT_STOPPING && renewal_goes_on(att)) {
+        /* It died before it flushed: recover on the old ring as after any
+         * crash (its journal says broken, so the new worker reports it
+         * again and the renewal starts over). */
+        att->renewing = false;
+        att->state = ATT_RUNNING;
+        died(s, att, status);
+    } else if (att->state == ATT_STOPPING) {
+        attachment_detached(s, att, status);
+    } else if (att->state == ATT_STARTING && att->renewing) {
+        att->renewing = false;
+        calls_fail(s, att, "the worker exited");
+        attachment_mark_failed(s, att, att->error ? att->error : "the worker for a fresh ring exited");
+    } else if (att->state == ATT_STARTING) {
+        calls_fail(s, att, "the worker exited");
+        struct call *call = call_take(att, CALL_ATTACH);
+        if (call && call->client)
+            client_error(call->client, call->id, "ImageError", "%s",
+                         att->error ? att->error : "the worker exited during start-up");
+        if (call)
+            call_free(call);
+        attachment_free(s, att);
+    } else if (att->state != ATT_FAILED) {
+        died(s, att, status);
+    }
+}
+
+void attachments_reap(struct supervisor *s)
+{
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        forget_exiting(s, pid);
+        if (exports_child_exited(s, pid, code))
+            continue;
+        for (struct attachment *att = s->attachments; att; att = att->next)
+            if (att->proc.pid == pid) {
+                worker_exited(s, att, code);
+                break;
+            }
+    }
+}
