@@ -174,14 +174,9 @@ static int take_ready(const struct worker_spawn_opts *o, struct worker_proc *p, 
         return qc_fail(limit ? -EAGAIN : -EIO, "%s",
                        desc ? json_object_get_string(desc) : "worker failed");
     }
-    if (strcmp(name, "ready") != 0 || (!o->adopt && nfds != 4))
+    if (strcmp(name, "ready") != 0 || nfds != (o->adopt ? 0 : 4))
         return qc_fail(-EPROTO, "%s: the worker sent an unexpected first message", o->image);
-    if (o->adopt) {
-        p->ring.memfd = fcntl(o->adopt->memfd, F_DUPFD_CLOEXEC, 0);
-        p->ring.req_eventfd = fcntl(o->adopt->req_eventfd, F_DUPFD_CLOEXEC, 0);
-        p->ring.rsp_eventfd = fcntl(o->adopt->rsp_eventfd, F_DUPFD_CLOEXEC, 0);
-        p->journal_fd = fcntl(o->adopt_journal_fd, F_DUPFD_CLOEXEC, 0);
-    } else {
+    if (!o->adopt) {
         p->ring = (struct qcowring_fds){ fds[0], fds[1], fds[2] };
         p->journal_fd = fds[3];
     }

@@ -34,7 +34,7 @@ struct worker_spawn_opts {
 struct worker_proc {
     pid_t pid;
     int ctl_fd;
-    struct qcowring_fds ring;   /* received with "ready" (or the adopted ones, dup'ed) */
+    struct qcowring_fds ring;   /* received with "ready" (adopting: the caller's) */
     int journal_fd;             /* the ring's recovery journal, likewise */
     json_object *ready;         /* the "data" of the ready event */
 };
@@ -44,10 +44,11 @@ struct worker_proc {
 int worker_launch(const struct worker_spawn_opts *o, struct worker_proc *out);
 
 /* Read the worker's first message (waiting up to timeout_ms): 0 when it is
- * ready (ring and ready are set), -EIO with its reason when it failed,
- * -EAGAIN with its reason when a host limit stopped it (the worker said
- * LimitReached: e.g. no kernel AIO slots left), other -errno when it
- * vanished or said something unexpected. */
+ * ready (ring and ready are set; when adopting a ring, p's ring and journal
+ * are left as they are), -EIO with its reason when it failed, -EAGAIN with
+ * its reason when a host limit stopped it (the worker said LimitReached:
+ * e.g. no kernel AIO slots left), other -errno when it vanished or said
+ * something unexpected. */
 int worker_read_ready(const struct worker_spawn_opts *o, struct worker_proc *p, int timeout_ms);
 
 /* Start a worker and wait (up to timeout_ms) for it to report.  On "failed"

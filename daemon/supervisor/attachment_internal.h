@@ -15,8 +15,9 @@ void fill_spawn_opts(const struct supervisor *s, const struct attachment *att,
  * comes through attachment_worker_readable. */
 int attachment_launch(struct supervisor *s, struct attachment *att, bool adopt);
 void attachment_free(struct supervisor *s, struct attachment *att);
-/* The end of a detach: answer the detach calls, say so, and free att. */
-void attachment_detached(struct supervisor *s, struct attachment *att, int status);
+/* The end of a detach: answer the detach calls (error NULL: success), say
+ * so, and free att. */
+void attachment_detached(struct supervisor *s, struct attachment *att, const char *error);
 
 /* calls.c */
 struct call *call_push(struct attachment *att, enum call_kind kind, struct client *c,
@@ -33,10 +34,20 @@ struct call *call_take(struct attachment *att, enum call_kind kind);
 bool call_pending(const struct attachment *att, enum call_kind kind);
 void calls_fail(struct supervisor *s, struct attachment *att, const char *why);
 
+/* worker_messages.c */
+/* Stop listening to the worker and close our end of its channel. */
+void attachment_forget_ctl(struct supervisor *s, struct attachment *att);
+/* Handle whatever the worker said before it exited. */
+void attachment_drain_messages(struct supervisor *s, struct attachment *att);
+
 /* recovery.c */
+/* Kill the worker, which can no longer be trusted; it is restarted on the
+ * same ring when it is reaped. */
+void attachment_kill_worker(struct supervisor *s, struct attachment *att, const char *why);
 void attachment_started(struct supervisor *s, struct attachment *att);
-/* cls: ImageError, or LimitReached when a host limit stopped the worker. */
-void attachment_start_failed(struct supervisor *s, struct attachment *att, const char *cls,
+/* The worker did not come up (err: -EIO when it could not open the image,
+ * -EAGAIN when a host limit stopped it). */
+void attachment_start_failed(struct supervisor *s, struct attachment *att, int err,
                              const char *why);
 void attachment_stopped(struct supervisor *s, struct attachment *att, int status);
 void attachment_ring_broken(struct supervisor *s, struct attachment *att, const char *reason);

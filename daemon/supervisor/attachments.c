@@ -375,31 +375,10 @@ int attachment_start(struct supervisor *s, struct client *c, json_object *id, js
 
 /* ---- detach and housekeeping -------------------------------------------- */
 
-void attachment_detached(struct supervisor *s, struct attachment *att, int status)
-{
-    struct call *call;
-    json_object *d = json_object_new_object();
-
-    while ((call = call_take(att, CALL_DETACH))) {
-        if (call->client) {
-            if (status == 0 || !att->proc.ready)
-                client_reply(call->client, call->id, NULL);
-            else
-                client_error(call->client, call->id, "WorkerError",
-                             "%s: the worker's final flush failed (exit status %d)", att->name,
-                             status);
-        }
-        call_free(call);
-    }
-    json_object_object_add(d, "name", json_object_new_string(att->name));
-    broadcast_event(s, "image-detached", d);
-    log_info("%s: detached", att->name);
-    attachment_free(s, att);
-}
-
-
 void attachment_detach(struct supervisor *s, struct attachment *att, struct client *c, json_object *id)
 {
+    struct call *attach;
+
     exports_detaching(s, att);
     if (att->state == ATT_FAILED) {
         if (att->proc.pid > 0)
@@ -409,18 +388,46 @@ void attachment_detach(struct supervisor *s, struct attachment *att, struct clie
         return;
     }
     call_push(att, CALL_DETACH, c, id, "detach");
-    if (att->state == ATT_STOPPING)
+    switch (att->state) {
+    case ATT_STOPPING:
         return;
-    if (att->state == ATT_STARTING || att->state == ATT_RESTARTING) {
-        /* Not serving yet: no flush to wait for. */
-        struct call *attach = call_take(att, CALL_ATTACH);
-        if (attach)
+    case ATT_RESTARTING:
+        /* The replacement is taking over the journal, where writes that
+         * were acknowledged and not flushed live: it is stopped (and
+         * flushes) once it serves, see attachment_started. */
+        return;
+    case ATT_STARTING:
+        /* A fresh worker (new image or new ring) holds nothing yet. */
+        if ((attach = call_take(att, CALL_ATTACH)))
             call_finish(s, att, attach, NULL, "detached while starting");
         att->state = ATT_STOPPING;
+        attachment_forget_ctl(s, att);
         kill(att->proc.pid, SIGKILL);
         return;
+    default:
+        attachment_stop_worker(att);
     }
-    attachment_stop_worker(att);
+}
+
+void attachment_detached(struct supervisor *s, struct attachment *att, const char *error)
+{
+    struct call *call;
+    json_object *d = json_object_new_object();
+
+    while ((call = call_take(att, CALL_DETACH))) {
+        if (call->client && !error)
+            client_reply(call->client, call->id, NULL);
+        else if (call->client)
+            client_error(call->client, call->id, "WorkerError", "%s: %s", att->name, error);
+        call_free(call);
+    }
+    json_object_object_add(d, "name", json_object_new_string(att->name));
+    broadcast_event(s, "image-detached", d);
+    if (error)
+        log_warning("%s: detached: %s", att->name, error);
+    else
+        log_info("%s: detached", att->name);
+    attachment_free(s, att);
 }
 
 void attachments_stop_all(struct supervisor *s)
@@ -457,15 +464,19 @@ void attachments_tick(struct supervisor *s)
 
     for (struct attachment *att = s->attachments; att; att = att->next) {
         bool starting = att->state == ATT_STARTING || att->state == ATT_RESTARTING;
-        bool late_start = starting &&
-                          now - att->started_ns > (uint64_t)WORKER_START_TIMEOUT_MS * 1000000u;
         bool late_call = false;
+        if (att->proc.ctl_fd < 0)
+            continue;           /* given up on already; waiting for its exit */
+        if (starting && now - att->started_ns > (uint64_t)WORKER_START_TIMEOUT_MS * 1000000u) {
+            char why[64];
+            snprintf(why, sizeof why, "the worker did not report within %d s",
+                     WORKER_START_TIMEOUT_MS / 1000);
+            attachment_start_failed(s, att, -ETIMEDOUT, why);
+            continue;
+        }
         for (struct call *c = att->calls; c; c = c->next)
             late_call |= c->kind != CALL_ATTACH && c->kind != CALL_DETACH && now > c->deadline_ns;
-        if (late_start || late_call) {
-            log_error("%s: the worker (pid %d) does not answer: killing it", att->name,
-                      (int)att->proc.pid);
-            kill(att->proc.pid, SIGKILL);
-        }
+        if (late_call)
+            attachment_kill_worker(s, att, "does not answer");
     }
 }

@@ -1,9 +1,12 @@
 /* A worker's life as the supervisor sees it: it comes up or fails to; it is
  * asked to stop; it dies and a replacement takes over the same ring and
- * journal (up to RESTART_LIMIT deaths within RESTART_WINDOW_S); or its
- * ring, broken by the client, is renewed. */
+ * journal, so that nothing it acknowledged is lost (up to RESTART_LIMIT
+ * deaths within RESTART_WINDOW_S); or its ring, broken by the client, is
+ * renewed.  A detach that comes while a replacement is starting waits for
+ * it: only the replacement can write back what the journal holds. */
 #include "config.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,15 +17,39 @@
 #include "attachment_internal.h"
 #include "log.h"
 
+/* A reaped worker's pid is -1: its number may already be someone else's. */
+static void signal_worker(const struct attachment *att, int sig)
+{
+    if (att->proc.pid > 0)
+        kill(att->proc.pid, sig);
+}
+
+void attachment_kill_worker(struct supervisor *s, struct attachment *att, const char *why)
+{
+    log_warning("%s: the worker (pid %d) %s: killing it", att->name, (int)att->proc.pid, why);
+    attachment_forget_ctl(s, att);
+    signal_worker(att, SIGKILL);
+}
+
 void attachment_mark_failed(struct supervisor *s, struct attachment *att, const char *why)
 {
-    free(att->error);
-    att->error = strdup(why);
-    att->state = ATT_FAILED;
+    char *copy = strdup(why);   /* why may be att->error itself */
     json_object *d = json_object_new_object();
+    char detach_error[512];
+
+    free(att->error);
+    att->error = copy;
+    why = copy ? copy : "out of memory";
+    att->state = ATT_FAILED;
+    log_error("%s: failed: %s", att->name, why);
     json_object_object_add(d, "name", json_object_new_string(att->name));
     json_object_object_add(d, "error", json_object_new_string(why));
     broadcast_event(s, "image-failed", d);
+    if (call_pending(att, CALL_DETACH)) {
+        snprintf(detach_error, sizeof detach_error,
+                 "failed before the writes it held were flushed: %s", why);
+        attachment_detached(s, att, detach_error);
+    }
 }
 
 /* ---- coming up ---------------------------------------------------------- */
@@ -64,32 +91,46 @@ void attachment_started(struct supervisor *s, struct attachment *att)
     if (call)
         call_free(call);
     status_to_systemd(s);
+    if (call_pending(att, CALL_DETACH)) {
+        /* Detached while it took over the journal: what the journal held
+         * is its now, and its stop writes it back. */
+        log_info("%s: the new worker took over the journal: detaching", att->name);
+        attachment_stop_worker(att);
+    }
 }
 
-/* cls: ImageError, or LimitReached when a host limit stopped the worker. */
-void attachment_start_failed(struct supervisor *s, struct attachment *att, const char *cls,
+/* The error class of an attach whose worker did not start. */
+static const char *start_error_class(int err)
+{
+    return err == -EIO ? "ImageError" : err == -EAGAIN ? "LimitReached" : "WorkerError";
+}
+
+void attachment_start_failed(struct supervisor *s, struct attachment *att, int err,
                              const char *why)
 {
     struct call *call = call_take(att, CALL_ATTACH);
+    char *copy = strdup(why);
 
     log_warning("%s: worker failed to start: %s", att->name, why);
-    unwatch_fd(s, att->proc.ctl_fd);
-    if (call) {
-        if (call->client)
-            client_error(call->client, call->id, cls, "%s", why);
+    if (call && call->client)
+        client_error(call->client, call->id, start_error_class(err), "%s", why);
+    if (call)
         call_free(call);
-    }
-    kill(att->proc.pid, SIGKILL);
-    /* The exit is reaped in attachments_reap, which frees a fresh attachment
-     * or marks a restarting one failed. */
     free(att->error);
-    att->error = strdup(why);
+    att->error = copy;
+    /* Whatever it says next does not count.  Its exit is reaped in
+     * attachments_reap, which frees a fresh attachment, restarts a
+     * restarting one, or fails a renewal. */
+    attachment_forget_ctl(s, att);
+    signal_worker(att, SIGKILL);
 }
 
 /* ---- stopping ----------------------------------------------------------- */
 
 static void remember_exiting(struct supervisor *s, pid_t pid)
 {
+    if (pid <= 0)
+        return;
     if (s->nexiting == s->exiting_cap) {
         unsigned cap = s->exiting_cap ? s->exiting_cap * 2 : 16;
         pid_t *v = realloc(s->exiting, cap * sizeof *v);
@@ -117,7 +158,7 @@ void attachment_stop_worker(struct attachment *att)
     att->state = ATT_STOPPING;
     stop = call_push(att, CALL_INTERNAL, NULL, NULL, "stop");
     if (!stop || call_send(att, stop) < 0)
-        kill(att->proc.pid, SIGTERM);   /* the worker drains and flushes on SIGTERM too */
+        signal_worker(att, SIGTERM);    /* the worker drains and flushes on SIGTERM too */
 }
 
 /* ---- renewing a ring ---------------------------------------------------- */
@@ -133,7 +174,7 @@ static bool renewal_goes_on(const struct attachment *att)
 static void relaunch_with_fresh_ring(struct supervisor *s, struct attachment *att)
 {
     calls_fail(s, att, "the ring is being renewed");
-    unwatch_fd(s, att->proc.ctl_fd);
+    attachment_forget_ctl(s, att);
     worker_proc_release(&att->proc);
     att->proc = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 },
                                       .journal_fd = -1 };
@@ -182,24 +223,24 @@ void attachment_ring_released(struct attachment *att)
  * the next client can connect. */
 void attachment_ring_broken(struct supervisor *s, struct attachment *att, const char *reason)
 {
-    json_object *d;
+    json_object *d = json_object_new_object();
 
-    log_warning("%s: the client broke the ring (%s): renewing it", att->name,
-                reason ? reason : "no reason given");
-    d = json_object_new_object();
+    log_warning("%s: the client broke the ring (%s): renewing it", att->name, reason);
     json_object_object_add(d, "name", json_object_new_string(att->name));
-    json_object_object_add(d, "reason", json_object_new_string(reason ? reason : ""));
+    json_object_object_add(d, "reason", json_object_new_string(reason));
     broadcast_event(s, "ring-broken", d);
     renew_ring(att);
 }
 
-/* The worker flushed and closed the image: the detach is done, whether or
- * not the process has exited yet (it is reaped whenever it does). */
+/* The worker flushed and closed the image: the detach (or the renewal) goes
+ * on, whether or not the process has exited yet (it is reaped whenever it
+ * does).  A worker that says so unasked was stopped by someone else: its
+ * exit is a death like any other. */
 void attachment_stopped(struct supervisor *s, struct attachment *att, int status)
 {
     if (att->state != ATT_STOPPING)
         return;
-    unwatch_fd(s, att->proc.ctl_fd);
+    attachment_forget_ctl(s, att);
     remember_exiting(s, att->proc.pid);
     if (renewal_goes_on(att) && status == 0) {
         relaunch_with_fresh_ring(s, att);
@@ -209,7 +250,7 @@ void attachment_stopped(struct supervisor *s, struct attachment *att, int status
         att->renewing = false;
         attachment_mark_failed(s, att, "the worker's flush before renewing the ring failed");
     } else {
-        attachment_detached(s, att, status);
+        attachment_detached(s, att, status == 0 ? NULL : "the worker's final flush failed");
     }
 }
 
@@ -230,20 +271,19 @@ static bool restart_allowed(struct attachment *att)
     return true;
 }
 
-static void died(struct supervisor *s, struct attachment *att, int status)
+/* A replacement serves the same ring with the same journal: it answers
+ * what was posted and not answered, and takes over the allocations that
+ * were acknowledged and not yet written back. */
+static void died(struct supervisor *s, struct attachment *att, pid_t pid, int status)
 {
     json_object *d = json_object_new_object();
     char why[128];
 
     json_object_object_add(d, "name", json_object_new_string(att->name));
-    json_object_object_add(d, "pid", json_object_new_int(att->proc.pid));
+    json_object_object_add(d, "pid", json_object_new_int(pid));
     json_object_object_add(d, "status", json_object_new_int(status));
     broadcast_event(s, "worker-died", d);
-    if (att->proc.ctl_fd >= 0) {
-        unwatch_fd(s, att->proc.ctl_fd);
-        close(att->proc.ctl_fd);
-        att->proc.ctl_fd = -1;
-    }
+    attachment_forget_ctl(s, att);
     calls_fail(s, att, "the worker died");
     if (!restart_allowed(att)) {
         snprintf(why, sizeof why, "the worker died %d times within %d s (last status %d)",
@@ -260,35 +300,53 @@ static void died(struct supervisor *s, struct attachment *att, int status)
                     (int)att->proc.pid);
 }
 
-static void worker_exited(struct supervisor *s, struct attachment *att, int status)
+/* A fresh worker (new attachment or new ring) exited before it served. */
+static void start_ended(struct supervisor *s, struct attachment *att)
 {
-    if (att->state == ATT_STOPPING && renewal_goes_on(att) && status == 0) {
-        /* A clean exit whose "stopped" we have not read yet. */
-        relaunch_with_fresh_ring(s, att);
-    } else if (att->state == ATT_STOPPING && renewal_goes_on(att)) {
-        /* It died before it flushed: recover on the old ring as after any
-         * crash (its journal says broken, so the new worker reports it
-         * again and the renewal starts over). */
+    struct call *call;
+
+    calls_fail(s, att, "the worker exited");
+    if (att->renewing) {
         att->renewing = false;
-        att->state = ATT_RUNNING;
-        died(s, att, status);
-    } else if (att->state == ATT_STOPPING) {
-        attachment_detached(s, att, status);
-    } else if (att->state == ATT_STARTING && att->renewing) {
-        att->renewing = false;
-        calls_fail(s, att, "the worker exited");
-        attachment_mark_failed(s, att, att->error ? att->error : "the worker for a fresh ring exited");
-    } else if (att->state == ATT_STARTING) {
-        calls_fail(s, att, "the worker exited");
-        struct call *call = call_take(att, CALL_ATTACH);
-        if (call && call->client)
-            client_error(call->client, call->id, "ImageError", "%s",
+        attachment_mark_failed(s, att, att->error ? att->error
+                                                  : "the worker for a fresh ring exited");
+        return;
+    }
+    if ((call = call_take(att, CALL_ATTACH))) {
+        if (call->client)
+            client_error(call->client, call->id, "WorkerError", "%s",
                          att->error ? att->error : "the worker exited during start-up");
-        if (call)
-            call_free(call);
-        attachment_free(s, att);
-    } else if (att->state != ATT_FAILED) {
-        died(s, att, status);
+        call_free(call);
+    }
+    attachment_free(s, att);
+}
+
+static void worker_exited(struct supervisor *s, struct attachment *att, pid_t pid, int status)
+{
+    switch (att->state) {
+    case ATT_FAILED:
+        break;
+    case ATT_STARTING:
+        start_ended(s, att);
+        break;
+    case ATT_STOPPING:
+        if (!att->proc.ready) {
+            /* Killed by a detach while it started: it held nothing. */
+            attachment_detached(s, att, NULL);
+            break;
+        }
+        /* It died before it said it had flushed: what it held is in the
+         * journal.  A replacement takes it over and is stopped once it
+         * serves (a detach); or, for a renewal, its journal says broken,
+         * so it reports that again and the renewal starts over. */
+        att->renewing = false;
+        died(s, att, pid, status);
+        break;
+    case ATT_RUNNING:
+    case ATT_PAUSED:
+    case ATT_RESTARTING:
+        died(s, att, pid, status);
+        break;
     }
 }
 
@@ -299,13 +357,20 @@ void attachments_reap(struct supervisor *s)
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        struct attachment *att = s->attachments;
+
         forget_exiting(s, pid);
         if (exports_child_exited(s, pid, code))
             continue;
-        for (struct attachment *att = s->attachments; att; att = att->next)
-            if (att->proc.pid == pid) {
-                worker_exited(s, att, code);
-                break;
-            }
+        while (att && att->proc.pid != pid)
+            att = att->next;
+        if (!att)
+            continue;
+        att->proc.pid = -1;
+        /* What it said before it died counts ("stopped", why it did not
+         * start); it may settle everything (att freed, or a new worker). */
+        attachment_drain_messages(s, att);
+        if (!att->watch.dead && att->proc.pid == -1)
+            worker_exited(s, att, pid, code);
     }
 }

@@ -3,6 +3,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -11,36 +13,37 @@
 #include "fdpass.h"
 #include "log.h"
 
+void attachment_forget_ctl(struct supervisor *s, struct attachment *att)
+{
+    if (att->proc.ctl_fd < 0)
+        return;
+    unwatch_fd(s, att->proc.ctl_fd);
+    close(att->proc.ctl_fd);
+    att->proc.ctl_fd = -1;
+}
+
+/* The worker's first message: "ready", or why not. */
 static void read_ready(struct supervisor *s, struct attachment *att)
 {
+    bool restart = att->state == ATT_RESTARTING;
+    json_object *kept = restart ? att->proc.ready : NULL;
     struct worker_spawn_opts o;
     int r;
 
-    fill_spawn_opts(s, att, &o, att->state == ATT_RESTARTING);
-    if (att->state == ATT_RESTARTING) {
-        /* Keep our copies of the ring; the worker only reports. */
-        struct qcowring_fds kept = att->proc.ring;
-        int kept_journal = att->proc.journal_fd;
-        json_object *old = att->proc.ready;
+    fill_spawn_opts(s, att, &o, restart);
+    /* A replacement serves our ring: it reports, it hands nothing over. */
+    if (restart)
         att->proc.ready = NULL;
-        r = worker_read_ready(&o, &att->proc, 0);
-        qcowring_close_fds(&att->proc.ring);
-        if (att->proc.journal_fd >= 0 && att->proc.journal_fd != kept_journal)
-            close(att->proc.journal_fd);
-        att->proc.ring = kept;
-        att->proc.journal_fd = kept_journal;
-        if (r < 0)
-            att->proc.ready = old;
-        else
-            json_object_put(old);
-    } else {
-        r = worker_read_ready(&o, &att->proc, 0);
+    qc_clear_error();
+    r = worker_read_ready(&o, &att->proc, 0);
+    if (r < 0) {
+        if (restart)
+            att->proc.ready = kept;
+        attachment_start_failed(s, att, r, qc_error_message(r));
+        return;
     }
-    if (r < 0)
-        attachment_start_failed(s, att, r == -EAGAIN ? "LimitReached" : "ImageError",
-                                qc_error_message(r));
-    else
-        attachment_started(s, att);
+    json_object_put(kept);
+    attachment_started(s, att);
 }
 
 static bool ring_broken_event(struct supervisor *s, struct attachment *att, json_object *msg)
@@ -52,7 +55,7 @@ static bool ring_broken_event(struct supervisor *s, struct attachment *att, json
         return false;
     json_object_object_get_ex(msg, "data", &data);
     json_object_object_get_ex(data, "reason", &reason);
-    attachment_ring_broken(s, att, reason ? json_object_get_string(reason) : NULL);
+    attachment_ring_broken(s, att, reason ? json_object_get_string(reason) : "no reason given");
     return true;
 }
 
@@ -69,7 +72,7 @@ static bool stopped_event(struct supervisor *s, struct attachment *att, json_obj
     return true;
 }
 
-static void read_answer(struct supervisor *s, struct attachment *att)
+static void read_message(struct supervisor *s, struct attachment *att)
 {
     char buf[MAX_LINE];
     int fds[4];
@@ -82,7 +85,7 @@ static void read_answer(struct supervisor *s, struct attachment *att)
         close(fds[i]);
     if (n <= 0) {
         /* The worker is gone; its exit is handled when it is reaped. */
-        unwatch_fd(s, att->proc.ctl_fd);
+        attachment_forget_ctl(s, att);
         return;
     }
     buf[n] = '\0';
@@ -109,5 +112,17 @@ void attachment_worker_readable(struct supervisor *s, struct attachment *att)
     if (att->state == ATT_STARTING || att->state == ATT_RESTARTING)
         read_ready(s, att);
     else
-        read_answer(s, att);
+        read_message(s, att);
+}
+
+void attachment_drain_messages(struct supervisor *s, struct attachment *att)
+{
+    pid_t pid = att->proc.pid;
+
+    while (!att->watch.dead && att->proc.pid == pid && att->proc.ctl_fd >= 0) {
+        struct pollfd p = { .fd = att->proc.ctl_fd, .events = POLLIN };
+        if (poll(&p, 1, 0) <= 0)
+            break;
+        attachment_worker_readable(s, att);
+    }
 }

@@ -2,13 +2,16 @@
 # ringio is also what ./quickstart demo uses to talk through the ring: it is
 # built with everything else, not only for make check.
 noinst_PROGRAMS += tests/daemon/ringio
-check_PROGRAMS += tests/daemon/ctlraw tests/daemon/ringabuse
+check_PROGRAMS += tests/daemon/ctlraw tests/daemon/ringabuse tests/daemon/badworker
 tests_daemon_ringio_SOURCES = tests/daemon/ringio.c
 tests_daemon_ringio_LDADD = shm/libqcowring.la
 tests_daemon_ctlraw_SOURCES = tests/daemon/ctlraw.c
 tests_daemon_ringabuse_SOURCES = tests/daemon/ringabuse.c
 tests_daemon_ringabuse_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
 tests_daemon_ringabuse_LDADD = daemon/common/libqcowdcommon.la
+tests_daemon_badworker_SOURCES = tests/daemon/badworker.c
+tests_daemon_badworker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
+tests_daemon_badworker_LDADD = daemon/common/libqcowdcommon.la
 
 DAEMON_TESTS = \
 	tests/daemon/lifecycle.sh \
@@ -24,5 +27,6 @@ DAEMON_TESTS = \
 	tests/daemon/parallel-churn.sh \
 	tests/daemon/aio-budget.sh \
 	tests/daemon/limits.sh \
-	tests/daemon/ring-geometry.sh
+	tests/daemon/ring-geometry.sh \
+	tests/daemon/recovery.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh
