@@ -3,6 +3,7 @@ noinst_LTLIBRARIES += daemon/common/libqcowdcommon.la
 daemon_common_libqcowdcommon_la_SOURCES = \
 	daemon/common/log.h daemon/common/log.c \
 	daemon/common/fdpass.h daemon/common/fdpass.c \
+	daemon/common/json_read.h daemon/common/json_read.c \
 	daemon/common/spin.h daemon/common/spin.c \
 	daemon/common/aio_budget.h daemon/common/aio_budget.c \
 	daemon/common/worker_spawn.h daemon/common/worker_spawn.c \

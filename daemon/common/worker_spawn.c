@@ -14,12 +14,14 @@
 
 #include "error.h"
 #include "fdpass.h"
+#include "json_read.h"
 #include "worker_spawn.h"
 
 #define MAX_ARGS 32
 #define WORKER_PROC_NONE \
     (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 }, .journal_fd = -1 }
 #define MESSAGE_MAX 65536
+#define CHAIN_MAX 64
 
 static void keep_across_exec(int fd)
 {
@@ -146,10 +148,15 @@ static int recv_json(int fd, int timeout_ms, json_object **msg, int *fds, unsign
         free(buf);
         return n == 0 ? -ECONNRESET : (int)n;
     }
-    buf[n] = '\0';
-    *msg = json_tokener_parse(buf);
+    *msg = json_read_message(buf, (size_t)n);
     free(buf);
-    return *msg ? 0 : -EBADMSG;
+    if (!*msg) {
+        for (unsigned i = 0; i < *nfds; i++)
+            close(fds[i]);
+        *nfds = 0;
+        return -EBADMSG;
+    }
+    return 0;
 }
 
 static void kill_and_reap(pid_t pid)
@@ -159,28 +166,101 @@ static void kill_and_reap(pid_t pid)
         ;
 }
 
+static bool copy_string(json_object *to, json_object *from, const char *key)
+{
+    const char *v = json_read_string(from, key);
+
+    if (v)
+        json_object_object_add(to, key, json_object_new_string(v));
+    return v != NULL;
+}
+
+static bool copy_int(json_object *to, json_object *from, const char *key, int64_t max)
+{
+    int64_t v;
+
+    if (!json_read_int(from, key, 0, max, &v))
+        return false;
+    json_object_object_add(to, key, json_object_new_int64(v));
+    return true;
+}
+
+static bool copy_bool(json_object *to, json_object *from, const char *key)
+{
+    bool v;
+
+    if (!json_read_bool(from, key, &v))
+        return false;
+    json_object_object_add(to, key, json_object_new_boolean(v));
+    return true;
+}
+
+static json_object *checked_chain(json_object *data)
+{
+    json_object *in = json_read_array(data, "chain"), *out;
+    size_t n = in ? json_object_array_length(in) : 0;
+
+    if (n == 0 || n > CHAIN_MAX)
+        return NULL;
+    out = json_object_new_array();
+    for (size_t i = 0; i < n; i++) {
+        json_object *from = json_object_array_get_idx(in, i), *e = json_object_new_object();
+        json_object_array_add(out, e);
+        if (!copy_string(e, from, "filename") || !copy_string(e, from, "format") ||
+            !copy_int(e, from, "virtual-size", INT64_MAX)) {
+            json_object_put(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+/* The "data" of a worker's "ready", copied field by field with each type
+ * checked: the supervisor shows it to clients and believes its sizes.
+ * NULL when anything is missing or mistyped. */
+static json_object *checked_ready_info(json_object *data)
+{
+    json_object *out = json_object_new_object(), *chain = checked_chain(data);
+    bool ok = chain && copy_string(out, data, "format") && copy_int(out, data, "size", INT64_MAX) &&
+              copy_int(out, data, "cluster-size", INT32_MAX) && copy_bool(out, data, "encrypted") &&
+              copy_bool(out, data, "read-only") &&
+              copy_int(out, data, "capacity-sectors", INT64_MAX) &&
+              copy_int(out, data, "features", INT64_MAX) &&
+              copy_int(out, data, "ring-page-order", QCOWRING_MAX_RING_PAGE_ORDER) &&
+              copy_int(out, data, "data-pages", UINT32_MAX) &&
+              copy_int(out, data, "max-indirect-segments", UINT32_MAX);
+
+    if (!ok) {
+        json_object_put(chain);
+        json_object_put(out);
+        return NULL;
+    }
+    json_object_object_add(out, "chain", chain);
+    return out;
+}
+
 static int take_ready(const struct worker_spawn_opts *o, struct worker_proc *p, json_object *msg,
                       const int *fds, unsigned nfds)
 {
-    json_object *ev, *data;
-    const char *name = json_object_object_get_ex(msg, "event", &ev) ? json_object_get_string(ev) : "";
+    const char *name = json_read_string(msg, "event");
+    json_object *data = json_read_object(msg, "data"), *info;
+    const char *desc = json_read_string(data, "desc");
 
-    json_object_object_get_ex(msg, "data", &data);
-    if (strcmp(name, "failed") == 0) {
-        json_object *desc = NULL, *cls = NULL;
-        json_object_object_get_ex(data, "desc", &desc);
-        json_object_object_get_ex(data, "class", &cls);
-        bool limit = cls && strcmp(json_object_get_string(cls), "LimitReached") == 0;
+    if (name && strcmp(name, "failed") == 0) {
+        const char *cls = json_read_string(data, "class");
+        bool limit = cls && strcmp(cls, "LimitReached") == 0;
         return qc_fail(limit ? -EAGAIN : -EIO, "%s",
-                       desc ? json_object_get_string(desc) : "worker failed");
+                       desc ? desc : "the worker failed without saying why");
     }
-    if (strcmp(name, "ready") != 0 || nfds != (o->adopt ? 0 : 4))
+    if (!name || strcmp(name, "ready") != 0 || nfds != (o->adopt ? 0 : 4))
         return qc_fail(-EPROTO, "%s: the worker sent an unexpected first message", o->image);
+    if (!(info = checked_ready_info(data)))
+        return qc_fail(-EPROTO, "%s: the worker's ready message is malformed", o->image);
     if (!o->adopt) {
         p->ring = (struct qcowring_fds){ fds[0], fds[1], fds[2] };
         p->journal_fd = fds[3];
     }
-    p->ready = json_object_get(data);
+    p->ready = info;
     return 0;
 }
 
@@ -284,14 +364,12 @@ int worker_call(struct worker_proc *p, const char *cmd, int timeout_ms, json_obj
         return r;
     if ((r = recv_json(p->ctl_fd, timeout_ms, &msg, NULL, &(unsigned){ 0 })) < 0)
         return r;
-    if (json_object_object_get_ex(msg, "return", &v)) {
+    if ((v = json_read_object(msg, "return"))) {
         *ret = json_object_get(v);
         r = 0;
     } else {
-        json_object *e, *desc = NULL;
-        json_object_object_get_ex(msg, "error", &e);
-        json_object_object_get_ex(e, "desc", &desc);
-        r = qc_fail(-EIO, "%s", desc ? json_object_get_string(desc) : "bad answer");
+        const char *desc = json_read_string(json_read_object(msg, "error"), "desc");
+        r = qc_fail(-EIO, "%s", desc ? desc : "bad answer");
     }
     json_object_put(msg);
     return r;

@@ -36,7 +36,7 @@ struct worker_proc {
     int ctl_fd;
     struct qcowring_fds ring;   /* received with "ready" (adopting: the caller's) */
     int journal_fd;             /* the ring's recovery journal, likewise */
-    json_object *ready;         /* the "data" of the ready event */
+    json_object *ready;         /* the "data" of the ready event, checked */
 };
 
 /* Start a worker without waiting: pid and ctl_fd are set.  The worker's
@@ -48,7 +48,8 @@ int worker_launch(const struct worker_spawn_opts *o, struct worker_proc *out);
  * are left as they are), -EIO with its reason when it failed, -EAGAIN with
  * its reason when a host limit stopped it (the worker said LimitReached:
  * e.g. no kernel AIO slots left), other -errno when it vanished or said
- * something unexpected. */
+ * something unexpected (each field of the message is checked: a worker
+ * parses hostile images and is not trusted). */
 int worker_read_ready(const struct worker_spawn_opts *o, struct worker_proc *p, int timeout_ms);
 
 /* Start a worker and wait (up to timeout_ms) for it to report.  On "failed"

@@ -1,5 +1,8 @@
-/* What workers say: the first message ("ready", or why not), events, and
- * answers to calls. */
+/* What workers say, read with suspicion: a worker parses hostile images and
+ * may have been taken over.  Every field is read through a typed accessor;
+ * a worker that says anything it should not (malformed JSON, a wrong type,
+ * an unknown event, an answer to a question never asked, an oversized
+ * message, descriptors) is killed and restarted like after a crash. */
 #include "config.h"
 
 #include <errno.h>
@@ -11,6 +14,7 @@
 #include "attachment_internal.h"
 #include "error.h"
 #include "fdpass.h"
+#include "json_read.h"
 #include "log.h"
 
 void attachment_forget_ctl(struct supervisor *s, struct attachment *att)
@@ -46,64 +50,84 @@ static void read_ready(struct supervisor *s, struct attachment *att)
     attachment_started(s, att);
 }
 
-static bool ring_broken_event(struct supervisor *s, struct attachment *att, json_object *msg)
+/* An event; NULL, or what was wrong with it. */
+static const char *take_event(struct supervisor *s, struct attachment *att, json_object *msg)
 {
-    json_object *ev, *data, *reason = NULL;
+    const char *name = json_read_string(msg, "event"), *reason;
+    json_object *data = json_read_object(msg, "data");
+    int64_t status;
 
-    if (!json_object_object_get_ex(msg, "event", &ev) ||
-        strcmp(json_object_get_string(ev), "ring-broken") != 0)
-        return false;
-    json_object_object_get_ex(msg, "data", &data);
-    json_object_object_get_ex(data, "reason", &reason);
-    attachment_ring_broken(s, att, reason ? json_object_get_string(reason) : "no reason given");
-    return true;
+    if (!name || !data)
+        return "an event without a name or data";
+    if (strcmp(name, "stopped") == 0) {
+        if (!json_read_int(data, "status", 0, 255, &status))
+            return "a \"stopped\" event without a valid status";
+        attachment_stopped(s, att, (int)status);
+    } else if (strcmp(name, "ring-broken") == 0) {
+        if (!(reason = json_read_string(data, "reason")))
+            return "a \"ring-broken\" event without a reason";
+        attachment_ring_broken(s, att, reason);
+    } else {
+        return "an unknown event";
+    }
+    return NULL;
 }
 
-static bool stopped_event(struct supervisor *s, struct attachment *att, json_object *msg)
+/* The answer to one of our calls; NULL, or what was wrong with it. */
+static const char *take_answer(struct supervisor *s, struct attachment *att, json_object *msg)
 {
-    json_object *ev, *data, *status;
+    json_object *ret = json_read_object(msg, "return"), *err = json_read_object(msg, "error");
+    const char *desc = json_read_string(err, "desc");
+    struct call *call;
+    int64_t seq;
 
-    if (!json_object_object_get_ex(msg, "event", &ev) ||
-        strcmp(json_object_get_string(ev), "stopped") != 0)
-        return false;
-    json_object_object_get_ex(msg, "data", &data);
-    json_object_object_get_ex(data, "status", &status);
-    attachment_stopped(s, att, status ? json_object_get_int(status) : 1);
-    return true;
+    if (!json_read_int(msg, "id", 1, INT64_MAX, &seq))
+        return "an answer without a valid id";
+    if (!ret == !err || (err && !desc))
+        return "an answer that is neither a result nor an error with a description";
+    if (!(call = call_pop_answerable(att, (uint64_t)seq)))
+        return "an answer to a question it was not asked";
+    call_finish(s, att, call, ret, desc);
+    return NULL;
 }
 
+/* A message from a serving (or stopping) worker. */
 static void read_message(struct supervisor *s, struct attachment *att)
 {
     char buf[MAX_LINE];
-    int fds[4];
+    int fds[FDPASS_MAX];
     unsigned nfds = 0;
-    ssize_t n = fdpass_recv(att->proc.ctl_fd, buf, sizeof buf - 1, fds, 4, &nfds);
-    json_object *msg, *ret = NULL, *err = NULL, *desc = NULL, *id = NULL;
-    struct call *call;
+    ssize_t n = fdpass_recv(att->proc.ctl_fd, buf, sizeof buf, fds, FDPASS_MAX, &nfds);
+    json_object *msg;
+    const char *wrong;
 
     for (unsigned i = 0; i < nfds; i++)
         close(fds[i]);
+    if (n == -EAGAIN || n == -EINTR)
+        return;
+    if (n == -EMSGSIZE) {
+        attachment_kill_worker(s, att, "sent a message over 64 KiB");
+        return;
+    }
     if (n <= 0) {
         /* The worker is gone; its exit is handled when it is reaped. */
         attachment_forget_ctl(s, att);
         return;
     }
-    buf[n] = '\0';
-    msg = json_tokener_parse(buf);
-    if (stopped_event(s, att, msg) || ring_broken_event(s, att, msg)) {
-        json_object_put(msg);
+    if (nfds > 0) {
+        attachment_kill_worker(s, att, "sent descriptors");
         return;
     }
-    json_object_object_get_ex(msg, "id", &id);
-    if (!id || !(call = call_pop_answerable(att, (uint64_t)json_object_get_int64(id)))) {
-        log_warning("%s: unexpected message from the worker", att->name);
-        json_object_put(msg);
+    if (!(msg = json_read_message(buf, (size_t)n))) {
+        attachment_kill_worker(s, att, "sent malformed JSON");
         return;
     }
-    json_object_object_get_ex(msg, "return", &ret);
-    json_object_object_get_ex(msg, "error", &err);
-    json_object_object_get_ex(err, "desc", &desc);
-    call_finish(s, att, call, ret, desc ? json_object_get_string(desc) : "bad answer");
+    wrong = json_read_has(msg, "event") ? take_event(s, att, msg) : take_answer(s, att, msg);
+    if (wrong) {
+        char why[128];
+        snprintf(why, sizeof why, "sent %s", wrong);
+        attachment_kill_worker(s, att, why);
+    }
     json_object_put(msg);
 }
 

@@ -28,5 +28,6 @@ DAEMON_TESTS = \
 	tests/daemon/aio-budget.sh \
 	tests/daemon/limits.sh \
 	tests/daemon/ring-geometry.sh \
-	tests/daemon/recovery.sh
+	tests/daemon/recovery.sh \
+	tests/daemon/hostile-worker.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh
