@@ -363,8 +363,8 @@ int attachment_start(struct supervisor *s, struct client *c, json_object *id, js
         if (limits_start_error(r, why, sizeof why))
             client_error(c, id, "LimitReached", "%s: %s", att->name, why);
         else
-            client_error(c, id, "WorkerError", "%s: cannot start a worker: %s", att->name,
-                         strerror(-r));
+            client_error(c, id, "WorkerError", "%s: cannot run %s: %s", att->name,
+                         s->worker_path, strerror(-r));
         attachment_free(s, att);
         return r;
     }

@@ -52,6 +52,15 @@ void attachment_mark_failed(struct supervisor *s, struct attachment *att, const 
     }
 }
 
+/* A new worker could not even be started. */
+static void launch_failed(struct supervisor *s, struct attachment *att, int err, const char *what)
+{
+    char why[512];
+
+    snprintf(why, sizeof why, "cannot run %s %s: %s", s->worker_path, what, strerror(-err));
+    attachment_mark_failed(s, att, why);
+}
+
 /* ---- coming up ---------------------------------------------------------- */
 
 /* Remember the qcowd page of a fresh ring: a client may scribble on it, and
@@ -173,6 +182,8 @@ static bool renewal_goes_on(const struct attachment *att)
  * ring.  The client that broke the old ring keeps only its dead mapping. */
 static void relaunch_with_fresh_ring(struct supervisor *s, struct attachment *att)
 {
+    int r;
+
     calls_fail(s, att, "the ring is being renewed");
     attachment_forget_ctl(s, att);
     worker_proc_release(&att->proc);
@@ -181,9 +192,9 @@ static void relaunch_with_fresh_ring(struct supervisor *s, struct attachment *at
     att->owner = NULL;
     att->ring_renewals++;
     att->state = ATT_STARTING;
-    if (attachment_launch(s, att, false) < 0) {
+    if ((r = attachment_launch(s, att, false)) < 0) {
         att->renewing = false;
-        attachment_mark_failed(s, att, "cannot start a worker for a fresh ring");
+        launch_failed(s, att, r, "for a fresh ring");
     }
 }
 
@@ -278,6 +289,7 @@ static void died(struct supervisor *s, struct attachment *att, pid_t pid, int st
 {
     json_object *d = json_object_new_object();
     char why[128];
+    int r;
 
     json_object_object_add(d, "name", json_object_new_string(att->name));
     json_object_object_add(d, "pid", json_object_new_int(pid));
@@ -293,8 +305,8 @@ static void died(struct supervisor *s, struct attachment *att, pid_t pid, int st
     }
     att->restarts++;
     att->state = ATT_RESTARTING;
-    if (attachment_launch(s, att, true) < 0)
-        attachment_mark_failed(s, att, "cannot start a new worker");
+    if ((r = attachment_launch(s, att, true)) < 0)
+        launch_failed(s, att, r, "to take over the ring");
     else
         log_warning("%s: worker died (status %d); restarted as pid %d", att->name, status,
                     (int)att->proc.pid);

@@ -4,7 +4,8 @@
 # and numbers belong, answers to questions never asked, a message too big)
 # is killed: at start-up its attach fails with an error, later it is
 # restarted on the same ring like after a crash.  qcowd survives, the
-# image's data too, and another image keeps serving throughout.
+# image's data too, and another image keeps serving throughout.  And a
+# worker that cannot even be run makes attach say why.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
 require_qemu
@@ -79,3 +80,17 @@ grep -q "r.qcow: the worker (pid [0-9]*) sent .*: killing it" "$T/qcowd.log" ||
     die "the kills are not logged"
 ctl detach r.qcow >/dev/null || die "detach r.qcow again"
 other_serves "after nonsense while serving"
+stop_daemon || die "qcowd did not stop cleanly"
+
+# A worker program that cannot be run: attach says so.
+QCOWD_WORKER=$T/no-such-worker
+start_daemon
+ctl attach "$T/r.qcow" >/dev/null 2>"$T/err" && die "attach without a worker succeeded"
+grep -q "cannot run $T/no-such-worker: No such file or directory" "$T/err" ||
+    die "attach without a worker said: $(cat "$T/err")"
+stop_daemon
+QCOWD_WORKER=$T/data
+start_daemon
+ctl attach "$T/r.qcow" >/dev/null 2>"$T/err" && die "attach with a worker that is not a program succeeded"
+grep -q "cannot run $T/data: Permission denied" "$T/err" ||
+    die "attach with a non-executable worker said: $(cat "$T/err")"
