@@ -7,7 +7,8 @@
 
 #include "fdpass.h"
 
-int fdpass_send(int sock, const void *buf, size_t len, const int *fds, unsigned nfds)
+ssize_t fdpass_send_some(int sock, const void *buf, size_t len, const int *fds, unsigned nfds,
+                         int flags)
 {
     union {
         char buf[CMSG_SPACE(sizeof(int) * FDPASS_MAX)];
@@ -30,10 +31,17 @@ int fdpass_send(int sock, const void *buf, size_t len, const int *fds, unsigned 
         memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
     }
     do
-        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+        n = sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
     while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+int fdpass_send(int sock, const void *buf, size_t len, const int *fds, unsigned nfds)
+{
+    ssize_t n = fdpass_send_some(sock, buf, len, fds, nfds, 0);
+
     if (n < 0)
-        return -errno;
+        return (int)n;
     return (size_t)n == len ? 0 : -EIO;
 }
 

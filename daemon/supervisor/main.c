@@ -41,6 +41,8 @@ static void usage(FILE *f)
         "                          $XDG_RUNTIME_DIR/qcowd.sock otherwise)\n"
         "  -g, --group=GROUP       also let members of GROUP use the socket\n"
         "      --max-clients=N     connections at once (default 64)\n"
+        "      --idle-timeout=SECS close a connection that sends no request within SECS\n"
+        "                          of connecting (default %d; 0: never)\n"
         "      --max-images=N      attached images at once (default 4096; open files and\n"
         "                          kernel AIO slots are limits too: see qcowctl version)\n"
         "      --worker=PATH       the worker program (default %s)\n"
@@ -52,7 +54,7 @@ static void usage(FILE *f)
         "  -V, --version           show the version\n\n"
         "qcowd stays in the foreground and logs to stderr; under systemd it uses socket\n"
         "activation when a socket is passed and reports readiness (Type=notify).\n",
-        WORKER_PATH, NBDKIT_PLUGIN_PATH);
+        IDLE_TIMEOUT_DEFAULT_S, WORKER_PATH, NBDKIT_PLUGIN_PATH);
 }
 
 static char *default_socket(void)
@@ -85,14 +87,15 @@ static int reopen_log(void)
     return 0;
 }
 
-static int parse_count(const char *arg, unsigned *out)
+/* A decimal number in [min, 100000]. */
+static int parse_count(const char *arg, unsigned min, unsigned *out)
 {
     char *end;
     unsigned long v;
 
     errno = 0;
     v = strtoul(arg, &end, 10);
-    if (errno || end == arg || *end || v == 0 || v > 100000)
+    if (errno || end == arg || *end || arg[0] == '-' || v < min || v > 100000)
         return -EINVAL;
     *out = (unsigned)v;
     return 0;
@@ -101,12 +104,13 @@ static int parse_count(const char *arg, unsigned *out)
 static int parse_options(int argc, char **argv, struct supervisor *s)
 {
     enum { OPT_MAX_CLIENTS = 256, OPT_MAX_IMAGES, OPT_WORKER, OPT_LOG_FILE, OPT_NBDKIT,
-           OPT_NBDKIT_PLUGIN };
+           OPT_NBDKIT_PLUGIN, OPT_IDLE_TIMEOUT };
     static const struct option opts[] = {
         { "socket", required_argument, NULL, 's' },
         { "group", required_argument, NULL, 'g' },
         { "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
         { "max-images", required_argument, NULL, OPT_MAX_IMAGES },
+        { "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
         { "worker", required_argument, NULL, OPT_WORKER },
         { "log-level", required_argument, NULL, 'l' },
         { "log-file", required_argument, NULL, OPT_LOG_FILE },
@@ -131,8 +135,14 @@ static int parse_options(int argc, char **argv, struct supervisor *s)
             break;
         case OPT_MAX_CLIENTS:
         case OPT_MAX_IMAGES:
-            if (parse_count(optarg, c == OPT_MAX_CLIENTS ? &s->max_clients : &s->max_images) < 0) {
+            if (parse_count(optarg, 1, c == OPT_MAX_CLIENTS ? &s->max_clients : &s->max_images) < 0) {
                 fprintf(stderr, "qcowd: '%s' is not a count (1..100000)\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_IDLE_TIMEOUT:
+            if (parse_count(optarg, 0, &s->idle_timeout_s) < 0) {
+                fprintf(stderr, "qcowd: '%s' is not a number of seconds (0..100000)\n", optarg);
                 return 2;
             }
             break;
@@ -212,14 +222,22 @@ static void stop_listening(struct supervisor *s)
         unlink(s->socket_path);
 }
 
-static void dispatch(struct supervisor *s, struct watch *w)
+static void client_event(struct supervisor *s, struct client *c, uint32_t events)
+{
+    if (events & EPOLLOUT)
+        client_writable(c);
+    if ((events & ~EPOLLOUT) && !c->watch.dead)
+        client_readable(s, c);
+}
+
+static void dispatch(struct supervisor *s, struct watch *w, uint32_t events)
 {
     if (w->dead)
         return;
     switch (w->kind) {
     case WATCH_LISTEN: server_accept(s); break;
     case WATCH_SIGNAL: handle_signals(s); break;
-    case WATCH_CLIENT: client_readable(s, w->obj); break;
+    case WATCH_CLIENT: client_event(s, w->obj, events); break;
     case WATCH_WORKER: attachment_worker_readable(s, w->obj); break;
     }
 }
@@ -234,12 +252,13 @@ static int run(struct supervisor *s)
         if (n < 0 && errno != EINTR)
             return -errno;
         for (int i = 0; i < n; i++)
-            dispatch(s, ev[i].data.ptr);
+            dispatch(s, ev[i].data.ptr, ev[i].events);
         clients_resume(s);
         if (s->stopping)
             stop_listening(s);
         attachments_tick(s);
         exports_tick(s);
+        clients_tick(s);
         empty_graveyard(s);
     }
     return 0;
@@ -266,7 +285,7 @@ static void wait_for_workers(struct supervisor *s)
 int main(int argc, char **argv)
 {
     struct supervisor s = { .listen_fd = -1, .sigfd = -1, .group = (gid_t)-1, .max_clients = 64,
-                            .worker_path = WORKER_PATH,
+                            .idle_timeout_s = IDLE_TIMEOUT_DEFAULT_S, .worker_path = WORKER_PATH,
                             .nbdkit_path = "nbdkit", .nbdkit_plugin = NBDKIT_PLUGIN_PATH };
     int r;
 
@@ -295,7 +314,6 @@ int main(int argc, char **argv)
     while (s.clients)
         client_close(&s, s.clients);
     empty_graveyard(&s);
-    free(s.graveyard);
     log_info("stopped");
     free(s.socket_path);
     free(s.exiting);

@@ -2,6 +2,7 @@
  * authorising connections, line framing, replies and events. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -22,8 +23,11 @@
 #include "log.h"
 #include "supervisor.h"
 
-#define SEND_TIMEOUT_S 5
 #define BACKLOG_MAX (4 * MAX_LINE)
+/* What a client may leave unread before it is dropped (a message that
+ * finds its queue empty is always taken: a `stats` of 1000 images is
+ * about 650 KB). */
+#define OUTPUT_MAX (1 << 20)
 
 int watch_fd(struct supervisor *s, int fd, struct watch *w)
 {
@@ -121,25 +125,118 @@ int server_listen(struct supervisor *s)
 
 /* ---- sending ----------------------------------------------------------- */
 
+/* EPOLLIN while we take its requests, EPOLLOUT while it has output queued. */
+static void update_events(struct client *c)
+{
+    uint32_t want = (c->reading ? EPOLLIN : 0) | (c->out ? EPOLLOUT : 0);
+    struct epoll_event ev = { .events = want, .data.ptr = &c->watch };
+
+    if (want != c->armed && epoll_ctl(c->sup->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+        c->armed = want;
+}
+
+static void outbuf_free(struct outbuf *b)
+{
+    for (unsigned i = 0; i < b->nfds; i++)
+        close(b->fds[i]);
+    free(b);
+}
+
+static void drop_output(struct client *c)
+{
+    while (c->out) {
+        struct outbuf *b = c->out;
+        c->out = b->next;
+        outbuf_free(b);
+    }
+    c->out_tail = NULL;
+    c->out_bytes = 0;
+}
+
+/* Send what the socket takes now, without waiting; EPOLLOUT brings us back
+ * for the rest. */
+static void flush_output(struct client *c)
+{
+    while (c->out && !c->closing) {
+        struct outbuf *b = c->out;
+        ssize_t n = fdpass_send_some(c->fd, b->data + b->off, b->len - b->off, b->fds, b->nfds,
+                                     MSG_DONTWAIT);
+        if (n == -EAGAIN)
+            break;
+        if (n < 0) {
+            c->closing = true;      /* it went away; the read side sees it too */
+            break;
+        }
+        for (unsigned i = 0; i < b->nfds; i++)
+            close(b->fds[i]);
+        b->nfds = 0;
+        b->off += (size_t)n;
+        c->out_bytes -= (size_t)n;
+        if (b->off == b->len) {
+            c->out = b->next;
+            if (!c->out)
+                c->out_tail = NULL;
+            free(b);
+        }
+    }
+    if (c->closing)
+        drop_output(c);
+    else
+        update_events(c);
+}
+
+void client_writable(struct client *c)
+{
+    flush_output(c);
+}
+
+static struct outbuf *outbuf_new(const char *text, size_t len, const int *fds, unsigned nfds)
+{
+    struct outbuf *b = malloc(sizeof *b + len + 1);
+
+    if (!b)
+        return NULL;
+    *b = (struct outbuf){ .len = len + 1 };
+    memcpy(b->data, text, len);
+    b->data[len] = '\n';
+    for (; b->nfds < nfds; b->nfds++)
+        if ((b->fds[b->nfds] = fcntl(fds[b->nfds], F_DUPFD_CLOEXEC, 0)) < 0) {
+            outbuf_free(b);
+            return NULL;
+        }
+    return b;
+}
+
 int client_send(struct client *c, json_object *msg, const int *fds, unsigned nfds)
 {
     const char *text = json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     size_t len = strlen(text);
-    char *line = malloc(len + 2);
-    int r;
+    struct outbuf *b = NULL;
+    int r = 0;
 
-    if (!line) {
-        json_object_put(msg);
-        return -ENOMEM;
+    assert(nfds <= sizeof b->fds / sizeof b->fds[0]);
+    if (c->closing) {
+        r = -EPIPE;
+    } else if (c->out && c->out_bytes + len + 1 > OUTPUT_MAX) {
+        log_warning("client pid %d does not read its answers (%zu bytes waiting): closing the "
+                    "connection", (int)c->pid, c->out_bytes);
+        c->closing = true;
+        drop_output(c);
+        r = -ENOBUFS;
+    } else if (!(b = outbuf_new(text, len, fds, nfds))) {
+        r = -errno;
     }
-    memcpy(line, text, len);
-    line[len++] = '\n';
     json_object_put(msg);
-    r = c->closing ? -EPIPE : fdpass_send(c->fd, line, len, fds, nfds);
-    free(line);
-    if (r < 0)
-        c->closing = true;     /* a client that does not read is dropped */
-    return r;
+    if (!b)
+        return r;
+    if (c->out_tail)
+        c->out_tail->next = b;
+    else
+        c->out = b;
+    c->out_tail = b;
+    c->out_bytes += b->len;
+    flush_output(c);
+    return c->closing ? -EPIPE : 0;
 }
 
 void client_reply(struct client *c, json_object *id, json_object *ret)
@@ -224,10 +321,9 @@ static void refuse(int fd, const char *cls, const char *desc)
     close(fd);
 }
 
-static struct client *client_new(int fd, const struct ucred *cred)
+static struct client *client_new(struct supervisor *s, int fd, const struct ucred *cred)
 {
     struct client *c = calloc(1, sizeof *c);
-    struct timeval tv = { .tv_sec = SEND_TIMEOUT_S };
 
     if (!c || !(c->in = malloc(MAX_LINE)) || !(c->backlog = malloc(BACKLOG_MAX))) {
         if (c)
@@ -236,10 +332,13 @@ static struct client *client_new(int fd, const struct ucred *cred)
         return NULL;
     }
     c->watch = (struct watch){ .kind = WATCH_CLIENT, .obj = c };
+    c->sup = s;
     c->fd = fd;
     c->uid = cred->uid;
     c->pid = cred->pid;
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    c->reading = true;
+    c->armed = EPOLLIN;         /* as watch_fd() registers it */
+    c->connected_ns = mono_ns();
     return c;
 }
 
@@ -263,7 +362,7 @@ static void accept_one(struct supervisor *s, int fd)
         refuse(fd, "LimitReached", s->stopping ? "qcowd is shutting down" : "too many clients");
         return;
     }
-    if (!(c = client_new(fd, &cred)) || watch_fd(s, fd, &c->watch) < 0) {
+    if (!(c = client_new(s, fd, &cred)) || watch_fd(s, fd, &c->watch) < 0) {
         refuse(fd, "GenericError", "out of resources");
         if (c) {
             free(c->in);
@@ -307,32 +406,30 @@ void client_close(struct supervisor *s, struct client *c)
     unwatch_fd(s, c->fd);
     close(c->fd);
     s->nclients--;
+    drop_output(c);
     free(c->in);
     free(c->backlog);
     bury(s, &c->watch, c);
 }
 
+/* The graveyard is a list through the objects' own watches: burying needs
+ * no memory, so nothing is ever freed before the round is over. */
 void bury(struct supervisor *s, struct watch *w, void *obj)
 {
+    assert(!w->dead);
     w->dead = true;
-    if (s->ngrave == s->grave_cap) {
-        size_t cap = s->grave_cap ? s->grave_cap * 2 : 16;
-        void **v = realloc(s->graveyard, cap * sizeof *v);
-        if (!v) {
-            free(obj);      /* no memory to wait with: free at once (rare) */
-            return;
-        }
-        s->graveyard = v;
-        s->grave_cap = cap;
-    }
-    s->graveyard[s->ngrave++] = obj;
+    w->obj = obj;
+    w->next_dead = s->graveyard;
+    s->graveyard = w;
 }
 
 void empty_graveyard(struct supervisor *s)
 {
-    for (size_t i = 0; i < s->ngrave; i++)
-        free(s->graveyard[i]);
-    s->ngrave = 0;
+    while (s->graveyard) {
+        struct watch *w = s->graveyard;
+        s->graveyard = w->next_dead;
+        free(w->obj);           /* w lives inside it */
+    }
 }
 
 /* Take lines from the backlog while the connection has no command in
@@ -342,6 +439,7 @@ static void take_lines(struct supervisor *s, struct client *c)
     while (c->backlog_off < c->backlog_len && !c->closing && c->busy == 0) {
         char ch = c->backlog[c->backlog_off++];
         if (ch == '\n') {
+            c->spoke = true;
             if (!c->skipping && c->in_len > 0)
                 handle_request(s, c, c->in, c->in_len);
             c->in_len = 0;
@@ -358,11 +456,10 @@ static void take_lines(struct supervisor *s, struct client *c)
     }
 }
 
-static void set_reading(struct supervisor *s, struct client *c, bool on)
+static void set_reading(struct client *c, bool on)
 {
-    struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.ptr = &c->watch };
-
-    epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    c->reading = on;
+    update_events(c);
 }
 
 static int backlog_add(struct client *c, const char *data, size_t n)
@@ -389,7 +486,7 @@ void client_readable(struct supervisor *s, struct client *c)
     /* A client that waits for a slow command may not pile up requests
      * without bound: stop reading it until the command finishes. */
     if (c->backlog_len - c->backlog_off > BACKLOG_MAX - sizeof buf) {
-        set_reading(s, c, false);
+        set_reading(c, false);
         return;
     }
     n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
@@ -408,12 +505,26 @@ void clients_resume(struct supervisor *s)
 {
     for (struct client *c = s->clients, *next; c; c = next) {
         next = c->next;
-        if (!c->resume)
-            continue;
-        c->resume = false;
-        set_reading(s, c, true);
-        take_lines(s, c);
+        if (c->resume && !c->closing) {
+            c->resume = false;
+            set_reading(c, true);
+            take_lines(s, c);
+        }
         if (c->closing)
             client_close(s, c);
+    }
+}
+
+void clients_tick(struct supervisor *s)
+{
+    uint64_t now = mono_ns(), limit = (uint64_t)s->idle_timeout_s * 1000000000u;
+
+    for (struct client *c = s->clients, *next; c; c = next) {
+        next = c->next;
+        if (s->idle_timeout_s && !c->spoke && now - c->connected_ns > limit) {
+            log_info("client pid %d sent no request within %u s: closing the connection",
+                     (int)c->pid, s->idle_timeout_s);
+            client_close(s, c);
+        }
     }
 }

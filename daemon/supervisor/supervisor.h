@@ -18,6 +18,7 @@
 #define WORKER_CALL_TIMEOUT_MS 30000
 #define RESTART_WINDOW_S 60
 #define RESTART_LIMIT 5
+#define IDLE_TIMEOUT_DEFAULT_S 10
 
 enum watch_kind { WATCH_LISTEN, WATCH_SIGNAL, WATCH_CLIENT, WATCH_WORKER };
 
@@ -25,10 +26,21 @@ struct watch {
     enum watch_kind kind;
     void *obj;
     bool dead;                  /* freed at the end of this round of events */
+    struct watch *next_dead;    /* in the graveyard */
+};
+
+/* A message for a client that it has not read yet. */
+struct outbuf {
+    struct outbuf *next;
+    size_t len, off;            /* off: bytes already sent */
+    int fds[3];                 /* our copies, sent with the first byte */
+    unsigned nfds;
+    char data[];
 };
 
 struct client {
     struct watch watch;
+    struct supervisor *sup;
     int fd;
     uid_t uid;
     pid_t pid;
@@ -40,7 +52,13 @@ struct client {
     unsigned busy;              /* its commands still waiting for a worker */
     bool resume;                /* busy went to 0: look at the backlog again */
     bool events;
-    bool closing;
+    bool closing;               /* closed at the end of this round of events */
+    bool reading;               /* taking requests (EPOLLIN) */
+    uint32_t armed;             /* the epoll events registered */
+    struct outbuf *out, *out_tail;  /* written as the socket takes it (EPOLLOUT) */
+    size_t out_bytes;
+    uint64_t connected_ns;
+    bool spoke;                 /* has sent a request (the idle timeout is over) */
     struct client *next;
 };
 
@@ -112,13 +130,13 @@ struct supervisor {
     const char *log_level;
     gid_t group;                /* (gid_t)-1: none */
     unsigned max_clients, max_images;   /* max_images 0 until limits_init() */
+    unsigned idle_timeout_s;    /* close connections silent that long (0: never) */
     uint64_t nofile;            /* our RLIMIT_NOFILE (raised to the hard limit) */
     unsigned base_fds;          /* open before any image or client */
     unsigned nclients, nimages;
     struct client *clients;
     struct attachment *attachments;
-    void **graveyard;           /* clients and attachments to free after this round */
-    size_t ngrave, grave_cap;
+    struct watch *graveyard;    /* clients and attachments to free after this round */
     pid_t *exiting;             /* workers done with their image, not yet reaped */
     unsigned nexiting, exiting_cap;
     bool stopping;
@@ -131,12 +149,19 @@ struct supervisor {
 int server_listen(struct supervisor *s);
 void server_accept(struct supervisor *s);
 void client_readable(struct supervisor *s, struct client *c);
+/* The socket takes more of what the client has not read yet. */
+void client_writable(struct client *c);
 /* Requests of one connection run one at a time, in order: go on with the
- * connections whose last command has finished. */
+ * connections whose last command has finished; close those marked closing. */
 void clients_resume(struct supervisor *s);
+/* Close connections that sent no request within the idle timeout. */
+void clients_tick(struct supervisor *s);
 void client_reply(struct client *c, json_object *id, json_object *ret);
 void client_error(struct client *c, json_object *id, const char *cls, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Queue msg (consumed) for the client, with copies of fds that go with its
+ * first byte; never blocks.  A client whose queue passes a bound (it does
+ * not read) is marked closing.  0 or -errno. */
 int client_send(struct client *c, json_object *msg, const int *fds, unsigned nfds);
 void client_close(struct supervisor *s, struct client *c);
 void broadcast_event(struct supervisor *s, const char *name, json_object *data);

@@ -2,7 +2,8 @@
 # ringio is also what ./quickstart demo uses to talk through the ring: it is
 # built with everything else, not only for make check.
 noinst_PROGRAMS += tests/daemon/ringio
-check_PROGRAMS += tests/daemon/ctlraw tests/daemon/ringabuse tests/daemon/badworker
+check_PROGRAMS += tests/daemon/ctlraw tests/daemon/ringabuse tests/daemon/badworker \
+	tests/daemon/ctlhog
 tests_daemon_ringio_SOURCES = tests/daemon/ringio.c
 tests_daemon_ringio_LDADD = shm/libqcowring.la
 tests_daemon_ctlraw_SOURCES = tests/daemon/ctlraw.c
@@ -12,6 +13,7 @@ tests_daemon_ringabuse_LDADD = daemon/common/libqcowdcommon.la
 tests_daemon_badworker_SOURCES = tests/daemon/badworker.c
 tests_daemon_badworker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
 tests_daemon_badworker_LDADD = daemon/common/libqcowdcommon.la
+tests_daemon_ctlhog_SOURCES = tests/daemon/ctlhog.c
 
 DAEMON_TESTS = \
 	tests/daemon/lifecycle.sh \
@@ -29,5 +31,6 @@ DAEMON_TESTS = \
 	tests/daemon/limits.sh \
 	tests/daemon/ring-geometry.sh \
 	tests/daemon/recovery.sh \
-	tests/daemon/hostile-worker.sh
+	tests/daemon/hostile-worker.sh \
+	tests/daemon/slow-clients.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh
