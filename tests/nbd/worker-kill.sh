@@ -24,8 +24,12 @@ nbdcopy --flush "$T/data.raw" "$(uri_of "$T/k.sock")" 2>"$T/nbdcopy.err" &
 copy=$!
 pid=$(image_worker_pid k.qcow)
 kill -9 "$pid"
-wait_until sh -c "[ \"\$(\"$QCOWCTL\" --socket '$SOCK' --json query k.qcow | jq -r .state)\" = paused ]" ||
-    die "no paused worker after the kill"
+# Until the replacement serves (paused, as the image was): the old state
+# still reads paused until qcowd has reaped the dead worker.
+restarted_paused() {
+    [ "$(restarts)" -ge 1 ] && [ "$(ctl --json query k.qcow | jq -r .state)" = paused ]
+}
+wait_until restarted_paused || die "no paused worker after the kill"
 ctl resume k.qcow >/dev/null || die "resume"
 # The second one lands while writes are being done, if nbdcopy is not
 # finished by then.
