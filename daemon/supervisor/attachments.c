@@ -401,8 +401,8 @@ void attachment_detach(struct supervisor *s, struct attachment *att, struct clie
         if ((attach = call_take(att, CALL_ATTACH)))
             call_finish(s, att, attach, NULL, "detached while starting");
         att->state = ATT_STOPPING;
-        attachment_forget_ctl(s, att);
         kill(att->proc.pid, SIGKILL);
+        attachment_forget_ctl(s, att);
         return;
     default:
         attachment_stop_worker(att);

@@ -24,11 +24,14 @@ static void signal_worker(const struct attachment *att, int sig)
         kill(att->proc.pid, sig);
 }
 
+/* Killed before its channel is closed: a worker that saw the channel close
+ * first would stop cleanly, and a clean stop shuts the ring down under the
+ * replacement. */
 void attachment_kill_worker(struct supervisor *s, struct attachment *att, const char *why)
 {
     log_warning("%s: the worker (pid %d) %s: killing it", att->name, (int)att->proc.pid, why);
-    attachment_forget_ctl(s, att);
     signal_worker(att, SIGKILL);
+    attachment_forget_ctl(s, att);
 }
 
 void attachment_mark_failed(struct supervisor *s, struct attachment *att, const char *why)
@@ -130,8 +133,8 @@ void attachment_start_failed(struct supervisor *s, struct attachment *att, int e
     /* Whatever it says next does not count.  Its exit is reaped in
      * attachments_reap, which frees a fresh attachment, restarts a
      * restarting one, or fails a renewal. */
-    attachment_forget_ctl(s, att);
     signal_worker(att, SIGKILL);
+    attachment_forget_ctl(s, att);
 }
 
 /* ---- stopping ----------------------------------------------------------- */
