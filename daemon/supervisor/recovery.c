@@ -248,10 +248,18 @@ void attachment_ring_broken(struct supervisor *s, struct attachment *att, const 
 
 /* The worker flushed and closed the image: the detach (or the renewal) goes
  * on, whether or not the process has exited yet (it is reaped whenever it
- * does).  A worker that says so unasked was stopped by someone else: its
- * exit is a death like any other. */
+ * does). */
 void attachment_stopped(struct supervisor *s, struct attachment *att, int status)
 {
+    if (att->state == ATT_RUNNING || att->state == ATT_PAUSED) {
+        /* Stopped by someone else (a signal): it shut its ring down, so a
+         * replacement on that ring would serve nobody.  It flushed: the
+         * image goes on on a fresh ring, as after a broken one. */
+        log_warning("%s: the worker (pid %d) stopped on its own: renewing the ring", att->name,
+                    (int)att->proc.pid);
+        att->renewing = true;
+        att->state = ATT_STOPPING;
+    }
     if (att->state != ATT_STOPPING)
         return;
     attachment_forget_ctl(s, att);

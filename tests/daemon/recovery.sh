@@ -7,7 +7,9 @@
 #  - a detach right after kill -9 of the worker (the detach waits for a
 #    replacement to take over the journal and flush; no bogus error).
 # And a worker for a renewed ring that cannot start marks its image failed
-# with the reason intact (this once read freed memory).
+# with the reason intact (this once read freed memory); a worker stopped by
+# someone else leaves a ring it shut down, so the image goes on on a fresh
+# one.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
 require_qemu
@@ -19,6 +21,7 @@ start_daemon
 
 state() { ctl --json query r.qcow | tr -d ' \n' | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p'; }
 restarts() { ctl --json query r.qcow | tr -d ' \n' | sed -n 's/.*"restarts":\([0-9]*\).*/\1/p'; }
+renewals() { ctl --json query r.qcow | tr -d ' \n' | sed -n 's/.*"ring-renewals":\([0-9]*\).*/\1/p'; }
 plan_used() { [ ! -s "$PLAN" ]; }
 # A crash may leak space (exit 4), never corrupt.
 check_image() {
@@ -76,3 +79,16 @@ ctl --json query r.qcow | grep -q '"error": *"[^"]*r.qcow: the worker did not st
     die "the failure's reason is wrong: $(ctl --json query r.qcow | grep error)"
 ctl detach r.qcow >/dev/null || die "detach of the failed image"
 ctl list >/dev/null || die "the daemon stopped answering"
+
+# 4. SIGTERM from someone else: the worker flushes, shuts its ring down and
+# exits; a new worker serves the image on a fresh ring, with the data.
+ctl attach "$T/r.qcow" >/dev/null || die "attach (SIGTERM)"
+data 40 65536 > "$T/d"
+"$DAEMON_TOOLS/ringio" "$SOCK" r.qcow write 8388608 65536 < "$T/d" || die "write (SIGTERM)"
+pid=$(worker_pid r.qcow)
+kill -TERM "$pid"
+serves_fresh_ring() { [ "$(state)" = running ] && [ "$(renewals)" = 1 ]; }
+wait_until serves_fresh_ring || die "no fresh ring after SIGTERM (state $(state), renewals $(renewals))"
+"$DAEMON_TOOLS/ringio" "$SOCK" r.qcow read 8388608 65536 | cmp - "$T/d" ||
+    die "the image does not serve its data after its worker was stopped by someone else"
+ctl detach r.qcow >/dev/null || die "detach after SIGTERM"
