@@ -82,30 +82,48 @@ static int clear_stale_socket(const struct sockaddr_un *addr)
     return r;
 }
 
+/* Bound and listening under a temporary name, then linked into place: a
+ * socket file that exists is one that accepts, so whoever waits for the
+ * file (a script that started qcowd) is never refused; and link(), unlike
+ * rename(), fails when a second qcowd got there first. */
 static int bind_socket(struct supervisor *s)
 {
-    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    struct sockaddr_un addr = { .sun_family = AF_UNIX }, tmp = { .sun_family = AF_UNIX };
+    bool via_tmp;
     mode_t old;
     int r;
 
     if (strlen(s->socket_path) >= sizeof addr.sun_path)
         return qc_fail(-ENAMETOOLONG, "%s: socket path too long", s->socket_path);
     strcpy(addr.sun_path, s->socket_path);
+    via_tmp = (size_t)snprintf(tmp.sun_path, sizeof tmp.sun_path, "%s.%d", s->socket_path,
+                               (int)getpid()) < sizeof tmp.sun_path;
+    if (!via_tmp)
+        tmp = addr;             /* no room for a temporary name: bind in place */
     if ((r = clear_stale_socket(&addr)) < 0)
         return r;
     s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s->listen_fd < 0)
         return -errno;
+    if (via_tmp)
+        unlink(tmp.sun_path);   /* left by a dead qcowd with our pid */
     old = umask(0117);          /* the socket file: 0660 */
-    r = bind(s->listen_fd, (struct sockaddr *)&addr, sizeof addr);
+    r = bind(s->listen_fd, (struct sockaddr *)&tmp, sizeof tmp);
     umask(old);
     if (r < 0)
-        return qc_fail(-errno, "%s: cannot bind: %s", s->socket_path, strerror(errno));
-    s->socket_ours = true;
-    if (s->group != (gid_t)-1 && chown(s->socket_path, (uid_t)-1, s->group) < 0)
+        return qc_fail(-errno, "%s: cannot bind: %s", tmp.sun_path, strerror(errno));
+    if (s->group != (gid_t)-1 && chown(tmp.sun_path, (uid_t)-1, s->group) < 0)
         log_warning("%s: cannot give the socket to the group: %s", s->socket_path, strerror(errno));
-    if (listen(s->listen_fd, 64) < 0)
-        return qc_fail(-errno, "%s: listen: %s", s->socket_path, strerror(errno));
+    r = listen(s->listen_fd, 64) < 0 ? -errno : 0;
+    if (r == 0 && via_tmp && link(tmp.sun_path, addr.sun_path) < 0)
+        r = -errno;
+    if (via_tmp)
+        unlink(tmp.sun_path);
+    if (r == -EEXIST)
+        return qc_fail(-EADDRINUSE, "%s: another qcowd is already listening there", s->socket_path);
+    if (r < 0)
+        return qc_fail(r, "%s: listen: %s", s->socket_path, strerror(-r));
+    s->socket_ours = true;
     log_info("listening on %s", s->socket_path);
     return 0;
 }
