@@ -46,7 +46,7 @@ void attachment_drain_messages(struct supervisor *s, struct attachment *att);
 void attachment_kill_worker(struct supervisor *s, struct attachment *att, const char *why);
 void attachment_started(struct supervisor *s, struct attachment *att);
 /* The worker did not come up (err: -EIO when it could not open the image,
- * -EAGAIN when a host limit stopped it). */
+ * -EAGAIN when a host limit stopped it): kill it; its exit settles the rest. */
 void attachment_start_failed(struct supervisor *s, struct attachment *att, int err,
                              const char *why);
 void attachment_stopped(struct supervisor *s, struct attachment *att, int status);

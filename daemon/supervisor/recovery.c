@@ -120,19 +120,17 @@ static const char *start_error_class(int err)
 void attachment_start_failed(struct supervisor *s, struct attachment *att, int err,
                              const char *why)
 {
-    struct call *call = call_take(att, CALL_ATTACH);
     char *copy = strdup(why);
 
     log_warning("%s: worker failed to start: %s", att->name, why);
-    if (call && call->client)
-        client_error(call->client, call->id, start_error_class(err), "%s", why);
-    if (call)
-        call_free(call);
     free(att->error);
     att->error = copy;
+    att->start_error = err;
     /* Whatever it says next does not count.  Its exit is reaped in
-     * attachments_reap, which frees a fresh attachment, restarts a
-     * restarting one, or fails a renewal. */
+     * attachments_reap, which answers the attach and frees a fresh
+     * attachment (not before: a new attach of the same image right after
+     * the answer must not find it), restarts a restarting one, or fails a
+     * renewal. */
     signal_worker(att, SIGKILL);
     attachment_forget_ctl(s, att);
 }
@@ -337,7 +335,7 @@ static void start_ended(struct supervisor *s, struct attachment *att)
     }
     if ((call = call_take(att, CALL_ATTACH))) {
         if (call->client)
-            client_error(call->client, call->id, "WorkerError", "%s",
+            client_error(call->client, call->id, start_error_class(att->start_error), "%s",
                          att->error ? att->error : "the worker exited during start-up");
         call_free(call);
     }

@@ -112,6 +112,7 @@ struct attachment {
     bool have_ring_page;
     uint64_t started_ns;
     char *error;
+    int start_error;            /* -errno: why the worker did not start */
     struct client *owner;       /* the connection that holds the ring */
     struct call *calls;         /* in the order they were sent */
     uint64_t next_seq;
