@@ -259,6 +259,7 @@ static int run(struct supervisor *s)
         attachments_tick(s);
         exports_tick(s);
         clients_tick(s);
+        clients_flush(s);
         empty_graveyard(s);
     }
     return 0;

@@ -24,9 +24,9 @@
 #include "supervisor.h"
 
 #define BACKLOG_MAX (4 * MAX_LINE)
-/* What a client may leave unread before it is dropped (a message that
- * finds its queue empty is always taken: a `stats` of 1000 images is
- * about 650 KB). */
+/* What a client may leave unread, beyond the message being sent, before
+ * it is dropped (one message of any size is taken: a `stats` of 1000
+ * images is about 650 KB). */
 #define OUTPUT_MAX (1 << 20)
 
 int watch_fd(struct supervisor *s, int fd, struct watch *w)
@@ -228,22 +228,12 @@ static struct outbuf *outbuf_new(const char *text, size_t len, const int *fds, u
 int client_send(struct client *c, json_object *msg, const int *fds, unsigned nfds)
 {
     const char *text = json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-    size_t len = strlen(text);
     struct outbuf *b = NULL;
-    int r = 0;
+    int r = -EPIPE;
 
     assert(nfds <= sizeof b->fds / sizeof b->fds[0]);
-    if (c->closing) {
-        r = -EPIPE;
-    } else if (c->out && c->out_bytes + len + 1 > OUTPUT_MAX) {
-        log_warning("client pid %d does not read its answers (%zu bytes waiting): closing the "
-                    "connection", (int)c->pid, c->out_bytes);
-        c->closing = true;
-        drop_output(c);
-        r = -ENOBUFS;
-    } else if (!(b = outbuf_new(text, len, fds, nfds))) {
+    if (!c->closing && !(b = outbuf_new(text, strlen(text), fds, nfds)))
         r = -errno;
-    }
     json_object_put(msg);
     if (!b)
         return r;
@@ -253,8 +243,29 @@ int client_send(struct client *c, json_object *msg, const int *fds, unsigned nfd
         c->out = b;
     c->out_tail = b;
     c->out_bytes += b->len;
-    flush_output(c);
-    return c->closing ? -EPIPE : 0;
+    return 0;
+}
+
+/* Bytes queued behind the message being sent. */
+static size_t unread_backlog(const struct client *c)
+{
+    return c->out ? c->out_bytes - (c->out->len - c->out->off) : 0;
+}
+
+void clients_flush(struct supervisor *s)
+{
+    for (struct client *c = s->clients, *next; c; c = next) {
+        next = c->next;
+        if (c->out && !c->closing)
+            flush_output(c);
+        if (!c->closing && unread_backlog(c) > OUTPUT_MAX) {
+            log_warning("client pid %d does not read its answers (%zu bytes waiting): closing "
+                        "the connection", (int)c->pid, c->out_bytes);
+            c->closing = true;
+        }
+        if (c->closing)
+            client_close(s, c);
+    }
 }
 
 void client_reply(struct client *c, json_object *id, json_object *ret)

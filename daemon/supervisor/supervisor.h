@@ -157,12 +157,17 @@ void client_writable(struct client *c);
 void clients_resume(struct supervisor *s);
 /* Close connections that sent no request within the idle timeout. */
 void clients_tick(struct supervisor *s);
+/* The end of a round: send what it queued, as far as the sockets take it
+ * without waiting (EPOLLOUT brings the rest); drop clients that leave too
+ * much unread, and close those marked closing. */
+void clients_flush(struct supervisor *s);
 void client_reply(struct client *c, json_object *id, json_object *ret);
 void client_error(struct client *c, json_object *id, const char *cls, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Queue msg (consumed) for the client, with copies of fds that go with its
- * first byte; never blocks.  A client whose queue passes a bound (it does
- * not read) is marked closing.  0 or -errno. */
+ * first byte.  It goes out at the end of this round of events (clients_flush),
+ * after whatever else the round changes: a detach is answered once the
+ * image is released.  0 or -errno. */
 int client_send(struct client *c, json_object *msg, const int *fds, unsigned nfds);
 void client_close(struct supervisor *s, struct client *c);
 void broadcast_event(struct supervisor *s, const char *name, json_object *data);
