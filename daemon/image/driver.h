@@ -35,7 +35,8 @@ struct layer {
     bool read_only;
     bool direct;
     uint64_t size;              /* virtual size */
-    uint64_t file_size;         /* size of the file when opened */
+    uint64_t file_size;         /* size of the file (or block device) when opened */
+    bool block_device;
     char *backing_name;         /* as stored, NULL if none */
     struct layer *backing;
     void *priv;

@@ -3,9 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
 
 #include "driver.h"
 #include "error.h"
@@ -13,18 +10,7 @@
 
 static int raw_open(struct layer *l, const struct image_open_opts *o)
 {
-    struct stat st;
-
-    if (fstat(l->meta_fd, &st) < 0)
-        return qc_fail(-errno, "%s: %s", l->path, strerror(errno));
-    if (S_ISBLK(st.st_mode)) {
-        uint64_t bytes;
-        if (ioctl(l->meta_fd, BLKGETSIZE64, &bytes) < 0)
-            return qc_fail(-errno, "%s: cannot get the device size: %s", l->path, strerror(errno));
-        l->size = bytes;
-    } else {
-        l->size = (uint64_t)st.st_size;
-    }
+    l->size = l->file_size;
     return 0;
 }
 
