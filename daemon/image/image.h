@@ -83,9 +83,11 @@ struct layer_info {
     uint64_t l1_offset;
     bool encrypted;
     bool xen_header;
+    bool xen_honoured;          /* blktap reads it (no backing file, L1 at n * 4096) */
     uint32_t xen_min_cluster_alloc;
     uint32_t xen_flags;
     bool xen_checksum_ok;
+    uint64_t l1_area_entries;   /* l1_entries, or blktap's long table */
     const char *backing_name;   /* as stored in the file, NULL if none */
 };
 

@@ -24,5 +24,6 @@ DAEMON_TESTS = \
 	tests/daemon/parallel-churn.sh \
 	tests/daemon/aio-budget.sh \
 	tests/daemon/limits.sh \
-	tests/daemon/ring-geometry.sh
+	tests/daemon/ring-geometry.sh \
+	tests/daemon/past-eof.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh
