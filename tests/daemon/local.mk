@@ -25,5 +25,6 @@ DAEMON_TESTS = \
 	tests/daemon/aio-budget.sh \
 	tests/daemon/limits.sh \
 	tests/daemon/ring-geometry.sh \
-	tests/daemon/past-eof.sh
+	tests/daemon/past-eof.sh \
+	tests/daemon/blktap.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh
