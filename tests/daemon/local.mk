@@ -26,5 +26,7 @@ DAEMON_TESTS = \
 	tests/daemon/limits.sh \
 	tests/daemon/ring-geometry.sh \
 	tests/daemon/past-eof.sh \
-	tests/daemon/blktap.sh
+	tests/daemon/blktap.sh \
+	tests/daemon/odd-size.sh \
+	tests/daemon/blockdev.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh
