@@ -14,6 +14,7 @@ daemon_image_libqcowimage_la_SOURCES = \
 	daemon/image/qcow_check.h daemon/image/qcow_check.c \
 	daemon/image/raw.c \
 	daemon/image/image.c \
+	daemon/image/discard.c \
 	daemon/image/sync_io.c
 daemon_image_libqcowimage_la_CFLAGS = $(AM_CFLAGS) $(ZLIB_CFLAGS) $(CRYPTO_CFLAGS)
 # libcrypto is loaded when first needed (crypto_lib.c), not linked.

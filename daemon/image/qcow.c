@@ -485,6 +485,83 @@ static int qcow_write_compressed(struct layer *l, uint64_t guest_off, const uint
     return set_entry(l, guest_off, qcow_compressed_entry(&q->g, host, (uint32_t)clen));
 }
 
+/* ---- discard ----------------------------------------------------------- */
+
+/* A whole cluster: all of it, or all of it the guest can see. */
+static bool covers_cluster(const struct qcow_layer *q, uint64_t off, uint64_t n)
+{
+    uint64_t visible = qcow_virtual_size(&q->h);
+
+    return is_aligned(off, q->g.cluster_size) && (n == q->g.cluster_size || off + n >= visible);
+}
+
+/* A fresh cluster for REPLACE: never written, so it reads as zeros. */
+static int plan_replace(struct layer *l, uint64_t off, uint64_t entry, struct discard_piece *p)
+{
+    struct qcow_layer *q = Q(l);
+
+    p->kind = DISCARD_REPLACE;
+    p->cluster_guest_off = off;
+    p->old_entry = entry;
+    p->host_off = reserve(l, q, q->g.cluster_size, q->g.cluster_size);
+    return q->sparse ? 0 : give_file_space(l, p->host_off, q->g.cluster_size, true);
+}
+
+static int qcow_plan_discard(struct layer *l, uint64_t off, uint64_t len, struct discard_piece *p)
+{
+    struct qcow_layer *q = Q(l);
+    uint64_t l1_index = off >> q->g.shift;
+    uint64_t n = MIN(len, q->g.cluster_size - (off & (q->g.cluster_size - 1)));
+    struct l2_table *t;
+    uint64_t entry;
+    int r;
+
+    if (q->h.crypt_method)
+        return qc_fail(-EOPNOTSUPP, "%s: cannot discard on an encrypted image (a hole would "
+                       "decrypt to garbage)", l->path);
+    if (l1_index >= q->g.l1_entries)
+        return qc_fail(-EINVAL, "%s: offset %" PRIu64 " is beyond the image", l->path, off);
+    *p = (struct discard_piece){ .kind = DISCARD_KEEP, .layer = l, .guest_off = off, .len = n };
+    if (!covers_cluster(q, off, n))
+        return 0;
+    /* Over a backing file an unallocated cluster needs one of its own. */
+    if ((r = get_l2(l, l1_index, l->backing != NULL, &t)) < 0)
+        return r;
+    entry = t ? t->entries[(off >> q->h.cluster_bits) & (q->g.l2_entries - 1)] : 0;
+    if (entry == 0) {
+        if (!l->backing) {
+            p->kind = DISCARD_NOTHING;
+            return 0;
+        }
+        return plan_replace(l, off, entry, p);
+    }
+    if ((r = check_l2_entry(l, off, entry)) < 0)
+        return r;
+    if (entry & QCOW_OFLAG_COMPRESSED)
+        return plan_replace(l, off, entry, p);
+    p->kind = DISCARD_ZERO;
+    p->host_off = entry;
+    p->host_len = q->g.cluster_size;
+    p->keep_blocks = !q->sparse;
+    return 0;
+}
+
+static int qcow_commit_discard(struct layer *l, const struct discard_piece *p)
+{
+    struct qcow_layer *q = Q(l);
+
+    if (q->zcluster_entry && q->zcluster_entry == p->old_entry)
+        q->zcluster_entry = 0;
+    return set_entry(l, p->cluster_guest_off, p->host_off);
+}
+
+static uint32_t qcow_discard_granularity(const struct layer *l)
+{
+    const struct qcow_layer *q = Q(l);
+
+    return q->h.crypt_method ? 0 : q->g.cluster_size;
+}
+
 /* ---- metadata writeback ----------------------------------------------- */
 
 struct wb_state {
@@ -828,6 +905,9 @@ const struct layer_ops qcow_ops = {
     .commit_write = qcow_commit_write,
     .adopt_cluster = qcow_adopt_cluster,
     .write_compressed = qcow_write_compressed,
+    .plan_discard = qcow_plan_discard,
+    .commit_discard = qcow_commit_discard,
+    .discard_granularity = qcow_discard_granularity,
     .meta_prepare = qcow_meta_prepare,
     .meta_finish = qcow_meta_finish,
     .meta_pressure = qcow_meta_pressure,

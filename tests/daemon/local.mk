@@ -28,5 +28,6 @@ DAEMON_TESTS = \
 	tests/daemon/past-eof.sh \
 	tests/daemon/blktap.sh \
 	tests/daemon/odd-size.sh \
-	tests/daemon/blockdev.sh
+	tests/daemon/blockdev.sh \
+	tests/daemon/discard.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh
