@@ -12,6 +12,7 @@ daemon_image_libqcowimage_la_SOURCES = \
 	daemon/image/crypto_lib.h daemon/image/crypto_lib.c \
 	daemon/image/compress.h daemon/image/compress.c \
 	daemon/image/qcow_check.h daemon/image/qcow_check.c \
+	daemon/image/qcow_compact.h daemon/image/qcow_compact.c \
 	daemon/image/raw.c \
 	daemon/image/image.c \
 	daemon/image/discard.c \

@@ -29,5 +29,6 @@ DAEMON_TESTS = \
 	tests/daemon/blktap.sh \
 	tests/daemon/odd-size.sh \
 	tests/daemon/blockdev.sh \
-	tests/daemon/discard.sh
+	tests/daemon/discard.sh \
+	tests/daemon/crash-leaks.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh
