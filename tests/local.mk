@@ -127,9 +127,10 @@ include tests/nbd/local.mk
 TESTS += $(NBD_TESTS)
 include tests/vm/local.mk
 
-# The demo that ./quickstart demo runs is also a test, so it never rots.
-TESTS += tests/demo.sh
-EXTRA_DIST += tests/demo.sh
+# The demo that ./quickstart demo runs is also a test, so it never rots;
+# so is the README's tour.
+TESTS += tests/demo.sh tests/readme-tour.sh
+EXTRA_DIST += tests/demo.sh tests/readme-tour.sh
 
 # Benchmarks (not in make check): make bench.  See tests/bench/local.mk.
 include tests/bench/local.mk
