@@ -16,7 +16,7 @@ command -v losetup >/dev/null || skip "losetup not found (util-linux)"
 "$QEMU_IMG" convert -O raw "$T/img.qcow" "$T/want.raw" || die "qemu-img convert"
 dev=$(losetup --show -f "$T/img.qcow" 2>"$T/losetup.err") ||
     skip "cannot set up a loop device here: $(cat "$T/losetup.err")"
-trap 'stop_daemon >/dev/null 2>&1; losetup -d "$dev"; cleanup' EXIT
+trap 'rc=$?; stop_daemon >/dev/null 2>&1; losetup -d "$dev"; (exit $rc); cleanup' EXIT
 [ -b "$dev" ] || die "$dev is not a block device"
 
 expect_exit 0 "$QCOWCTL" --json info "$dev"
