@@ -46,7 +46,6 @@ static int take_front(struct layer *l, struct qcow_layer *q, struct qcow_front *
      * blktap trust an image it did not trust before. */
     q->xen_maintained = f->xen_checksum_ok && f->l1_padding_zero;
     q->l1_little_endian = f->l1_little_endian;
-    q->l1_long = f->l1_long;
     q->l1_area_bytes = f->l1_area_bytes;
     q->front_end = f->front_end;
     q->l1 = TAKE_PTR(f->l1);
@@ -110,9 +109,8 @@ static int qcow_open(struct layer *l, const struct image_open_opts *o)
 {
     struct qcow_layer *q = calloc(1, sizeof *q);
     uint64_t cache_bytes = o->l2_cache_bytes ? o->l2_cache_bytes : IMAGE_DEFAULT_L2_CACHE_BYTES;
-    int r;
-
     struct qcow_front f;
+    int r;
 
     if (!q)
         return -ENOMEM;

@@ -15,7 +15,6 @@ struct qcow_layer {
     bool xen_checksum_ok;       /* its checksum matched when the image was opened */
     bool xen_maintained;        /* so it is kept right at every writeback */
     bool l1_little_endian;      /* an old blktap image, until converted */
-    bool l1_long;               /* blktap's long L1 layout */
     uint64_t l1_area_bytes;     /* bytes of the file given to the L1 table */
     bool extent_alloc;          /* Xen: each new L2 table comes with all its clusters */
     bool sparse;                /* false: allocate file space for new clusters */
