@@ -66,6 +66,7 @@ extern const struct cli_group cli_info_group;
 extern const struct cli_group cli_check_group;
 extern const struct cli_group cli_convert_group;
 extern const struct cli_group cli_rw_group;
+extern const struct cli_group cli_space_group;
 extern const struct cli_group cli_online_group;
 extern const struct cli_group cli_export_group;
 

@@ -52,24 +52,10 @@ static int check_status(const struct qcow_check_report *rep)
     return CLI_EXIT_OK;
 }
 
-/* What repairing a problem cost, for the user to know. */
-static const char *repair_consequence(const struct qcow_problem *p)
-{
-    switch (p->table) {
-    case QCOW_TABLE_L1:
-        return "L1 entry cleared: the guest data of its whole L2 table is lost";
-    case QCOW_TABLE_L2:
-        return "L2 entry cleared: the guest data of this cluster is lost";
-    case QCOW_TABLE_NONE:
-        break;
-    }
-    return p->kind == QCOW_PROBLEM_LEAK ? "file truncated" : "rewritten";
-}
-
 static void print_problem(const char *path, const struct qcow_problem *p)
 {
     if (p->repaired)
-        printf("Repaired: %s: %s (%s)\n", path, p->message, repair_consequence(p));
+        printf("Repaired: %s: %s (%s)\n", path, p->message, p->remedy ? p->remedy : "fixed");
     else if (p->corruption)
         printf("ERROR: %s: %s\n", path, p->message);
     else
@@ -123,6 +109,8 @@ static struct json_object *problem_json(const struct qcow_problem *p)
     json_add_string(o, "message", p->message);
     json_add_bool(o, "corruption", p->corruption);
     json_add_bool(o, "repaired", p->repaired);
+    if (p->remedy)
+        json_add_string(o, "remedy", p->remedy);
     json_add_u64(o, "host-offset", p->host_off);
     json_add_u64(o, "length", p->length);
     if (p->table != QCOW_TABLE_NONE) {
@@ -191,8 +179,12 @@ static const struct cli_command check_commands[] = {
             "  -r, --repair          clear entries that point past the end of the file,\n"
             "                        misaligned, into metadata or into another cluster, or\n"
             "                        at compressed data that does not inflate (the data\n"
-            "                        they pointed to is lost), fix the Xen checksum, cut\n"
-            "                        off a leaked tail; then check again\n"
+            "                        they pointed to is lost); put the Xen header right\n"
+            "                        (never making blktap trust more than the image holds);\n"
+            "                        punch holes in leaked clusters and cut off a leaked\n"
+            "                        tail (the file system gets the space back); then\n"
+            "                        check again\n"
+            "A leak is unreferenced space that holds data: holes are not leaks.\n"
             "Exit status:\n"
             "  0  the image is clean\n"
             "  1  the check could not run (cannot open, not a qcow image, bad header)\n"

@@ -140,16 +140,21 @@ static void print_info_human(const struct image *img, const struct info *in)
                cli_human_size(n * t->cluster_size, size));
         printf("compressed clusters: %" PRIu64 "\n", in->usage.compressed_clusters);
         printf("L2 tables: %" PRIu64 "\n", in->usage.l2_tables);
+        if (in->usage.bad_entries)
+            printf("corrupt entries: %" PRIu64 " (see qcowctl check)\n", in->usage.bad_entries);
     }
     if (t->xen_header) {
         xen_flags_text(t->xen_flags, flags, sizeof flags);
         printf("Xen header:\n");
         printf("    min_cluster_alloc: %" PRIu32 "\n", t->xen_min_cluster_alloc);
         printf("    flags: %s\n", flags);
-        printf("    L1 checksum: %s\n",
-               !(t->xen_flags & QCOW_XEN_FLAG_L1_BIG_ENDIAN) ? "not used (host-order L1)"
-               : t->xen_checksum_ok                          ? "ok"
-                                                             : "wrong");
+        printf("    L1 checksum: %s\n", !t->xen_honoured ? "not used (blktap ignores the "
+                                                             "header of an image with a "
+                                                             "backing file)"
+                                     : t->xen_checksum_ok ? "ok" : "wrong");
+        if (t->l1_area_entries > t->l1_entries)
+            printf("    L1 table: %" PRIu64 " entries (blktap's long table; %" PRIu64 " used)\n",
+                   t->l1_area_entries, t->l1_entries);
     }
     if (img->depth > 1)
         print_chain_human(img);
@@ -163,7 +168,10 @@ static struct json_object *xen_json(const struct layer_info *t)
     json_add_u64(x, "flags", t->xen_flags);
     json_add_bool(x, "sparse", t->xen_flags & QCOW_XEN_FLAG_SPARSE);
     json_add_bool(x, "l1-big-endian", t->xen_flags & QCOW_XEN_FLAG_L1_BIG_ENDIAN);
+    json_add_bool(x, "honoured", t->xen_honoured);
     json_add_bool(x, "checksum-ok", t->xen_checksum_ok);
+    json_add_u64(x, "l1-table-entries", t->l1_area_entries);
+    json_add_bool(x, "long-l1", t->l1_area_entries > t->l1_entries);
     return x;
 }
 
@@ -204,6 +212,7 @@ static int print_info_json(const struct image *img, const struct info *in)
         json_add_u64(doc, "allocated-clusters", allocated_clusters(&in->usage));
         json_add_u64(doc, "compressed-clusters", in->usage.compressed_clusters);
         json_add_u64(doc, "l2-tables", in->usage.l2_tables);
+        json_add_u64(doc, "corrupt-entries", in->usage.bad_entries);
     }
     if (t->xen_header)
         json_object_object_add(doc, "xen-header", xen_json(t));

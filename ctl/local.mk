@@ -10,6 +10,7 @@ ctl_qcowctl_SOURCES = \
 	ctl/cmd_check.c \
 	ctl/cmd_convert.c \
 	ctl/cmd_rw.c \
+	ctl/cmd_space.c \
 	ctl/client.h ctl/client.c \
 	ctl/cmd_online.c \
 	ctl/cmd_export.c

@@ -21,6 +21,7 @@ static const struct cli_group *const groups[] = {
     &cli_check_group,
     &cli_convert_group,
     &cli_rw_group,
+    &cli_space_group,
     &cli_online_group,
     &cli_export_group,
 };

@@ -5,7 +5,7 @@
 # quietly and with a short timeout, on the socket the command line names).
 # Installed as $(datadir)/bash-completion/completions/qcowctl.
 
-_qcowctl_commands="create info map check convert read write
+_qcowctl_commands="create info map check convert read write discard compact
 attach detach list query stats pause resume events version shutdown export help"
 
 _qcowctl_global_opts="--json --quiet -q --verbose -v --help -h --version -V --socket --timeout"
@@ -22,6 +22,8 @@ _qcowctl_command_opts()
         info|map|read) echo "$common --format -f --key-file" ;;
         write) echo "$common --format -f --key-file --pattern" ;;
         check) echo "$common --repair -r" ;;
+        discard) echo "$common --format -f" ;;
+        compact) echo "$common" ;;
         convert) echo "$common --compress -c --format -f --output-format -O --key-file
                  --target-key-file --cluster-size" ;;
         attach) echo "$common $online --name -n --read-only -r --cache --format -f --key-file
@@ -161,7 +163,7 @@ _qcowctl()
             (( operands == 0 )) && COMPREPLY=($(compgen -W "$_qcowctl_commands" -- "$cur")) ;;
         attach)
             (( operands == 0 )) && _qcowctl_files ;;
-        create|info|map|check|read|write)
+        create|info|map|check|read|write|discard|compact)
             (( operands == 0 )) && _qcowctl_files ;;
         convert)
             (( operands < 2 )) && _qcowctl_files ;;

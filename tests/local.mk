@@ -20,8 +20,11 @@ AM_TESTS_ENVIRONMENT = \
 EXTRA_DIST += tests/README.md tests/lib/common.sh tests/lib/wait.sh tests/lib/qemu-lock.sh tests/lib/xorshift.h
 
 # ---- helper programs --------------------------------------------------------
-check_PROGRAMS += tests/tools/randio tests/tools/mkbad
+check_PROGRAMS += tests/tools/randio tests/tools/mkbad tests/tools/blktap-model
 tests_tools_randio_SOURCES = tests/tools/randio.c
+tests_tools_blktap_model_SOURCES = tests/tools/blktap-model.c
+tests_tools_blktap_model_CFLAGS = $(AM_CFLAGS) $(ZLIB_CFLAGS) $(CRYPTO_CFLAGS)
+tests_tools_blktap_model_LDADD = $(ZLIB_LIBS) $(CRYPTO_LIBS)
 tests_tools_mkbad_SOURCES = tests/tools/mkbad.c
 tests_tools_mkbad_CFLAGS = $(AM_CFLAGS) $(ZLIB_CFLAGS)
 tests_tools_mkbad_LDADD = $(ZLIB_LIBS)
@@ -124,9 +127,10 @@ include tests/nbd/local.mk
 TESTS += $(NBD_TESTS)
 include tests/vm/local.mk
 
-# The demo that ./quickstart demo runs is also a test, so it never rots.
-TESTS += tests/demo.sh
-EXTRA_DIST += tests/demo.sh
+# The demo that ./quickstart demo runs is also a test, so it never rots;
+# so is the README's tour.
+TESTS += tests/demo.sh tests/readme-tour.sh
+EXTRA_DIST += tests/demo.sh tests/readme-tour.sh
 
 # Benchmarks (not in make check): make bench.  See tests/bench/local.mk.
 include tests/bench/local.mk

@@ -31,7 +31,12 @@ const struct crypto_lib *crypto_lib(void)
         !RESOLVE(cipher_update, "EVP_CipherUpdate") ||
         !RESOLVE(aes_128_cbc, "EVP_aes_128_cbc") ||
         !RESOLVE(digest, "EVP_Digest") ||
-        !RESOLVE(md5, "EVP_md5")) {
+        !RESOLVE(md5, "EVP_md5") ||
+        !RESOLVE(md_ctx_new, "EVP_MD_CTX_new") ||
+        !RESOLVE(md_ctx_free, "EVP_MD_CTX_free") ||
+        !RESOLVE(digest_init_ex, "EVP_DigestInit_ex") ||
+        !RESOLVE(digest_update, "EVP_DigestUpdate") ||
+        !RESOLVE(digest_final_ex, "EVP_DigestFinal_ex")) {
         qc_fail(-ELIBACC, LIBCRYPTO_SONAME " lacks a function we use: %s", dlerror());
         return NULL;
     }

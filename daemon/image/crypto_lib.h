@@ -17,6 +17,12 @@ struct crypto_lib {
     __typeof__(EVP_aes_128_cbc) *aes_128_cbc;
     __typeof__(EVP_Digest) *digest;
     __typeof__(EVP_md5) *md5;
+    /* MD5 in pieces: the Xen checksum of a long L1 streams its zeros. */
+    __typeof__(EVP_MD_CTX_new) *md_ctx_new;
+    __typeof__(EVP_MD_CTX_free) *md_ctx_free;
+    __typeof__(EVP_DigestInit_ex) *digest_init_ex;
+    __typeof__(EVP_DigestUpdate) *digest_update;
+    __typeof__(EVP_DigestFinal_ex) *digest_final_ex;
 };
 
 /* The functions, loading the library on the first call; NULL when it

@@ -17,6 +17,10 @@ struct layer_ops {
     /* Take over an allocation a previous process wrote the data of. */
     int (*adopt_cluster)(struct layer *l, uint64_t cluster_guest_off, uint64_t host_off);
     int (*write_compressed)(struct layer *l, uint64_t cluster_guest_off, const uint8_t *data);
+    /* First discard piece at off (len <= requested); NULL: cannot discard. */
+    int (*plan_discard)(struct layer *l, uint64_t off, uint64_t len, struct discard_piece *p);
+    int (*commit_discard)(struct layer *l, const struct discard_piece *p);
+    uint32_t (*discard_granularity)(const struct layer *l);
     int (*meta_prepare)(struct layer *l, struct meta_writeback *wb);
     void (*meta_finish)(struct layer *l, struct meta_writeback *wb, int err);
     bool (*meta_pressure)(const struct layer *l);
@@ -35,7 +39,8 @@ struct layer {
     bool read_only;
     bool direct;
     uint64_t size;              /* virtual size */
-    uint64_t file_size;         /* size of the file when opened */
+    uint64_t file_size;         /* size of the file (or block device) when opened */
+    bool block_device;
     char *backing_name;         /* as stored, NULL if none */
     struct layer *backing;
     void *priv;

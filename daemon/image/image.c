@@ -66,16 +66,15 @@ static int probe_format(struct layer *l, enum image_format *f)
 static int open_fds(struct layer *l, bool direct)
 {
     int flags = (l->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-    struct stat st;
+    int r;
 
     l->meta_fd = open(l->path, flags);
     if (l->meta_fd < 0)
         return qc_fail(-errno, "%s: cannot open: %s", l->path, strerror(errno));
-    if (fstat(l->meta_fd, &st) < 0)
-        return qc_fail(-errno, "%s: %s", l->path, strerror(errno));
-    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-        return qc_fail(-EINVAL, "%s: not a regular file or block device", l->path);
-    l->file_size = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+    if ((r = fd_image_size(l->meta_fd, &l->file_size, &l->block_device)) == -EINVAL)
+        return qc_fail(r, "%s: not a regular file or block device", l->path);
+    if (r < 0)
+        return qc_fail(r, "%s: cannot get its size: %s", l->path, strerror(-r));
     l->fd = l->meta_fd;
     if (direct) {
         int fd = open(l->path, flags | O_DIRECT);

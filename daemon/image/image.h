@@ -83,9 +83,11 @@ struct layer_info {
     uint64_t l1_offset;
     bool encrypted;
     bool xen_header;
+    bool xen_honoured;          /* blktap reads it (no backing file, L1 at n * 4096) */
     uint32_t xen_min_cluster_alloc;
     uint32_t xen_flags;
     bool xen_checksum_ok;
+    uint64_t l1_area_entries;   /* l1_entries, or blktap's long table */
     const char *backing_name;   /* as stored in the file, NULL if none */
 };
 
@@ -194,6 +196,48 @@ int piece_encrypt(const struct write_piece *p, uint64_t guest_off, uint8_t *buf,
  * cluster is unallocated; falls back to a normal write when it would not
  * shrink.  Synchronous. */
 int image_write_compressed(struct image *img, uint64_t cluster_guest_off, const uint8_t *data);
+
+/* ---- discarding: pieces ----------------------------------------------- */
+
+/* A discard makes the whole clusters of its range read as zeros and gives
+ * their space back where it can; parts of clusters keep their contents
+ * (raw images have no clusters: all of the range reads as zeros). */
+enum discard_kind {
+    DISCARD_KEEP,               /* part of a cluster: left as it is */
+    DISCARD_NOTHING,            /* a whole cluster that reads as zeros already */
+    DISCARD_ZERO,               /* make host [host_off, +host_len) read as zeros (punch a hole) */
+    DISCARD_REPLACE,            /* point the cluster at a fresh cluster (host_off) of zeros */
+};
+
+struct discard_piece {
+    enum discard_kind kind;
+    struct layer *layer;
+    uint64_t guest_off;         /* guest bytes this piece covers */
+    uint64_t len;
+    uint64_t cluster_guest_off; /* REPLACE: the cluster */
+    uint64_t host_off;          /* ZERO: first byte; REPLACE: the fresh cluster */
+    uint64_t host_len;          /* ZERO */
+    uint64_t old_entry;         /* REPLACE: what the L2 entry held */
+    bool keep_blocks;           /* ZERO: the file is not sparse: zero, keep the space */
+};
+
+/* Plan the discard of [off, off+len) on the top layer, one piece per
+ * cluster (one for raw).  REPLACE pieces reserve their cluster now.
+ * -EOPNOTSUPP on an encrypted layer (a hole would decrypt to garbage). */
+int image_plan_discard(struct image *img, uint64_t off, uint64_t len,
+                       struct discard_piece **pieces, size_t *n, size_t *cap);
+
+/* Do one piece: zero (synchronously) or record the new L2 entry; like a
+ * write's, that reaches the disk at the next metadata writeback. */
+int image_run_discard_piece(struct image *img, const struct discard_piece *p);
+
+/* The discard unit of the top layer in bytes (its cluster size, 512 for
+ * raw), or 0 when it cannot discard (encrypted). */
+uint32_t image_discard_granularity(const struct image *img);
+
+/* Plan and run a whole discard (offline); *discarded gets the guest bytes
+ * that now read as zeros because of it. */
+int image_discard(struct image *img, uint64_t off, uint64_t len, uint64_t *discarded);
 
 /* ---- metadata writeback ---------------------------------------------- */
 

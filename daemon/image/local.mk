@@ -12,8 +12,10 @@ daemon_image_libqcowimage_la_SOURCES = \
 	daemon/image/crypto_lib.h daemon/image/crypto_lib.c \
 	daemon/image/compress.h daemon/image/compress.c \
 	daemon/image/qcow_check.h daemon/image/qcow_check.c \
+	daemon/image/qcow_compact.h daemon/image/qcow_compact.c \
 	daemon/image/raw.c \
 	daemon/image/image.c \
+	daemon/image/discard.c \
 	daemon/image/sync_io.c
 daemon_image_libqcowimage_la_CFLAGS = $(AM_CFLAGS) $(ZLIB_CFLAGS) $(CRYPTO_CFLAGS)
 # libcrypto is loaded when first needed (crypto_lib.c), not linked.

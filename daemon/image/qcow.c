@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 
 #include "compress.h"
 #include "error.h"
@@ -18,86 +19,53 @@ static struct qcow_layer *Q(const struct layer *l)
 
 /* ---- open ------------------------------------------------------------- */
 
-static int read_header(struct layer *l, struct qcow_layer *q)
+static int check_l1(struct layer *l, struct qcow_layer *q)
 {
-    uint8_t raw[QCOW_HEADER_SIZE + QCOW_XEN_HEADER_SIZE] = { 0 };
-    ssize_t n = read_full_at(l->meta_fd, raw, sizeof raw, 0);
-
-    if (n < 0)
-        return qc_fail((int)n, "%s: cannot read header: %s", l->path, strerror((int)-n));
-    if (n < QCOW_HEADER_SIZE)
-        return qc_fail(-EINVAL, "%s: file too short for a qcow header (%zd bytes)", l->path, n);
-    qcow_header_decode(raw, &q->h);
-    if (n == (ssize_t)sizeof raw)
-        qcow_xen_header_decode(raw + QCOW_HEADER_SIZE, &q->xen);
-    /* The extension header only exists where nothing else sits at byte 48. */
-    if (q->xen.present && ((q->h.backing_offset && q->h.backing_offset < sizeof raw) ||
-                           q->h.l1_offset < sizeof raw))
-        q->xen.present = false;
-    return qcow_header_validate(l->path, &q->h, q->xen.present, l->file_size, &q->g);
-}
-
-static bool l1_is_little_endian(const struct qcow_layer *q)
-{
-    return q->xen.present && !(q->xen.flags & QCOW_XEN_FLAG_L1_BIG_ENDIAN);
-}
-
-static int check_l1_entry(struct layer *l, uint64_t i, uint64_t off)
-{
-    struct qcow_layer *q = Q(l);
-
-    if (off == 0)
-        return 0;
-    if (off & QCOW_OFLAG_COMPRESSED || !is_aligned(off, QCOW_SECTOR_SIZE))
-        return qc_fail(-EINVAL, "%s: L1 entry %" PRIu64 " (L2 table at %#" PRIx64
-                       ") is not 512-byte aligned", l->path, i, off);
-    if (off < q->front_end)
-        return qc_fail(-EINVAL, "%s: L1 entry %" PRIu64 " (L2 table at %#" PRIx64
-                       ") overlaps the header or L1 table", l->path, i, off);
-    if (off > l->file_size || q->g.l2_bytes > l->file_size - off)
-        return qc_fail(-EINVAL, "%s: L1 entry %" PRIu64 " (L2 table at %#" PRIx64
-                       ") points past the end of the file", l->path, i, off);
-    return 0;
-}
-
-static int load_l1(struct layer *l, struct qcow_layer *q)
-{
-    _cleanup_free_ uint8_t *raw = malloc(q->g.l1_bytes ? q->g.l1_bytes : 1);
-    ssize_t n;
-    int r;
-
-    q->l1 = calloc(q->g.l1_entries ? q->g.l1_entries : 1, sizeof *q->l1);
-    q->l1_disk = calloc(q->g.l1_entries ? q->g.l1_entries : 1, sizeof *q->l1_disk);
-    if (!raw || !q->l1 || !q->l1_disk)
-        return qc_fail(-ENOMEM, "%s: no memory for an L1 table of %" PRIu64 " entries", l->path,
-                       q->g.l1_entries);
-    n = read_full_at(l->meta_fd, raw, q->g.l1_bytes, q->h.l1_offset);
-    if (n < 0)
-        return qc_fail((int)n, "%s: cannot read the L1 table: %s", l->path, strerror((int)-n));
-    if ((uint64_t)n != q->g.l1_bytes)
-        return qc_fail(-EINVAL, "%s: L1 table truncated", l->path);
-    if (q->xen.present && !l1_is_little_endian(q))
-        q->xen_checksum_ok = qcow_xen_l1_checksum(raw, q->g.l1_bytes) == q->xen.checksum;
     for (uint64_t i = 0; i < q->g.l1_entries; i++) {
-        uint64_t v;
-        memcpy(&v, raw + i * 8, 8);
-        q->l1[i] = l1_is_little_endian(q) ? le64toh(v) : be64toh(v);
-        if ((r = check_l1_entry(l, i, q->l1[i])) < 0)
-            return r;
+        struct qcow_span s;
+        enum qcow_fault f;
+        if (!q->l1[i])
+            continue;
+        f = qcow_l1_entry_fault(&q->g, q->front_end, l->file_size, q->l1[i], &s);
+        if (f != QCOW_FAULT_NONE)
+            return qc_fail(-EINVAL, "%s: L1 entry %" PRIu64 " (L2 table at %#" PRIx64 ") %s",
+                           l->path, i, q->l1[i], qcow_fault_text(f));
     }
-    memcpy(q->l1_disk, q->l1, q->g.l1_entries * sizeof *q->l1);
     return 0;
+}
+
+/* The front as qcow_front_read() found it becomes the layer's. */
+static int take_front(struct layer *l, struct qcow_layer *q, struct qcow_front *f)
+{
+    q->h = f->h;
+    q->xen = f->xen;
+    q->g = f->g;
+    q->xen_honoured = f->xen_honoured;
+    q->xen_checksum_ok = f->xen_checksum_ok;
+    /* Keep the checksum right only where blktap trusts it now: never make
+     * blktap trust an image it did not trust before. */
+    q->xen_maintained = f->xen_checksum_ok && f->l1_padding_zero;
+    q->l1_little_endian = f->l1_little_endian;
+    q->l1_area_bytes = f->l1_area_bytes;
+    q->front_end = f->front_end;
+    q->l1 = TAKE_PTR(f->l1);
+    l->backing_name = TAKE_PTR(f->backing_name);
+    if (!(q->l1_disk = calloc(q->g.l1_entries ? q->g.l1_entries : 1, sizeof *q->l1_disk)))
+        return -ENOMEM;
+    memcpy(q->l1_disk, q->l1, q->g.l1_entries * sizeof *q->l1);
+    return check_l1(l, q);
 }
 
 /* Metadata is written whole sectors at a time through the same descriptor
  * as the data: with O_DIRECT, a buffered write into a page that a direct
  * write also touches makes the kernel report EIO on the next fsync.  The
- * sectors around the header and L1 table are kept in memory to patch. */
+ * sectors around the header and L1 table are kept in memory to patch (not
+ * the zeros of a long blktap L1, which never change). */
 static int load_front(struct layer *l, struct qcow_layer *q)
 {
     ssize_t n;
 
-    q->front_len = align_up(q->front_end, QCOW_SECTOR_SIZE);
+    q->front_len = align_up(qcow_front_metadata_end(&q->h, &q->g), QCOW_SECTOR_SIZE);
     free(q->front);
     if (!(q->front = alloc_aligned(4096, q->front_len)))
         return -ENOMEM;
@@ -109,7 +77,8 @@ static int load_front(struct layer *l, struct qcow_layer *q)
 static int write_l1_range(struct layer *l, const uint64_t *l1, uint64_t lo, uint64_t hi);
 static int write_xen_header(struct layer *l);
 
-/* Old blktap images keep the L1 in host order; store it big-endian once. */
+/* Old blktap images keep the L1 in host order; store it big-endian once,
+ * as blktap does (the checksum always covered the big-endian form). */
 static int convert_le_l1(struct layer *l, struct qcow_layer *q)
 {
     int r;
@@ -119,36 +88,20 @@ static int convert_le_l1(struct layer *l, struct qcow_layer *q)
         return r;
     if (fdatasync(l->meta_fd) < 0)
         return qc_fail(-errno, "%s: fdatasync: %s", l->path, strerror(errno));
-    q->xen_checksum_ok = true;
-    return 0;
-}
-
-static int read_backing_name(struct layer *l, struct qcow_layer *q)
-{
-    ssize_t n;
-
-    if (!q->h.backing_offset)
-        return 0;
-    l->backing_name = calloc(1, q->h.backing_len + 1);
-    if (!l->backing_name)
-        return -ENOMEM;
-    n = read_full_at(l->meta_fd, l->backing_name, q->h.backing_len, q->h.backing_offset);
-    if (n != (ssize_t)q->h.backing_len)
-        return qc_fail(-EINVAL, "%s: cannot read the backing file name", l->path);
-    if (strlen(l->backing_name) != q->h.backing_len || q->h.backing_len == 0)
-        return qc_fail(-EINVAL, "%s: backing file name is empty or contains a NUL byte", l->path);
+    q->l1_little_endian = false;
     return 0;
 }
 
 static void setup_xen(struct layer *l, struct qcow_layer *q)
 {
     q->sparse = true;
-    if (!q->xen.present || !q->xen_checksum_ok)
+    if (!q->xen_maintained)
         return;
     q->sparse = q->xen.flags & QCOW_XEN_FLAG_SPARSE;
     /* Preallocated extents hold zeros in the file, which is only the right
-     * content without a backing file and without encryption. */
-    q->extent_alloc = q->xen.min_cluster_alloc == q->g.l2_entries && !l->backing_name &&
+     * content without a backing file (never, when honoured) and without
+     * encryption. */
+    q->extent_alloc = q->xen.min_cluster_alloc == q->g.l2_entries &&
                       q->h.crypt_method == QCOW_CRYPT_NONE;
 }
 
@@ -156,20 +109,21 @@ static int qcow_open(struct layer *l, const struct image_open_opts *o)
 {
     struct qcow_layer *q = calloc(1, sizeof *q);
     uint64_t cache_bytes = o->l2_cache_bytes ? o->l2_cache_bytes : IMAGE_DEFAULT_L2_CACHE_BYTES;
+    struct qcow_front f;
     int r;
 
     if (!q)
         return -ENOMEM;
     l->priv = q;
-    if ((r = read_header(l, q)) < 0)
+    r = qcow_front_read(l->meta_fd, l->path, l->file_size, &f);
+    if (r == 0)
+        r = take_front(l, q, &f);
+    qcow_front_free(&f);
+    if (r < 0 || (r = load_front(l, q)) < 0)
         return r;
-    l->size = q->h.size;
-    q->front_end = qcow_front_metadata_end(&q->h, &q->g);
-    if ((r = read_backing_name(l, q)) < 0 || (r = load_l1(l, q)) < 0 ||
-        (r = load_front(l, q)) < 0)
-        return r;
+    l->size = qcow_virtual_size(&q->h);
     setup_xen(l, q);
-    if (l1_is_little_endian(q) && !l->read_only &&
+    if (q->l1_little_endian && !l->read_only &&
         ((r = convert_le_l1(l, q)) < 0 || (r = load_front(l, q)) < 0))
         return r;
     if (q->h.crypt_method == QCOW_CRYPT_AES && o->key &&
@@ -296,8 +250,9 @@ static int new_l2(struct layer *l, uint64_t l1_index, struct l2_table **out)
     l2_cache_set_dirty(&q->cache, t, true);
     q->l1[l1_index] = off;
     if (q->extent_alloc) {
+        /* Right after the table, where blktap's fast path looks for them. */
         uint64_t first = reserve(l, q, (uint64_t)q->g.l2_entries * q->g.cluster_size,
-                                 q->g.cluster_size);
+                                 QCOW_SECTOR_SIZE);
         for (uint32_t i = 0; i < q->g.l2_entries; i++)
             t->entries[i] = first + (uint64_t)i * q->g.cluster_size;
         /* The extent must read as zeros before the table can point at it. */
@@ -335,23 +290,15 @@ static int check_l2_entry(struct layer *l, uint64_t guest_off, uint64_t e)
 {
     struct qcow_layer *q = Q(l);
     uint64_t end = MAX(q->alloc_end, l->file_size);
+    struct qcow_span s;
+    enum qcow_fault f = qcow_l2_entry_fault(&q->g, q->front_end, end, e, &s);
+    char why[96];
 
-    if (e & QCOW_OFLAG_COMPRESSED) {
-        uint64_t off = qcow_compressed_offset(&q->g, e);
-        uint32_t len = qcow_compressed_length(&q->g, e);
-        if (len == 0)
-            return bad_entry(l, guest_off, e, "compressed cluster of length 0");
-        if (off < q->front_end || off > end || len > end - off)
-            return bad_entry(l, guest_off, e, "compressed cluster outside the data area");
+    if (f == QCOW_FAULT_NONE)
         return 0;
-    }
-    if (!is_aligned(e, QCOW_SECTOR_SIZE))
-        return bad_entry(l, guest_off, e, "cluster is not 512-byte aligned");
-    if (e < q->front_end)
-        return bad_entry(l, guest_off, e, "cluster overlaps the header or L1 table");
-    if (e >= end)
-        return bad_entry(l, guest_off, e, "cluster lies past the end of the file");
-    return 0;
+    snprintf(why, sizeof why, "%s %s", s.compressed ? "compressed cluster" : "cluster",
+             qcow_fault_text(f));
+    return bad_entry(l, guest_off, e, why);
 }
 
 static void map_unallocated(struct qcow_layer *q, const struct l2_table *t, uint64_t off,
@@ -494,10 +441,12 @@ static int qcow_adopt_cluster(struct layer *l, uint64_t guest_off, uint64_t host
     struct l2_table *t;
     int r;
 
+    struct qcow_span s;
+
     /* The file as it was opened: what the dead worker wrote is in it. */
-    if (!is_aligned(guest_off, q->g.cluster_size) || guest_off >= l->size ||
-        !is_aligned(host_off, QCOW_SECTOR_SIZE) || host_off < q->front_end ||
-        host_off > q->file_extent || q->g.cluster_size > q->file_extent - host_off)
+    if (!is_aligned(guest_off, q->g.cluster_size) || guest_off >= q->h.size ||
+        (host_off & QCOW_OFLAG_COMPRESSED) ||
+        qcow_l2_entry_fault(&q->g, q->front_end, q->file_extent, host_off, &s) != QCOW_FAULT_NONE)
         return qc_fail(-EINVAL, "%s: cannot adopt cluster %#" PRIx64 " at %#" PRIx64
                        ": outside the image or the file", l->path, guest_off, host_off);
     if ((r = get_l2(l, guest_off >> q->g.shift, true, &t)) < 0)
@@ -532,6 +481,83 @@ static int qcow_write_compressed(struct layer *l, uint64_t guest_off, const uint
     if ((r = write_full_at(l->meta_fd, out, (size_t)clen, host)) < 0)
         return qc_fail(r, "%s: cannot write a compressed cluster: %s", l->path, strerror(-r));
     return set_entry(l, guest_off, qcow_compressed_entry(&q->g, host, (uint32_t)clen));
+}
+
+/* ---- discard ----------------------------------------------------------- */
+
+/* A whole cluster: all of it, or all of it the guest can see. */
+static bool covers_cluster(const struct qcow_layer *q, uint64_t off, uint64_t n)
+{
+    uint64_t visible = qcow_virtual_size(&q->h);
+
+    return is_aligned(off, q->g.cluster_size) && (n == q->g.cluster_size || off + n >= visible);
+}
+
+/* A fresh cluster for REPLACE: never written, so it reads as zeros. */
+static int plan_replace(struct layer *l, uint64_t off, uint64_t entry, struct discard_piece *p)
+{
+    struct qcow_layer *q = Q(l);
+
+    p->kind = DISCARD_REPLACE;
+    p->cluster_guest_off = off;
+    p->old_entry = entry;
+    p->host_off = reserve(l, q, q->g.cluster_size, q->g.cluster_size);
+    return q->sparse ? 0 : give_file_space(l, p->host_off, q->g.cluster_size, true);
+}
+
+static int qcow_plan_discard(struct layer *l, uint64_t off, uint64_t len, struct discard_piece *p)
+{
+    struct qcow_layer *q = Q(l);
+    uint64_t l1_index = off >> q->g.shift;
+    uint64_t n = MIN(len, q->g.cluster_size - (off & (q->g.cluster_size - 1)));
+    struct l2_table *t;
+    uint64_t entry;
+    int r;
+
+    if (q->h.crypt_method)
+        return qc_fail(-EOPNOTSUPP, "%s: cannot discard on an encrypted image (a hole would "
+                       "decrypt to garbage)", l->path);
+    if (l1_index >= q->g.l1_entries)
+        return qc_fail(-EINVAL, "%s: offset %" PRIu64 " is beyond the image", l->path, off);
+    *p = (struct discard_piece){ .kind = DISCARD_KEEP, .layer = l, .guest_off = off, .len = n };
+    if (!covers_cluster(q, off, n))
+        return 0;
+    /* Over a backing file an unallocated cluster needs one of its own. */
+    if ((r = get_l2(l, l1_index, l->backing != NULL, &t)) < 0)
+        return r;
+    entry = t ? t->entries[(off >> q->h.cluster_bits) & (q->g.l2_entries - 1)] : 0;
+    if (entry == 0) {
+        if (!l->backing) {
+            p->kind = DISCARD_NOTHING;
+            return 0;
+        }
+        return plan_replace(l, off, entry, p);
+    }
+    if ((r = check_l2_entry(l, off, entry)) < 0)
+        return r;
+    if (entry & QCOW_OFLAG_COMPRESSED)
+        return plan_replace(l, off, entry, p);
+    p->kind = DISCARD_ZERO;
+    p->host_off = entry;
+    p->host_len = q->g.cluster_size;
+    p->keep_blocks = !q->sparse;
+    return 0;
+}
+
+static int qcow_commit_discard(struct layer *l, const struct discard_piece *p)
+{
+    struct qcow_layer *q = Q(l);
+
+    if (q->zcluster_entry && q->zcluster_entry == p->old_entry)
+        q->zcluster_entry = 0;
+    return set_entry(l, p->cluster_guest_off, p->host_off);
+}
+
+static uint32_t qcow_discard_granularity(const struct layer *l)
+{
+    const struct qcow_layer *q = Q(l);
+
+    return q->h.crypt_method ? 0 : q->g.cluster_size;
 }
 
 /* ---- metadata writeback ----------------------------------------------- */
@@ -630,9 +656,10 @@ static int push_l1_and_checksum(struct wb_builder *b)
         store_be64(front + q->h.l1_offset + i * 8, b->st->l1_next[i]);
     first = align_down(q->h.l1_offset + lo * 8, QCOW_SECTOR_SIZE);
     end = align_up(q->h.l1_offset + hi * 8, QCOW_SECTOR_SIZE);
-    if (q->xen.present) {
+    if (q->xen_maintained) {
         store_be32(front + QCOW_HEADER_SIZE + 4,
-                   qcow_xen_l1_checksum(front + q->h.l1_offset, q->g.l1_bytes));
+                   qcow_xen_area_checksum(front + q->h.l1_offset, q->g.l1_bytes,
+                                          q->l1_area_bytes));
         first = 0;
     }
     w.off = first;
@@ -747,6 +774,8 @@ static int write_l1_range(struct layer *l, const uint64_t *l1, uint64_t lo, uint
     return 0;
 }
 
+/* The extension header, with the checksum of the L1 in memory when we keep
+ * it right (else as found). */
 static int write_xen_header(struct layer *l)
 {
     struct qcow_layer *q = Q(l);
@@ -756,7 +785,8 @@ static int write_xen_header(struct layer *l)
 
     if (!all && q->g.l1_entries)
         return -ENOMEM;
-    q->xen.checksum = qcow_xen_l1_checksum(all, q->g.l1_bytes);
+    if (q->xen_maintained)
+        q->xen.checksum = qcow_xen_area_checksum(all, q->g.l1_bytes, q->l1_area_bytes);
     qcow_xen_header_encode(&q->xen, raw);
     if ((r = write_full_at(l->meta_fd, raw, sizeof raw, QCOW_HEADER_SIZE)) < 0)
         return qc_fail(r, "%s: cannot write the Xen header: %s", l->path, strerror(-r));
@@ -774,7 +804,7 @@ static int qcow_make_empty(struct layer *l)
     memset(q->l1, 0, q->g.l1_bytes);
     if ((r = write_l1_range(l, q->l1, 0, q->g.l1_entries)) < 0)
         return r;
-    if (q->xen.present && (r = write_xen_header(l)) < 0)
+    if (q->xen_maintained && (r = write_xen_header(l)) < 0)
         return r;
     if (fdatasync(l->meta_fd) < 0)
         return qc_fail(-errno, "%s: fdatasync: %s", l->path, strerror(errno));
@@ -816,9 +846,11 @@ static void qcow_info(const struct layer *l, struct layer_info *info)
     info->l1_offset = q->h.l1_offset;
     info->encrypted = q->h.crypt_method == QCOW_CRYPT_AES;
     info->xen_header = q->xen.present;
+    info->xen_honoured = q->xen_honoured;
     info->xen_min_cluster_alloc = q->xen.min_cluster_alloc;
     info->xen_flags = q->xen.flags;
     info->xen_checksum_ok = q->xen_checksum_ok;
+    info->l1_area_entries = q->l1_area_bytes / 8;
 }
 
 static int qcow_crypt_op(struct layer *l, uint64_t sector, uint8_t *buf, uint64_t len, bool enc)
@@ -871,6 +903,9 @@ const struct layer_ops qcow_ops = {
     .commit_write = qcow_commit_write,
     .adopt_cluster = qcow_adopt_cluster,
     .write_compressed = qcow_write_compressed,
+    .plan_discard = qcow_plan_discard,
+    .commit_discard = qcow_commit_discard,
+    .discard_granularity = qcow_discard_granularity,
     .meta_prepare = qcow_meta_prepare,
     .meta_finish = qcow_meta_finish,
     .meta_pressure = qcow_meta_pressure,

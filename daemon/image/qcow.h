@@ -11,15 +11,20 @@
 struct qcow_layer {
     struct qcow_header h;
     struct qcow_xen_header xen;
-    bool xen_checksum_ok;
+    bool xen_honoured;          /* blktap reads the extension (no backing file) */
+    bool xen_checksum_ok;       /* its checksum matched when the image was opened */
+    bool xen_maintained;        /* so it is kept right at every writeback */
+    bool l1_little_endian;      /* an old blktap image, until converted */
+    uint64_t l1_area_bytes;     /* bytes of the file given to the L1 table */
     bool extent_alloc;          /* Xen: each new L2 table comes with all its clusters */
     bool sparse;                /* false: allocate file space for new clusters */
     struct qcow_geometry g;
     uint64_t *l1;               /* in memory, host order; may point at fresh tables */
     uint64_t *l1_disk;          /* what the file's L1 holds */
-    uint64_t front_end;         /* end of header, backing name and L1 */
+    uint64_t front_end;         /* end of header, backing name and L1 area */
     uint8_t *front;             /* the file's first front_len bytes, as on disk */
-    size_t front_len;           /* front_end rounded up to a sector */
+    size_t front_len;           /* header, backing name and L1 (not a long L1's
+                                 * zeros), rounded up to a sector */
     uint64_t alloc_end;         /* next free byte at the end of the file */
     uint64_t file_extent;       /* the file's size: kept ahead of alloc_end */
     struct l2_cache cache;

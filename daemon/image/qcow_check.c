@@ -1,12 +1,14 @@
 /* `qcowctl check`: consistency check and repair of a QCOW v1 file.
  *
- * One analysis pass collects every byte range the metadata references (the
- * front: header, backing name and L1 table; each L2 table; each cluster or
- * compressed stream), judges each reference on its own (inside the file,
- * aligned), then against the others (sorted by offset: overlaps with
- * metadata, overlaps between clusters) and finally looks at what nothing
- * references (leaks).  Repair clears bad entries, rewrites the Xen checksum,
- * truncates a leaked tail, and runs the analysis again for the verdict. */
+ * One analysis pass reads the front with qcow_front_read() and collects
+ * every byte range the metadata references (the front: header, backing name
+ * and L1 area; each L2 table; each cluster or compressed stream), judges each
+ * reference on its own by the format's rules (qcow_l1_entry_fault(),
+ * qcow_l2_entry_fault()), then against the others (sorted by offset:
+ * overlaps with metadata, overlaps between clusters), looks at what nothing
+ * references (leaks) and at the Xen extension.  Repair clears bad entries,
+ * puts the Xen extension right, punches or cuts off leaked space, and runs
+ * the analysis again for the verdict. */
 #include "config.h"
 
 #include <errno.h>
@@ -14,7 +16,6 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <sys/stat.h>
 
 #include "compress.h"
 #include "error.h"
@@ -43,16 +44,14 @@ struct checker {
     const char *path;
     int fd;
     uint64_t file_size;
-    struct qcow_header h;
-    struct qcow_xen_header xen;
-    struct qcow_geometry g;
-    uint64_t front_end;         /* header, backing name, L1 table */
-    uint8_t *l1_raw;            /* the L1 table as stored */
-    uint64_t *l1;               /* decoded */
+    bool block_device;
+    struct qcow_front f;        /* header, Xen extension, L1 table */
     struct ref_vec tables;      /* L1 entries that name an L2 table */
     struct ref_vec clusters;    /* L2 entries that name a cluster */
     struct ref_vec meta;        /* front + accepted L2 tables, sorted */
     bool inflate;               /* check that compressed clusters inflate */
+    uint64_t broken_extents;    /* L2 tables that are not blktap's whole extent */
+    uint64_t first_broken_extent; /* the L1 index of the first one */
     uint8_t *l2_buf;
     uint8_t *stream_buf;
     uint8_t *cluster_buf;
@@ -68,6 +67,8 @@ const char *qcow_problem_kind_name(enum qcow_problem_kind k)
     case QCOW_PROBLEM_OVERLAP: return "overlap";
     case QCOW_PROBLEM_BAD_COMPRESSED: return "bad-compressed";
     case QCOW_PROBLEM_XEN_CHECKSUM: return "xen-checksum";
+    case QCOW_PROBLEM_XEN_PADDING: return "xen-padding";
+    case QCOW_PROBLEM_XEN_EXTENT: return "xen-extent";
     }
     return "unknown";
 }
@@ -117,6 +118,18 @@ static struct qcow_problem entry_problem(enum qcow_problem_kind kind, const stru
         .guest_off = ref->guest_off,
         .entry_pos = ref->entry_pos,
     };
+}
+
+static enum qcow_problem_kind fault_kind(enum qcow_fault f)
+{
+    switch (f) {
+    case QCOW_FAULT_MISALIGNED: return QCOW_PROBLEM_MISALIGNED;
+    case QCOW_FAULT_IN_FRONT: return QCOW_PROBLEM_OVERLAP;
+    case QCOW_FAULT_PAST_EOF: return QCOW_PROBLEM_PAST_EOF;
+    case QCOW_FAULT_EMPTY:
+    case QCOW_FAULT_NONE: break;
+    }
+    return QCOW_PROBLEM_BAD_COMPRESSED;
 }
 
 void qcow_check_report_free(struct qcow_check_report *r)
@@ -179,12 +192,6 @@ static uint64_t ref_end(const struct ref *ref)
     return ref->start + ref->len;
 }
 
-/* Inside the file; start + len cannot overflow afterwards. */
-static bool inside_file(const struct checker *c, uint64_t start, uint64_t len)
-{
-    return start <= c->file_size && len <= c->file_size - start;
-}
-
 static const char *ref_name(const struct ref *ref)
 {
     switch (ref->kind) {
@@ -213,62 +220,15 @@ static int read_exact(struct checker *c, void *buf, size_t len, uint64_t off, co
 
 static int open_file(struct checker *c, bool writable)
 {
-    struct stat st;
+    int r;
 
     c->fd = open(c->path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (c->fd < 0)
         return qc_fail(-errno, "%s: cannot open: %s", c->path, strerror(errno));
-    if (fstat(c->fd, &st) < 0)
-        return qc_fail(-errno, "%s: %s", c->path, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return qc_fail(-EINVAL, "%s: not a regular file", c->path);
-    c->file_size = (uint64_t)st.st_size;
-    return 0;
-}
-
-static int read_header(struct checker *c)
-{
-    uint8_t raw[QCOW_HEADER_SIZE + QCOW_XEN_HEADER_SIZE] = { 0 };
-    ssize_t n = read_full_at(c->fd, raw, sizeof raw, 0);
-
-    if (n < 0)
-        return qc_fail((int)n, "%s: cannot read the header: %s", c->path, strerror((int)-n));
-    if (n < 4 || load_be32(raw) != QCOW_MAGIC)
-        return qc_fail(-EINVAL, "%s: not a qcow image", c->path);
-    if (n < QCOW_HEADER_SIZE)
-        return qc_fail(-EINVAL, "%s: file too short for a qcow header (%zd bytes)", c->path, n);
-    qcow_header_decode(raw, &c->h);
-    if (n == (ssize_t)sizeof raw)
-        qcow_xen_header_decode(raw + QCOW_HEADER_SIZE, &c->xen);
-    /* As the driver reads it: the extension only where nothing else sits. */
-    if (c->xen.present && ((c->h.backing_offset && c->h.backing_offset < sizeof raw) ||
-                           c->h.l1_offset < sizeof raw))
-        c->xen.present = false;
-    return qcow_header_validate(c->path, &c->h, c->xen.present, c->file_size, &c->g);
-}
-
-static bool l1_little_endian(const struct checker *c)
-{
-    return c->xen.present && !(c->xen.flags & QCOW_XEN_FLAG_L1_BIG_ENDIAN);
-}
-
-static int read_l1(struct checker *c)
-{
-    int r;
-
-    /* The header check put the whole table inside the file. */
-    c->l1_raw = malloc(c->g.l1_bytes);
-    c->l1 = calloc(c->g.l1_entries, sizeof *c->l1);
-    if (!c->l1_raw || !c->l1)
-        return qc_fail(-ENOMEM, "%s: out of memory for an L1 table of %" PRIu64 " entries",
-                       c->path, c->g.l1_entries);
-    if ((r = read_exact(c, c->l1_raw, c->g.l1_bytes, c->h.l1_offset, "the L1 table")) < 0)
-        return r;
-    for (uint64_t i = 0; i < c->g.l1_entries; i++) {
-        uint64_t v;
-        memcpy(&v, c->l1_raw + i * 8, 8);
-        c->l1[i] = l1_little_endian(c) ? le64toh(v) : be64toh(v);
-    }
+    if ((r = fd_image_size(c->fd, &c->file_size, &c->block_device)) == -EINVAL)
+        return qc_fail(r, "%s: not a regular file or block device", c->path);
+    if (r < 0)
+        return qc_fail(r, "%s: %s", c->path, strerror(-r));
     return 0;
 }
 
@@ -276,24 +236,28 @@ static int read_l1(struct checker *c)
 
 static int judge_l1_entry(struct checker *c, uint64_t i)
 {
-    struct ref t = { .kind = REF_L2, .start = c->l1[i], .len = c->g.l2_bytes,
-                     .entry_pos = c->h.l1_offset + i * 8, .guest_off = i << c->g.shift,
-                     .l1_index = i };
+    uint64_t e = c->f.l1[i];
+    struct ref t = { .kind = REF_L2, .entry_pos = c->f.h.l1_offset + i * 8,
+                     .guest_off = i << c->f.g.shift, .l1_index = i };
+    struct qcow_span s;
+    enum qcow_fault f = qcow_l1_entry_fault(&c->f.g, c->f.front_end, c->file_size, e, &s);
 
-    if (!inside_file(c, t.start, t.len))
-        return report(c, entry_problem(QCOW_PROBLEM_PAST_EOF, &t),
+    t.start = s.start;
+    t.len = s.len;
+    if (f == QCOW_FAULT_NONE)
+        return ref_push(&c->tables, &t);
+    if (f == QCOW_FAULT_PAST_EOF)
+        return report(c, entry_problem(fault_kind(f), &t),
                       "L1 entry %" PRIu64 " (guest offset %" PRIu64 "): L2 table at %#" PRIx64
-                      " lies past the end of the file (%" PRIu64 " bytes)",
-                      i, t.guest_off, t.start, c->file_size);
-    if (!is_aligned(t.start, QCOW_SECTOR_SIZE))
-        return report(c, entry_problem(QCOW_PROBLEM_MISALIGNED, &t),
-                      "L1 entry %" PRIu64 " (guest offset %" PRIu64 "): L2 table at %#" PRIx64
-                      " is not 512-byte aligned", i, t.guest_off, t.start);
-    return ref_push(&c->tables, &t);
+                      " %s (%" PRIu64 " bytes)", i, t.guest_off, t.start, qcow_fault_text(f),
+                      c->file_size);
+    return report(c, entry_problem(fault_kind(f), &t),
+                  "L1 entry %" PRIu64 " (guest offset %" PRIu64 "): L2 table at %#" PRIx64 " %s",
+                  i, t.guest_off, t.start, qcow_fault_text(f));
 }
 
-/* Each L2 table must stay clear of the front and of the tables before it;
- * the tables kept are disjoint, so walking them reads no byte twice. */
+/* Each L2 table must stay clear of the tables before it; the tables kept
+ * are disjoint, so walking them reads no byte twice. */
 static int judge_l2_overlaps(struct checker *c)
 {
     const struct ref *prev = NULL;
@@ -302,12 +266,7 @@ static int judge_l2_overlaps(struct checker *c)
     sort_refs(&c->tables, cmp_by_start);
     for (size_t k = 0; k < c->tables.n; k++) {
         struct ref *t = &c->tables.v[k];
-        if (t->start < c->front_end) {
-            t->bad = true;
-            r = report(c, entry_problem(QCOW_PROBLEM_OVERLAP, t),
-                       "L1 entry %" PRIu64 " (guest offset %" PRIu64 "): L2 table at %#" PRIx64
-                       " overlaps the header or L1 table", t->l1_index, t->guest_off, t->start);
-        } else if (prev && t->start < ref_end(prev)) {
+        if (prev && t->start < ref_end(prev)) {
             t->bad = true;
             r = report(c, entry_problem(QCOW_PROBLEM_OVERLAP, t),
                        "L1 entry %" PRIu64 " (guest offset %" PRIu64 "): L2 table at %#" PRIx64
@@ -326,67 +285,66 @@ static int judge_l2_overlaps(struct checker *c)
 
 static int check_l1(struct checker *c)
 {
-    struct ref front = { .kind = REF_FRONT, .start = 0, .len = c->front_end };
+    struct ref front = { .kind = REF_FRONT, .start = 0, .len = c->f.front_end };
     int r;
 
     if ((r = ref_push(&c->meta, &front)) < 0)
         return r;
-    for (uint64_t i = 0; i < c->g.l1_entries; i++)
-        if (c->l1[i] && (r = judge_l1_entry(c, i)) < 0)
+    for (uint64_t i = 0; i < c->f.g.l1_entries; i++)
+        if (c->f.l1[i] && (r = judge_l1_entry(c, i)) < 0)
             return r;
     return judge_l2_overlaps(c);
 }
 
 /* ---- L2: the clusters --------------------------------------------------- */
 
-static int judge_compressed(struct checker *c, struct ref *ref, uint64_t e)
+static int judge_l2_entry(struct checker *c, struct ref *ref, uint64_t e)
 {
-    ref->kind = REF_COMPRESSED;
-    ref->start = qcow_compressed_offset(&c->g, e);
-    ref->len = qcow_compressed_length(&c->g, e);
-    if (ref->len == 0)
-        return report(c, entry_problem(QCOW_PROBLEM_BAD_COMPRESSED, ref),
-                      "guest offset %" PRIu64 ": compressed cluster at %#" PRIx64
-                      " has length 0", ref->guest_off, ref->start);
-    if (!inside_file(c, ref->start, ref->len))
-        return report(c, entry_problem(QCOW_PROBLEM_PAST_EOF, ref),
+    struct qcow_span s;
+    enum qcow_fault f = qcow_l2_entry_fault(&c->f.g, c->f.front_end, c->file_size, e, &s);
+
+    ref->kind = s.compressed ? REF_COMPRESSED : REF_DATA;
+    ref->start = s.start;
+    ref->len = s.len;
+    if (f == QCOW_FAULT_NONE)
+        return ref_push(&c->clusters, ref);
+    if (s.compressed)
+        return report(c, entry_problem(fault_kind(f), ref),
                       "guest offset %" PRIu64 ": compressed cluster (%" PRIu64 " bytes at %#"
-                      PRIx64 ") lies past the end of the file (%" PRIu64 " bytes)",
-                      ref->guest_off, ref->len, ref->start, c->file_size);
-    return ref_push(&c->clusters, ref);
+                      PRIx64 ") %s", ref->guest_off, ref->len, ref->start, qcow_fault_text(f));
+    if (f == QCOW_FAULT_PAST_EOF)
+        return report(c, entry_problem(fault_kind(f), ref),
+                      "guest offset %" PRIu64 ": cluster at %#" PRIx64 " %s (%" PRIu64 " bytes)",
+                      ref->guest_off, ref->start, qcow_fault_text(f), c->file_size);
+    return report(c, entry_problem(fault_kind(f), ref), "guest offset %" PRIu64 ": cluster at %#"
+                  PRIx64 " %s", ref->guest_off, ref->start, qcow_fault_text(f));
 }
 
-static int judge_cluster(struct checker *c, struct ref *ref, uint64_t e)
+/* blktap's fast path takes cluster j of an L2 table to be at table + table
+ * size + j * cluster size when the header asks for whole extents. */
+static bool is_whole_extent(const struct checker *c, const struct ref *t, const uint8_t *l2)
 {
-    ref->kind = REF_DATA;
-    ref->start = e;
-    ref->len = c->g.cluster_size;
-    if (!inside_file(c, ref->start, ref->len))
-        return report(c, entry_problem(QCOW_PROBLEM_PAST_EOF, ref),
-                      "guest offset %" PRIu64 ": cluster at %#" PRIx64
-                      " lies past the end of the file (%" PRIu64 " bytes)",
-                      ref->guest_off, ref->start, c->file_size);
-    if (!is_aligned(ref->start, QCOW_SECTOR_SIZE))
-        return report(c, entry_problem(QCOW_PROBLEM_MISALIGNED, ref),
-                      "guest offset %" PRIu64 ": cluster at %#" PRIx64 " is not 512-byte aligned",
-                      ref->guest_off, ref->start);
-    return ref_push(&c->clusters, ref);
+    const struct qcow_geometry *g = &c->f.g;
+
+    for (uint32_t j = 0; j < g->l2_entries; j++)
+        if (load_be64(l2 + (size_t)j * 8) != t->start + g->l2_bytes + (uint64_t)j * g->cluster_size)
+            return false;
+    return true;
 }
 
 static int walk_l2_table(struct checker *c, const struct ref *t)
 {
     int r;
 
-    if ((r = read_exact(c, c->l2_buf, c->g.l2_bytes, t->start, "an L2 table")) < 0)
+    if ((r = read_exact(c, c->l2_buf, c->f.g.l2_bytes, t->start, "an L2 table")) < 0)
         return r;
-    for (uint32_t j = 0; j < c->g.l2_entries; j++) {
+    if (!is_whole_extent(c, t, c->l2_buf) && c->broken_extents++ == 0)
+        c->first_broken_extent = t->l1_index;
+    for (uint32_t j = 0; j < c->f.g.l2_entries; j++) {
         uint64_t e = load_be64(c->l2_buf + (size_t)j * 8);
         struct ref ref = { .entry_pos = t->start + (uint64_t)j * 8,
-                           .guest_off = t->guest_off + ((uint64_t)j << c->h.cluster_bits) };
-        if (e == 0)
-            continue;
-        r = (e & QCOW_OFLAG_COMPRESSED) ? judge_compressed(c, &ref, e) : judge_cluster(c, &ref, e);
-        if (r < 0)
+                           .guest_off = t->guest_off + ((uint64_t)j << c->f.h.cluster_bits) };
+        if (e != 0 && (r = judge_l2_entry(c, &ref, e)) < 0)
             return r;
     }
     return 0;
@@ -404,7 +362,8 @@ static int walk_l2_tables(struct checker *c)
     return 0;
 }
 
-/* The metadata range overlapping ref, if any (meta is sorted and disjoint). */
+/* The L2 table overlapping ref, if any (meta is sorted and disjoint; the
+ * front is in it, but no accepted cluster starts inside it). */
 static const struct ref *find_meta(const struct checker *c, const struct ref *ref)
 {
     size_t lo = 0, hi = c->meta.n;
@@ -432,15 +391,10 @@ static int judge_meta_overlaps(struct checker *c)
         if (!m)
             continue;
         ref->bad = true;
-        if (m->kind == REF_FRONT)
-            r = report(c, entry_problem(QCOW_PROBLEM_OVERLAP, ref),
-                       "guest offset %" PRIu64 ": %s at %#" PRIx64 " overlaps the header or L1 "
-                       "table", ref->guest_off, ref_name(ref), ref->start);
-        else
-            r = report(c, entry_problem(QCOW_PROBLEM_OVERLAP, ref),
-                       "guest offset %" PRIu64 ": %s at %#" PRIx64 " overlaps the L2 table at %#"
-                       PRIx64 " (L1 entry %" PRIu64 ")", ref->guest_off, ref_name(ref),
-                       ref->start, m->start, m->l1_index);
+        r = report(c, entry_problem(QCOW_PROBLEM_OVERLAP, ref),
+                   "guest offset %" PRIu64 ": %s at %#" PRIx64 " overlaps the L2 table at %#"
+                   PRIx64 " (L1 entry %" PRIu64 ")", ref->guest_off, ref_name(ref),
+                   ref->start, m->start, m->l1_index);
         if (r < 0)
             return r;
     }
@@ -479,13 +433,13 @@ static int judge_stream(struct checker *c, struct ref *ref)
 
     if (r < 0)
         return r;
-    if (qcow_inflate_cluster(c->stream_buf, ref->len, c->cluster_buf, c->g.cluster_size) == 0)
+    if (qcow_inflate_cluster(c->stream_buf, ref->len, c->cluster_buf, c->f.g.cluster_size) == 0)
         return 0;
     ref->bad = true;
     return report(c, entry_problem(QCOW_PROBLEM_BAD_COMPRESSED, ref),
                   "guest offset %" PRIu64 ": compressed cluster (%" PRIu64 " bytes at %#" PRIx64
                   ") does not inflate to one cluster of %" PRIu32 " bytes",
-                  ref->guest_off, ref->len, ref->start, c->g.cluster_size);
+                  ref->guest_off, ref->len, ref->start, c->f.g.cluster_size);
 }
 
 static int judge_clusters(struct checker *c)
@@ -515,14 +469,14 @@ static int judge_clusters(struct checker *c)
  * QEMU writes the L1 table in whole sectors from its (unaligned) start. */
 static uint64_t front_used_end(const struct checker *c)
 {
-    return MAX(align_up(c->front_end, QCOW_SECTOR_SIZE),
-               c->h.l1_offset + align_up(c->g.l1_bytes, QCOW_SECTOR_SIZE));
+    return MAX(align_up(c->f.front_end, QCOW_SECTOR_SIZE),
+               c->f.h.l1_offset + align_up(c->f.g.l1_bytes, QCOW_SECTOR_SIZE));
 }
 
 static int report_leak(struct checker *c, uint64_t start, uint64_t len, bool tail)
 {
     struct qcow_problem p = { .kind = QCOW_PROBLEM_LEAK, .host_off = start, .length = len };
-    uint64_t clusters = len / c->g.cluster_size + !!(len % c->g.cluster_size);
+    uint64_t clusters = len / c->f.g.cluster_size + !!(len % c->f.g.cluster_size);
 
     c->r->leaks += clusters;
     c->r->leaked_bytes += len;
@@ -533,13 +487,74 @@ static int report_leak(struct checker *c, uint64_t start, uint64_t len, bool tai
                   " are not referenced: leaked", len, clusters, clusters == 1 ? "" : "s", start);
 }
 
-/* Whole clusters that nothing references, between used ranges. */
+static bool all_zero(const uint8_t *p, size_t len)
+{
+    return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
+}
+
+/* The first byte in [from, end) of a block device that is not zero, or end. */
+static uint64_t next_nonzero(struct checker *c, uint64_t from, uint64_t end)
+{
+    uint32_t unit = c->f.g.cluster_size;
+
+    for (uint64_t off = from; off < end; off += unit) {
+        size_t len = (size_t)MIN(unit, end - off);
+        if (read_full_at(c->fd, c->cluster_buf, len, off) != (ssize_t)len ||
+            !all_zero(c->cluster_buf, len))
+            return off;
+    }
+    return end;
+}
+
+/* The next run of [from, end) that holds data, as [*start, *stop); false when
+ * there is none.  Holes hold none; a block device has no holes, but an
+ * all-zero cluster there (a punched one reads so) holds none either. */
+static bool next_data(struct checker *c, uint64_t from, uint64_t end, uint64_t *start,
+                      uint64_t *stop)
+{
+    off_t d, h;
+
+    if (c->block_device) {
+        *start = next_nonzero(c, from, end);
+        *stop = MIN(align_down(*start, c->f.g.cluster_size) + c->f.g.cluster_size, end);
+        return *start < end;
+    }
+    d = lseek(c->fd, (off_t)from, SEEK_DATA);
+    if (d < 0) {
+        if (errno == ENXIO)
+            return false;           /* nothing but a hole up to the end of the file */
+        d = (off_t)from;            /* no hole support: all of it is data */
+    }
+    if ((uint64_t)d >= end)
+        return false;
+    h = lseek(c->fd, d, SEEK_HOLE);
+    *start = (uint64_t)d;
+    *stop = h < 0 ? end : MIN((uint64_t)h, end);
+    return true;
+}
+
+/* Whole clusters of [gap_start, gap_end) that nothing references and that
+ * hold data. */
 static int report_gap(struct checker *c, uint64_t gap_start, uint64_t gap_end)
 {
-    uint64_t lo = align_up(gap_start, c->g.cluster_size);
-    uint64_t hi = align_down(gap_end, c->g.cluster_size);
+    uint64_t cs = c->f.g.cluster_size;
+    uint64_t lo = align_up(gap_start, cs), hi = align_down(gap_end, cs);
+    uint64_t run_lo = 0, run_hi = 0, start, stop;
+    int r;
 
-    return hi > lo ? report_leak(c, lo, hi - lo, false) : 0;
+    for (uint64_t pos = lo; pos < hi && next_data(c, pos, hi, &start, &stop); pos = stop) {
+        start = align_down(start, cs);
+        stop = MIN(align_up(stop, cs), hi);
+        if (run_hi && start <= run_hi) {
+            run_hi = MAX(run_hi, stop);
+            continue;
+        }
+        if (run_hi && (r = report_leak(c, run_lo, run_hi - run_lo, false)) < 0)
+            return r;
+        run_lo = start;
+        run_hi = stop;
+    }
+    return run_hi ? report_leak(c, run_lo, run_hi - run_lo, false) : 0;
 }
 
 /* Every in-file reference counts as used, the corrupt ones too: a leak
@@ -565,30 +580,47 @@ static int find_leaks(struct checker *c)
         refs_end = MAX(refs_end, ref_end(ref));
     }
     /* The tail starts after the last referenced byte (rounded up to a
-     * sector), but not inside the front's padding. */
+     * sector), but not inside the front's padding.  A block device is as
+     * large as it is: the rest of it is not the image's. */
     tail = MAX(align_up(refs_end, QCOW_SECTOR_SIZE), front);
-    if (c->file_size > tail)
+    if (c->file_size > tail && !c->block_device)
         return report_leak(c, tail, c->file_size - tail, true);
     return 0;
 }
 
-/* ---- the Xen header ----------------------------------------------------- */
+/* ---- the Xen extension -------------------------------------------------- */
 
-static int check_xen_checksum(struct checker *c)
+static int check_xen(struct checker *c)
 {
-    uint32_t sum;
+    const struct qcow_front *f = &c->f;
     struct qcow_problem p = { .kind = QCOW_PROBLEM_XEN_CHECKSUM,
                               .host_off = QCOW_HEADER_SIZE + 4, .length = 4 };
+    int r;
 
-    /* The checksum covers a big-endian L1; a host-order one (old blktap)
-     * is converted, checksum and all, when the driver first opens it. */
-    if (!c->xen.present || l1_little_endian(c))
+    /* Where blktap does not read it (a backing file), neither do we. */
+    if (!f->xen_honoured)
         return 0;
-    sum = qcow_xen_l1_checksum(c->l1_raw, c->g.l1_bytes);
-    if (sum == c->xen.checksum)
-        return 0;
-    return report(c, p, "Xen header: L1 checksum %#010" PRIx32 " does not match the L1 table "
-                  "(%#010" PRIx32 ")", c->xen.checksum, sum);
+    if (!f->l1_padding_zero) {
+        struct qcow_problem pad = { .kind = QCOW_PROBLEM_XEN_PADDING,
+                                    .host_off = f->h.l1_offset + f->g.l1_bytes,
+                                    .length = f->l1_area_bytes - f->g.l1_bytes };
+        if ((r = report(c, pad, "Xen header: the unused entries of the long L1 table (%" PRIu64
+                        " bytes at %#" PRIx64 ") are not zero", pad.length, pad.host_off)) < 0)
+            return r;
+    }
+    if (!f->xen_checksum_ok)
+        return report(c, p, "Xen header: L1 checksum %#010" PRIx32 " does not match the L1 "
+                      "table (%#010" PRIx32 ")", f->xen.checksum, f->xen_checksum_now);
+    if (f->xen.min_cluster_alloc == f->g.l2_entries && c->broken_extents) {
+        p = (struct qcow_problem){ .kind = QCOW_PROBLEM_XEN_EXTENT,
+                                   .host_off = QCOW_HEADER_SIZE + 8, .length = 4 };
+        return report(c, p, "Xen header: whole-extent allocation, but %" PRIu64 " L2 table%s "
+                      "(the first of L1 entry %" PRIu64 ") %s not followed by its clusters: "
+                      "blktap would read the wrong clusters", c->broken_extents,
+                      c->broken_extents == 1 ? "" : "s", c->first_broken_extent,
+                      c->broken_extents == 1 ? "is" : "are");
+    }
+    return 0;
 }
 
 /* ---- one analysis ------------------------------------------------------- */
@@ -597,8 +629,7 @@ static void checker_free(struct checker *c)
 {
     if (c->fd >= 0)
         close(c->fd);
-    free(c->l1_raw);
-    free(c->l1);
+    qcow_front_free(&c->f);
     free(c->l2_buf);
     free(c->stream_buf);
     free(c->cluster_buf);
@@ -609,9 +640,9 @@ static void checker_free(struct checker *c)
 
 static int alloc_buffers(struct checker *c)
 {
-    c->l2_buf = malloc(c->g.l2_bytes);
-    c->stream_buf = malloc(c->g.cluster_size);
-    c->cluster_buf = malloc(c->g.cluster_size);
+    c->l2_buf = malloc(c->f.g.l2_bytes);
+    c->stream_buf = malloc(c->f.g.cluster_size);
+    c->cluster_buf = malloc(c->f.g.cluster_size);
     if (!c->l2_buf || !c->stream_buf || !c->cluster_buf)
         return qc_fail(-ENOMEM, "%s: out of memory", c->path);
     return 0;
@@ -620,9 +651,11 @@ static int alloc_buffers(struct checker *c)
 static void fill_report_file(const struct checker *c, struct qcow_check_report *r)
 {
     r->file_size = c->file_size;
-    r->header = c->h;
-    r->xen = c->xen;
-    r->geo = c->g;
+    r->header = c->f.h;
+    r->xen = c->f.xen;
+    r->geo = c->f.g;
+    r->xen_honoured = c->f.xen_honoured;
+    r->l1_long = c->f.l1_long;
 }
 
 /* Analyse the file (already open in c) into c->r. */
@@ -630,13 +663,11 @@ static int analyse(struct checker *c)
 {
     int r;
 
-    if ((r = read_header(c)) < 0)
+    if ((r = qcow_front_read(c->fd, c->path, c->file_size, &c->f)) < 0)
         return r;
     fill_report_file(c, c->r);
-    c->front_end = qcow_front_metadata_end(&c->h, &c->g);
-    if ((r = alloc_buffers(c)) < 0 || (r = read_l1(c)) < 0 || (r = check_l1(c)) < 0 ||
-        (r = walk_l2_tables(c)) < 0 || (r = judge_clusters(c)) < 0 ||
-        (r = find_leaks(c)) < 0 || (r = check_xen_checksum(c)) < 0)
+    if ((r = alloc_buffers(c)) < 0 || (r = check_l1(c)) < 0 || (r = walk_l2_tables(c)) < 0 ||
+        (r = judge_clusters(c)) < 0 || (r = find_leaks(c)) < 0 || (r = check_xen(c)) < 0)
         return r;
     return 0;
 }
@@ -652,34 +683,10 @@ static int analyse_path(const char *path, bool writable, bool inflate,
 
 /* ---- repair ------------------------------------------------------------- */
 
-static int clear_entry(struct checker *c, const struct qcow_problem *p)
-{
-    static const uint8_t zero[8];
-    int r = write_full_at(c->fd, zero, sizeof zero, p->entry_pos);
-
-    if (r < 0)
-        return qc_fail(r, "%s: cannot clear the entry at offset %" PRIu64 ": %s", c->path,
-                       p->entry_pos, strerror(-r));
-    return 0;
-}
-
-static int rewrite_xen_checksum(struct checker *c)
-{
-    uint8_t be[4];
-    int r;
-
-    /* Entries may have been cleared: checksum what is on disk now. */
-    if ((r = read_exact(c, c->l1_raw, c->g.l1_bytes, c->h.l1_offset, "the L1 table")) < 0)
-        return r;
-    store_be32(be, qcow_xen_l1_checksum(c->l1_raw, c->g.l1_bytes));
-    if ((r = write_full_at(c->fd, be, sizeof be, QCOW_HEADER_SIZE + 4)) < 0)
-        return qc_fail(r, "%s: cannot write the Xen checksum: %s", c->path, strerror(-r));
-    return 0;
-}
-
-static int keep_repaired(struct qcow_check_report *r, struct qcow_problem p)
+static int keep_repaired(struct qcow_check_report *r, struct qcow_problem p, const char *remedy)
 {
     p.repaired = true;
+    p.remedy = remedy;
     r->repairs++;
     return keep_problem(r, &p);
 }
@@ -691,64 +698,47 @@ static int sync_file(struct checker *c)
     return 0;
 }
 
-static bool entry_repairable(const struct qcow_problem *p)
+static int write_at(struct checker *c, const void *buf, size_t len, uint64_t off, const char *what)
 {
-    return p->corruption && p->entry_pos != 0;
+    int r = write_full_at(c->fd, buf, len, off);
+
+    if (r < 0)
+        return qc_fail(r, "%s: cannot write %s at offset %" PRIu64 ": %s", c->path, what, off,
+                       strerror(-r));
+    return 0;
 }
 
-static bool is_tail_leak(const struct qcow_problem *p, uint64_t file_size)
+static const char *entry_remedy(const struct qcow_problem *p)
 {
-    return p->kind == QCOW_PROBLEM_LEAK && p->host_off + p->length == file_size;
+    return p->table == QCOW_TABLE_L1
+               ? "L1 entry cleared: the guest data of its whole L2 table is lost"
+               : "L2 entry cleared: the guest data of this cluster is lost";
 }
 
 /* Clear the entries this analysis condemned; *changed tells whether any
- * was.  The Xen checksum is rewritten when it was wrong or the L1 moved. */
+ * was. */
 static int repair_entries(struct checker *c, struct qcow_check_report *out, bool *changed)
 {
+    static const uint8_t zero[8];
     const struct qcow_check_report *found = c->r;
-    bool xen_bad = false, l1_changed = false;
     int r;
 
     *changed = false;
     for (size_t k = 0; k < found->n_problems; k++) {
         const struct qcow_problem *p = &found->problems[k];
-        if (p->kind == QCOW_PROBLEM_XEN_CHECKSUM && (r = keep_repaired(out, *p)) < 0)
-            return r;
-        xen_bad |= p->kind == QCOW_PROBLEM_XEN_CHECKSUM;
-        if (!entry_repairable(p))
+        if (!p->corruption || p->table == QCOW_TABLE_NONE)
             continue;
-        if ((r = clear_entry(c, p)) < 0 || (r = keep_repaired(out, *p)) < 0)
+        if ((r = write_at(c, zero, sizeof zero, p->entry_pos, "an entry")) < 0 ||
+            (r = keep_repaired(out, *p, entry_remedy(p))) < 0)
             return r;
-        l1_changed |= p->table == QCOW_TABLE_L1;
         *changed = true;
     }
-    if (c->xen.present && !l1_little_endian(c) && (xen_bad || l1_changed) &&
-        (r = rewrite_xen_checksum(c)) < 0)
-        return r;
-    return (xen_bad || *changed) ? sync_file(c) : 0;
+    return *changed ? sync_file(c) : 0;
 }
 
-static int truncate_tail(struct checker *c, struct qcow_check_report *out)
-{
-    for (size_t k = 0; k < c->r->n_problems; k++) {
-        const struct qcow_problem *p = &c->r->problems[k];
-        int r;
-        if (!is_tail_leak(p, c->file_size))
-            continue;
-        if (ftruncate(c->fd, (off_t)p->host_off) < 0)
-            return qc_fail(-errno, "%s: cannot truncate to %" PRIu64 " bytes: %s", c->path,
-                           p->host_off, strerror(errno));
-        if ((r = keep_repaired(out, *p)) < 0)
-            return r;
-        return sync_file(c);
-    }
-    return 0;
-}
-
-/* One round: analyse, clear bad entries, or once there are none left
- * (clearing entries frees space), cut off the leaked tail.  *again is true
- * while entries were cleared: there may be more than one report holds. */
-static int repair_round(const char *path, struct qcow_check_report *out, bool *again)
+/* One round: analyse and clear bad entries.  *again is true while entries
+ * were cleared: there may be more than one report holds. */
+static int entries_round(const char *path, struct qcow_check_report *out, bool *again)
 {
     struct qcow_check_report now = { 0 };
     struct checker c;
@@ -757,22 +747,171 @@ static int repair_round(const char *path, struct qcow_check_report *out, bool *a
     *again = false;
     if (r == 0)
         r = repair_entries(&c, out, again);
-    if (r == 0 && !*again)
-        r = truncate_tail(&c, out);
+    checker_free(&c);
+    qcow_check_report_free(&now);
+    return r;
+}
+
+static const struct qcow_problem *find_kind(const struct qcow_check_report *r,
+                                            enum qcow_problem_kind kind)
+{
+    for (size_t k = 0; k < r->n_problems; k++)
+        if (r->problems[k].kind == kind)
+            return &r->problems[k];
+    return NULL;
+}
+
+static int zero_l1_padding(struct checker *c)
+{
+    static const uint8_t zeros[64 << 10];
+    uint64_t off = c->f.h.l1_offset + c->f.g.l1_bytes, end = c->f.h.l1_offset + c->f.l1_area_bytes;
+    int r = 0;
+
+    for (size_t n; off < end && r == 0; off += n) {
+        n = (size_t)MIN(end - off, sizeof zeros);
+        r = write_at(c, zeros, n, off, "the L1 table");
+    }
+    return r;
+}
+
+/* The checksum of the L1 area as it is now (its padding zero). */
+static int area_checksum(struct checker *c, uint32_t *sum)
+{
+    _cleanup_free_ uint8_t *be = malloc(c->f.g.l1_bytes ? c->f.g.l1_bytes : 1);
+
+    if (!be)
+        return -ENOMEM;
+    for (uint64_t i = 0; i < c->f.g.l1_entries; i++)
+        store_be64(be + i * 8, c->f.l1[i]);
+    *sum = qcow_xen_area_checksum(be, c->f.g.l1_bytes, c->f.l1_area_bytes);
+    return 0;
+}
+
+static int write_xen_fields(struct checker *c, uint32_t checksum, uint32_t min_cluster_alloc)
+{
+    struct qcow_xen_header x = c->f.xen;
+    uint8_t raw[QCOW_XEN_HEADER_SIZE];
+
+    x.checksum = checksum;
+    x.min_cluster_alloc = min_cluster_alloc;
+    qcow_xen_header_encode(&x, raw);
+    return write_at(c, raw, sizeof raw, QCOW_HEADER_SIZE, "the Xen header");
+}
+
+/* The Xen extension, after the entries are cleared.  The rule: never make
+ * blktap trust more than the image holds.  The checksum is made right (so
+ * blktap honours the sparse flag and allocation hint again), but where the
+ * header promises whole extents that some L2 table does not have, blktap's
+ * fast path would read the wrong clusters: the promise is withdrawn
+ * (min_cluster_alloc 1) and blktap reads the L2 tables instead. */
+static int repair_xen(struct checker *c, struct qcow_check_report *out)
+{
+    const struct qcow_problem *pad = find_kind(c->r, QCOW_PROBLEM_XEN_PADDING);
+    const struct qcow_problem *sum = find_kind(c->r, QCOW_PROBLEM_XEN_CHECKSUM);
+    const struct qcow_problem *ext = find_kind(c->r, QCOW_PROBLEM_XEN_EXTENT);
+    struct qcow_front *f = &c->f;
+    uint32_t min = f->xen.min_cluster_alloc;
+    bool extents_promised = min == f->g.l2_entries;
+    uint32_t checksum = f->xen.checksum;
+    int r;
+
+    if (!pad && !sum && !ext)
+        return 0;
+    if (pad && ((r = zero_l1_padding(c)) < 0 ||
+                (r = keep_repaired(out, *pad, "zeroed")) < 0))
+        return r;
+    if ((sum || pad) && (r = area_checksum(c, &checksum)) < 0)
+        return r;
+    /* A checksum blktap will trust, with whole extents promised and not there. */
+    if (extents_promised && c->broken_extents && (ext || sum || pad))
+        min = 1;
+    if ((r = write_xen_fields(c, checksum, min)) < 0)
+        return r;
+    if (sum && (r = keep_repaired(out, *sum, "rewritten")) < 0)
+        return r;
+    if (min != f->xen.min_cluster_alloc) {
+        struct qcow_problem p = ext ? *ext : (struct qcow_problem){
+            .kind = QCOW_PROBLEM_XEN_EXTENT, .corruption = true,
+            .host_off = QCOW_HEADER_SIZE + 8, .length = 4 };
+        if (!ext)
+            snprintf(p.message, sizeof p.message, "Xen header: whole-extent allocation, but "
+                     "%" PRIu64 " L2 table%s not followed by its clusters", c->broken_extents,
+                     c->broken_extents == 1 ? " is" : "s are");
+        if ((r = keep_repaired(out, p, "min_cluster_alloc set to 1: blktap reads the L2 "
+                               "tables instead")) < 0)
+            return r;
+    }
+    return sync_file(c);
+}
+
+static int punch(struct checker *c, uint64_t off, uint64_t len)
+{
+    if (fallocate(c->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+        return 0;
+    if (errno == EOPNOTSUPP)
+        return 1;
+    return qc_fail(-errno, "%s: cannot punch a hole at offset %" PRIu64 ": %s", c->path, off,
+                   strerror(errno));
+}
+
+/* Leaked clusters inside the file get a hole punched in them (their space
+ * goes back to the file system; they read as zeros), a leaked tail is cut
+ * off. */
+static int reclaim_leaks(struct checker *c, struct qcow_check_report *out)
+{
+    bool changed = false;
+    int r;
+
+    for (size_t k = 0; k < c->r->n_problems; k++) {
+        const struct qcow_problem *p = &c->r->problems[k];
+        if (p->kind != QCOW_PROBLEM_LEAK)
+            continue;
+        if (p->host_off + p->length == c->file_size) {
+            if (ftruncate(c->fd, (off_t)p->host_off) < 0)
+                return qc_fail(-errno, "%s: cannot truncate to %" PRIu64 " bytes: %s", c->path,
+                               p->host_off, strerror(errno));
+            r = keep_repaired(out, *p, "file truncated");
+        } else if ((r = punch(c, p->host_off, p->length)) == 0) {
+            r = keep_repaired(out, *p, "hole punched: the space is free again");
+        } else if (r > 0) {
+            continue;               /* the file system cannot: the leak stays */
+        }
+        if (r < 0)
+            return r;
+        changed = true;
+    }
+    return changed ? sync_file(c) : 0;
+}
+
+/* Analyse again and run one fixer on what is found. */
+static int fix_round(const char *path, struct qcow_check_report *out, bool leaks)
+{
+    struct qcow_check_report now = { 0 };
+    struct checker c;
+    int r = analyse_path(path, true, true, &now, &c);
+
+    if (r == 0)
+        r = leaks ? reclaim_leaks(&c, out) : repair_xen(&c, out);
     checker_free(&c);
     qcow_check_report_free(&now);
     return r;
 }
 
 /* The rounds are bounded: each clears at least one entry of a finite set;
- * the cap only guards against a file that changes under us. */
+ * the cap only guards against a file that changes under us.  Then the Xen
+ * extension (which depends on the L1 as it ends up), then the leaks (which
+ * clearing entries may have made). */
 static int repair(const char *path, struct qcow_check_report *out)
 {
     bool again = true;
     int r = 0;
 
     for (unsigned round = 0; again && round < 1000 && r == 0; round++)
-        r = repair_round(path, out, &again);
+        r = entries_round(path, out, &again);
+    if (r == 0)
+        r = fix_round(path, out, false);
+    if (r == 0)
+        r = fix_round(path, out, true);
     return r;
 }
 
@@ -788,6 +927,8 @@ static int merge_final(struct qcow_check_report *out, struct qcow_check_report *
     out->header = final->header;
     out->xen = final->xen;
     out->geo = final->geo;
+    out->xen_honoured = final->xen_honoured;
+    out->l1_long = final->l1_long;
     out->corruptions = final->corruptions;
     out->leaks = final->leaks;
     out->leaked_bytes = final->leaked_bytes;
@@ -827,6 +968,8 @@ int qcow_count_usage(const char *path, struct qcow_usage *u)
     checker_free(&c);
     *u = (struct qcow_usage){ .l2_tables = rep.l2_tables, .data_clusters = rep.data_clusters,
                               .compressed_clusters = rep.compressed_clusters };
+    for (size_t k = 0; k < rep.n_problems; k++)
+        u->bad_entries += rep.problems[k].table != QCOW_TABLE_NONE;
     qcow_check_report_free(&rep);
     return r;
 }

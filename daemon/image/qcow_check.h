@@ -1,5 +1,7 @@
 /* Consistency check and repair of a QCOW v1 file, working on the file itself
  * (not through the driver), so that it can look at images the driver refuses.
+ * The header, the L1 table and every entry are read and judged by the
+ * format rules of qcow_format.h, the same the driver applies.
  *
  * The check never trusts the file: every offset is range-checked with
  * overflow-safe arithmetic, memory grows with the size of the file (never
@@ -7,20 +9,25 @@
  * byte of the file is walked twice, so any input ends in bounded time.
  *
  * What counts as what:
- *  - corruption: an L1 entry whose L2 table is misaligned, past the end of
- *    the file, or overlaps other metadata; an L2 entry whose cluster is
- *    misaligned, past the end of the file, overlaps metadata or another
- *    cluster; a compressed cluster that does not inflate to exactly one
- *    cluster; a wrong Xen L1 checksum.
- *  - leak: space in the file that nothing references: whole clusters
- *    between referenced data, and a tail past the last referenced byte
- *    (rounded up to a sector).  Padding up to the next cluster boundary
- *    (where allocations are aligned) is not a leak.
+ *  - corruption: an L1 entry whose L2 table is misaligned, not entirely
+ *    inside the file, or overlaps other metadata; an L2 entry whose cluster
+ *    is misaligned, not entirely inside the file, overlaps metadata or
+ *    another cluster; a compressed cluster that does not inflate to exactly
+ *    one cluster; in a Xen extension blktap reads: a wrong L1 checksum,
+ *    non-zero entries in the unused part of a long L1, or (where blktap
+ *    trusts the header for whole-extent allocation) an L2 table whose
+ *    clusters are not the extent right behind it.
+ *  - leak: space in the file that nothing references and that holds data
+ *    (a hole costs nothing and is not a leak): whole clusters between
+ *    referenced data, and a tail past the last referenced byte (rounded up
+ *    to a sector; not on a block device, whose size is not the image's).
+ *    Padding up to the next cluster boundary is not a leak.
  *
  * Repair clears the offending L1/L2 entries (the guest data behind them is
- * lost; the range then reads from the backing file, or as zeros), truncates
- * a leaked tail and rewrites the Xen checksum.  Leaked clusters inside the
- * file cannot be reclaimed (QCOW v1 only allocates at the end) and stay. */
+ * lost; the range then reads from the backing file, or as zeros), puts the
+ * Xen extension right in a way that never makes blktap trust more than the
+ * image holds, punches holes in leaked clusters inside the file and cuts a
+ * leaked tail off. */
 #ifndef QCOWD_QCOW_CHECK_H
 #define QCOWD_QCOW_CHECK_H
 
@@ -37,6 +44,8 @@ enum qcow_problem_kind {
     QCOW_PROBLEM_OVERLAP,       /* shares bytes with metadata or another cluster */
     QCOW_PROBLEM_BAD_COMPRESSED,/* does not inflate to exactly one cluster */
     QCOW_PROBLEM_XEN_CHECKSUM,  /* the Xen header's L1 checksum is wrong */
+    QCOW_PROBLEM_XEN_PADDING,   /* the unused part of a long L1 is not zero */
+    QCOW_PROBLEM_XEN_EXTENT,    /* blktap would read a whole extent that is not there */
 };
 
 /* Where a problem sits. */
@@ -56,6 +65,7 @@ struct qcow_problem {
     uint64_t guest_off;         /* L1/L2: first guest byte the entry maps */
     uint64_t entry_pos;         /* L1/L2: file offset of the entry itself */
     char message[256];          /* one line, without the file name */
+    const char *remedy;         /* repaired: what was done, and what it cost */
 };
 
 /* At most this many problems are kept; the counts go on past it. */
@@ -67,6 +77,8 @@ struct qcow_check_report {
     struct qcow_header header;
     struct qcow_xen_header xen;
     struct qcow_geometry geo;
+    bool xen_honoured;          /* blktap reads the extension */
+    bool l1_long;               /* blktap's long L1 layout */
 
     /* After the check (after repair, when repairing). */
     uint64_t corruptions;       /* corruption problems */
@@ -97,7 +109,8 @@ int qcow_check(const char *path, bool repair, struct qcow_check_report *r);
 
 void qcow_check_report_free(struct qcow_check_report *r);
 
-/* "leak", "past-eof", "misaligned", "overlap", "bad-compressed", "xen-checksum". */
+/* "leak", "past-eof", "misaligned", "overlap", "bad-compressed", "xen-checksum",
+ * "xen-padding", "xen-extent". */
 const char *qcow_problem_kind_name(enum qcow_problem_kind k);
 
 /* What the L1/L2 tables of a qcow file hold: valid L2 tables and cluster
@@ -107,6 +120,7 @@ struct qcow_usage {
     uint64_t l2_tables;
     uint64_t data_clusters;
     uint64_t compressed_clusters;
+    uint64_t bad_entries;       /* L1/L2 entries check calls corrupt (inflation untried) */
 };
 
 int qcow_count_usage(const char *path, struct qcow_usage *u);

@@ -1,5 +1,7 @@
 /* Creating qcow v1 images: the header, optional Xen extension header and
- * backing name, an empty L1 table, and optional preallocation. */
+ * backing name, an empty L1 table, and optional preallocation.  With the Xen
+ * extension the image is laid out as blktap lays it out (L1 at 4096, its
+ * long L1 table, the checksum over all of it), so blktap can open it. */
 #include "config.h"
 
 #include <errno.h>
@@ -54,20 +56,43 @@ static int fill_header(const char *path, const struct qcow_create_opts *o, uint6
     return qcow_header_validate(path, h, o->xen_header, UINT64_MAX, g);
 }
 
+/* Bytes of the file given to the L1 table: blktap's long table with the Xen
+ * extension (blktap cannot open the image without it), else QEMU's. */
+static int l1_area_bytes(const char *path, const struct qcow_create_opts *o,
+                         const struct qcow_header *h, const struct qcow_geometry *g,
+                         uint64_t *bytes)
+{
+    uint64_t entries;
+
+    *bytes = g->l1_bytes;
+    if (!o->xen_header)
+        return 0;
+    if (!qcow_blktap_l1_entries(h, &entries))
+        return qc_fail(-EFBIG, "%s: a Xen header image of %" PRIu64 " bytes cannot be opened "
+                       "by blktap, whose L1 table has one entry per byte of the disk (about "
+                       "255 MiB at most)", path, h->size);
+    *bytes = entries * 8;
+    return 0;
+}
+
 static int write_front(int fd, const char *path, const struct qcow_create_opts *o,
                        const struct qcow_header *h, const struct qcow_geometry *g)
 {
-    uint64_t end = align_up(h->l1_offset + g->l1_bytes, QCOW_SECTOR_SIZE);
-    _cleanup_free_ uint8_t *front = calloc(1, end);
+    uint64_t len = align_up(h->l1_offset + g->l1_bytes, QCOW_SECTOR_SIZE), area, end;
+    _cleanup_free_ uint8_t *front = calloc(1, len);
     int r;
 
     if (!front)
         return -ENOMEM;
+    if ((r = l1_area_bytes(path, o, h, g, &area)) < 0)
+        return r;
+    /* blktap's file ends on a page after its L1; QEMU's on a sector. */
+    end = o->xen_header ? align_up(h->l1_offset + area, 4096) : len;
     qcow_header_encode(h, front);
     if (o->xen_header) {
         struct qcow_xen_header x = {
             .present = true,
-            .checksum = qcow_xen_l1_checksum(front + h->l1_offset, g->l1_bytes),
+            .checksum = qcow_xen_area_checksum(front + h->l1_offset, g->l1_bytes, area),
             .min_cluster_alloc = o->xen_extent_alloc ? g->l2_entries : 1,
             .flags = QCOW_XEN_FLAG_L1_BIG_ENDIAN | (o->xen_sparse ? QCOW_XEN_FLAG_SPARSE : 0),
         };
@@ -75,9 +100,16 @@ static int write_front(int fd, const char *path, const struct qcow_create_opts *
     }
     if (o->backing_file)
         memcpy(front + h->backing_offset, o->backing_file, h->backing_len);
-    if ((r = write_full_at(fd, front, end, 0)) < 0)
+    if ((r = write_full_at(fd, front, len, 0)) < 0)
         return qc_fail(r, "%s: cannot write: %s", path, strerror(-r));
-    if (ftruncate(fd, (off_t)end) < 0 || fsync(fd) < 0)
+    if (ftruncate(fd, (off_t)end) < 0)
+        return qc_fail(-errno, "%s: cannot write: %s", path, strerror(errno));
+    /* Not sparse: blktap writes its L1 out whole; give it disk space. */
+    if (o->xen_header && !o->xen_sparse && fallocate(fd, 0, 0, (off_t)end) < 0 &&
+        errno != EOPNOTSUPP)
+        return qc_fail(-errno, "%s: cannot allocate %" PRIu64 " bytes: %s", path, end,
+                       strerror(errno));
+    if (fsync(fd) < 0)
         return qc_fail(-errno, "%s: cannot write: %s", path, strerror(errno));
     return 0;
 }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdlib.h>
 
 #include "crypto_lib.h"
 #include "error.h"
@@ -145,17 +146,282 @@ uint64_t qcow_front_metadata_end(const struct qcow_header *h, const struct qcow_
     return end;
 }
 
+/* blktap took the first four digest bytes as a host (little-endian x86)
+ * integer and stored that integer big-endian; images in the field do. */
+static uint32_t digest_word(const unsigned char *md)
+{
+    return (uint32_t)md[0] | (uint32_t)md[1] << 8 | (uint32_t)md[2] << 16 | (uint32_t)md[3] << 24;
+}
+
 uint32_t qcow_xen_l1_checksum(const void *l1_be, uint64_t bytes)
 {
     const struct crypto_lib *lib = crypto_lib();
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
-    uint32_t native;
 
     if (!lib || !lib->digest(l1_be, bytes, md, &md_len, lib->md5(), NULL))
         return 0;
-    /* blktap took the first four digest bytes as a host (little-endian x86)
-     * integer and stored that integer big-endian; images in the field do. */
-    native = (uint32_t)md[0] | (uint32_t)md[1] << 8 | (uint32_t)md[2] << 16 | (uint32_t)md[3] << 24;
-    return native;
+    return digest_word(md);
+}
+
+/* ---- the checksum of an L1 area, streamed ------------------------------- */
+
+struct md5 {
+    const struct crypto_lib *lib;
+    EVP_MD_CTX *ctx;
+    bool ok;
+};
+
+static void md5_begin(struct md5 *m)
+{
+    m->lib = crypto_lib();
+    m->ctx = m->lib ? m->lib->md_ctx_new() : NULL;
+    m->ok = m->ctx && m->lib->digest_init_ex(m->ctx, m->lib->md5(), NULL);
+}
+
+static void md5_add(struct md5 *m, const void *p, size_t len)
+{
+    m->ok = m->ok && m->lib->digest_update(m->ctx, p, len);
+}
+
+static void md5_add_zeros(struct md5 *m, uint64_t len)
+{
+    static const uint8_t zeros[64 << 10];
+
+    for (uint64_t n; len > 0; len -= n) {
+        n = MIN(len, sizeof zeros);
+        md5_add(m, zeros, (size_t)n);
+    }
+}
+
+static uint32_t md5_end(struct md5 *m)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+
+    m->ok = m->ok && m->lib->digest_final_ex(m->ctx, md, &md_len);
+    if (m->ctx)
+        m->lib->md_ctx_free(m->ctx);
+    return m->ok ? digest_word(md) : 0;
+}
+
+uint32_t qcow_xen_area_checksum(const void *l1_be, uint64_t bytes, uint64_t area_bytes)
+{
+    struct md5 m;
+
+    md5_begin(&m);
+    md5_add(&m, l1_be, (size_t)bytes);
+    md5_add_zeros(&m, area_bytes - bytes);
+    return md5_end(&m);
+}
+
+/* ---- reading the front -------------------------------------------------- */
+
+bool qcow_blktap_l1_entries(const struct qcow_header *h, uint64_t *entries)
+{
+    uint64_t span = UINT64_C(1) << (h->cluster_bits + h->l2_bits);
+
+    /* blktap keeps the table's byte count, rounded to 4096, in an int, and
+     * adds the L1 offset to it. */
+    *entries = align_up(h->size, span);
+    return *entries <= (INT_MAX - 2 * (uint64_t)QCOW_XEN_L1_OFFSET) / 8 &&
+           h->l1_offset <= INT_MAX - 2 * (uint64_t)QCOW_XEN_L1_OFFSET - *entries * 8;
+}
+
+static int read_front_header(int fd, const char *path, uint64_t file_size, struct qcow_front *f)
+{
+    uint8_t raw[QCOW_HEADER_SIZE + QCOW_XEN_HEADER_SIZE] = { 0 };
+    ssize_t n = read_full_at(fd, raw, sizeof raw, 0);
+    struct qcow_header *h = &f->h;
+
+    if (n < 0)
+        return qc_fail((int)n, "%s: cannot read the header: %s", path, strerror((int)-n));
+    if (n < QCOW_HEADER_SIZE)
+        return qc_fail(-EINVAL, "%s: file too short for a qcow header (%zd bytes)", path, n);
+    qcow_header_decode(raw, h);
+    if (n == (ssize_t)sizeof raw)
+        qcow_xen_header_decode(raw + QCOW_HEADER_SIZE, &f->xen);
+    /* The extension only exists where nothing else sits at byte 48. */
+    if (h->l1_offset < sizeof raw || (h->backing_offset && h->backing_offset < sizeof raw))
+        f->xen.present = false;
+    if (!f->xen.present)
+        f->xen = (struct qcow_xen_header){ 0 };
+    return qcow_header_validate(path, h, f->xen.present, file_size, &f->g);
+}
+
+static int read_backing_name(int fd, const char *path, struct qcow_front *f)
+{
+    uint32_t len = f->h.backing_len;
+    ssize_t n;
+
+    if (!f->h.backing_offset)
+        return 0;
+    if (!(f->backing_name = calloc(1, (size_t)len + 1)))
+        return -ENOMEM;
+    n = read_full_at(fd, f->backing_name, len, f->h.backing_offset);
+    if (n != (ssize_t)len)
+        return qc_fail(n < 0 ? (int)n : -EIO, "%s: cannot read the backing file name", path);
+    if (len == 0 || strlen(f->backing_name) != len)
+        return qc_fail(-EINVAL, "%s: backing file name is empty or contains a NUL byte", path);
+    return 0;
+}
+
+static int read_l1(int fd, const char *path, struct qcow_front *f, uint8_t *raw)
+{
+    ssize_t n;
+
+    if (!(f->l1 = calloc(f->g.l1_entries ? f->g.l1_entries : 1, sizeof *f->l1)))
+        return qc_fail(-ENOMEM, "%s: no memory for an L1 table of %" PRIu64 " entries", path,
+                       f->g.l1_entries);
+    n = read_full_at(fd, raw, f->g.l1_bytes, f->h.l1_offset);
+    if (n < 0)
+        return qc_fail((int)n, "%s: cannot read the L1 table: %s", path, strerror((int)-n));
+    if ((uint64_t)n != f->g.l1_bytes)
+        return qc_fail(-EINVAL, "%s: L1 table truncated", path);
+    for (uint64_t i = 0; i < f->g.l1_entries; i++) {
+        uint64_t v;
+        memcpy(&v, raw + i * 8, 8);
+        f->l1[i] = f->l1_little_endian ? le64toh(v) : be64toh(v);
+        /* From now on the raw table is the big-endian one. */
+        store_be64(raw + i * 8, f->l1[i]);
+    }
+    return 0;
+}
+
+/* blktap's long L1, when the file holds one: the extension is there, the
+ * file is long enough, and nothing the header or L1 names lies inside it
+ * (an image laid out the QEMU way has its first L2 table right after its
+ * short L1, which is inside). */
+static void choose_l1_area(struct qcow_front *f)
+{
+    uint64_t entries, end;
+
+    f->l1_area_bytes = f->g.l1_bytes;
+    if (!f->xen.present || !qcow_blktap_l1_entries(&f->h, &entries) ||
+        entries <= f->g.l1_entries)
+        return;
+    end = f->h.l1_offset + entries * 8;
+    if (end > f->file_size)
+        return;
+    if (f->h.backing_offset && f->h.backing_offset + f->h.backing_len > f->h.l1_offset &&
+        f->h.backing_offset < end)
+        return;
+    for (uint64_t i = 0; i < f->g.l1_entries; i++)
+        if (f->l1[i] && f->l1[i] < end)
+            return;
+    f->l1_long = true;
+    f->l1_area_bytes = entries * 8;
+}
+
+/* The checksum over the L1 area as blktap computes it: the table (made
+ * big-endian first) and the padding as it is in the file. */
+static int checksum_l1_area(int fd, const char *path, struct qcow_front *f, const uint8_t *l1_be)
+{
+    uint64_t off = f->h.l1_offset + f->g.l1_bytes, end = f->h.l1_offset + f->l1_area_bytes;
+    _cleanup_free_ uint8_t *buf = malloc(1u << 20);
+    struct md5 m;
+    int r = 0;
+
+    if (!buf)
+        return -ENOMEM;
+    f->l1_padding_zero = true;
+    md5_begin(&m);
+    md5_add(&m, l1_be, f->g.l1_bytes);
+    while (off < end && r == 0) {
+        size_t len = (size_t)MIN(end - off, 1u << 20);
+        ssize_t n = read_full_at(fd, buf, len, off);
+        if (n != (ssize_t)len) {
+            r = qc_fail(n < 0 ? (int)n : -EIO, "%s: cannot read the L1 table", path);
+            break;
+        }
+        if (f->l1_padding_zero && (buf[0] || memcmp(buf, buf + 1, len - 1)))
+            f->l1_padding_zero = false;
+        md5_add(&m, buf, len);
+        off += len;
+    }
+    f->xen_checksum_now = md5_end(&m);
+    if (r == 0 && !m.ok)
+        r = qc_fail(-EIO, "%s: MD5 failed", path);
+    f->xen_checksum_ok = f->xen_checksum_now == f->xen.checksum;
+    return r;
+}
+
+int qcow_front_read(int fd, const char *path, uint64_t file_size, struct qcow_front *f)
+{
+    _cleanup_free_ uint8_t *l1_raw = NULL;
+    int r;
+
+    *f = (struct qcow_front){ .file_size = file_size, .l1_padding_zero = true };
+    if ((r = read_front_header(fd, path, file_size, f)) < 0 ||
+        (r = read_backing_name(fd, path, f)) < 0)
+        return r;
+    /* blktap reads the extension only without a backing file, with the L1
+     * at a multiple of 4096; otherwise it neither checks nor updates it. */
+    f->xen_honoured = f->xen.present && !f->h.backing_offset &&
+                      is_aligned(f->h.l1_offset, QCOW_XEN_L1_OFFSET);
+    f->l1_little_endian = f->xen_honoured && !(f->xen.flags & QCOW_XEN_FLAG_L1_BIG_ENDIAN);
+    if (!(l1_raw = malloc(f->g.l1_bytes ? f->g.l1_bytes : 1)))
+        return -ENOMEM;
+    if ((r = read_l1(fd, path, f, l1_raw)) < 0)
+        return r;
+    choose_l1_area(f);
+    f->front_end = qcow_front_metadata_end(&f->h, &f->g);
+    f->front_end = MAX(f->front_end, f->h.l1_offset + f->l1_area_bytes);
+    return f->xen_honoured ? checksum_l1_area(fd, path, f, l1_raw) : 0;
+}
+
+void qcow_front_free(struct qcow_front *f)
+{
+    free(f->backing_name);
+    free(f->l1);
+    f->backing_name = NULL;
+    f->l1 = NULL;
+}
+
+/* ---- entries ------------------------------------------------------------ */
+
+static enum qcow_fault judge_span(const struct qcow_span *s, uint64_t front_end, uint64_t file_end)
+{
+    if (s->start < front_end)
+        return QCOW_FAULT_IN_FRONT;
+    if (s->start > file_end || s->len > file_end - s->start)
+        return QCOW_FAULT_PAST_EOF;
+    return QCOW_FAULT_NONE;
+}
+
+enum qcow_fault qcow_l1_entry_fault(const struct qcow_geometry *g, uint64_t front_end,
+                                    uint64_t file_end, uint64_t entry, struct qcow_span *s)
+{
+    *s = (struct qcow_span){ .start = entry, .len = g->l2_bytes };
+    if ((entry & QCOW_OFLAG_COMPRESSED) || !is_aligned(entry, QCOW_SECTOR_SIZE))
+        return QCOW_FAULT_MISALIGNED;
+    return judge_span(s, front_end, file_end);
+}
+
+enum qcow_fault qcow_l2_entry_fault(const struct qcow_geometry *g, uint64_t front_end,
+                                    uint64_t file_end, uint64_t entry, struct qcow_span *s)
+{
+    if (entry & QCOW_OFLAG_COMPRESSED) {
+        *s = (struct qcow_span){ .start = qcow_compressed_offset(g, entry),
+                                 .len = qcow_compressed_length(g, entry), .compressed = true };
+        if (s->len == 0)
+            return QCOW_FAULT_EMPTY;
+        return judge_span(s, front_end, file_end);
+    }
+    *s = (struct qcow_span){ .start = entry, .len = g->cluster_size };
+    if (!is_aligned(entry, QCOW_SECTOR_SIZE))
+        return QCOW_FAULT_MISALIGNED;
+    return judge_span(s, front_end, file_end);
+}
+
+const char *qcow_fault_text(enum qcow_fault f)
+{
+    switch (f) {
+    case QCOW_FAULT_NONE: return "is fine";
+    case QCOW_FAULT_EMPTY: return "has length 0";
+    case QCOW_FAULT_MISALIGNED: return "is not 512-byte aligned";
+    case QCOW_FAULT_IN_FRONT: return "overlaps the header or L1 table";
+    case QCOW_FAULT_PAST_EOF: return "lies past the end of the file";
+    }
+    return "is invalid";
 }

@@ -1,7 +1,11 @@
-/* QCOW version 1 on-disk format: constants, the header and its validation.
+/* QCOW version 1 on-disk format: constants, the header, the Xen extension,
+ * the L1 table and the rules for L1 and L2 entries.
  *
- * Everything here is pure (no I/O) so the driver, `qcowctl check` and the
- * fuzz target share one reading of the format.  See doc/qcow-format.md. */
+ * This is the one reading of the format: the driver (qcow.c), `qcowctl
+ * check` and `info` (qcow_check.c), `qcowctl compact` and the fuzz target
+ * all go through it, so one rule decides everywhere.  Everything is pure but
+ * qcow_front_read(), which reads the front of a file.  See
+ * doc/qcow-format.md. */
 #ifndef QCOWD_QCOW_FORMAT_H
 #define QCOWD_QCOW_FORMAT_H
 
@@ -75,6 +79,84 @@ int qcow_header_validate(const char *path, const struct qcow_header *h, bool xen
 /* Where metadata at the front of the file ends (header, backing name, L1). */
 uint64_t qcow_front_metadata_end(const struct qcow_header *h, const struct qcow_geometry *g);
 
+/* ---- the front of a file ------------------------------------------------ */
+
+/* Header, Xen extension, backing file name and L1 table, read and checked
+ * by qcow_front_read().  The Xen fields are false/zero without an extension.
+ *
+ * The L1 area is the part of the file given to the L1 table: QEMU's
+ * ceil(size / 2^shift) entries, or blktap's long table of round_up(size,
+ * 2^shift) entries (its driver sizes the table with a rounded byte count),
+ * whose entries past QEMU's count are never used and stay zero. */
+struct qcow_front {
+    struct qcow_header h;
+    struct qcow_xen_header xen;
+    struct qcow_geometry g;
+    uint64_t file_size;
+    char *backing_name;         /* NUL-terminated; NULL without a backing file */
+    uint64_t *l1;               /* g.l1_entries entries, host order */
+    bool xen_honoured;          /* blktap reads the extension: no backing file, L1 at n * 4096 */
+    bool l1_little_endian;      /* honoured, flag 2 clear: an old blktap image's host-order L1 */
+    bool l1_long;               /* blktap's long L1 layout */
+    bool xen_checksum_ok;       /* honoured, and the checksum matches the L1 area */
+    bool l1_padding_zero;       /* the L1 area past g.l1_bytes holds zeros */
+    uint32_t xen_checksum_now;  /* the checksum of the L1 area as it is (honoured only) */
+    uint64_t l1_area_bytes;     /* g.l1_bytes, or blktap's long table */
+    uint64_t front_end;         /* end of header, backing name and L1 area */
+};
+
+/* Read and validate the front of the qcow file open as fd (file_size bytes;
+ * a block device's size).  Fills *f (free it with qcow_front_free(), also on
+ * failure).  Returns 0 or -errno with a message naming path and the field.
+ * L1 entries are decoded, not judged: see qcow_l1_entry_fault(). */
+int qcow_front_read(int fd, const char *path, uint64_t file_size, struct qcow_front *f);
+void qcow_front_free(struct qcow_front *f);
+
+/* How many L1 entries blktap gives an image of this header (round_up(size,
+ * 2^shift)); false when that table is more than blktap's int arithmetic
+ * handles (it then cannot open the image at all). */
+bool qcow_blktap_l1_entries(const struct qcow_header *h, uint64_t *entries);
+
+/* The guest size as QEMU shows it: the header's size rounded down to whole
+ * sectors (the geometry still follows the header's size). */
+static inline uint64_t qcow_virtual_size(const struct qcow_header *h)
+{
+    return h->size & ~(uint64_t)(QCOW_SECTOR_SIZE - 1);
+}
+
+/* ---- L1 and L2 entries --------------------------------------------------- */
+
+/* What is wrong with an entry, in the order it is checked. */
+enum qcow_fault {
+    QCOW_FAULT_NONE = 0,
+    QCOW_FAULT_EMPTY,           /* a compressed cluster of length 0 */
+    QCOW_FAULT_MISALIGNED,      /* not 512-byte aligned (or an L1 entry with bit 63) */
+    QCOW_FAULT_IN_FRONT,        /* starts inside the header, backing name or L1 area */
+    QCOW_FAULT_PAST_EOF,        /* does not lie entirely inside the file */
+};
+
+/* The bytes of the file an entry names. */
+struct qcow_span {
+    uint64_t start;
+    uint64_t len;
+    bool compressed;
+};
+
+/* Judge a non-zero L1 entry (its L2 table) or L2 entry (its cluster or
+ * compressed stream) of an image with geometry g whose front ends at
+ * front_end, in a file of file_end bytes.  Everything an entry names must
+ * lie entirely inside the file: no writer leaves a table or cluster that
+ * runs past the end (each grows the file first), so one that does means the
+ * file was cut short.  *s is filled either way. */
+enum qcow_fault qcow_l1_entry_fault(const struct qcow_geometry *g, uint64_t front_end,
+                                    uint64_t file_end, uint64_t entry, struct qcow_span *s);
+enum qcow_fault qcow_l2_entry_fault(const struct qcow_geometry *g, uint64_t front_end,
+                                    uint64_t file_end, uint64_t entry, struct qcow_span *s);
+
+/* "is not 512-byte aligned", "overlaps the header or L1 table", "lies past
+ * the end of the file", "has length 0". */
+const char *qcow_fault_text(enum qcow_fault f);
+
 /* Decode a compressed L2 entry. */
 static inline uint64_t qcow_compressed_offset(const struct qcow_geometry *g, uint64_t e)
 {
@@ -91,5 +173,9 @@ static inline uint64_t qcow_compressed_entry(const struct qcow_geometry *g, uint
 
 /* The blktap checksum over an L1 table given in big-endian form. */
 uint32_t qcow_xen_l1_checksum(const void *l1_be, uint64_t bytes);
+
+/* The checksum of an L1 area of area_bytes holding the table l1_be (bytes,
+ * big-endian) followed by zeros: what blktap computes over its long table. */
+uint32_t qcow_xen_area_checksum(const void *l1_be, uint64_t bytes, uint64_t area_bytes);
 
 #endif

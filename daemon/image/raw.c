@@ -3,9 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
 
 #include "driver.h"
 #include "error.h"
@@ -13,18 +10,7 @@
 
 static int raw_open(struct layer *l, const struct image_open_opts *o)
 {
-    struct stat st;
-
-    if (fstat(l->meta_fd, &st) < 0)
-        return qc_fail(-errno, "%s: %s", l->path, strerror(errno));
-    if (S_ISBLK(st.st_mode)) {
-        uint64_t bytes;
-        if (ioctl(l->meta_fd, BLKGETSIZE64, &bytes) < 0)
-            return qc_fail(-errno, "%s: cannot get the device size: %s", l->path, strerror(errno));
-        l->size = bytes;
-    } else {
-        l->size = (uint64_t)st.st_size;
-    }
+    l->size = l->file_size;
     return 0;
 }
 
@@ -50,6 +36,20 @@ static int raw_plan_write(struct layer *l, uint64_t off, uint64_t len, struct wr
 static int raw_commit_write(struct layer *l, const struct write_piece *p)
 {
     return 0;
+}
+
+/* The file system zeroes the parts of blocks a hole only partly covers:
+ * all of the range reads as zeros. */
+static int raw_plan_discard(struct layer *l, uint64_t off, uint64_t len, struct discard_piece *p)
+{
+    *p = (struct discard_piece){ .kind = DISCARD_ZERO, .layer = l, .guest_off = off, .len = len,
+                                 .host_off = off, .host_len = len };
+    return 0;
+}
+
+static uint32_t raw_discard_granularity(const struct layer *l)
+{
+    return IMAGE_SECTOR_SIZE;
 }
 
 static int raw_meta_prepare(struct layer *l, struct meta_writeback *wb)
@@ -86,6 +86,8 @@ const struct layer_ops raw_ops = {
     .map = raw_map,
     .plan_write = raw_plan_write,
     .commit_write = raw_commit_write,
+    .plan_discard = raw_plan_discard,
+    .discard_granularity = raw_discard_granularity,
     .meta_prepare = raw_meta_prepare,
     .meta_finish = raw_meta_finish,
     .meta_pressure = raw_meta_pressure,

@@ -2,6 +2,9 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 
 #include "util.h"
 
@@ -39,6 +42,25 @@ int write_full_at(int fd, const void *buf, size_t len, uint64_t off)
         done += (size_t)n;
     }
     return 0;
+}
+
+int fd_image_size(int fd, uint64_t *size, bool *blockdev)
+{
+    struct stat st;
+
+    if (blockdev)
+        *blockdev = false;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (S_ISREG(st.st_mode)) {
+        *size = (uint64_t)st.st_size;
+        return 0;
+    }
+    if (!S_ISBLK(st.st_mode))
+        return -EINVAL;
+    if (blockdev)
+        *blockdev = true;
+    return ioctl(fd, BLKGETSIZE64, size) < 0 ? -errno : 0;
 }
 
 void *alloc_aligned(size_t align, size_t len)

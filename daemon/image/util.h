@@ -42,6 +42,11 @@ static inline void closep(int *fd) { if (*fd >= 0) close(*fd); }
 ssize_t read_full_at(int fd, void *buf, size_t len, uint64_t off);
 int write_full_at(int fd, const void *buf, size_t len, uint64_t off);
 
+/* The size in bytes of a regular file, or of a block device (BLKGETSIZE64):
+ * what a qcow or raw image on either holds.  -EINVAL for anything else
+ * (*blockdev tells which it was; may be NULL). */
+int fd_image_size(int fd, uint64_t *size, bool *blockdev);
+
 /* Aligned allocation (for O_DIRECT buffers); NULL on failure. */
 void *alloc_aligned(size_t align, size_t len);
 

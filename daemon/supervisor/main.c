@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -45,7 +46,8 @@ static void usage(FILE *f)
         "                          of connecting (default %d; 0: never)\n"
         "      --max-images=N      attached images at once (default 4096; open files and\n"
         "                          kernel AIO slots are limits too: see qcowctl version)\n"
-        "      --worker=PATH       the worker program (default %s)\n"
+        "      --worker=PATH       the worker program (default %s,\n"
+        "                          or qcowd-worker beside qcowd when that is absent)\n"
         "      --nbdkit=PATH       nbdkit, for NBD exports (default: nbdkit in $PATH)\n"
         "      --nbdkit-plugin=PATH  nbdkit-qcowd-plugin.so (default %s)\n"
         "  -l, --log-level=LEVEL   error, warning, info (default) or debug\n"
@@ -55,6 +57,24 @@ static void usage(FILE *f)
         "qcowd stays in the foreground and logs to stderr; under systemd it uses socket\n"
         "activation when a socket is passed and reports readiness (Type=notify).\n",
         IDLE_TIMEOUT_DEFAULT_S, WORKER_PATH, NBDKIT_PLUGIN_PATH);
+}
+
+/* The installed worker; when it is absent (qcowd run from its build tree),
+ * the one beside this executable. */
+static const char *default_worker(void)
+{
+    static char beside[PATH_MAX];
+    char exe[PATH_MAX];
+    ssize_t n;
+
+    if (access(WORKER_PATH, X_OK) == 0)
+        return WORKER_PATH;
+    n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return WORKER_PATH;
+    exe[n] = '\0';
+    snprintf(beside, sizeof beside, "%s/qcowd-worker", dirname(exe));
+    return access(beside, X_OK) == 0 ? beside : WORKER_PATH;
 }
 
 static char *default_socket(void)
@@ -286,7 +306,7 @@ static void wait_for_workers(struct supervisor *s)
 int main(int argc, char **argv)
 {
     struct supervisor s = { .listen_fd = -1, .sigfd = -1, .group = (gid_t)-1, .max_clients = 64,
-                            .idle_timeout_s = IDLE_TIMEOUT_DEFAULT_S, .worker_path = WORKER_PATH,
+                            .idle_timeout_s = IDLE_TIMEOUT_DEFAULT_S, .worker_path = default_worker(),
                             .nbdkit_path = "nbdkit", .nbdkit_plugin = NBDKIT_PLUGIN_PATH };
     int r;
 

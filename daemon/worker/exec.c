@@ -492,17 +492,27 @@ static int commit_pieces(struct executor *x, struct xreq *xr)
     return 0;
 }
 
+/* Discards run synchronously (a hole punch is one quick system call); a
+ * cluster pointed at a fresh zero cluster is committed and logged like an
+ * allocating write, and reaches the disk at the next writeback. */
 static int do_discard(struct executor *x, struct xreq *xr)
 {
     struct blk_req *req = xr->req;
+    struct metalog *log = x->opts.metalog;
+    struct discard_piece *v = NULL;
+    size_t n = 0, cap = 0;
+    int r = image_plan_discard(x->img, req->off, req->len, &v, &n, &cap);
 
-    /* qcow v1 has no way to give clusters back; discard is advisory. */
-    if (!x->top_is_raw)
-        return 0;
-    if (fallocate(layer_fd(x->img->top, false), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                  (off_t)req->off, (off_t)req->len) < 0 && errno != EOPNOTSUPP)
-        return -errno;
-    return 0;
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        r = image_run_discard_piece(x->img, &v[i]);
+        if (r == 0 && log && v[i].kind == DISCARD_REPLACE &&
+            metalog_append(log, v[i].cluster_guest_off, v[i].host_off) == -ENOSPC)
+            xr->must_flush = true;
+    }
+    free(v);
+    if (image_meta_pressure(x->img) || (log && metalog_wants_writeback(log)))
+        x->wb_wanted = true;
+    return r;
 }
 
 /* ---- requests ---------------------------------------------------------- */
@@ -683,7 +693,6 @@ int executor_new(struct image *img, struct aio_ctx *aio, const struct exec_opts 
     x->aio = aio;
     x->opts = *o;
     layer_get_info(img->top, &info);
-    x->top_is_raw = info.format == IMAGE_FORMAT_RAW;
     x->granule = info.cluster_size ? info.cluster_size : 4096;
     x->wb.fd = -1;
     *out = x;

@@ -23,7 +23,6 @@ struct executor {
     struct aio_ctx *aio;
     struct exec_opts opts;
     uint32_t granule;           /* cluster size; conflicts are tracked per cluster */
-    bool top_is_raw;
     struct xreq *head, *tail;   /* active requests */
     unsigned active;
     bool scheduling, reschedule;

@@ -98,7 +98,8 @@ void worker_answer_map(struct worker *w, struct ring_io *io)
 
 /* A raw image's discard punches a hole in its file, which then reads as
  * zeros, if the file system can punch: ask it, beyond the end of the file
- * where punching changes nothing.  (A qcow image's discard is advisory.) */
+ * where punching changes nothing.  (A qcow image's discard zeroes only the
+ * whole clusters of its range, so it does not offer this.) */
 bool worker_discard_zeroes(const struct worker *w)
 {
     struct layer_info info;

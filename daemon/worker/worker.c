@@ -36,12 +36,16 @@ static void log_ring(void *opaque, const char *msg)
 
 /* ---- setup ------------------------------------------------------------- */
 
+/* Discard where the image can (not an encrypted one), in units of its
+ * clusters, which start at sector 0: Xen's discard-granularity and
+ * discard-alignment (0).  Never DISCARD_SECURE. */
 static uint64_t ring_features(const struct worker *w)
 {
-    uint64_t f = QCOWRING_F_FLUSH | QCOWRING_F_BARRIER | QCOWRING_F_DISCARD | QCOWRING_F_INDIRECT |
-                 QCOWRING_F_MAP;
+    uint64_t f = QCOWRING_F_FLUSH | QCOWRING_F_BARRIER | QCOWRING_F_INDIRECT | QCOWRING_F_MAP;
 
-    if (worker_discard_zeroes(w))
+    if (image_discard_granularity(w->img))
+        f |= QCOWRING_F_DISCARD;
+    if ((f & QCOWRING_F_DISCARD) && worker_discard_zeroes(w))
         f |= QCOWRING_F_DISCARD_ZEROES;
     return w->read_only ? f | QCOWRING_F_READ_ONLY : f;
 }
@@ -54,6 +58,8 @@ static int make_ring(struct worker *w, const struct worker_opts *o)
         .ring_page_order = o->ring_page_order,
         .data_pages = o->data_pages,
         .max_indirect_segments = o->max_indirect,
+        .discard_granularity = image_discard_granularity(w->img),
+        .discard_alignment = 0,
     };
     if (o->adopt.memfd >= 0) {
         w->ring_fds = o->adopt;

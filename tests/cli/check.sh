@@ -48,16 +48,25 @@ pattern_file want_a 170 4096
 "$QCOWCTL" read eof.qcow 0 4K | cmp - want_a || fail "cluster A damaged by the repair"
 
 # A misaligned entry: corruption; after the repair A's old cluster is a leak
-# inside the file, which repair cannot reclaim: exit 4.
+# inside the file, and repair punches a hole in it: clean.
 cp good.qcow mis.qcow
 put_be64 mis.qcow $entry_a $((cluster_a + 16))
 expect_rc 3 check mis.qcow
 out_has "is not 512-byte aligned"
-expect_rc 4 check -r mis.qcow
+expect_rc 0 check -r mis.qcow
 out_has "Repaired: mis.qcow: guest offset 0"
-out_has "Leaked: mis.qcow: "
+out_has "Repaired: mis.qcow: 4096 bytes (1 cluster) at offset $(printf '%#x' "$cluster_a") are not referenced: leaked (hole punched"
+expect_rc 0 check mis.qcow
+"$QCOWCTL" read mis.qcow 64K 4K | cmp - <(head -c 4096 /dev/zero | tr '\0' '\273') ||
+    fail "cluster B damaged by the repair"
+
+# A leak in the middle that holds data: exit 4; a hole there is no leak.
+cp good.qcow leak.qcow
+put_be64 leak.qcow $entry_a 0
+expect_rc 4 check leak.qcow
 out_has "1 leaked cluster (4096 bytes) was found on the image."
-expect_rc 4 check mis.qcow
+fallocate -p -o "$cluster_a" -l 4096 leak.qcow
+expect_rc 0 check leak.qcow
 
 # An entry pointing into the L2 table; two entries sharing a cluster.
 cp good.qcow meta.qcow

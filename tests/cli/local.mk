@@ -6,6 +6,7 @@ CLI_TESTS = \
 	tests/cli/read-write.sh \
 	tests/cli/map.sh \
 	tests/cli/check.sh \
+	tests/cli/space.sh \
 	tests/cli/convert.sh \
 	tests/cli/encrypted.sh \
 	tests/cli/online-basic.sh \

@@ -3,7 +3,7 @@
 # 1 (with the file named) for failures.
 . "$(dirname "$0")/lib.sh"
 
-commands="create info map check convert read write"
+commands="create info map check convert read write discard compact"
 
 expect_rc 0 --help
 for c in $commands; do

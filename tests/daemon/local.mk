@@ -32,5 +32,11 @@ DAEMON_TESTS = \
 	tests/daemon/ring-geometry.sh \
 	tests/daemon/recovery.sh \
 	tests/daemon/hostile-worker.sh \
-	tests/daemon/slow-clients.sh
+	tests/daemon/slow-clients.sh \
+	tests/daemon/past-eof.sh \
+	tests/daemon/blktap.sh \
+	tests/daemon/odd-size.sh \
+	tests/daemon/blockdev.sh \
+	tests/daemon/discard.sh \
+	tests/daemon/crash-leaks.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh

@@ -4,6 +4,8 @@
  *   ringio SOCKET NAME write OFFSET LENGTH < data
  *   ringio SOCKET NAME read OFFSET LENGTH > data
  *   ringio SOCKET NAME flush
+ *   ringio SOCKET NAME discard OFFSET LENGTH
+ *   ringio SOCKET NAME geometry      (capacity, features, discard unit)
  *   ringio SOCKET NAME random SHADOW_OUT [-n OPS] [-q QD] [-s SEED] [-m MAXLEN]
  *                             [-K KILL_AT] [-w WORKER_PID]
  *
@@ -71,6 +73,13 @@ static int cmd_read(struct qcowring *ring, uint64_t off, uint64_t len)
         return die("stdout", -EIO);
     free(buf);
     return 0;
+}
+
+static int cmd_discard(struct qcowring *ring, uint64_t off, uint64_t len)
+{
+    int r = qcowring_discard(ring, off, len);
+
+    return r < 0 ? die("discard", r) : 0;
 }
 
 struct pending {
@@ -201,6 +210,19 @@ static int cmd_random(struct qcowring *ring, int argc, char **argv)
     return failures ? 1 : 0;
 }
 
+static int cmd_geometry(struct qcowring *ring)
+{
+    struct qcowring_geometry g;
+
+    qcowring_get_geometry(ring, &g);
+    printf("capacity-sectors %" PRIu64 "\ndiscard %s\ndiscard-secure %s\n"
+           "discard-granularity %" PRIu32 "\ndiscard-alignment %" PRIu32 "\n",
+           g.capacity_sectors, (g.features & QCOWRING_F_DISCARD) ? "yes" : "no",
+           (g.features & QCOWRING_F_DISCARD_SECURE) ? "yes" : "no", g.discard_granularity,
+           g.discard_alignment);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct qcowring *ring;
@@ -208,7 +230,7 @@ int main(int argc, char **argv)
     int r;
 
     if (argc < 4) {
-        fprintf(stderr, "usage: ringio SOCKET NAME read|write|flush|random ...\n");
+        fprintf(stderr, "usage: ringio SOCKET NAME read|write|discard|flush|geometry|random ...\n");
         return 2;
     }
     if ((r = qcowring_connect(argv[1], argv[2], &ring)) < 0)
@@ -217,9 +239,12 @@ int main(int argc, char **argv)
         r = cmd_random(ring, argc - 3, argv + 3);
     } else if (strcmp(argv[3], "flush") == 0) {
         r = qcowring_flush(ring) < 0 ? 1 : 0;
+    } else if (strcmp(argv[3], "geometry") == 0) {
+        r = cmd_geometry(ring);
     } else if (argc == 6 && parse_u64(argv[4], &off) == 0 && parse_u64(argv[5], &len) == 0) {
         r = strcmp(argv[3], "write") == 0 ? cmd_write(ring, off, len)
-          : strcmp(argv[3], "read") == 0 ? cmd_read(ring, off, len) : 2;
+          : strcmp(argv[3], "read") == 0 ? cmd_read(ring, off, len)
+          : strcmp(argv[3], "discard") == 0 ? cmd_discard(ring, off, len) : 2;
     } else {
         r = 2;
     }

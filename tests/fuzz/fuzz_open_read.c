@@ -1,6 +1,8 @@
 /* libFuzzer target: open the input as a qcow image (and as raw), walk its
- * layers, map and read up to 4 MiB of it, close.  Nothing an input holds may
- * crash the engine, hang it, or make it allocate without bound.
+ * layers, map and read up to 4 MiB of it, close; then run `qcowctl check`'s
+ * analysis on it (qcow_check, without repair), which reads the format
+ * through the same decoder.  Nothing an input holds may crash the engine,
+ * hang it, or make it allocate without bound.
  *
  * The input is written to a file in a private directory; a backing file name
  * without a slash therefore resolves inside that directory (the input itself
@@ -18,6 +20,8 @@
 
 #include "error.h"
 #include "image.h"
+#include "qcow_check.h"
+#include "qcow_format.h"
 #include "util.h"
 
 #define READ_CAP (UINT64_C(4) << 20)
@@ -53,13 +57,17 @@ static int setup(void)
 /* May this input's backing name reach outside the private directory? */
 static bool backing_escapes(const uint8_t *d, size_t n)
 {
+    struct qcow_header h;
     uint64_t off;
     uint32_t len;
 
-    if (n < 48 || load_be32(d) != 0x514649FBu)
+    if (n < QCOW_HEADER_SIZE)
         return false;
-    off = load_be64(d + 8);
-    len = load_be32(d + 16);
+    qcow_header_decode(d, &h);
+    if (h.magic != QCOW_MAGIC)
+        return false;
+    off = h.backing_offset;
+    len = h.backing_len;
     if (!off)
         return false;
     if (off >= n)
@@ -111,6 +119,19 @@ static void exercise(enum image_format fmt, bool escapes)
     image_close(img);
 }
 
+/* The checker: never follows the backing file, never writes without
+ * --repair.  Bounded by the file's size. */
+static void check(size_t size)
+{
+    struct qcow_check_report rep;
+
+    if (size > (8u << 20))
+        return;
+    qc_clear_error();
+    (void)qcow_check(path, false, &rep);
+    qcow_check_report_free(&rep);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int fd;
@@ -124,5 +145,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     close(fd);
     exercise(IMAGE_FORMAT_QCOW, backing_escapes(data, size));
     exercise(IMAGE_FORMAT_RAW, false);
+    check(size);
     return 0;
 }

@@ -88,6 +88,7 @@ l1-entry-past-eof          iRC  l1-entry-past-eof\.qcow         L1 entry 0 .*pas
 l1-entry-misaligned        iRC  l1-entry-misaligned\.qcow       L1 entry 0 .*aligned
 l1-entry-into-l1           iRC  l1-entry-into-l1\.qcow          L1 entry 0 .*overlaps
 l2-entry-past-eof          iRC  l2-entry-past-eof\.qcow         L2 entry .*past the end
+l2-entry-runs-past-eof     iRC  l2-entry-runs-past-eof\.qcow    L2 entry .*past the end
 l2-entry-misaligned        iRC  l2-entry-misaligned\.qcow       L2 entry .*aligned
 compressed-past-eof        iRC  compressed-past-eof\.qcow       compressed cluster .*(outside|past the end)
 compressed-corrupt         iRC  compressed-corrupt\.qcow        compressed cluster .*corrupt

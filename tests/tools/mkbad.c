@@ -294,6 +294,8 @@ static void m_l1e_misaligned(struct image *im) { put64(im, im->l1_offset, im->l2
 /* (base built with the L1 table at 4096) L1[0] names the L1 table itself. */
 static void m_l1e_into_l1(struct image *im) { put64(im, im->l1_offset, im->l1_offset); }
 static void m_l2e_past_eof(struct image *im) { put64(im, im->l2a + 8 * G_PLAIN0, UINT64_C(1) << 30); }
+/* A cluster that starts inside the file and runs 2 KiB past its end. */
+static void m_l2e_runs_past_eof(struct image *im) { put64(im, im->l2a + 8 * G_PLAIN0, im->len - 2048); }
 static uint64_t get64(const struct image *im, uint64_t off)
 {
     uint64_t v = 0;
@@ -367,6 +369,7 @@ int main(int argc, char **argv)
     one("l1-entry-misaligned.qcow", NULL, 0, m_l1e_misaligned, 0);
     one("l1-entry-into-l1.qcow", NULL, 4096, m_l1e_into_l1, 0);
     one("l2-entry-past-eof.qcow", NULL, 0, m_l2e_past_eof, 0);
+    one("l2-entry-runs-past-eof.qcow", NULL, 0, m_l2e_runs_past_eof, 0);
     one("l2-entry-misaligned.qcow", NULL, 0, m_l2e_misaligned, 0);
     one("compressed-past-eof.qcow", NULL, 0, m_comp_past_eof, 0);
     one("compressed-corrupt.qcow", NULL, 0, m_comp_corrupt, 0);

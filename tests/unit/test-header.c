@@ -234,6 +234,59 @@ static void test_validate(void)
     refuse("backing name inside the L1 table", h, false, GOOD_FILE + 100, -EINVAL, "backing");
 }
 
+/* The entry rules every reader shares: 4 KiB clusters, front up to 8192,
+ * a file of 65536 bytes. */
+static void test_entry_faults(void)
+{
+    struct qcow_header h = good();
+    struct qcow_geometry g;
+    struct qcow_span s;
+
+    CHECK_OK(qcow_header_validate(PATH, &h, false, GOOD_FILE, &g));
+    CHECK(qcow_l2_entry_fault(&g, 8192, 65536, 61440, &s) == QCOW_FAULT_NONE);
+    CHECK_U64(s.start, 61440);
+    CHECK_U64(s.len, 4096);
+    /* Starts inside the file, runs past its end: the file was cut short. */
+    CHECK(qcow_l2_entry_fault(&g, 8192, 65536, 63488, &s) == QCOW_FAULT_PAST_EOF);
+    CHECK(qcow_l2_entry_fault(&g, 8192, 65536, 65536, &s) == QCOW_FAULT_PAST_EOF);
+    CHECK(qcow_l2_entry_fault(&g, 8192, 65536, UINT64_C(1) << 62, &s) == QCOW_FAULT_PAST_EOF);
+    CHECK(qcow_l2_entry_fault(&g, 8192, 65536, 8192 + 100, &s) == QCOW_FAULT_MISALIGNED);
+    CHECK(qcow_l2_entry_fault(&g, 8192, 65536, 4096, &s) == QCOW_FAULT_IN_FRONT);
+    /* Compressed: length 0, inside, past the end. */
+    CHECK(qcow_l2_entry_fault(&g, 8192, 65536, qcow_compressed_entry(&g, 9000, 0), &s) ==
+          QCOW_FAULT_EMPTY);
+    CHECK(qcow_l2_entry_fault(&g, 8192, 65536, qcow_compressed_entry(&g, 9000, 500), &s) ==
+          QCOW_FAULT_NONE);
+    CHECK(s.compressed && s.start == 9000 && s.len == 500);
+    CHECK(qcow_l2_entry_fault(&g, 8192, 65536, qcow_compressed_entry(&g, 65400, 500), &s) ==
+          QCOW_FAULT_PAST_EOF);
+    /* L1 entries name a whole L2 table (4096 bytes here). */
+    CHECK(qcow_l1_entry_fault(&g, 8192, 65536, 61440, &s) == QCOW_FAULT_NONE);
+    CHECK(qcow_l1_entry_fault(&g, 8192, 65536, 62976, &s) == QCOW_FAULT_PAST_EOF);
+    CHECK(qcow_l1_entry_fault(&g, 8192, 65536, 8192 | QCOW_OFLAG_COMPRESSED, &s) ==
+          QCOW_FAULT_MISALIGNED);
+}
+
+/* blktap's L1: round_up(size, 2^shift) entries, within its int sizes. */
+static void test_blktap_l1(void)
+{
+    struct qcow_header h = good();
+    uint64_t n;
+
+    h.size = UINT64_C(1) << 20;
+    h.l1_offset = 4096;
+    CHECK(qcow_blktap_l1_entries(&h, &n));
+    CHECK_U64(n, UINT64_C(2) << 20);            /* one 2 MiB span, as entries */
+    h.size = UINT64_C(254) << 20;
+    CHECK(qcow_blktap_l1_entries(&h, &n));
+    CHECK_U64(n, UINT64_C(254) << 20);
+    h.size = UINT64_C(256) << 20;
+    CHECK(!qcow_blktap_l1_entries(&h, &n));
+    /* The guest sees whole sectors, as QEMU shows it. */
+    h.size = 1000001;
+    CHECK_U64(qcow_virtual_size(&h), 999936);
+}
+
 int main(void)
 {
     test_round_trip();
@@ -241,5 +294,7 @@ int main(void)
     test_xen_checksum();
     test_compressed_entries();
     test_validate();
+    test_entry_faults();
+    test_blktap_l1();
     return unit_result("test-header");
 }
