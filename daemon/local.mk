@@ -7,6 +7,8 @@ daemon_common_libqcowdcommon_la_SOURCES = \
 	daemon/common/spin.h daemon/common/spin.c \
 	daemon/common/aio_budget.h daemon/common/aio_budget.c \
 	daemon/common/worker_spawn.h daemon/common/worker_spawn.c \
+	daemon/common/throttle.h daemon/common/throttle.c \
+	daemon/common/io_limits.h daemon/common/io_limits.c \
 	shm/create.c
 # Ring creation (shm/create.c) is built in rather than linked from the shared
 # libqcowring, so qcowd and its workers need no shared library of ours: no

@@ -36,7 +36,8 @@ UNIT_TESTS = \
 	tests/unit/test-crypt \
 	tests/unit/test-compress \
 	tests/unit/test-map \
-	tests/unit/test-meta
+	tests/unit/test-meta \
+	tests/unit/test-throttle
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 UNIT_LDADD = daemon/image/libqcowimage.la
@@ -54,6 +55,10 @@ tests_unit_test_map_SOURCES = tests/unit/test-map.c tests/unit/unit.h
 tests_unit_test_map_LDADD = $(UNIT_LDADD)
 tests_unit_test_meta_SOURCES = tests/unit/test-meta.c tests/unit/unit.h
 tests_unit_test_meta_LDADD = $(UNIT_LDADD)
+tests_unit_test_throttle_SOURCES = tests/unit/test-throttle.c tests/unit/unit.h
+tests_unit_test_throttle_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
+tests_unit_test_throttle_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
+tests_unit_test_throttle_LDADD = daemon/common/libqcowdcommon.la $(JSONC_LIBS)
 
 # ---- interop with QEMU and malformed images (shell) -------------------------
 INTEROP_TESTS = \
