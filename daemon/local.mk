@@ -24,6 +24,7 @@ daemon_qcowd_worker_SOURCES = \
 	daemon/worker/worker.h daemon/worker/worker.c \
 	daemon/worker/busypoll.h daemon/worker/busypoll.c \
 	daemon/worker/map.c \
+	daemon/worker/limiter.h daemon/worker/limiter.c \
 	daemon/worker/control.c
 daemon_qcowd_worker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common \
 	-I$(top_srcdir)/daemon/worker

@@ -3,6 +3,8 @@
  * event (carrying the ring's descriptors when it made the ring) or a
  * "failed" event, then answers commands:
  *   {"execute": "stats" | "query" | "pause" | "resume" | "stop", "id": ...}
+ *   {"execute": "limit", "arguments": {"limits": {...}}, "id": ...}
+ *       (with the limit group's page as a descriptor when they name one)
  * with {"return": {...}, "id": ...} or {"error": {"class", "desc"}, "id"}. */
 #include "config.h"
 
@@ -166,6 +168,7 @@ static json_object *stats_json(const struct worker *w)
     json_object_object_add(o, "ring-broken", json_object_new_boolean(rs.broken));
     json_object_object_add(o, "busy-poll-hits", json_object_new_int64((int64_t)w->poll.spin.hits));
     json_object_object_add(o, "aio", aio_json(&w->aio));
+    json_object_object_add(o, "throttle", limiter_stats_json(&w->limiter, now_ns()));
     json_object_object_add(o, "uptime-ms",
                            json_object_new_int64((int64_t)((now_ns() - w->started_ns) / 1000000)));
     return o;
@@ -234,7 +237,28 @@ static void do_resume(struct worker *w, json_object *id)
     reply(w, id, NULL);
 }
 
-static void handle_command(struct worker *w, const char *cmd, json_object *id)
+/* New limits from the supervisor (it checked them; so do we). */
+static void do_limit(struct worker *w, json_object *msg, json_object *id, int group_fd)
+{
+    json_object *args = NULL, *limits = NULL;
+    char why[160];
+
+    json_object_object_get_ex(msg, "arguments", &args);
+    if (!json_object_object_get_ex(args, "limits", &limits)) {
+        reply_error(w, id, "InvalidParameter", "'limit' takes 'limits'");
+        return;
+    }
+    if (limiter_set(&w->limiter, limits, group_fd, now_ns(), why, sizeof why) < 0) {
+        reply_error(w, id, "InvalidParameter", why);
+        return;
+    }
+    log_info("%s: I/O limits now %s", w->name,
+             json_object_to_json_string_ext(limits, JSON_C_TO_STRING_PLAIN));
+    reply(w, id, io_limits_to_json(&w->limiter.limits));
+}
+
+static void handle_command(struct worker *w, const char *cmd, json_object *msg, json_object *id,
+                           int fd)
 {
     if (strcmp(cmd, "stats") == 0) {
         reply(w, id, stats_json(w));
@@ -249,6 +273,8 @@ static void handle_command(struct worker *w, const char *cmd, json_object *id)
     } else if (strcmp(cmd, "stop") == 0) {
         w->state = WORKER_STOPPING;
         reply(w, id, NULL);
+    } else if (strcmp(cmd, "limit") == 0) {
+        do_limit(w, msg, id, fd);
     } else {
         reply_error(w, id, "CommandNotFound", "unknown worker command");
     }
@@ -262,9 +288,12 @@ void worker_handle_control(struct worker *w)
     ssize_t n = fdpass_recv(w->ctl_fd, buf, sizeof buf - 1, fds, FDPASS_MAX, &nfds);
     json_object *msg, *cmd, *id = NULL;
 
-    for (unsigned i = 0; i < nfds; i++)
+    /* Only "limit" takes a descriptor: the first one, while it runs. */
+    for (unsigned i = 1; i < nfds; i++)
         close(fds[i]);
     if (n <= 0) {
+        if (nfds)
+            close(fds[0]);
         if (n < 0 && n != -EAGAIN)
             log_warning("%s: control channel: %s", w->name, strerror((int)-n));
         if (n == 0 || n != -EAGAIN) {
@@ -282,6 +311,8 @@ void worker_handle_control(struct worker *w)
         !json_object_is_type(cmd, json_type_string))
         reply_error(w, id, "GenericError", "expected {\"execute\": COMMAND}");
     else
-        handle_command(w, json_object_get_string(cmd), id);
+        handle_command(w, json_object_get_string(cmd), msg, id, nfds ? fds[0] : -1);
+    if (nfds)
+        close(fds[0]);
     json_object_put(msg);
 }

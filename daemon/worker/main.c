@@ -40,6 +40,8 @@ static void usage(FILE *f)
         "      --paused            start paused: take no request until told to resume\n"
         "      --poll-us=USEC      busy-poll this long for work before sleeping\n"
         "                          (default %d; 0 sleeps at once)\n"
+        "      --limits=JSON       I/O limits, as qcowd's \"limits\" object\n"
+        "      --limit-group-fd=FD the page of the limit group the limits name\n"
         "      --log-level=LEVEL   error, warning, info (default), debug\n"
         "  -h, --help              show this help\n",
         DEFAULT_RING_ORDER, DEFAULT_DATA_PAGES, DEFAULT_MAX_INDIRECT, WORKER_POLL_DEFAULT_US);
@@ -98,7 +100,8 @@ static int read_key(int fd, uint8_t *key, size_t cap, size_t *len)
 }
 
 enum { OPT_CACHE = 256, OPT_KEY_FD, OPT_NAME, OPT_RING_ORDER, OPT_DATA_PAGES, OPT_MAX_INDIRECT,
-       OPT_CONTROL_FD, OPT_RING_FDS, OPT_NULL, OPT_PAUSED, OPT_LOG_LEVEL, OPT_POLL_US };
+       OPT_CONTROL_FD, OPT_RING_FDS, OPT_NULL, OPT_PAUSED, OPT_LOG_LEVEL, OPT_POLL_US,
+       OPT_LIMITS, OPT_LIMIT_GROUP_FD };
 
 static const struct option long_options[] = {
     { "format", required_argument, NULL, 'f' },
@@ -114,6 +117,8 @@ static const struct option long_options[] = {
     { "null", no_argument, NULL, OPT_NULL },
     { "paused", no_argument, NULL, OPT_PAUSED },
     { "poll-us", required_argument, NULL, OPT_POLL_US },
+    { "limits", required_argument, NULL, OPT_LIMITS },
+    { "limit-group-fd", required_argument, NULL, OPT_LIMIT_GROUP_FD },
     { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
@@ -149,6 +154,8 @@ static int parse_option(int c, const char *arg, struct worker_opts *o)
     case OPT_NULL: o->null_backend = true; return 0;
     case OPT_PAUSED: o->start_paused = true; return 0;
     case OPT_POLL_US: return parse_uint(arg, 1000000, &o->poll_us);
+    case OPT_LIMITS: o->limits = arg; return 0;
+    case OPT_LIMIT_GROUP_FD: return parse_fd(arg, &o->limit_group_fd);
     case OPT_LOG_LEVEL:
         if ((level = log_level_parse(arg)) < 0)
             return -EINVAL;
@@ -165,7 +172,7 @@ int main(int argc, char **argv)
                              .data_pages = DEFAULT_DATA_PAGES,
                              .max_indirect = DEFAULT_MAX_INDIRECT, .ctl_fd = -1,
                              .adopt = { -1, -1, -1 }, .adopt_journal_fd = -1,
-                             .open.direct = true };
+                             .limit_group_fd = -1, .open.direct = true };
     struct worker w;
     int c, r;
 

@@ -211,7 +211,8 @@ static int setup_loop(struct worker *w)
     if (w->sigfd < 0 || w->epfd < 0)
         return -errno;
     if ((r = watch(w, w->sigfd)) < 0 || (r = watch(w, w->aio.efd)) < 0 ||
-        (r = watch(w, w->ring_fds.req_eventfd)) < 0 || (r = watch(w, w->ctl_fd)) < 0)
+        (r = watch(w, w->ring_fds.req_eventfd)) < 0 || (r = watch(w, w->ctl_fd)) < 0 ||
+        (r = watch(w, limiter_timer_fd(&w->limiter))) < 0)
         return r;
     return 0;
 }
@@ -227,6 +228,17 @@ static int aio_setup_failed(struct worker *w, int r)
     w->fail_class = "LimitReached";
     aio_budget_describe_refusal(why, sizeof why, AIO_IDLE_DEPTH);
     return qc_fail(r, "%s: %s", w->name, why);
+}
+
+static int start_limiter(struct worker *w, const struct worker_opts *o)
+{
+    char why[160];
+    int r = limiter_init(&w->limiter, ring_server_ring_size(w->rs), o->limits, o->limit_group_fd,
+                         why, sizeof why);
+
+    if (o->limit_group_fd >= 0)
+        close(o->limit_group_fd);       /* mapped, if it is any good */
+    return r < 0 ? qc_fail(r, "%s: %s", w->name, why) : 0;
 }
 
 /* O_DIRECT needs every piece, data and metadata, aligned to the device's
@@ -256,7 +268,8 @@ int worker_init(struct worker *w, const struct worker_opts *o)
     *w = (struct worker){ .name = o->name ? o->name : o->path, .ctl_fd = o->ctl_fd,
                           .read_only = o->open.read_only, .epfd = -1, .sigfd = -1,
                           .ring_fds = { -1, -1, -1 }, .journal_fd = -1,
-                          .aio = { .efd = -1 } };
+                          .aio = { .efd = -1 },
+                          .limiter = { .timer_fd = -1 } };
     if ((r = open_image(w, o)) < 0)
         return r;
     if (w->img->size < IMAGE_SECTOR_SIZE)
@@ -274,6 +287,8 @@ int worker_init(struct worker *w, const struct worker_opts *o)
         return r;
     xo.metalog = w->metalog;
     if ((r = executor_new(w->img, &w->aio, &xo, &w->x)) < 0)
+        return r;
+    if ((r = start_limiter(w, o)) < 0)
         return r;
     if ((r = setup_loop(w)) < 0)
         return qc_fail(r, "%s: cannot set up the event loop: %s", w->name, strerror(-r));
@@ -308,6 +323,7 @@ void worker_destroy(struct worker *w)
         close(w->epfd);
     if (w->sigfd >= 0)
         close(w->sigfd);
+    limiter_destroy(&w->limiter);
     if (w->img)
         image_close(w->img);
     w->img = NULL;
@@ -407,7 +423,8 @@ static void poll_ring(struct worker *w)
             return;
         }
         for (int i = 0; i < n; i++)
-            submit_io(w, ios[i]);
+            if (!limiter_hold(&w->limiter, ios[i], now_ns()))
+                submit_io(w, ios[i]);
         if (n == POLL_BATCH)
             continue;
         /* Every slot in flight: the completions will bring us back. */
@@ -441,12 +458,28 @@ static void dispatch(struct worker *w, int fd)
         handle_signal(w);
     } else if (fd == w->ctl_fd) {
         worker_handle_control(w);
+    } else if (fd == limiter_timer_fd(&w->limiter)) {
+        limiter_timer_expired(&w->limiter);
     }
+}
+
+static void start_held(void *opaque, struct ring_io *io)
+{
+    submit_io(opaque, io);
+}
+
+/* Held requests start when their turn comes, and all at once when the
+ * worker stops; a pause keeps them held (they have not started). */
+static void release_held(struct worker *w)
+{
+    if (w->state == WORKER_RUNNING || w->state == WORKER_STOPPING)
+        limiter_release(&w->limiter, now_ns(), w->state == WORKER_STOPPING, start_held, w);
 }
 
 static bool finished(const struct worker *w)
 {
-    return w->state == WORKER_STOPPING && executor_idle(w->x) && aio_idle(&w->aio);
+    return w->state == WORKER_STOPPING && executor_idle(w->x) && aio_idle(&w->aio) &&
+           limiter_idle(&w->limiter);
 }
 
 static int drain_and_close(struct worker *w)
@@ -491,6 +524,7 @@ int worker_run(struct worker *w)
         for (int i = 0; i < n; i++)
             dispatch(w, ev[i].data.fd);
         poll_ring(w);
+        release_held(w);
         executor_tick(w->x);
         /* Answer first: the client can post more while the disk works. */
         ring_server_push_responses(w->rs);

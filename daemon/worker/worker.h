@@ -10,6 +10,7 @@
 #include "aio.h"
 #include "exec.h"
 #include "image.h"
+#include "limiter.h"
 #include "metalog.h"
 #include "qcowring-client.h"
 #include "ring_server.h"
@@ -43,6 +44,7 @@ struct worker {
     bool quiesce_flushing;      /* a pause's flush is running */
     struct blk_req quiesce_flush;
     struct busy_poll poll;
+    struct limiter limiter;     /* I/O limits: requests held until their turn */
     uint64_t started_ns;
     const char *fail_class;     /* why worker_init failed, when not the image's fault */
 };
@@ -60,6 +62,8 @@ struct worker_opts {
     int ctl_fd;
     struct qcowring_fds adopt;  /* an existing ring to serve (fds >= 0) */
     int adopt_journal_fd;       /* and its journal */
+    const char *limits;         /* I/O limits (JSON), or NULL */
+    int limit_group_fd;         /* their group's page, or -1 */
 };
 
 /* Open the image and make (or adopt) the ring.  Returns 0 or -errno with
