@@ -64,6 +64,7 @@ daemon_qcowd_SOURCES = \
 	daemon/supervisor/calls.c \
 	daemon/supervisor/worker_messages.c \
 	daemon/supervisor/recovery.c \
+	daemon/supervisor/throttling.h daemon/supervisor/throttling.c \
 	daemon/supervisor/exports.c \
 	daemon/supervisor/export_listen.h daemon/supervisor/export_listen.c \
 	daemon/supervisor/limits.c \

@@ -54,6 +54,8 @@ static void build_argv(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
     if (o->adopt)
         ARG_NUM("--ring-fds", "%d,%d,%d,%d", o->adopt->memfd, o->adopt->req_eventfd,
                 o->adopt->rsp_eventfd, o->adopt_journal_fd);
+    if (o->limits && o->limits->group_fd >= 0)
+        ARG_NUM("--limit-group-fd", "%d", o->limits->group_fd);
 #undef ARG_NUM
 #define ARG_STR(flag, value) (argv[n++] = flag, argv[n++] = value)
     if (o->format)
@@ -62,6 +64,8 @@ static void build_argv(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
         ARG_STR("--name", o->name);
     if (o->log_level)
         ARG_STR("--log-level", o->log_level);
+    if (o->limits)
+        ARG_STR("--limits", o->limits->json);
 #undef ARG_STR
     if (o->read_only)
         argv[n++] = "--read-only";
@@ -94,6 +98,8 @@ static void exec_child(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
         keep_across_exec(o->adopt->rsp_eventfd);
         keep_across_exec(o->adopt_journal_fd);
     }
+    if (o->limits && o->limits->group_fd >= 0)
+        keep_across_exec(o->limits->group_fd);
     /* The supervisor may have blocked signals for its signalfd. */
     sigset_t none;
     sigemptyset(&none);

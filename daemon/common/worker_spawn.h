@@ -10,6 +10,12 @@
 
 #include "qcowring-client.h"
 
+/* I/O limits for a worker: --limits and --limit-group-fd. */
+struct worker_limits {
+    const char *json;           /* the limits object's text */
+    int group_fd;               /* the page of their limit group, or -1 */
+};
+
 struct worker_spawn_opts {
     const char *worker_path;    /* the qcowd-worker binary */
     const char *image;
@@ -29,6 +35,7 @@ struct worker_spawn_opts {
     bool start_paused;          /* take no request until told to resume */
     unsigned poll_us;           /* busy-poll before sleeping (0: the worker's default) */
     int stderr_fd;              /* -1: inherit */
+    const struct worker_limits *limits; /* NULL: none */
 };
 
 struct worker_proc {

@@ -81,6 +81,7 @@ json_object *attachment_describe(const struct attachment *att, bool full)
     json_object_object_add(o, "poll-us", json_object_new_int((int32_t)att->poll_us));
     json_object_object_add(o, "restarts", json_object_new_int((int32_t)att->restarts));
     json_object_object_add(o, "ring-renewals", json_object_new_int((int32_t)att->ring_renewals));
+    json_object_object_add(o, "io-limits", throttling_describe(att));
     if (info) {
         json_object *ring = json_object_new_object();
         copy_field(ring, info, "ring-page-order");
@@ -110,6 +111,7 @@ void fill_spawn_opts(const struct supervisor *s, const struct attachment *att,
         .ring_order = att->ring_page_order,
         .ring_order_given = att->ring_page_order_given,
         .data_pages = att->data_pages,
+        .limits = throttling_for_worker(att),
     };
 }
 
@@ -146,6 +148,7 @@ void attachment_free(struct supervisor *s, struct attachment *att)
     }
     unwatch_fd(s, att->proc.ctl_fd);
     worker_proc_release(&att->proc);
+    throttling_release(s, att);
     if (att->lock_fd >= 0)
         close(att->lock_fd);
     if (att->key)
@@ -352,6 +355,10 @@ int attachment_start(struct supervisor *s, struct client *c, json_object *id, js
     att->next = s->attachments;
     s->attachments = att;
     s->nimages++;
+    if ((r = throttling_attach(s, att, c, id, args)) < 0) {
+        attachment_free(s, att);
+        return r;
+    }
     qc_clear_error();
     if ((r = image_lock(att->path, att->read_only, &att->lock_fd)) < 0) {
         client_error(c, id, r == -EBUSY ? "Locked" : "ImageError", "%s", qc_error_message(r));

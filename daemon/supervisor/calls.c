@@ -47,6 +47,23 @@ int call_send(struct attachment *att, struct call *call)
     return fdpass_send(att->proc.ctl_fd, buf, (size_t)n, NULL, 0);
 }
 
+/* A command with arguments, and a descriptor unless fd is -1. */
+static int call_send_args(struct attachment *att, struct call *call, json_object *args, int fd)
+{
+    json_object *msg = json_object_new_object();
+    const char *text;
+    int r;
+
+    json_object_object_add(msg, "execute", json_object_new_string(call->command));
+    json_object_object_add(msg, "arguments", json_object_get(args));
+    json_object_object_add(msg, "id", json_object_new_int64((int64_t)call->seq));
+    text = json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN |
+                                                   JSON_C_TO_STRING_NOSLASHESCAPE);
+    r = fdpass_send(att->proc.ctl_fd, text, strlen(text), &fd, fd >= 0 ? 1 : 0);
+    json_object_put(msg);
+    return r;
+}
+
 static void stats_all_done(struct stats_all *all)
 {
     if (all->client)
@@ -136,6 +153,20 @@ void attachment_forward(struct supervisor *s, struct attachment *att, struct cli
         return;
     }
     if (call_send(att, call) < 0)
+        call_finish(s, att, call_pop_answerable(att, call->seq), NULL, "the worker is not answering");
+}
+
+void attachment_call_worker(struct supervisor *s, struct attachment *att, struct client *c,
+                            json_object *id, const char *command, json_object *args, int fd)
+{
+    struct call *call = call_push(att, c ? CALL_FORWARD : CALL_INTERNAL, c, id, command);
+
+    if (!call) {
+        if (c)
+            client_error(c, id, "GenericError", "out of memory");
+        return;
+    }
+    if (call_send_args(att, call, args, fd) < 0)
         call_finish(s, att, call_pop_answerable(att, call->seq), NULL, "the worker is not answering");
 }
 

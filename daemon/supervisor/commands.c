@@ -130,6 +130,14 @@ static void cmd_resume(struct supervisor *s, struct client *c, json_object *id, 
     attachment_forward(s, att, c, id, "resume");
 }
 
+static void cmd_limit(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+{
+    struct attachment *att = named_attachment(s, c, id, args);
+
+    if (att)
+        throttling_command(s, att, c, id, args);
+}
+
 static void cmd_connect(struct supervisor *s, struct client *c, json_object *id, json_object *args)
 {
     struct attachment *att = named_attachment(s, c, id, args);
@@ -201,7 +209,9 @@ static void cmd_shutdown(struct supervisor *s, struct client *c, json_object *id
 static const char *const no_args[] = { NULL };
 static const char *const name_arg[] = { "name", NULL };
 static const char *const attach_args[] = { "path", "name", "read-only", "cache", "format", "key",
-                                           "poll-us", "ring-page-order", "data-pages", NULL };
+                                           "poll-us", "ring-page-order", "data-pages", "limits",
+                                           NULL };
+static const char *const limit_args[] = { "name", "limits", "reset", NULL };
 static const char *const events_args[] = { "enable", NULL };
 static const char *const export_add_args[] = { "name", "nbd", "tls-certs", "read-only",
                                                "insecure", NULL };
@@ -217,6 +227,7 @@ static const struct command commands[] = {
     { "disconnect", name_arg, cmd_disconnect },
     { "pause", name_arg, cmd_pause },
     { "resume", name_arg, cmd_resume },
+    { "limit", limit_args, cmd_limit },
     { "events", events_args, cmd_events },
     { "shutdown", no_args, cmd_shutdown },
     { "export-add", export_add_args, exports_cmd_add },

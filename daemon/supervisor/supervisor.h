@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "throttling.h"
 #include "worker_spawn.h"
 
 #define MAX_LINE 65536
@@ -113,6 +114,7 @@ struct attachment {
     uint64_t started_ns;
     char *error;
     int start_error;            /* -errno: why the worker did not start */
+    struct attachment_limits limits;    /* I/O limits (throttling.c) */
     struct client *owner;       /* the connection that holds the ring */
     struct call *calls;         /* in the order they were sent */
     uint64_t next_seq;
@@ -144,6 +146,7 @@ struct supervisor {
     const char *nbdkit_path;    /* supervised NBD exports (exports.c) */
     const char *nbdkit_plugin;
     struct export *exports;
+    struct limit_group *limit_groups;   /* throttling.c */
 };
 
 /* server.c: the socket and connections */
@@ -186,6 +189,10 @@ int attachment_start(struct supervisor *s, struct client *c, json_object *id, js
 void attachment_detach(struct supervisor *s, struct attachment *att, struct client *c, json_object *id);
 void attachment_forward(struct supervisor *s, struct attachment *att, struct client *c, json_object *id,
                    const char *command);
+/* Send command with arguments (and a descriptor, or -1) to att's worker;
+ * its answer goes to c, or nowhere when c is NULL. */
+void attachment_call_worker(struct supervisor *s, struct attachment *att, struct client *c,
+                            json_object *id, const char *command, json_object *args, int fd);
 void attachments_stats_all(struct supervisor *s, struct client *c, json_object *id);
 json_object *attachment_describe(const struct attachment *att, bool full);
 void attachment_worker_readable(struct supervisor *s, struct attachment *att);
