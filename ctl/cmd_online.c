@@ -18,6 +18,7 @@
 #include "client.h"
 #include "error.h"
 #include "key.h"
+#include "limits.h"
 #include "output.h"
 #include "util.h"
 
@@ -65,6 +66,7 @@ struct online_args {
     long poll_us;               /* attach --poll-us; -1: not given */
     long ring_page_order;       /* attach --ring-page-order; -1: not given */
     long data_pages;            /* attach --data-pages; -1: not given */
+    struct cli_limits limits;   /* attach's I/O limit options */
     bool watch;                 /* stats */
     double interval;
     unsigned long count;
@@ -153,7 +155,7 @@ static int online_option(struct cli *cli, const struct cli_command *cmd, int opt
         a->no_wait = true;
         return CLI_CONTINUE;
     }
-    return CLI_NOT_MINE;
+    return cli_limit_option(cmd, opt, optarg, &a->limits);
 }
 
 /* Parse a command's options and its operand (min..max of them, at most one). */
@@ -420,6 +422,7 @@ static int run_attach(struct cli *cli, const struct cli_command *cmd, int argc, 
         { "poll-us", required_argument, NULL, OPT_POLL_US },
         { "ring-page-order", required_argument, NULL, OPT_RING_PAGE_ORDER },
         { "data-pages", required_argument, NULL, OPT_DATA_PAGES },
+        CLI_LIMIT_OPTIONS,
         ONLINE_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
@@ -432,16 +435,23 @@ static int run_attach(struct cli *cli, const struct cli_command *cmd, int argc, 
     int r;
 
     if ((r = parse_online(cli, cmd, argc, argv, opts, CLI_COMMON_SHORT "n:rf:", 1, 1, &a)) !=
-        CLI_CONTINUE)
+            CLI_CONTINUE ||
+        (r = cli_limits_finish(cmd, &a.limits)) != CLI_CONTINUE) {
+        json_object_put(a.limits.obj);
         return r;
-    if (!(path = absolute_path(a.operand)))
+    }
+    if (!(path = absolute_path(a.operand))) {
+        json_object_put(a.limits.obj);
         return CLI_EXIT_FAILURE;
+    }
     /* Connect first: no password is asked for a daemon that is not there. */
     if ((r = ctl_connect(&c, cli)) != CLI_EXIT_OK) {
+        json_object_put(a.limits.obj);
         free(path);
         return r;
     }
     if ((r = attach_key(&a, path, &key, &have_key)) != CLI_EXIT_OK) {
+        json_object_put(a.limits.obj);
         ctl_close(&c);
         free(path);
         return r;
@@ -462,6 +472,8 @@ static int run_attach(struct cli *cli, const struct cli_command *cmd, int argc, 
         json_object_object_add(args, "ring-page-order", json_object_new_int64(a.ring_page_order));
     if (a.data_pages >= 0)
         json_object_object_add(args, "data-pages", json_object_new_int64(a.data_pages));
+    if (a.limits.obj)
+        json_object_object_add(args, "limits", a.limits.obj);
     if (have_key) {
         json_object_object_add(args, "key", json_object_new_string_len((const char *)key.data,
                                                                         (int)key.len));
@@ -634,7 +646,7 @@ static void print_query(json_object *q)
     static const char *const shown[] = { "name", "path", "state", "pid", "format", "size",
                                          "cluster-size", "encrypted", "read-only", "cache",
                                          "connected", "restarts", "error", "ring", "chain",
-                                         "poll-us", "ring-renewals" };
+                                         "poll-us", "ring-renewals", "limits" };
     char size[32];
     int64_t v;
     json_object *o;
@@ -659,6 +671,8 @@ static void print_query(json_object *q)
         printf("ring renewals: %" PRId64 "\n", v);
     if ((o = member(q, "error")))
         print_field("error", value_text(o));
+    if ((o = member(q, "limits")))
+        cli_print_limits("I/O limits", o);
     /* Fields this qcowctl does not know yet, as they come. */
     json_object_object_foreach(q, key, val) {
         bool known = false;
@@ -806,6 +820,7 @@ static int print_image_stats(const char *name, json_object *st, json_object *pre
            strcmp(yes_no(st, "ring-broken"), "yes") == 0 ? ", RING BROKEN" : "");
     free(clean);
     print_aio_depth(member(st, "aio"));
+    cli_print_throttle(member(st, "throttle"));
     cli_table_init(&t, rates ? "lrrrrrrr" : "lrrrrr", rates ? rate_headers : headers);
     for (size_t i = 0; i < ARRAY_SIZE(stat_ops); i++) {
         json_object *op = member(st, stat_ops[i]), *pop = member(prev, stat_ops[i]);
@@ -1154,7 +1169,8 @@ static const struct cli_command online_commands[] = {
     {
         .name = "attach",
         .synopsis = "[--name N] [--read-only] [--cache none|writeback] [-f auto|qcow|raw] "
-                    "[--key-file F] [--poll-us N] [--ring-page-order N] [--data-pages N] IMAGE",
+                    "[--key-file F] [--poll-us N] [--ring-page-order N] [--data-pages N]"
+                    " [LIMIT OPTIONS] IMAGE",
         .summary = "serve IMAGE: qcowd starts a worker for it",
         .help =
             "Options:\n"
@@ -1174,6 +1190,7 @@ static const struct cli_command online_commands[] = {
             "                        (0-8, default 2: 128 requests in flight)\n"
             "      --data-pages N    4 KiB pages of request buffers in the ring (16-1048576,\n"
             "                        default 8192: 32 MiB, sparse: only what is used costs)\n"
+            CLI_LIMIT_HELP
             "IMAGE is made absolute before it is sent.  Prints the attachment; with --json,\n"
             "the object `query` returns.\n" ONLINE_HELP,
         .run = run_attach,
@@ -1232,6 +1249,7 @@ static const struct cli_command online_commands[] = {
         .help = ONLINE_HELP,
         .run = run_named,
     },
+    CLI_LIMIT_COMMAND,
     {
         .name = "events",
         .synopsis = "",

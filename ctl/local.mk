@@ -13,6 +13,7 @@ ctl_qcowctl_SOURCES = \
 	ctl/cmd_space.c \
 	ctl/client.h ctl/client.c \
 	ctl/cmd_online.c \
+	ctl/limits.h ctl/cmd_limit.c \
 	ctl/cmd_export.c
 ctl_qcowctl_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
 ctl_qcowctl_LDADD = daemon/image/libqcowimage.la $(JSONC_LIBS) $(ZLIB_LIBS) -lm

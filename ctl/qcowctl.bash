@@ -6,7 +6,7 @@
 # Installed as $(datadir)/bash-completion/completions/qcowctl.
 
 _qcowctl_commands="create info map check convert read write discard compact
-attach detach list query stats pause resume events version shutdown export help"
+attach detach list query stats pause resume limit events version shutdown export help"
 
 _qcowctl_global_opts="--json --quiet -q --verbose -v --help -h --version -V --socket --timeout"
 
@@ -15,6 +15,8 @@ _qcowctl_command_opts()
 {
     local common="--json --quiet -q --verbose -v --help -h"
     local online="--socket --timeout"
+    local limits="--iops --iops-read --iops-write --bps --bps-read --bps-write --iops-burst
+                --bps-burst --burst-length --iops-size --limit-group --limit"
     case $1 in
         create) echo "$common --format -f --backing -b --backing-format -F --cluster-size
                 --l2-bits --encrypt --key-file --xen-header --xen-extent-alloc --no-sparse
@@ -27,7 +29,8 @@ _qcowctl_command_opts()
         convert) echo "$common --compress -c --format -f --output-format -O --key-file
                  --target-key-file --cluster-size" ;;
         attach) echo "$common $online --name -n --read-only -r --cache --format -f --key-file
-                --poll-us --ring-page-order --data-pages" ;;
+                --poll-us --ring-page-order --data-pages $limits" ;;
+        limit) echo "$common $online $limits --reset" ;;
         stats) echo "$common $online --watch -w --interval -i --count -c" ;;
         shutdown) echo "$common $online --no-wait" ;;
         export) echo "$common $online --nbd --tls-certs --read-only -r --insecure" ;;
@@ -90,7 +93,9 @@ _qcowctl()
             --socket|--timeout|--format|-f|--backing|-b|--backing-format|-F|--cluster-size|\
             --l2-bits|--key-file|--preallocation|--output-format|-O|--target-key-file|\
             --pattern|--name|-n|--cache|--interval|-i|--poll-us|--ring-page-order|\
-            --data-pages|--nbd|--tls-certs)
+            --data-pages|--nbd|--tls-certs|\
+            --iops|--iops-read|--iops-write|--bps|--bps-read|--bps-write|--iops-burst|\
+            --bps-burst|--burst-length|--iops-size|--limit-group|--limit)
                 [[ $w == --socket ]] && sock=${words[i+1]}
                 [[ ${words[i+1]} == = ]] && { (( i++ )); [[ $w == --socket ]] && sock=${words[i+1]}; }
                 (( i + 1 < cword )) && (( i++ ))
@@ -142,6 +147,9 @@ _qcowctl()
         --timeout|--cluster-size|--l2-bits|--pattern|--name|-n|--interval|-i|--count|\
         --poll-us|--ring-page-order|--data-pages)
             return 0 ;;
+        --iops|--iops-read|--iops-write|--bps|--bps-read|--bps-write|--iops-burst|--bps-burst|\
+        --burst-length|--iops-size|--limit-group|--limit)
+            return 0 ;;
         -c)
             [[ $command == stats ]] && return 0 ;;
     esac
@@ -173,7 +181,7 @@ _qcowctl()
             elif (( operands == 1 )) && [[ ${words[command_at+1]} == add || ${words[command_at+1]} == remove ]]; then
                 COMPREPLY=($(compgen -W "$(_qcowctl_names "${words[0]}" "$sock")" -- "$cur"))
             fi ;;
-        detach|query|stats|pause|resume)
+        detach|query|stats|pause|resume|limit)
             (( operands == 0 )) &&
                 COMPREPLY=($(compgen -W "$(_qcowctl_names "${words[0]}" "$sock")" -- "$cur")) ;;
     esac

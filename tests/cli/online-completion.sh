@@ -51,7 +51,7 @@ mkdir dir.d
 # Commands and global options.
 comp ""
 has create info map check convert read write attach detach list query stats pause resume \
-    events version shutdown help
+    limit events version shutdown help
 comp at
 only attach
 comp s
@@ -72,6 +72,13 @@ comp attach --
 has --name --read-only --cache --format --key-file --poll-us --ring-page-order --data-pages \
     --socket --timeout --json --help
 lacks --watch --repair
+comp attach --i
+has --iops --iops-read --iops-write --iops-burst --iops-size
+comp limit --
+has --iops --bps --bps-burst --burst-length --limit-group --limit --reset --socket --json
+lacks --name --watch
+comp limit --iops ""
+only
 comp stats --
 has --watch --interval --count --socket
 comp shutdown --n
@@ -127,7 +134,7 @@ only
 start_daemon
 "$QCOWCTL" --socket "$SOCK" attach -q disk.qcow || fail "attach"
 "$QCOWCTL" --socket "$SOCK" attach -q --name other data.qcow || fail "attach"
-for c in detach query pause resume stats; do
+for c in detach query pause resume stats limit; do
     comp --socket "$SOCK" "$c" ""
     only disk.qcow other
 done
@@ -144,6 +151,8 @@ only disk.qcow other
 comp --socket = "$SOCK" query ""
 only disk.qcow other
 comp --socket "$SOCK" stats -w -i 1 ""
+only disk.qcow other
+comp --socket "$SOCK" limit --iops 5 --limit-group g ""
 only disk.qcow other
 comp --socket "$SOCK" stats -w -c 2 d
 only disk.qcow
