@@ -8,20 +8,35 @@
  *   ringio SOCKET NAME geometry      (capacity, features, discard unit)
  *   ringio SOCKET NAME random SHADOW_OUT [-n OPS] [-q QD] [-s SEED] [-m MAXLEN]
  *                             [-K KILL_AT] [-w WORKER_PID]
+ *   ringio SOCKET NAME load [-q QD] [-t SECONDS] [-b BYTES] [-W]
+ *   ringio SOCKET NAME order OP...
  *
  * random: seeded random writes and reads at queue depth QD, reads checked
  * against an in-memory shadow; with -K, the worker (pid from -w) is killed
  * with SIGKILL after KILL_AT requests: every request must still complete
  * without error.  At the end a flush, then the shadow goes to SHADOW_OUT.
+ *
+ * load: keep QD random reads (writes with -W) of BYTES in flight for
+ * SECONDS, then print what this client achieved, measured by itself:
+ * "ops N seconds S iops X" (S from the first submission to the last
+ * completion).  Any failed request fails the run.
+ *
+ * order: submit the OPs all at once, in order, then print the indexes of
+ * the OPs in the order they completed ("order: 0 2 1").  An OP is r:LEN
+ * (read at offset 0), w:LEN (write at offset 0), f (a flush without data),
+ * b (a barrier without data), d:LEN (discard).  Any failure fails the run.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "qcowring-client.h"
@@ -223,6 +238,159 @@ static int cmd_geometry(struct qcowring *ring)
     return 0;
 }
 
+/* ---- load ------------------------------------------------------------------ */
+
+static double seconds_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct load_opts {
+    unsigned qd;
+    double seconds;
+    uint64_t bytes;
+    int op;
+};
+
+static int load_submit(struct qcowring *ring, const struct load_opts *o, uint64_t size)
+{
+    struct qcowring_req *req;
+    uint64_t off = rnd() % (size / o->bytes) * o->bytes;
+    int r = qcowring_req_alloc(ring, o->bytes, &req);
+
+    if (r < 0)
+        return r;
+    if (o->op == QCOWRING_OP_WRITE)
+        memset(qcowring_req_buf(req), (int)(off >> 12), o->bytes);
+    return qcowring_submit(ring, req, o->op, off, o->bytes, NULL);
+}
+
+static int run_load(struct qcowring *ring, const struct load_opts *o, uint64_t size,
+                    uint64_t *ops, double *elapsed)
+{
+    struct qcowring_completion c[64];
+    double start = seconds_now(), end = start + o->seconds, last = start;
+    int r, n;
+
+    *ops = 0;
+    while (qcowring_in_flight(ring) > 0 || seconds_now() < end) {
+        while (seconds_now() < end && qcowring_in_flight(ring) < o->qd)
+            if ((r = load_submit(ring, o, size)) == -EAGAIN)
+                break;
+            else if (r < 0)
+                return r;
+        if ((r = qcowring_wait(ring, 60000)) < 0)
+            return r;
+        if (r == 0 && qcowring_in_flight(ring) > 0)
+            return -ETIMEDOUT;
+        while ((n = qcowring_reap(ring, c, 64)) > 0)
+            for (int i = 0; i < n; i++) {
+                if (c[i].result != 0) {
+                    fprintf(stderr, "ringio: load: a request failed: %s\n",
+                            strerror(-c[i].result));
+                    failures++;
+                }
+                qcowring_req_free(ring, c[i].req);
+                ++*ops;
+                last = seconds_now();
+            }
+    }
+    *elapsed = last - start;
+    return 0;
+}
+
+static int cmd_load(struct qcowring *ring, int argc, char **argv)
+{
+    struct load_opts o = { .qd = 32, .seconds = 10, .bytes = 4096, .op = QCOWRING_OP_READ };
+    struct qcowring_geometry g;
+    uint64_t ops;
+    double elapsed;
+    int c, r;
+
+    optind = 1;
+    while ((c = getopt(argc, argv, "q:t:b:W")) != -1) {
+        switch (c) {
+        case 'q': o.qd = (unsigned)atoi(optarg); break;
+        case 't': o.seconds = atof(optarg); break;
+        case 'b': o.bytes = strtoull(optarg, NULL, 0); break;
+        case 'W': o.op = QCOWRING_OP_WRITE; break;
+        default: return 2;
+        }
+    }
+    qcowring_get_geometry(ring, &g);
+    if (optind != argc || o.qd == 0 || o.bytes == 0 || o.bytes % 512 ||
+        o.bytes > g.max_request_bytes || o.bytes > g.capacity_sectors * 512)
+        return 2;
+    if ((r = run_load(ring, &o, g.capacity_sectors * 512, &ops, &elapsed)) < 0)
+        return die("load", r);
+    printf("ops %" PRIu64 " seconds %.3f iops %.1f\n", ops, elapsed,
+           elapsed > 0 ? (double)ops / elapsed : 0.0);
+    return failures ? 1 : 0;
+}
+
+/* ---- order ----------------------------------------------------------------- */
+
+static int parse_op(const char *s, int *op, uint64_t *len)
+{
+    static const struct { char c; int op; bool has_len; } ops[] = {
+        { 'r', QCOWRING_OP_READ, true }, { 'w', QCOWRING_OP_WRITE, true },
+        { 'd', QCOWRING_OP_DISCARD, true }, { 'f', QCOWRING_OP_FLUSH_DISKCACHE, false },
+        { 'b', QCOWRING_OP_WRITE_BARRIER, false },
+    };
+
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        if (s[0] != ops[i].c)
+            continue;
+        *op = ops[i].op;
+        *len = 0;
+        if (!ops[i].has_len)
+            return s[1] ? -EINVAL : 0;
+        return s[1] == ':' && parse_u64(s + 2, len) == 0 && *len && *len % 512 == 0 ? 0
+                                                                                   : -EINVAL;
+    }
+    return -EINVAL;
+}
+
+static int cmd_order(struct qcowring *ring, int argc, char **argv)
+{
+    struct qcowring_completion c[64];
+    struct qcowring_req *req;
+    uint64_t len;
+    int op, r, n;
+
+    for (int i = 1; i < argc; i++) {
+        if (parse_op(argv[i], &op, &len) < 0)
+            return 2;
+        bool buffered = op == QCOWRING_OP_READ || op == QCOWRING_OP_WRITE;
+        if ((r = qcowring_req_alloc(ring, buffered ? len : 0, &req)) < 0)
+            return die("request", r);
+        if (op == QCOWRING_OP_WRITE)
+            memset(qcowring_req_buf(req), 0x5a, len);
+        if ((r = qcowring_submit(ring, req, op, 0, len, (void *)(intptr_t)(i - 1))) < 0)
+            return die("submit", r);
+    }
+    printf("order:");
+    while (qcowring_in_flight(ring) > 0) {
+        if ((r = qcowring_wait(ring, 60000)) <= 0)
+            return die("wait", r ? r : -ETIMEDOUT);
+        while ((n = qcowring_reap(ring, c, 64)) > 0)
+            for (int i = 0; i < n; i++) {
+                printf(" %d", (int)(intptr_t)c[i].user_data);
+                if (c[i].result != 0) {
+                    fprintf(stderr, "ringio: order: op %d failed: %s\n",
+                            (int)(intptr_t)c[i].user_data, strerror(-c[i].result));
+                    failures++;
+                }
+                qcowring_req_free(ring, c[i].req);
+            }
+    }
+    printf("\n");
+    return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     struct qcowring *ring;
@@ -230,13 +398,18 @@ int main(int argc, char **argv)
     int r;
 
     if (argc < 4) {
-        fprintf(stderr, "usage: ringio SOCKET NAME read|write|discard|flush|geometry|random ...\n");
+        fprintf(stderr, "usage: ringio SOCKET NAME "
+                        "read|write|discard|flush|geometry|random|load|order ...\n");
         return 2;
     }
     if ((r = qcowring_connect(argv[1], argv[2], &ring)) < 0)
         return die("connect", r);
     if (strcmp(argv[3], "random") == 0) {
         r = cmd_random(ring, argc - 3, argv + 3);
+    } else if (strcmp(argv[3], "load") == 0) {
+        r = cmd_load(ring, argc - 3, argv + 3);
+    } else if (strcmp(argv[3], "order") == 0) {
+        r = cmd_order(ring, argc - 3, argv + 3);
     } else if (strcmp(argv[3], "flush") == 0) {
         r = qcowring_flush(ring) < 0 ? 1 : 0;
     } else if (strcmp(argv[3], "geometry") == 0) {
