@@ -8,7 +8,7 @@
 
 #include "io_limits.h"
 
-enum field { F_AVG, F_MAX, F_LENGTH };
+enum field { F_AVG, F_MAX, F_LENGTH, F_COUNT };
 
 static const char *const limit_names[THROTTLE_LIMITS] = {
     [THROTTLE_IOPS_TOTAL] = "iops-total", [THROTTLE_IOPS_READ] = "iops-read",
@@ -16,8 +16,8 @@ static const char *const limit_names[THROTTLE_LIMITS] = {
     [THROTTLE_BPS_READ] = "bps-read",     [THROTTLE_BPS_WRITE] = "bps-write",
 };
 
-static const char *const field_suffix[] = { [F_AVG] = "", [F_MAX] = "-max",
-                                            [F_LENGTH] = "-max-length" };
+static const char *const field_suffix[F_COUNT] = { [F_AVG] = "", [F_MAX] = "-max",
+                                                   [F_LENGTH] = "-max-length" };
 
 const char *io_limits_name(enum throttle_limit l)
 {
@@ -43,7 +43,7 @@ static bool parse_key(const char *key, enum throttle_limit *l, enum field *f)
         size_t n = strlen(limit_names[i]);
         if (strncmp(key, limit_names[i], n) != 0)
             continue;
-        for (unsigned j = 0; j < sizeof field_suffix / sizeof field_suffix[0]; j++)
+        for (unsigned j = 0; j < F_COUNT; j++)
             if (strcmp(key + n, field_suffix[j]) == 0) {
                 *l = (enum throttle_limit)i;
                 *f = (enum field)j;
@@ -90,6 +90,7 @@ static void set_field(struct throttle_rate *r, enum field f, uint64_t v)
     case F_AVG: r->avg = v; break;
     case F_MAX: r->max = v; break;
     case F_LENGTH: r->max_length = (uint32_t)v; break;
+    case F_COUNT: break;
     }
 }
 
@@ -115,9 +116,10 @@ static int check(const struct io_limits *l, char *err, size_t errlen)
     return 0;
 }
 
-/* Apply one member to *l; *cleared marks a limit set to 0 by name. */
+/* Apply one member to *l; given[limit] collects the fields named (bits
+ * 1 << field), cleared[limit] the limits set to 0. */
 static int merge_one(struct io_limits *l, const char *key, json_object *v, bool cleared[],
-                     bool given[][3], char *err, size_t errlen)
+                     unsigned given[], char *err, size_t errlen)
 {
     enum throttle_limit lim;
     enum field f;
@@ -135,7 +137,7 @@ static int merge_one(struct io_limits *l, const char *key, json_object *v, bool 
     if ((r = get_uint(v, key, field_max(f), &n, err, errlen)) < 0)
         return r;
     set_field(&l->cfg.rate[lim], f, n);
-    given[lim][f] = true;
+    given[lim] |= 1u << f;
     if (f == F_AVG && n == 0)
         cleared[lim] = true;
     return 0;
@@ -144,7 +146,8 @@ static int merge_one(struct io_limits *l, const char *key, json_object *v, bool 
 int io_limits_merge(struct io_limits *l, json_object *obj, char *err, size_t errlen)
 {
     struct io_limits next = *l;
-    bool cleared[THROTTLE_LIMITS] = { false }, given[THROTTLE_LIMITS][3] = { { false } };
+    bool cleared[THROTTLE_LIMITS] = { false };
+    unsigned given[THROTTLE_LIMITS] = { 0 };
     int r;
 
     if (!json_object_is_type(obj, json_type_object)) {
@@ -156,11 +159,10 @@ int io_limits_merge(struct io_limits *l, json_object *obj, char *err, size_t err
             return r;
     }
     for (unsigned i = 0; i < THROTTLE_LIMITS; i++) {
-        if (cleared[i] && !given[i][F_MAX])
+        bool max_given = given[i] & (1u << F_MAX), length_given = given[i] & (1u << F_LENGTH);
+        if (cleared[i] && !max_given)
             next.cfg.rate[i].max = 0;
-        if (cleared[i] && !given[i][F_LENGTH])
-            next.cfg.rate[i].max_length = 0;
-        if (!next.cfg.rate[i].max && !given[i][F_LENGTH])
+        if ((cleared[i] || !next.cfg.rate[i].max) && !length_given)
             next.cfg.rate[i].max_length = 0;
     }
     if ((r = check(&next, err, errlen)) < 0)
