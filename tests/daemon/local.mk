@@ -38,5 +38,7 @@ DAEMON_TESTS = \
 	tests/daemon/odd-size.sh \
 	tests/daemon/blockdev.sh \
 	tests/daemon/discard.sh \
-	tests/daemon/crash-leaks.sh
+	tests/daemon/crash-leaks.sh \
+	tests/daemon/io-limits.sh \
+	tests/daemon/io-limits-rate.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh

@@ -326,7 +326,7 @@ static int cmd_load(struct qcowring *ring, int argc, char **argv)
         return 2;
     if ((r = run_load(ring, &o, g.capacity_sectors * 512, &ops, &elapsed)) < 0)
         return die("load", r);
-    printf("ops %" PRIu64 " seconds %.3f iops %.1f\n", ops, elapsed,
+    printf("ops %" PRIu64 " seconds %.6f iops %.1f\n", ops, elapsed,
            elapsed > 0 ? (double)ops / elapsed : 0.0);
     return failures ? 1 : 0;
 }
