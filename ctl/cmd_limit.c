@@ -1,5 +1,5 @@
 /* qcowctl limit NAME, and the I/O limit options attach shares: they become
- * a "limits" object by the protocol's names (doc/protocol.md). */
+ * an "io-limits" object by the protocol's names (doc/protocol.md). */
 #include "config.h"
 
 #include <inttypes.h>
@@ -193,7 +193,7 @@ void cli_print_throttle(json_object *throttle)
 
     if (!throttle || !json_object_is_type(throttle, json_type_object))
         return;
-    json_object_object_get_ex(throttle, "limits", &limits);
+    json_object_object_get_ex(throttle, "io-limits", &limits);
     if (!delayed && !held && (!limits || json_object_object_length(limits) == 0))
         return;
     printf("  throttled: %" PRId64 " requests delayed by %.3f s in all, %" PRId64
@@ -275,7 +275,7 @@ int cli_run_limit(struct cli *cli, const struct cli_command *cmd, int argc, char
     args = json_object_new_object();
     json_object_object_add(args, "name", json_object_new_string(argv[optind]));
     if (a.limits.obj)
-        json_object_object_add(args, "limits", a.limits.obj);
+        json_object_object_add(args, "io-limits", a.limits.obj);
     if (a.reset)
         json_object_object_add(args, "reset", json_object_new_boolean(true));
     if ((r = ctl_connect(&c, cli)) == CLI_EXIT_OK) {

@@ -473,7 +473,7 @@ static int run_attach(struct cli *cli, const struct cli_command *cmd, int argc, 
     if (a.data_pages >= 0)
         json_object_object_add(args, "data-pages", json_object_new_int64(a.data_pages));
     if (a.limits.obj)
-        json_object_object_add(args, "limits", a.limits.obj);
+        json_object_object_add(args, "io-limits", a.limits.obj);
     if (have_key) {
         json_object_object_add(args, "key", json_object_new_string_len((const char *)key.data,
                                                                         (int)key.len));
@@ -646,7 +646,7 @@ static void print_query(json_object *q)
     static const char *const shown[] = { "name", "path", "state", "pid", "format", "size",
                                          "cluster-size", "encrypted", "read-only", "cache",
                                          "connected", "restarts", "error", "ring", "chain",
-                                         "poll-us", "ring-renewals", "limits" };
+                                         "poll-us", "ring-renewals", "io-limits" };
     char size[32];
     int64_t v;
     json_object *o;
@@ -671,7 +671,7 @@ static void print_query(json_object *q)
         printf("ring renewals: %" PRId64 "\n", v);
     if ((o = member(q, "error")))
         print_field("error", value_text(o));
-    if ((o = member(q, "limits")))
+    if ((o = member(q, "io-limits")))
         cli_print_limits("I/O limits", o);
     /* Fields this qcowctl does not know yet, as they come. */
     json_object_object_foreach(q, key, val) {

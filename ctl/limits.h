@@ -52,7 +52,7 @@ enum {
     "      --limit KEY=VALUE[,KEY=VALUE...]   any limit by its protocol name, e.g.\n"      \
     "                        iops-read-max=500,iops-read-max-length=10\n"
 
-/* Limit options collected into a "limits" object for qcowd. */
+/* Limit options collected into an "io-limits" object for qcowd. */
 struct cli_limits {
     json_object *obj;           /* NULL until an option adds to it */
     bool burst_length_given;

@@ -65,7 +65,7 @@ static void build_argv(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
     if (o->log_level)
         ARG_STR("--log-level", o->log_level);
     if (o->limits)
-        ARG_STR("--limits", o->limits->json);
+        ARG_STR("--io-limits", o->limits->json);
 #undef ARG_STR
     if (o->read_only)
         argv[n++] = "--read-only";

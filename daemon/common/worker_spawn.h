@@ -10,7 +10,7 @@
 
 #include "qcowring-client.h"
 
-/* I/O limits for a worker: --limits and --limit-group-fd. */
+/* I/O limits for a worker: --io-limits and --limit-group-fd. */
 struct worker_limits {
     const char *json;           /* the limits object's text */
     int group_fd;               /* the page of their limit group, or -1 */

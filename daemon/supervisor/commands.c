@@ -209,9 +209,9 @@ static void cmd_shutdown(struct supervisor *s, struct client *c, json_object *id
 static const char *const no_args[] = { NULL };
 static const char *const name_arg[] = { "name", NULL };
 static const char *const attach_args[] = { "path", "name", "read-only", "cache", "format", "key",
-                                           "poll-us", "ring-page-order", "data-pages", "limits",
+                                           "poll-us", "ring-page-order", "data-pages", "io-limits",
                                            NULL };
-static const char *const limit_args[] = { "name", "limits", "reset", NULL };
+static const char *const limit_args[] = { "name", "io-limits", "reset", NULL };
 static const char *const events_args[] = { "enable", NULL };
 static const char *const export_add_args[] = { "name", "nbd", "tls-certs", "read-only",
                                                "insecure", NULL };

@@ -125,7 +125,7 @@ static json_object *worker_args(const struct attachment *att)
 {
     json_object *args = json_object_new_object();
 
-    json_object_object_add(args, "limits", throttling_describe(att));
+    json_object_object_add(args, "io-limits", throttling_describe(att));
     return args;
 }
 
@@ -134,8 +134,8 @@ static void announce(struct supervisor *s, const struct attachment *att)
     json_object *d = json_object_new_object();
 
     json_object_object_add(d, "name", json_object_new_string(att->name));
-    json_object_object_add(d, "limits", throttling_describe(att));
-    broadcast_event(s, "limits-changed", d);
+    json_object_object_add(d, "io-limits", throttling_describe(att));
+    broadcast_event(s, "io-limits-changed", d);
 }
 
 /* The group's limits change: its buckets carry their debts over, and
@@ -219,7 +219,7 @@ int throttling_attach(struct supervisor *s, struct attachment *att, struct clien
     json_object *obj = NULL;
 
     att->limits.spawn.group_fd = -1;
-    json_object_object_get_ex(args, "limits", &obj);
+    json_object_object_get_ex(args, "io-limits", &obj);
     if (!compute(s, att, c, id, obj, false, &next))
         return -EINVAL;
     if (assign(s, att, &next) < 0) {
@@ -259,7 +259,7 @@ void throttling_command(struct supervisor *s, struct attachment *att, struct cli
     json_object *obj = NULL, *wargs;
     bool reset;
 
-    json_object_object_get_ex(args, "limits", &obj);
+    json_object_object_get_ex(args, "io-limits", &obj);
     if (!get_reset(c, id, args, &reset))
         return;
     if (!obj && !reset) {

@@ -22,7 +22,7 @@ struct attachment_limits {
     struct worker_limits spawn;     /* for worker_spawn; json NULL: none */
 };
 
-/* An attach's "limits" argument (args may be NULL): joining its group,
+/* An attach's "io-limits" argument (args may be NULL): joining its group,
  * whose limits the ones given change (for every image of the group).
  * 0, or -EINVAL after an error reply to c. */
 int throttling_attach(struct supervisor *s, struct attachment *att, struct client *c,
@@ -37,7 +37,7 @@ const struct worker_limits *throttling_for_worker(const struct attachment *att);
 /* att's limits, for query ({} for none). */
 json_object *throttling_describe(const struct attachment *att);
 
-/* The `limit` command on att (args: "limits", "reset"). */
+/* The `limit` command on att (args: "io-limits", "reset"). */
 void throttling_command(struct supervisor *s, struct attachment *att, struct client *c,
                     json_object *id, json_object *args);
 

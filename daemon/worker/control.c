@@ -3,7 +3,7 @@
  * event (carrying the ring's descriptors when it made the ring) or a
  * "failed" event, then answers commands:
  *   {"execute": "stats" | "query" | "pause" | "resume" | "stop", "id": ...}
- *   {"execute": "limit", "arguments": {"limits": {...}}, "id": ...}
+ *   {"execute": "limit", "arguments": {"io-limits": {...}}, "id": ...}
  *       (with the limit group's page as a descriptor when they name one)
  * with {"return": {...}, "id": ...} or {"error": {"class", "desc"}, "id"}. */
 #include "config.h"
@@ -244,8 +244,8 @@ static void do_limit(struct worker *w, json_object *msg, json_object *id, int gr
     char why[160];
 
     json_object_object_get_ex(msg, "arguments", &args);
-    if (!json_object_object_get_ex(args, "limits", &limits)) {
-        reply_error(w, id, "InvalidParameter", "'limit' takes 'limits'");
+    if (!json_object_object_get_ex(args, "io-limits", &limits)) {
+        reply_error(w, id, "InvalidParameter", "'limit' takes 'io-limits'");
         return;
     }
     if (limiter_set(&w->limiter, limits, group_fd, now_ns(), why, sizeof why) < 0) {

@@ -261,6 +261,6 @@ json_object *limiter_stats_json(const struct limiter *l, uint64_t now)
     json_object_object_add(o, "delayed", json_object_new_int64((int64_t)l->delayed));
     json_object_object_add(o, "delay-us", json_object_new_int64((int64_t)(l->delay_ns / 1000)));
     json_object_object_add(o, "throttled-us", json_object_new_int64((int64_t)(throttled / 1000)));
-    json_object_object_add(o, "limits", io_limits_to_json(&l->limits));
+    json_object_object_add(o, "io-limits", io_limits_to_json(&l->limits));
     return o;
 }

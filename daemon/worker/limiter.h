@@ -68,7 +68,7 @@ bool limiter_idle(const struct limiter *l);
 int limiter_set(struct limiter *l, json_object *limits, int group_fd, uint64_t now, char *err,
                 size_t errlen);
 
-/* {"held", "delayed", "delay-us", "throttled-us", "limits"} */
+/* {"held", "delayed", "delay-us", "throttled-us", "io-limits"} */
 json_object *limiter_stats_json(const struct limiter *l, uint64_t now);
 
 #endif

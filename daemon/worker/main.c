@@ -40,7 +40,7 @@ static void usage(FILE *f)
         "      --paused            start paused: take no request until told to resume\n"
         "      --poll-us=USEC      busy-poll this long for work before sleeping\n"
         "                          (default %d; 0 sleeps at once)\n"
-        "      --limits=JSON       I/O limits, as qcowd's \"limits\" object\n"
+        "      --io-limits=JSON    I/O limits, as qcowd's \"io-limits\" object\n"
         "      --limit-group-fd=FD the page of the limit group the limits name\n"
         "      --log-level=LEVEL   error, warning, info (default), debug\n"
         "  -h, --help              show this help\n",
@@ -117,7 +117,7 @@ static const struct option long_options[] = {
     { "null", no_argument, NULL, OPT_NULL },
     { "paused", no_argument, NULL, OPT_PAUSED },
     { "poll-us", required_argument, NULL, OPT_POLL_US },
-    { "limits", required_argument, NULL, OPT_LIMITS },
+    { "io-limits", required_argument, NULL, OPT_LIMITS },
     { "limit-group-fd", required_argument, NULL, OPT_LIMIT_GROUP_FD },
     { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
     { "help", no_argument, NULL, 'h' },

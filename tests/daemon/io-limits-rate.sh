@@ -47,8 +47,8 @@ awk -v r="$free_iops" -v l="$LIMIT" 'BEGIN { exit !(r >= 3 * l) }' ||
 st=$(ctl --json stats limited.qcow) || die "stats"
 [ "$(jq '.throttle.delayed > 1000 and .throttle["throttled-us"] > 5000000' <<<"$st")" = true ] ||
     die "the limited worker does not report holding requests: $(jq -c .throttle <<<"$st")"
-[ "$(jq -c .throttle.limits <<<"$st")" = '{"iops-total":1000}' ] ||
-    die "the worker's limits: $(jq -c .throttle.limits <<<"$st")"
+[ "$(jq -c '.throttle["io-limits"]' <<<"$st")" = '{"iops-total":1000}' ] ||
+    die "the worker's limits: $(jq -c '.throttle["io-limits"]' <<<"$st")"
 st=$(ctl --json stats free.qcow) || die "stats"
 [ "$(jq '.throttle.delayed' <<<"$st")" = 0 ] || die "the neighbour's requests were held"
 exit 0

@@ -19,8 +19,8 @@ start_daemon
 wait_until grep -q "waiting for events" "$T/events.err" || die "qcowctl events did not start"
 
 mk() { "$QCOWCTL" create -q "$T/$1" 16M || die "create $1"; }
-limits_of() { ctl --json query "$1" | jq -c .limits; }
-worker_limits() { ctl --json stats "$1" | jq -c .throttle.limits; }
+limits_of() { ctl --json query "$1" | jq -c '.["io-limits"]'; }
+worker_limits() { ctl --json stats "$1" | jq -c '.throttle["io-limits"]'; }
 stat_of() { ctl --json stats "$1" | jq "$2"; }
 held_is() { [ "$(stat_of "$1" .throttle.held)" = "$2" ]; }
 flushes_are() { [ "$(stat_of "$1" .flush.ops)" = "$2" ]; }
@@ -65,8 +65,8 @@ ctl --json list | jq -e 'length == 1' >/dev/null || die "a refused attach left a
 # 0 removes a limit with its burst.
 ctl limit a.qcow --iops 0 >/dev/null || die "limit --iops 0"
 expect_limits a.qcow '{"bps-total":1048576}'
-wait_until grep -q '"event":"limits-changed","data":{"name":"a.qcow","limits":{"bps-total":1048576}}' \
-    "$T/events" || die "no limits-changed event"
+wait_until grep -q '"event":"io-limits-changed","data":{"name":"a.qcow","io-limits":{"bps-total":1048576}}' \
+    "$T/events" || die "no io-limits-changed event"
 
 # ---- held in order; a flush passes; a barrier keeps its place ----------------
 ctl limit a.qcow --reset --bps 1 >/dev/null || die "limit --reset --bps 1"
@@ -173,8 +173,8 @@ expect_limits g1.qcow "$want"
 expect_limits g3.qcow "$want"
 wait_until eval '[ "$(worker_limits g1.qcow)" = "$want" ]' ||
     die "g1's worker was not told: $(worker_limits g1.qcow)"
-wait_until grep -q '"name":"g1.qcow","limits":{"iops-total":7' "$T/events" ||
-    die "no limits-changed event for g1"
+wait_until grep -q '"name":"g1.qcow","io-limits":{"iops-total":7' "$T/events" ||
+    die "no io-limits-changed event for g1"
 ctl limit g3.qcow --reset >/dev/null || die "limit --reset"
 expect_limits g1.qcow '{"group":"grp"}'
 exit 0
