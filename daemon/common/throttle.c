@@ -155,11 +155,13 @@ static uint64_t bucket_wait(const struct throttle *t, const struct throttle_stat
     return tat > allowed ? tat - allowed : 0;
 }
 
-uint64_t throttle_admit(const struct throttle *t, struct throttle_state *st,
-                        enum throttle_dir dir, uint64_t bytes, uint64_t now)
+/* throttle_admit(), and the largest cost charged into *cost. */
+static uint64_t admit(const struct throttle *t, struct throttle_state *st, enum throttle_dir dir,
+                      uint64_t bytes, uint64_t now, uint64_t *cost)
 {
     uint64_t units[THROTTLE_LIMITS], wait = 0;
 
+    *cost = 0;
     for (unsigned l = 0; l < THROTTLE_LIMITS; l++) {
         units[l] = throttle_units(&t->cfg, l, dir, bytes);
         for (unsigned b = 0; b < 2 && units[l]; b++) {
@@ -171,11 +173,94 @@ uint64_t throttle_admit(const struct throttle *t, struct throttle_state *st,
         return wait;
     for (unsigned l = 0; l < THROTTLE_LIMITS; l++)
         for (unsigned b = 0; b < 2 && units[l]; b++) {
-            uint64_t rate = bucket_rate(&t->cfg.rate[l], b);
-            if (rate)
-                charge(st, l, b, now, throttle_cost_ns(units[l], rate));
+            uint64_t rate = bucket_rate(&t->cfg.rate[l], b), c;
+            if (!rate)
+                continue;
+            c = throttle_cost_ns(units[l], rate);
+            charge(st, l, b, now, c);
+            *cost = c > *cost ? c : *cost;
         }
     return 0;
+}
+
+uint64_t throttle_admit(const struct throttle *t, struct throttle_state *st,
+                        enum throttle_dir dir, uint64_t bytes, uint64_t now)
+{
+    uint64_t cost;
+
+    return admit(t, st, dir, bytes, now, &cost);
+}
+
+/* ---- members of a group --------------------------------------------------- */
+
+static uint64_t used(const struct throttle_state *st, unsigned slot)
+{
+    return __atomic_load_n(&st->used_ns[slot], __ATOMIC_ACQUIRE);
+}
+
+bool throttle_others_least(const struct throttle_state *st, unsigned slot, uint64_t *least)
+{
+    uint64_t others = __atomic_load_n(&st->waiting, __ATOMIC_ACQUIRE) & ~(UINT64_C(1) << slot);
+    bool any = false;
+
+    for (unsigned i = 0; others; i++, others >>= 1) {
+        if (!(others & 1))
+            continue;
+        uint64_t u = used(st, i);
+        *least = !any || u < *least ? u : *least;
+        any = true;
+    }
+    return any;
+}
+
+void throttle_member_wait(struct throttle_state *st, unsigned slot, bool waiting)
+{
+    uint64_t bit = UINT64_C(1) << slot, least, old;
+
+    if (!waiting) {
+        __atomic_fetch_and(&st->waiting, ~bit, __ATOMIC_ACQ_REL);
+        return;
+    }
+    old = used(st, slot);
+    if (throttle_others_least(st, slot, &least))
+        while (old < least && !__atomic_compare_exchange_n(&st->used_ns[slot], &old, least, false,
+                                                           __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            ;
+    __atomic_fetch_or(&st->waiting, bit, __ATOMIC_ACQ_REL);
+}
+
+/* The waiting members other than `slot` that are behind `floor` are
+ * brought up to it. */
+static void forfeit(struct throttle_state *st, unsigned slot, uint64_t floor)
+{
+    uint64_t others = __atomic_load_n(&st->waiting, __ATOMIC_ACQUIRE) & ~(UINT64_C(1) << slot);
+
+    for (unsigned i = 0; others; i++, others >>= 1) {
+        uint64_t old = used(st, i);
+        while ((others & 1) && old < floor &&
+               !__atomic_compare_exchange_n(&st->used_ns[i], &old, floor, false, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE))
+            ;
+    }
+}
+
+uint64_t throttle_admit_member(const struct throttle *t, struct throttle_state *st, unsigned slot,
+                               bool others_stalled, enum throttle_dir dir, uint64_t bytes,
+                               uint64_t now)
+{
+    uint64_t least, mine = used(st, slot), cost, wait;
+
+    if (others_stalled && mine > THROTTLE_FAIR_QUANTUM_NS)
+        forfeit(st, slot, mine - THROTTLE_FAIR_QUANTUM_NS);
+    if (throttle_others_least(st, slot, &least) && mine > sat_add(least, THROTTLE_FAIR_QUANTUM_NS)) {
+        wait = mine - least - THROTTLE_FAIR_QUANTUM_NS;
+        return wait > THROTTLE_YIELD_MIN_NS ? wait : THROTTLE_YIELD_MIN_NS;
+    }
+    if ((wait = admit(t, st, dir, bytes, now, &cost)) == 0) {
+        __atomic_fetch_add(&st->used_ns[slot], cost, __ATOMIC_ACQ_REL);
+        __atomic_fetch_add(&st->admitted, 1, __ATOMIC_ACQ_REL);
+    }
+    return wait;
 }
 
 /* A debt of d ns at rate r0 is d * r0 / r1 ns at r1. */

@@ -14,8 +14,10 @@
  *
  * One word per bucket makes a bucket shareable between processes with
  * atomic compare-and-swap (a limit group: struct throttle_state in shared
- * memory).  Everything here is a pure function of its arguments and the
- * state: the caller passes the clock. */
+ * memory).  The members of a group take turns: each counts what it was
+ * charged, and one that is more than a quantum ahead of another member
+ * with requests waiting lets that one go first.  Everything here is a pure
+ * function of its arguments and the state: the caller passes the clock. */
 #ifndef QCOWD_THROTTLE_H
 #define QCOWD_THROTTLE_H
 
@@ -38,6 +40,12 @@ enum throttle_dir { THROTTLE_DIR_READ, THROTTLE_DIR_WRITE };
 /* Largest rate (units per second) and burst length (seconds) accepted. */
 #define THROTTLE_MAX_RATE (UINT64_C(1) << 50)
 #define THROTTLE_MAX_BURST_LENGTH 86400u
+/* Members of a limit group, and how far (in time charged) one may get
+ * ahead of another that waits. */
+#define THROTTLE_GROUP_MAX_MEMBERS 64
+#define THROTTLE_FAIR_QUANTUM_NS UINT64_C(100000000)
+/* A member that lets others go first asks again after this at the least. */
+#define THROTTLE_YIELD_MIN_NS UINT64_C(1000000)
 /* Without a burst rate a bucket holds this much of its rate: small bursts
  * pass at once, and a worker woken late catches up. */
 #define THROTTLE_DEFAULT_TOLERANCE_NS UINT64_C(100000000)
@@ -58,11 +66,16 @@ struct throttle_config {
 };
 
 /* A bucket pair per limit: [0] the average rate with its burst, [1] the
- * burst rate (used only when max is set). */
-#define THROTTLE_STATE_MAGIC UINT64_C(0x71636f7774687230)   /* "qcowthr0" */
+ * burst rate (used only when max is set); and for a group, which members
+ * have requests waiting and what each was charged (nanoseconds of the
+ * buckets' time). */
+#define THROTTLE_STATE_MAGIC UINT64_C(0x71636f7774687231)   /* "qcowthr1" */
 struct throttle_state {
     uint64_t magic;
     uint64_t tat[THROTTLE_LIMITS][2];
+    uint64_t waiting;                               /* bit per member */
+    uint64_t admitted;                              /* requests, all members */
+    uint64_t used_ns[THROTTLE_GROUP_MAX_MEMBERS];
 };
 
 /* What the buckets need, worked out once from a config. */
@@ -94,6 +107,28 @@ uint64_t throttle_cost_ns(uint64_t units, uint64_t rate);
  * one request through early: its cost is still counted. */
 uint64_t throttle_admit(const struct throttle *t, struct throttle_state *st,
                         enum throttle_dir dir, uint64_t bytes, uint64_t now);
+
+/* The same for member `slot` of a group.  A member more than
+ * THROTTLE_FAIR_QUANTUM_NS ahead of the least charged other member that
+ * waits yields: the nanoseconds until it may ask again (its lead beyond the
+ * quantum, THROTTLE_YIELD_MIN_NS at the least), nothing charged.  When the
+ * caller has seen the others stalled (waiting, yet taking nothing: a paused
+ * or stopped worker), they forfeit their turns instead: those behind are
+ * brought up to a quantum behind it.  Admitted, the request's cost (the
+ * largest of the buckets') is added to the member's share, and the request
+ * to `admitted`. */
+uint64_t throttle_admit_member(const struct throttle *t, struct throttle_state *st, unsigned slot,
+                               bool others_stalled, enum throttle_dir dir, uint64_t bytes,
+                               uint64_t now);
+
+/* Member `slot` starts or stops waiting.  One that starts is brought up to
+ * the least charged of the members already waiting: being idle earns no
+ * credit. */
+void throttle_member_wait(struct throttle_state *st, unsigned slot, bool waiting);
+
+/* The least charged of the members other than `slot` that wait; false when
+ * none does. */
+bool throttle_others_least(const struct throttle_state *st, unsigned slot, uint64_t *least);
 
 /* The limits change from `from` to `to`: keep what every bucket owes in
  * units, so a change neither forgives a debt nor doubles it.  A limit that

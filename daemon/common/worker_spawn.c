@@ -55,7 +55,7 @@ static void build_argv(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
         ARG_NUM("--ring-fds", "%d,%d,%d,%d", o->adopt->memfd, o->adopt->req_eventfd,
                 o->adopt->rsp_eventfd, o->adopt_journal_fd);
     if (o->limits && o->limits->group_fd >= 0)
-        ARG_NUM("--limit-group-fd", "%d", o->limits->group_fd);
+        ARG_NUM("--limit-group", "%d,%d", o->limits->group_fd, o->limits->group_slot);
 #undef ARG_NUM
 #define ARG_STR(flag, value) (argv[n++] = flag, argv[n++] = value)
     if (o->format)

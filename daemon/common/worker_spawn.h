@@ -10,10 +10,11 @@
 
 #include "qcowring-client.h"
 
-/* I/O limits for a worker: --io-limits and --limit-group-fd. */
+/* I/O limits for a worker: --io-limits and --limit-group. */
 struct worker_limits {
     const char *json;           /* the limits object's text */
     int group_fd;               /* the page of their limit group, or -1 */
+    int group_slot;             /* the worker's member slot in the group */
 };
 
 struct worker_spawn_opts {

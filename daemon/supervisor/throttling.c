@@ -76,9 +76,28 @@ static struct limit_group *group_new(struct supervisor *s, const char *name,
     return g;
 }
 
-static void group_leave(struct supervisor *s, struct limit_group *g)
+/* The lowest member slot no image of g holds. */
+static int free_slot(struct supervisor *s, const struct limit_group *g)
 {
-    if (!g || --g->members > 0)
+    uint64_t taken = 0;
+
+    for (struct attachment *a = s->attachments; a; a = a->next)
+        if (a->limits.group == g)
+            taken |= UINT64_C(1) << a->limits.slot;
+    for (int i = 0; i < THROTTLE_GROUP_MAX_MEMBERS; i++)
+        if (!(taken & (UINT64_C(1) << i)))
+            return i;
+    return -ENOSPC;
+}
+
+/* The member in `slot` leaves g: its slot is clean for the next one. */
+static void group_leave(struct supervisor *s, struct limit_group *g, int slot)
+{
+    if (!g)
+        return;
+    throttle_member_wait(g->state, (unsigned)slot, false);
+    __atomic_store_n(&g->state->used_ns[slot], 0, __ATOMIC_RELEASE);
+    if (--g->members > 0)
         return;
     for (struct limit_group **pp = &s->limit_groups; *pp; pp = &(*pp)->next)
         if (*pp == g) {
@@ -102,6 +121,7 @@ static void set_limits(struct attachment *att, const struct io_limits *l, struct
     att->limits.spawn = (struct worker_limits){
         .json = throttle_config_any(&l->cfg) || g ? att->limits.json : NULL,
         .group_fd = g ? g->memfd : -1,
+        .group_slot = g ? att->limits.slot : -1,
     };
 }
 
@@ -126,6 +146,8 @@ static json_object *worker_args(const struct attachment *att)
     json_object *args = json_object_new_object();
 
     json_object_object_add(args, "io-limits", throttling_describe(att));
+    if (att->limits.group)
+        json_object_object_add(args, "group-slot", json_object_new_int(att->limits.slot));
     return args;
 }
 
@@ -163,22 +185,42 @@ static void group_reconfigure(struct supervisor *s, struct limit_group *g,
 }
 
 /* Make `next` att's limits, joining and leaving groups.  -ENOMEM when a
- * new group's memory cannot be made (nothing changed then). */
+ * new group's memory cannot be made, -ENOSPC when the group is full
+ * (nothing changed then). */
 static int assign(struct supervisor *s, struct attachment *att, const struct io_limits *next)
 {
     struct limit_group *old = att->limits.group, *g = NULL;
+    int old_slot = att->limits.slot, slot = old_slot;
 
     if (next->group[0] && !(g = group_find(s, next->group)) &&
         !(g = group_new(s, next->group, &next->cfg)))
         return -ENOMEM;
+    if (g && g != old && (slot = free_slot(s, g)) < 0)
+        return slot;
     if (g)
         group_reconfigure(s, g, &next->cfg, att);
     if (g && g != old)
         g->members++;
+    att->limits.slot = slot;
     set_limits(att, next, g);
     if (old != g)
-        group_leave(s, old);
+        group_leave(s, old, old_slot);
     return 0;
+}
+
+/* assign(), with an error reply when it fails. */
+static int assign_or_reply(struct supervisor *s, struct attachment *att, struct client *c,
+                           json_object *id, const struct io_limits *next)
+{
+    int r = assign(s, att, next);
+
+    if (r == -ENOSPC)
+        client_error(c, id, "LimitReached", "limit group '%s' has %d images, the most it takes",
+                     next->group, THROTTLE_GROUP_MAX_MEMBERS);
+    else if (r < 0)
+        client_error(c, id, "GenericError", "cannot make limit group '%s': %s", next->group,
+                     strerror(-r));
+    return r;
 }
 
 /* The limits to start from when `obj` is applied: joining another group
@@ -222,16 +264,12 @@ int throttling_attach(struct supervisor *s, struct attachment *att, struct clien
     json_object_object_get_ex(args, "io-limits", &obj);
     if (!compute(s, att, c, id, obj, false, &next))
         return -EINVAL;
-    if (assign(s, att, &next) < 0) {
-        client_error(c, id, "GenericError", "cannot make limit group '%s'", next.group);
-        return -ENOMEM;
-    }
-    return 0;
+    return assign_or_reply(s, att, c, id, &next);
 }
 
 void throttling_release(struct supervisor *s, struct attachment *att)
 {
-    group_leave(s, att->limits.group);
+    group_leave(s, att->limits.group, att->limits.slot);
     att->limits.group = NULL;
     free(att->limits.json);
     att->limits.json = NULL;
@@ -271,12 +309,8 @@ void throttling_command(struct supervisor *s, struct attachment *att, struct cli
                      attachment_state_name(att->state));
         return;
     }
-    if (!compute(s, att, c, id, obj, reset, &next))
+    if (!compute(s, att, c, id, obj, reset, &next) || assign_or_reply(s, att, c, id, &next) < 0)
         return;
-    if (assign(s, att, &next) < 0) {
-        client_error(c, id, "GenericError", "cannot make limit group '%s'", next.group);
-        return;
-    }
     log_info("%s: I/O limits now %s", att->name, att->limits.json);
     announce(s, att);
     wargs = worker_args(att);

@@ -18,6 +18,7 @@ struct limit_group;
 struct attachment_limits {
     struct io_limits set;           /* in a group: the group's */
     struct limit_group *group;      /* NULL: the image's own buckets */
+    int slot;                       /* its member slot in the group */
     char *json;                     /* `set` as the worker is told it */
     struct worker_limits spawn;     /* for worker_spawn; json NULL: none */
 };

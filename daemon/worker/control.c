@@ -3,7 +3,7 @@
  * event (carrying the ring's descriptors when it made the ring) or a
  * "failed" event, then answers commands:
  *   {"execute": "stats" | "query" | "pause" | "resume" | "stop", "id": ...}
- *   {"execute": "limit", "arguments": {"io-limits": {...}}, "id": ...}
+ *   {"execute": "limit", "arguments": {"io-limits": {...}, "group-slot": N}, "id": ...}
  *       (with the limit group's page as a descriptor when they name one)
  * with {"return": {...}, "id": ...} or {"error": {"class", "desc"}, "id"}. */
 #include "config.h"
@@ -240,7 +240,7 @@ static void do_resume(struct worker *w, json_object *id)
 /* New limits from the supervisor (it checked them; so do we). */
 static void do_limit(struct worker *w, json_object *msg, json_object *id, int group_fd)
 {
-    json_object *args = NULL, *limits = NULL;
+    json_object *args = NULL, *limits = NULL, *slot = NULL;
     char why[160];
 
     json_object_object_get_ex(msg, "arguments", &args);
@@ -248,7 +248,9 @@ static void do_limit(struct worker *w, json_object *msg, json_object *id, int gr
         reply_error(w, id, "InvalidParameter", "'limit' takes 'io-limits'");
         return;
     }
-    if (limiter_set(&w->limiter, limits, group_fd, now_ns(), why, sizeof why) < 0) {
+    json_object_object_get_ex(args, "group-slot", &slot);
+    if (limiter_set(&w->limiter, limits, group_fd, slot ? json_object_get_int(slot) : -1, now_ns(),
+                    why, sizeof why) < 0) {
         reply_error(w, id, "InvalidParameter", why);
         return;
     }

@@ -45,6 +45,23 @@ static enum cost_kind cost_of(const struct ring_io *io, enum throttle_dir *dir, 
     return COST_NONE_PASS;
 }
 
+/* Other members of the group wait, yet none of them has let a request
+ * through for a quantum: they take nothing (paused, stopped, starved). */
+static bool others_stalled(struct limiter *l, uint64_t now)
+{
+    uint64_t least, others;
+
+    if (!throttle_others_least(l->state, (unsigned)l->slot, &least))
+        return false;
+    others = __atomic_load_n(&l->state->admitted, __ATOMIC_ACQUIRE) - l->admitted;
+    if (others != l->others_admitted || !l->others_since) {
+        l->others_admitted = others;
+        l->others_since = now;
+        return false;
+    }
+    return now - l->others_since > THROTTLE_FAIR_QUANTUM_NS;
+}
+
 /* 0: io may start now (charged); else the nanoseconds until it may. */
 static uint64_t admit(struct limiter *l, const struct ring_io *io, uint64_t now)
 {
@@ -53,7 +70,21 @@ static uint64_t admit(struct limiter *l, const struct ring_io *io, uint64_t now)
 
     if (cost_of(io, &dir, &bytes) != COST_CHARGED)
         return 0;
-    return throttle_admit(&l->bucket, l->state, dir, bytes, now);
+    if (l->slot < 0)
+        return throttle_admit(&l->bucket, l->state, dir, bytes, now);
+    uint64_t wait = throttle_admit_member(&l->bucket, l->state, (unsigned)l->slot,
+                                          others_stalled(l, now), dir, bytes, now);
+    if (wait == 0)
+        l->admitted++;
+    return wait;
+}
+
+/* Our bit in the group's page: set while requests are held. */
+static void set_waiting(struct limiter *l, bool waiting)
+{
+    if (l->slot >= 0 && l->waiting != waiting)
+        throttle_member_wait(l->state, (unsigned)l->slot, waiting);
+    l->waiting = waiting && l->slot >= 0;
 }
 
 /* ---- limits and the group's page ---------------------------------------- */
@@ -94,20 +125,32 @@ static int map_group(int fd, void **page, size_t *size, char *err, size_t errlen
 
 /* Switch to new limits: a group's page when they name one, else the
  * image's own buckets (carried over when they were in use already). */
-static int apply(struct limiter *l, const struct io_limits *next, int group_fd, uint64_t now,
-                 char *err, size_t errlen)
+static int apply(struct limiter *l, const struct io_limits *next, int group_fd, int group_slot,
+                 uint64_t now, char *err, size_t errlen)
 {
     void *page = NULL;
     size_t size = 0;
     int r;
 
+    if (next->group[0] && (group_slot < 0 || group_slot >= THROTTLE_GROUP_MAX_MEMBERS)) {
+        snprintf(err, errlen, "no member slot in the limit group");
+        return -EINVAL;
+    }
     if (next->group[0] && (r = map_group(group_fd, &page, &size, err, errlen)) < 0)
         return r;
+    set_waiting(l, false);
+    l->slot = -1;
     if (page) {
         unmap_group(l);
         l->group_page = page;
         l->group_page_size = size;
         l->state = page;
+        l->slot = group_slot;
+        l->admitted = 0;
+        l->others_since = 0;
+        /* A predecessor that died may have left our bit set. */
+        throttle_member_wait(l->state, (unsigned)l->slot, false);
+        set_waiting(l, l->count > 0);
     } else if (l->state == &l->local) {
         throttle_state_rescale(&l->local, &l->limits.cfg, &next->cfg, now);
     } else {
@@ -121,19 +164,19 @@ static int apply(struct limiter *l, const struct io_limits *next, int group_fd, 
     return 0;
 }
 
-int limiter_set(struct limiter *l, json_object *limits, int group_fd, uint64_t now, char *err,
-                size_t errlen)
+int limiter_set(struct limiter *l, json_object *limits, int group_fd, int group_slot,
+                uint64_t now, char *err, size_t errlen)
 {
     struct io_limits next = { 0 };
     int r;
 
     if ((r = io_limits_merge(&next, limits, err, errlen)) < 0)
         return r;
-    return apply(l, &next, group_fd, now, err, errlen);
+    return apply(l, &next, group_fd, group_slot, now, err, errlen);
 }
 
 int limiter_init(struct limiter *l, unsigned ring_size, const char *limits_json, int group_fd,
-                 char *err, size_t errlen)
+                 int group_slot, char *err, size_t errlen)
 {
     struct io_limits next = { 0 };
     int r;
@@ -141,6 +184,7 @@ int limiter_init(struct limiter *l, unsigned ring_size, const char *limits_json,
     memset(l, 0, sizeof *l);
     throttle_state_init(&l->local);
     l->state = &l->local;
+    l->slot = -1;
     l->cap = ring_size;
     l->queue = calloc(ring_size, sizeof *l->queue);
     l->held_at = calloc(ring_size, sizeof *l->held_at);
@@ -151,11 +195,13 @@ int limiter_init(struct limiter *l, unsigned ring_size, const char *limits_json,
     }
     if (limits_json && (r = io_limits_parse(limits_json, &next, err, errlen)) < 0)
         return r;
-    return apply(l, &next, group_fd, 0, err, errlen);
+    return apply(l, &next, group_fd, group_slot, 0, err, errlen);
 }
 
 void limiter_destroy(struct limiter *l)
 {
+    if (l->group_page)
+        set_waiting(l, false);
     unmap_group(l);
     if (l->timer_fd >= 0)
         close(l->timer_fd);
@@ -193,8 +239,10 @@ static void push(struct limiter *l, struct ring_io *io, uint64_t now)
     unsigned tail = (l->head + l->count) % l->cap;
 
     /* The ring server hands out at most its ring size of requests. */
-    if (l->count == 0)
+    if (l->count == 0) {
         l->held_since = now;
+        set_waiting(l, true);
+    }
     l->queue[tail] = io;
     l->held_at[tail] = now;
     l->count++;
@@ -207,8 +255,10 @@ static struct ring_io *pop(struct limiter *l, uint64_t now)
     l->delayed++;
     l->delay_ns += now - l->held_at[l->head];
     l->head = (l->head + 1) % l->cap;
-    if (--l->count == 0)
+    if (--l->count == 0) {
         l->throttled_ns += now - l->held_since;
+        set_waiting(l, false);
+    }
     return io;
 }
 

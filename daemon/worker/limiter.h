@@ -8,7 +8,10 @@
  * nothing but keeps its place.
  *
  * The buckets are the image's own, or, in a limit group, a page of
- * memory qcowd shares with every worker of the group. */
+ * memory qcowd shares with every worker of the group, where each worker is
+ * a member with a slot: members with requests waiting take turns
+ * (throttle_admit_member), and one whose fellows wait without taking
+ * anything for a quantum (paused, or stopped) stops waiting for them. */
 #ifndef QCOWD_WORKER_LIMITER_H
 #define QCOWD_WORKER_LIMITER_H
 
@@ -28,6 +31,11 @@ struct limiter {
     struct throttle_state *state;   /* &local, or the group's page */
     void *group_page;               /* mapped, or NULL */
     size_t group_page_size;
+    int slot;                       /* our member slot in the group, or -1 */
+    bool waiting;                   /* our bit is set in the group's page */
+    uint64_t admitted;              /* requests we let through in the group */
+    uint64_t others_admitted;       /* the other members', when last seen */
+    uint64_t others_since;          /* when that last changed (0: not yet seen) */
     int timer_fd;
     uint64_t timer_at;              /* when the timer fires, 0: disarmed */
     struct ring_io **queue;         /* held requests, oldest at head */
@@ -40,11 +48,12 @@ struct limiter {
 };
 
 /* Up to `ring_size` requests can be held.  limits_json: the limits as
- * io_limits_to_json() writes them (NULL: none); group_fd: the group's page
- * when they name a group (-1 otherwise; not taken over).  0 or -errno with
- * a reason in err. */
+ * io_limits_to_json() writes them (NULL: none); group_fd and group_slot:
+ * the group's page and our slot in it when they name a group (-1
+ * otherwise; the descriptor is not taken over).  0 or -errno with a reason
+ * in err. */
 int limiter_init(struct limiter *l, unsigned ring_size, const char *limits_json, int group_fd,
-                 char *err, size_t errlen);
+                 int group_slot, char *err, size_t errlen);
 void limiter_destroy(struct limiter *l);
 
 /* Watch this in the epoll loop; call limiter_timer_expired() when it fires. */
@@ -65,8 +74,8 @@ bool limiter_idle(const struct limiter *l);
 /* New limits (a whole set, as in limiter_init), effective at once: what the
  * image's own buckets owe is carried over; a group's page is qcowd's to
  * carry over.  0 or -errno with a reason in err (the old limits stay). */
-int limiter_set(struct limiter *l, json_object *limits, int group_fd, uint64_t now, char *err,
-                size_t errlen);
+int limiter_set(struct limiter *l, json_object *limits, int group_fd, int group_slot,
+                uint64_t now, char *err, size_t errlen);
 
 /* {"held", "delayed", "delay-us", "throttled-us", "io-limits"} */
 json_object *limiter_stats_json(const struct limiter *l, uint64_t now);

@@ -41,7 +41,8 @@ static void usage(FILE *f)
         "      --poll-us=USEC      busy-poll this long for work before sleeping\n"
         "                          (default %d; 0 sleeps at once)\n"
         "      --io-limits=JSON    I/O limits, as qcowd's \"io-limits\" object\n"
-        "      --limit-group-fd=FD the page of the limit group the limits name\n"
+        "      --limit-group=FD,SLOT  the page of the limit group the limits name,\n"
+        "                          and this worker's member slot in it\n"
         "      --log-level=LEVEL   error, warning, info (default), debug\n"
         "  -h, --help              show this help\n",
         DEFAULT_RING_ORDER, DEFAULT_DATA_PAGES, DEFAULT_MAX_INDIRECT, WORKER_POLL_DEFAULT_US);
@@ -80,6 +81,15 @@ static int parse_ring_fds(const char *s, struct worker_opts *o)
                ? 0 : -EINVAL;
 }
 
+static int parse_limit_group(const char *s, struct worker_opts *o)
+{
+    char tail;
+
+    return sscanf(s, "%d,%d%c", &o->limit_group_fd, &o->limit_group_slot, &tail) == 2 &&
+                   o->limit_group_fd >= 0 && o->limit_group_slot >= 0
+               ? 0 : -EINVAL;
+}
+
 static int read_key(int fd, uint8_t *key, size_t cap, size_t *len)
 {
     size_t n = 0;
@@ -101,7 +111,7 @@ static int read_key(int fd, uint8_t *key, size_t cap, size_t *len)
 
 enum { OPT_CACHE = 256, OPT_KEY_FD, OPT_NAME, OPT_RING_ORDER, OPT_DATA_PAGES, OPT_MAX_INDIRECT,
        OPT_CONTROL_FD, OPT_RING_FDS, OPT_NULL, OPT_PAUSED, OPT_LOG_LEVEL, OPT_POLL_US,
-       OPT_LIMITS, OPT_LIMIT_GROUP_FD };
+       OPT_LIMITS, OPT_LIMIT_GROUP };
 
 static const struct option long_options[] = {
     { "format", required_argument, NULL, 'f' },
@@ -118,7 +128,7 @@ static const struct option long_options[] = {
     { "paused", no_argument, NULL, OPT_PAUSED },
     { "poll-us", required_argument, NULL, OPT_POLL_US },
     { "io-limits", required_argument, NULL, OPT_LIMITS },
-    { "limit-group-fd", required_argument, NULL, OPT_LIMIT_GROUP_FD },
+    { "limit-group", required_argument, NULL, OPT_LIMIT_GROUP },
     { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
@@ -155,7 +165,7 @@ static int parse_option(int c, const char *arg, struct worker_opts *o)
     case OPT_PAUSED: o->start_paused = true; return 0;
     case OPT_POLL_US: return parse_uint(arg, 1000000, &o->poll_us);
     case OPT_LIMITS: o->limits = arg; return 0;
-    case OPT_LIMIT_GROUP_FD: return parse_fd(arg, &o->limit_group_fd);
+    case OPT_LIMIT_GROUP: return parse_limit_group(arg, o);
     case OPT_LOG_LEVEL:
         if ((level = log_level_parse(arg)) < 0)
             return -EINVAL;
@@ -172,7 +182,8 @@ int main(int argc, char **argv)
                              .data_pages = DEFAULT_DATA_PAGES,
                              .max_indirect = DEFAULT_MAX_INDIRECT, .ctl_fd = -1,
                              .adopt = { -1, -1, -1 }, .adopt_journal_fd = -1,
-                             .limit_group_fd = -1, .open.direct = true };
+                             .limit_group_fd = -1, .limit_group_slot = -1,
+                             .open.direct = true };
     struct worker w;
     int c, r;
 

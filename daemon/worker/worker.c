@@ -234,7 +234,7 @@ static int start_limiter(struct worker *w, const struct worker_opts *o)
 {
     char why[160];
     int r = limiter_init(&w->limiter, ring_server_ring_size(w->rs), o->limits, o->limit_group_fd,
-                         why, sizeof why);
+                         o->limit_group_slot, why, sizeof why);
 
     if (o->limit_group_fd >= 0)
         close(o->limit_group_fd);       /* mapped, if it is any good */

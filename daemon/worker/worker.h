@@ -64,6 +64,7 @@ struct worker_opts {
     int adopt_journal_fd;       /* and its journal */
     const char *limits;         /* I/O limits (JSON), or NULL */
     int limit_group_fd;         /* their group's page, or -1 */
+    int limit_group_slot;       /* and our member slot in it */
 };
 
 /* Open the image and make (or adopt) the ring.  Returns 0 or -errno with

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Issue 13's proof of I/O limits: a QD32 client on an image limited to
 # 1000 IOPS measures 1000 +- 10 % over 10 s, while an unlimited neighbour
-# served at the same time is not held back.
+# served at the same time is not held back.  Then the two share 1000 IOPS
+# as a limit group.
 #
 # Robust on a loaded machine: the upper bound holds whatever the load (the
 # buckets never let more through than 10 s of the rate plus the 0.1 s
@@ -51,4 +52,23 @@ st=$(ctl --json stats limited.qcow) || die "stats"
     die "the worker's limits: $(jq -c '.throttle["io-limits"]' <<<"$st")"
 st=$(ctl --json stats free.qcow) || die "stats"
 [ "$(jq '.throttle.delayed' <<<"$st")" = 0 ] || die "the neighbour's requests were held"
+
+# Two images of a limit group share its 1000 IOPS (within the same bound:
+# one budget), and take turns: neither gets less than a quarter.
+ctl detach free.qcow >/dev/null && ctl detach limited.qcow >/dev/null || die "detach"
+ctl attach --limit-group pair --iops "$LIMIT" "$T/limited.qcow" >/dev/null || die "attach"
+ctl attach --limit-group pair "$T/free.qcow" >/dev/null || die "attach"
+"$DAEMON_TOOLS/ringio" "$SOCK" free.qcow load -q 32 -t 3 >"$T/free.out" &
+free_pid=$!
+"$DAEMON_TOOLS/ringio" "$SOCK" limited.qcow load -q 32 -t 3 >"$T/limited.out" ||
+    die "a client of the group saw an error"
+wait "$free_pid" || die "a client of the group saw an error"
+read -r _ a _ sa _ _ <"$T/limited.out"
+read -r _ b _ sb _ _ <"$T/free.out"
+msg "a group of two at $LIMIT IOPS: $a ops in $sa s and $b ops in $sb s"
+awk -v a="$a" -v b="$b" -v sa="$sa" -v sb="$sb" -v l="$LIMIT" \
+    'BEGIN { s = sa > sb ? sa : sb; exit !(a + b <= l * s + l / 10 + 3) }' ||
+    die "the group let $((a + b)) operations through"
+[ "$a" -ge $(((a + b) / 4)) ] && [ "$b" -ge $(((a + b) / 4)) ] ||
+    die "the group's members did not take turns: $a and $b"
 exit 0

@@ -246,6 +246,97 @@ static void test_shared(void)
     CHECK(na > 4000 && nb > 4000);
 }
 
+/* Two members of a group, both always with a request waiting, asking in
+ * the same order whenever they are due at the same moment (the one that
+ * always wins such ties is what an unfair scheduler would favour).
+ * fair: through throttle_admit_member; else throttle_admit. */
+static void run_members(const struct throttle *t, struct throttle_state *st, bool fair,
+                        bool stalled, uint64_t until, uint64_t n[2], bool active1)
+{
+    uint64_t next[2] = { 0, 0 }, w;
+
+    n[0] = n[1] = 0;
+    while (n[0] + n[1] < RUNAWAY) {
+        unsigned m = active1 && next[1] < next[0] ? 1 : 0;
+        uint64_t now = next[m];
+        if (now > until)
+            break;
+        w = fair ? throttle_admit_member(t, st, m, stalled, THROTTLE_DIR_READ, 4096, now)
+                 : throttle_admit(t, st, THROTTLE_DIR_READ, 4096, now);
+        if (w == 0)
+            n[m]++;
+        else
+            next[m] = now + w;
+    }
+}
+
+static void test_members(void)
+{
+    struct throttle_config c = iops(THROTTLE_IOPS_TOTAL, 1000);
+    struct throttle t;
+    struct throttle_state st;
+    uint64_t n[2];
+
+    throttle_init(&t, &c);
+    /* Without turns, the member that wins ties takes everything. */
+    throttle_state_init(&st);
+    run_members(&t, &st, false, false, 10 * S, n, true);
+    CHECK_U64(n[0] + n[1], 10101);
+    CHECK(n[1] < 200);
+    /* With turns: the same total, shared within a quantum (100 ops). */
+    throttle_state_init(&st);
+    throttle_member_wait(&st, 0, true);
+    throttle_member_wait(&st, 1, true);
+    run_members(&t, &st, true, false, 10 * S, n, true);
+    CHECK_U64(n[0] + n[1], 10101);
+    CHECK(n[0] >= 4950 && n[1] >= 4950);
+    CHECK(st.used_ns[0] + st.used_ns[1] == 10101 * MS);
+}
+
+/* A member that waits without taking (a paused worker) holds the others
+ * back for a quantum; once they see it stalled, it forfeits its turns. */
+static void test_stalled_member(void)
+{
+    struct throttle_config c = iops(THROTTLE_IOPS_TOTAL, 1000);
+    struct throttle t;
+    struct throttle_state st;
+    uint64_t n[2];
+
+    throttle_init(&t, &c);
+    throttle_state_init(&st);
+    throttle_member_wait(&st, 0, true);
+    throttle_member_wait(&st, 1, true);
+    run_members(&t, &st, true, false, 10 * S, n, false);
+    CHECK_U64(n[1], 0);
+    CHECK_U64(n[0], 101);           /* its lead reached the quantum at once */
+    CHECK_U64(throttle_admit_member(&t, &st, 0, false, THROTTLE_DIR_READ, 4096, 10 * S),
+              THROTTLE_YIELD_MIN_NS);
+    run_members(&t, &st, true, true, 20 * S, n, false);
+    CHECK(n[0] >= 10000);
+    CHECK(st.used_ns[1] + THROTTLE_FAIR_QUANTUM_NS >= st.used_ns[0] - MS);
+}
+
+/* A member that was idle gets no credit for it when it starts waiting. */
+static void test_idle_member(void)
+{
+    struct throttle_config c = iops(THROTTLE_IOPS_TOTAL, 1000);
+    struct throttle t;
+    struct throttle_state st;
+    uint64_t n[2];
+
+    throttle_init(&t, &c);
+    throttle_state_init(&st);
+    throttle_member_wait(&st, 0, true);
+    run_members(&t, &st, true, false, 10 * S, n, false);
+    CHECK_U64(n[0], 10101);
+    throttle_member_wait(&st, 1, true);
+    CHECK_U64(st.used_ns[1], st.used_ns[0]);
+    run_members(&t, &st, true, false, 20 * S, n, true);
+    CHECK(n[0] >= 4900 && n[1] >= 4900);
+    throttle_member_wait(&st, 1, false);
+    CHECK_U64(st.waiting, 1);
+}
+
 static void test_costs(void)
 {
     CHECK_U64(throttle_cost_ns(1, 3), 333333334);
@@ -358,6 +449,9 @@ int main(void)
     test_directions();
     test_rescale();
     test_shared();
+    test_members();
+    test_stalled_member();
+    test_idle_member();
     test_costs();
     test_json();
     test_refused();
