@@ -159,6 +159,7 @@ static int apply(struct limiter *l, const struct io_limits *next, int group_fd, 
         l->state = &l->local;
     }
     l->limits = *next;
+    l->active = throttle_config_any(&next->cfg) || l->slot >= 0;
     throttle_init(&l->bucket, &next->cfg);
     l->timer_at = 0;            /* recomputed by the next release */
     return 0;
@@ -266,8 +267,11 @@ bool limiter_hold(struct limiter *l, struct ring_io *io, uint64_t now)
 {
     enum throttle_dir dir;
     uint64_t bytes;
-    enum cost_kind kind = cost_of(io, &dir, &bytes);
+    enum cost_kind kind;
 
+    if (!l->active && l->count == 0)
+        return false;
+    kind = cost_of(io, &dir, &bytes);
     if (kind == COST_NONE_PASS)
         return false;
     if (l->count == 0 && (kind == COST_NONE_ORDERED || admit(l, io, now) == 0))

@@ -26,6 +26,7 @@
 
 struct limiter {
     struct io_limits limits;
+    bool active;                    /* any limit, or a group: else nothing is held */
     struct throttle bucket;
     struct throttle_state local;    /* the image's own buckets */
     struct throttle_state *state;   /* &local, or the group's page */
