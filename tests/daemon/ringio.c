@@ -18,8 +18,9 @@
  *
  * load: keep QD random reads (writes with -W) of BYTES in flight for
  * SECONDS, then print what this client achieved, measured by itself:
- * "ops N seconds S iops X" (S from the first submission to the last
- * completion).  Any failed request fails the run.
+ * "ops N seconds S iops X from T0 to T1" (S from the first submission, at
+ * T0 on CLOCK_MONOTONIC, to the last completion, at T1).  Any failed
+ * request fails the run.
  *
  * order: submit the OPs all at once, in order, then print the indexes of
  * the OPs in the order they completed ("order: 0 2 1").  An OP is r:LEN
@@ -269,10 +270,11 @@ static int load_submit(struct qcowring *ring, const struct load_opts *o, uint64_
 }
 
 static int run_load(struct qcowring *ring, const struct load_opts *o, uint64_t size,
-                    uint64_t *ops, double *elapsed)
+                    uint64_t *ops, double *start, double *last)
 {
     struct qcowring_completion c[64];
-    double start = seconds_now(), end = start + o->seconds, last = start;
+    double end = (*start = seconds_now()) + o->seconds;
+
     int r, n;
 
     *ops = 0;
@@ -295,10 +297,9 @@ static int run_load(struct qcowring *ring, const struct load_opts *o, uint64_t s
                 }
                 qcowring_req_free(ring, c[i].req);
                 ++*ops;
-                last = seconds_now();
+                *last = seconds_now();
             }
     }
-    *elapsed = last - start;
     return 0;
 }
 
@@ -307,7 +308,7 @@ static int cmd_load(struct qcowring *ring, int argc, char **argv)
     struct load_opts o = { .qd = 32, .seconds = 10, .bytes = 4096, .op = QCOWRING_OP_READ };
     struct qcowring_geometry g;
     uint64_t ops;
-    double elapsed;
+    double start, last, elapsed;
     int c, r;
 
     optind = 1;
@@ -324,10 +325,11 @@ static int cmd_load(struct qcowring *ring, int argc, char **argv)
     if (optind != argc || o.qd == 0 || o.bytes == 0 || o.bytes % 512 ||
         o.bytes > g.max_request_bytes || o.bytes > g.capacity_sectors * 512)
         return 2;
-    if ((r = run_load(ring, &o, g.capacity_sectors * 512, &ops, &elapsed)) < 0)
+    if ((r = run_load(ring, &o, g.capacity_sectors * 512, &ops, &start, &last)) < 0)
         return die("load", r);
-    printf("ops %" PRIu64 " seconds %.6f iops %.1f\n", ops, elapsed,
-           elapsed > 0 ? (double)ops / elapsed : 0.0);
+    elapsed = last - start;
+    printf("ops %" PRIu64 " seconds %.6f iops %.1f from %.6f to %.6f\n", ops, elapsed,
+           elapsed > 0 ? (double)ops / elapsed : 0.0, start, last);
     return failures ? 1 : 0;
 }
 
