@@ -109,8 +109,9 @@ static int map_group(int fd, void **page, size_t *size, char *err, size_t errlen
     }
     p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
-        snprintf(err, errlen, "cannot map the limit group's memory: %s", strerror(errno));
-        return -errno;
+        int e = errno;
+        snprintf(err, errlen, "cannot map the limit group's memory: %s", strerror(e));
+        return -e;
     }
     if (__atomic_load_n(&((struct throttle_state *)p)->magic, __ATOMIC_ACQUIRE) !=
         THROTTLE_STATE_MAGIC) {
