@@ -17,7 +17,7 @@ AM_TESTS_ENVIRONMENT = \
 	top_builddir='$(abs_top_builddir)'; export top_builddir; \
 	TEST_TOOLS='$(abs_top_builddir)/tests/tools'; export TEST_TOOLS;
 
-EXTRA_DIST += tests/README.md tests/lib/common.sh tests/lib/wait.sh tests/lib/qemu-lock.sh tests/lib/xorshift.h
+EXTRA_DIST += tests/README.md tests/lib/common.sh tests/lib/wait.sh tests/lib/faults.sh tests/lib/qemu-lock.sh tests/lib/xorshift.h
 
 # ---- helper programs --------------------------------------------------------
 check_PROGRAMS += tests/tools/randio tests/tools/mkbad tests/tools/blktap-model
@@ -28,6 +28,13 @@ tests_tools_blktap_model_LDADD = $(ZLIB_LIBS) $(CRYPTO_LIBS)
 tests_tools_mkbad_SOURCES = tests/tools/mkbad.c
 tests_tools_mkbad_CFLAGS = $(AM_CFLAGS) $(ZLIB_CFLAGS)
 tests_tools_mkbad_LDADD = $(ZLIB_LIBS)
+# The fault-injection shim (LD_PRELOAD): a shared object built for the tests
+# only, without the sanitizers (it is preloaded ahead of their runtime).
+check_LTLIBRARIES += tests/tools/qcowfault.la
+tests_tools_qcowfault_la_SOURCES = tests/tools/faultshim.c
+tests_tools_qcowfault_la_CFLAGS = -std=gnu11 $(WARN_CFLAGS)
+tests_tools_qcowfault_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
+tests_tools_qcowfault_la_LIBADD = -ldl
 
 # ---- unit tests (C, linked with the engine) ---------------------------------
 UNIT_TESTS = \

@@ -1,0 +1,23 @@
+# The fault-injection shim (tests/tools/faultshim.c; rules in tests/README.md).
+# Sourced after tests/lib/common.sh.
+FAULT_SHIM=$TEST_TOOLS/.libs/qcowfault.so
+FAULT_LOG=$T/faults.log
+
+require_fault_shim() {
+    [ -f "$FAULT_SHIM" ] || die "fault shim $FAULT_SHIM not built (make check builds it)"
+}
+
+# with_faults RULES COMMAND...: run COMMAND with the shim preloaded and
+# QCOWD_FAULT=RULES; every injected fault is logged to $FAULT_LOG.  The
+# shim comes ahead of the sanitizers' runtime, which they accept when told.
+with_faults() {
+    local rules=$1
+    shift
+    LD_PRELOAD="$FAULT_SHIM" QCOWD_FAULT="$rules" QCOWD_FAULT_LOG="$FAULT_LOG" \
+        ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0" "$@"
+}
+
+# fault_injected PATTERN: the shim logged a fault matching PATTERN.
+fault_injected() {
+    grep -q -- "$1" "$FAULT_LOG" 2>/dev/null
+}
