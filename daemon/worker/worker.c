@@ -256,6 +256,7 @@ static int open_image(struct worker *w, const struct worker_opts *o)
     log_warning("%s: the device needs O_DIRECT alignment above 512 bytes: using the page cache",
                 w->name);
     image_close(w->img);
+    w->img = NULL;              /* worker_destroy() must not close it again */
     open.direct = false;
     return image_open(o->path, &open, &w->img);
 }

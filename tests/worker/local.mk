@@ -14,5 +14,6 @@ tests_worker_ring_random_LDADD = daemon/common/libqcowdcommon.la shm/libqcowring
 WORKER_TESTS = \
 	tests/worker/exec-random.sh \
 	tests/worker/ring-random.sh \
-	tests/worker/ring-flush-kill.sh
+	tests/worker/ring-flush-kill.sh \
+	tests/worker/fault-open.sh
 EXTRA_DIST += $(WORKER_TESTS) tests/worker/lib.sh
