@@ -44,7 +44,8 @@ UNIT_TESTS = \
 	tests/unit/test-compress \
 	tests/unit/test-map \
 	tests/unit/test-meta \
-	tests/unit/test-throttle
+	tests/unit/test-throttle \
+	tests/unit/test-flush-fail
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 UNIT_LDADD = daemon/image/libqcowimage.la
@@ -66,6 +67,8 @@ tests_unit_test_throttle_SOURCES = tests/unit/test-throttle.c tests/unit/unit.h
 tests_unit_test_throttle_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
 tests_unit_test_throttle_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
 tests_unit_test_throttle_LDADD = daemon/common/libqcowdcommon.la $(JSONC_LIBS)
+tests_unit_test_flush_fail_SOURCES = tests/unit/test-flush-fail.c tests/unit/unit.h
+tests_unit_test_flush_fail_LDADD = $(UNIT_LDADD)
 
 # ---- interop with QEMU and malformed images (shell) -------------------------
 INTEROP_TESTS = \

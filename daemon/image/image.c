@@ -450,6 +450,11 @@ int image_meta_prepare(struct image *img, struct meta_writeback *wb)
         *wb = (struct meta_writeback){ .fd = -1 };
         return 0;
     }
+    if (img->flush_error) {
+        *wb = (struct meta_writeback){ .fd = -1 };
+        return qc_fail(img->flush_error, "%s: an earlier flush failed (%s): nothing more is "
+                       "written back", img->top->path, strerror(-img->flush_error));
+    }
     return img->top->ops->meta_prepare(img->top, wb);
 }
 
@@ -460,6 +465,12 @@ void image_meta_finish(struct image *img, struct meta_writeback *wb, int err)
         return;
     }
     img->top->ops->meta_finish(img->top, wb, err);
+}
+
+void image_flush_failed(struct image *img, int err)
+{
+    if (!img->flush_error)
+        img->flush_error = err < 0 ? err : -EIO;
 }
 
 int image_make_empty(struct image *img)

@@ -54,6 +54,7 @@ struct image {
     struct layer *top;
     unsigned depth;             /* number of layers */
     uint64_t size;              /* virtual size of the top layer in bytes */
+    int flush_error;            /* a flush failed: -errno, sticky (image_flush_failed) */
 };
 
 /* Open path and its whole backing chain.  Relative backing names resolve
@@ -266,6 +267,17 @@ int image_meta_prepare(struct image *img, struct meta_writeback *wb);
 /* The writeback ran (err 0) or failed (the metadata is marked dirty again).
  * Frees what wb holds. */
 void image_meta_finish(struct image *img, struct meta_writeback *wb, int err);
+
+/* A flush (fdatasync) of the image failed with err.  The kernel may have
+ * dropped dirty data it could not write, and a later fdatasync would succeed
+ * without writing it, so no later flush can vouch for the data that new L2
+ * and L1 entries point at.  From now on the failure is sticky: every
+ * image_meta_prepare(), image_flush() and image_write() fails with err (as
+ * QEMU's file-posix does for flushes), and nothing more is published; the
+ * file stays as the last good flush left it, with leaked clusters at worst.
+ * Stricter than QEMU, this holds with O_DIRECT too: the file system's own
+ * record of the clusters just written is made durable by the same flush. */
+void image_flush_failed(struct image *img, int err);
 
 /* ---- synchronous execution (sync_io.c) -------------------------------- */
 

@@ -720,7 +720,9 @@ static void free_writes(struct meta_write *v, size_t n)
 }
 
 /* Tables of a writeback are evictable again; after a failure they are dirty
- * again (and fresh ones fresh again) so the next writeback retries them. */
+ * again (and fresh ones fresh again).  A failed metadata write is retried by
+ * the next writeback; after a failed flush there is none (image_flush_failed:
+ * the data the tables point at may be lost, so they are never published). */
 static void release_tables(struct layer *l, struct wb_state *st, int err)
 {
     struct qcow_layer *q = Q(l);

@@ -153,6 +153,9 @@ int image_write(struct image *img, const void *buf, uint64_t len, uint64_t off)
 
     if ((r = check_request(img, len, off)) < 0)
         return r;
+    if (img->flush_error)
+        return qc_fail(img->flush_error, "%s: an earlier flush failed (%s): no more writes",
+                       img->top->path, strerror(-img->flush_error));
     for (uint64_t done = 0; done < len && r == 0; done += SYNC_CHUNK) {
         uint64_t chunk = MIN(len - done, SYNC_CHUNK);
         const uint8_t *src = (const uint8_t *)buf + done;
@@ -180,8 +183,13 @@ static int run_meta_writes(const struct meta_write *w, size_t n)
 
 static int sync_file(struct image *img, int fd)
 {
-    if (fdatasync(fd) < 0)
-        return qc_fail(-errno, "%s: fdatasync: %s", img->top->path, strerror(errno));
+    int err;
+
+    if (fdatasync(fd) < 0) {
+        err = -errno;
+        image_flush_failed(img, err);
+        return qc_fail(err, "%s: fdatasync: %s", img->top->path, strerror(-err));
+    }
     return 0;
 }
 
