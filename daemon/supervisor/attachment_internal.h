@@ -18,6 +18,8 @@ void attachment_free(struct supervisor *s, struct attachment *att);
 /* The end of a detach: answer the detach calls (error NULL: success), say
  * so, and free att. */
 void attachment_detached(struct supervisor *s, struct attachment *att, const char *error);
+/* The worker says a flush failed (the image is write-failed): remember why. */
+void attachment_io_error(struct supervisor *s, struct attachment *att, const char *reason);
 
 /* calls.c */
 struct call *call_push(struct attachment *att, enum call_kind kind, struct client *c,

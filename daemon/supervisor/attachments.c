@@ -92,6 +92,8 @@ json_object *attachment_describe(const struct attachment *att, bool full)
     }
     if (att->error)
         json_object_object_add(o, "error", json_object_new_string(att->error));
+    if (att->io_error)
+        json_object_object_add(o, "io-error", json_object_new_string(att->io_error));
     return o;
 }
 
@@ -157,8 +159,26 @@ void attachment_free(struct supervisor *s, struct attachment *att)
     free(att->path);
     free(att->format);
     free(att->error);
+    free(att->io_error);
     bury(s, &att->watch, att);
     status_to_systemd(s);
+}
+
+/* A flush of the image failed: its worker serves reads only, and so does
+ * every worker after it (the metadata log remembers).  Kept for query, and
+ * announced once. */
+void attachment_io_error(struct supervisor *s, struct attachment *att, const char *reason)
+{
+    json_object *d;
+
+    if (att->io_error)
+        return;
+    log_error("%s: a flush failed: %s; the image serves reads only", att->name, reason);
+    att->io_error = strdup(reason);
+    d = json_object_new_object();
+    json_object_object_add(d, "name", json_object_new_string(att->name));
+    json_object_object_add(d, "reason", json_object_new_string(reason));
+    broadcast_event(s, "image-io-error", d);
 }
 
 /* ---- attach ------------------------------------------------------------- */

@@ -115,6 +115,7 @@ struct attachment {
     char *error;
     int start_error;            /* -errno: why the worker did not start */
     struct attachment_limits limits;    /* I/O limits (throttling.c) */
+    char *io_error;             /* a flush failed: the image serves reads only */
     struct client *owner;       /* the connection that holds the ring */
     struct call *calls;         /* in the order they were sent */
     uint64_t next_seq;

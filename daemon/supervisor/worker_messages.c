@@ -67,6 +67,10 @@ static const char *take_event(struct supervisor *s, struct attachment *att, json
         if (!(reason = json_read_string(data, "reason")))
             return "a \"ring-broken\" event without a reason";
         attachment_ring_broken(s, att, reason);
+    } else if (strcmp(name, "io-error") == 0) {
+        if (!(reason = json_read_string(data, "reason")))
+            return "an \"io-error\" event without a reason";
+        attachment_io_error(s, att, reason);
     } else {
         return "an unknown event";
     }

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#define BLK_ERROR_MAX 256
+
 enum blk_op {
     BLK_READ,
     BLK_WRITE,
@@ -26,6 +28,10 @@ struct blk_req {
     void (*complete)(struct blk_req *req, int status);
     void *opaque;
     uint64_t start_ns;          /* set by the executor for latency stats */
+    /* With a status < 0: why, in one line (what failed, in which file, at
+     * which offset, and the error), filled by the executor.  Each request
+     * carries its own reason: there is no "last error" to go stale. */
+    char error[BLK_ERROR_MAX];
 };
 
 #endif

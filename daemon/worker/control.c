@@ -107,6 +107,20 @@ int worker_send_ring_broken(struct worker *w, const char *reason)
     return send_json(w->ctl_fd, ev, NULL, 0);
 }
 
+int worker_send_io_error(struct worker *w, const char *reason)
+{
+    json_object *ev, *data;
+
+    if (w->ctl_fd < 0)
+        return 0;
+    ev = json_object_new_object();
+    data = json_object_new_object();
+    json_object_object_add(data, "reason", json_object_new_string(reason));
+    json_object_object_add(ev, "event", json_object_new_string("io-error"));
+    json_object_object_add(ev, "data", data);
+    return send_json(w->ctl_fd, ev, NULL, 0);
+}
+
 int worker_send_stopped(struct worker *w, int status)
 {
     json_object *ev = json_object_new_object(), *data = json_object_new_object();
@@ -120,6 +134,14 @@ int worker_send_stopped(struct worker *w, int status)
     json_object_object_add(ev, "event", json_object_new_string("stopped"));
     json_object_object_add(ev, "data", data);
     return send_json(w->ctl_fd, ev, NULL, 0);
+}
+
+static void add_io_error(const struct worker *w, json_object *o)
+{
+    const char *failed = executor_flush_error(w->x);
+
+    if (failed)
+        json_object_object_add(o, "io-error", json_object_new_string(failed));
 }
 
 static json_object *op_stats_json(const struct io_stats *s, enum blk_op op)
@@ -171,6 +193,9 @@ static json_object *stats_json(const struct worker *w)
     json_object_object_add(o, "throttle", limiter_stats_json(&w->limiter, now_ns()));
     json_object_object_add(o, "uptime-ms",
                            json_object_new_int64((int64_t)((now_ns() - w->started_ns) / 1000000)));
+    if (w->last_error[0])
+        json_object_object_add(o, "last-error", json_object_new_string(w->last_error));
+    add_io_error(w, o);
     return o;
 }
 
@@ -267,6 +292,7 @@ static void handle_command(struct worker *w, const char *cmd, json_object *msg, 
     } else if (strcmp(cmd, "query") == 0) {
         json_object *q = geometry_json(w);
         json_object_object_add(q, "state", json_object_new_string(state_name(w->state)));
+        add_io_error(w, q);
         reply(w, id, q);
     } else if (strcmp(cmd, "pause") == 0) {
         do_pause(w, id);

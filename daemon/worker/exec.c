@@ -4,7 +4,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,8 +30,9 @@ typedef int (*xop_finish_fn)(struct xop *op, long res);
 
 struct xop {
     struct aio_op aio;
-    struct xreq *xr;            /* NULL for writeback operations */
+    struct xreq *xr;
     struct fill *fill;          /* set for the reads of a fill */
+    struct layer *layer;        /* whose file the I/O goes to */
     xop_finish_fn finish;
     struct extent ext;
     struct iovec *iov;          /* the request's buffers this op reads into */
@@ -41,6 +45,63 @@ struct xop {
 
 static void sub_done(struct xreq *xr, int err);
 static void schedule(struct executor *x);
+
+/* ---- why a request failed ---------------------------------------------- */
+
+void exec_note_failure(struct blk_req *req, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (req->error[0])
+        return;                 /* the first failure is the reason */
+    va_start(ap, fmt);
+    vsnprintf(req->error, sizeof req->error, fmt, ap);
+    va_end(ap);
+}
+
+/* The engine (image.c, qcow.c) words its failures with qc_fail(): take the
+ * words at once, while they are this call's (the caller cleared them with
+ * qc_clear_error() just before the call).  Returns r. */
+static int engine_result(struct blk_req *req, int r)
+{
+    if (r < 0)
+        exec_note_failure(req, "%s", qc_error_message(r));
+    return r;
+}
+
+static const char *layer_path(const struct layer *l)
+{
+    struct layer_info info;
+
+    layer_get_info(l, &info);
+    return info.path;
+}
+
+static uint64_t iocb_bytes(const struct iocb *cb)
+{
+    const struct iovec *iov = cb->u.c.buf;
+    uint64_t n = 0;
+
+    for (unsigned long i = 0; i < cb->u.c.nbytes; i++)
+        n += iov[i].iov_len;
+    return n;
+}
+
+/* The I/O of op ended with res and its finish step said err. */
+static void note_op_failure(struct blk_req *req, const struct xop *op, long res, int err)
+{
+    const struct iocb *cb = &op->aio.iocb;
+    const char *what = cb->aio_lio_opcode == IO_CMD_PWRITEV ? "write" : "read";
+
+    if (res < 0)
+        exec_note_failure(req, "%s: %s of %" PRIu64 " bytes at offset %lld failed: %s",
+                          layer_path(op->layer), what, iocb_bytes(cb), cb->u.c.offset,
+                          strerror((int)-res));
+    else
+        exec_note_failure(req, "%s: %s of %" PRIu64 " bytes at offset %lld: %s",
+                          layer_path(op->layer), what, iocb_bytes(cb), cb->u.c.offset,
+                          qc_error_message(err));
+}
 
 /* ---- iovec helpers ----------------------------------------------------- */
 
@@ -129,10 +190,13 @@ static void fill_op_done(struct fill *f, int err);
 static void xop_done(struct aio_op *a, long res)
 {
     struct xop *op = (struct xop *)((char *)a - offsetof(struct xop, aio));
-    int err = op->finish(op, res);
     struct xreq *xr = op->xr;
     struct fill *f = op->fill;
+    int err;
 
+    qc_clear_error();
+    if ((err = op->finish(op, res)) < 0)
+        note_op_failure(xr->req, op, res, err);
     xop_free(op);
     if (f)
         fill_op_done(f, err);
@@ -155,7 +219,7 @@ int exec_io_result(long res, uint64_t want, bool short_ok)
     if (res < 0)
         return (int)res;
     if ((uint64_t)res < want && !short_ok)
-        return -EIO;
+        return qc_fail(-EIO, "short transfer (%ld of %" PRIu64 " bytes)", res, want);
     return 0;
 }
 
@@ -272,6 +336,7 @@ static int read_extent(struct executor *x, struct xreq *xr, struct fill *f, cons
         return -ENOMEM;
     }
     op->ext = *e;
+    op->layer = e->layer;
     op->iov = target;
     op->niov = ntarget;
     op->len = e->len;
@@ -337,6 +402,7 @@ static int write_out(struct executor *x, struct xop *op, const struct write_piec
         n = 1;
     }
     op->finish = finish_write;
+    op->layer = p->layer;
     aio_prep_writev(&op->aio, pick_fd(x, p->fd, p->layer, host_off, op->len, src, n), src, n,
                     host_off);
     xop_issue(x, op);
@@ -427,8 +493,10 @@ static void fill_op_done(struct fill *f, int err)
         f->error = err;
     if (--f->pending > 0)
         return;
-    if (!f->error)
-        f->error = write_filled(xr->x, f);
+    if (!f->error) {
+        qc_clear_error();
+        f->error = engine_result(xr->req, write_filled(xr->x, f));
+    }
     err = f->error;
     fill_free(f);
     sub_done(xr, err);          /* the fill's own hold on the request */
@@ -450,11 +518,12 @@ static int start_fill(struct executor *x, struct xreq *xr, const struct write_pi
     }
     xr->pending++;              /* released by fill_op_done */
     whole = (struct iovec){ f->cluster, p->cluster_size };
+    qc_clear_error();
     r = image_map_fill(x->img, p, &ev);
     if (r == 0)
         r = read_extents(x, xr, f, &ev, &whole, 1, p->cluster_guest_off);
     extent_vec_free(&ev);
-    fill_op_done(f, r);         /* drop the setup hold */
+    fill_op_done(f, engine_result(xr->req, r));     /* drop the setup hold */
     return 0;
 }
 
@@ -556,11 +625,37 @@ static void unlink_req(struct executor *x, struct xreq *xr)
     x->active--;
 }
 
+/* The image is write-failed: what is not a read fails (see exec.h). */
+static int refuse(struct executor *x, struct blk_req *req)
+{
+    exec_note_failure(req, "refused: an earlier flush of the image failed (%s)",
+                      x->failed_reason);
+    return x->img->flush_error;
+}
+
+void exec_flush_failed(struct executor *x, int err, const char *reason)
+{
+    if (x->img->flush_error)
+        return;
+    image_flush_failed(x->img, err);
+    snprintf(x->failed_reason, sizeof x->failed_reason, "%s", reason);
+    if (x->opts.metalog)
+        metalog_mark_flush_failed(x->opts.metalog, err);
+    if (x->opts.flush_failed)
+        x->opts.flush_failed(x->opts.opaque, x->failed_reason);
+}
+
 void exec_finish(struct xreq *xr, int status)
 {
     struct executor *x = xr->x;
     struct blk_req *req = xr->req;
 
+    /* Writes still running when a flush failed: their data is not durable
+     * and what they allocated will never be published. */
+    if (status == 0 && req->op != BLK_READ && x->img->flush_error)
+        status = refuse(x, req);
+    if (status < 0)
+        exec_note_failure(req, "%s", strerror(-status));
     unlink_req(x, xr);
     x->stats.inflight = x->active;
     stats_record(&x->stats, req->op, req->len, status, now_ns() - req->start_ns);
@@ -575,8 +670,10 @@ static void io_done(struct xreq *xr)
 {
     struct executor *x = xr->x;
 
-    if (xr->req->op == BLK_WRITE && xr->error == 0)
-        xr->error = commit_pieces(x, xr);
+    if (xr->req->op == BLK_WRITE && xr->error == 0) {
+        qc_clear_error();
+        xr->error = engine_result(xr->req, commit_pieces(x, xr));
+    }
     if ((xr->req->flush || xr->req->barrier || xr->must_flush) && xr->error == 0) {
         writeback_queue(x, xr);     /* durable before it completes */
         return;
@@ -600,6 +697,7 @@ static void start(struct executor *x, struct xreq *xr)
 
     xr->running = true;
     xr->pending = 1;            /* held until every sub-operation is issued */
+    qc_clear_error();
     switch (xr->req->op) {
     case BLK_READ: r = start_read(x, xr); break;
     case BLK_WRITE: r = start_write(x, xr); break;
@@ -608,7 +706,7 @@ static void start(struct executor *x, struct xreq *xr)
         writeback_queue(x, xr);
         return;
     }
-    sub_done(xr, r);
+    sub_done(xr, engine_result(xr->req, r));
 }
 
 static void schedule(struct executor *x)
@@ -652,12 +750,19 @@ void executor_submit(struct executor *x, struct blk_req *req)
     int r;
 
     req->start_ns = now_ns();
-    if ((r = validate(x, req)) < 0 || x->opts.null_backend) {
+    req->error[0] = '\0';
+    if ((r = validate(x, req)) < 0)
+        exec_note_failure(req, "not sector aligned, or past the end of the image (%" PRIu64
+                          " bytes)", x->img->size);
+    else if (req->op != BLK_READ && x->img->flush_error && !x->opts.null_backend)
+        r = refuse(x, req);
+    if (r < 0 || x->opts.null_backend) {
         stats_record(&x->stats, req->op, req->len, r, 0);
         req->complete(req, r);
         return;
     }
     if (!(xr = calloc(1, sizeof *xr))) {
+        exec_note_failure(req, "out of memory");
         req->complete(req, -ENOMEM);
         return;
     }
@@ -686,6 +791,7 @@ int executor_new(struct image *img, struct aio_ctx *aio, const struct exec_opts 
 {
     struct executor *x = calloc(1, sizeof *x);
     struct layer_info info;
+    int r;
 
     if (!x)
         return -ENOMEM;
@@ -695,6 +801,11 @@ int executor_new(struct image *img, struct aio_ctx *aio, const struct exec_opts 
     layer_get_info(img->top, &info);
     x->granule = info.cluster_size ? info.cluster_size : 4096;
     x->wb.fd = -1;
+    if (o->metalog && (r = metalog_flush_error(o->metalog)) < 0) {
+        image_flush_failed(img, r);
+        snprintf(x->failed_reason, sizeof x->failed_reason,
+                 "a flush failed in an earlier worker of this image: %s", strerror(-r));
+    }
     *out = x;
     return 0;
 }
@@ -702,6 +813,11 @@ int executor_new(struct image *img, struct aio_ctx *aio, const struct exec_opts 
 void executor_free(struct executor *x)
 {
     free(x);
+}
+
+const char *executor_flush_error(const struct executor *x)
+{
+    return x->img->flush_error ? x->failed_reason : NULL;
 }
 
 bool executor_idle(const struct executor *x)

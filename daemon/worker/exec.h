@@ -26,6 +26,9 @@ struct exec_opts {
     bool null_backend;          /* complete I/O at once without touching the image */
     unsigned dio_align;         /* O_DIRECT alignment; 0 = 512 */
     struct metalog *metalog;    /* record allocations until written back (optional) */
+    /* Called once, when a flush of the image fails (see executor_flush_error). */
+    void (*flush_failed)(void *opaque, const char *reason);
+    void *opaque;
 };
 
 int executor_new(struct image *img, struct aio_ctx *aio, const struct exec_opts *o,
@@ -41,6 +44,13 @@ bool executor_idle(const struct executor *x);
 
 /* Start a background writeback if metadata piles up. */
 void executor_tick(struct executor *x);
+
+/* NULL, or why the image is write-failed: a flush failed (here, or in an
+ * earlier worker of the same metadata log).  From then on every request but
+ * a read fails: writes, because nothing they allocate can be published and
+ * nothing they overwrite can be made durable; flushes, because none can
+ * vouch for what the failed one lost (image_flush_failed). */
+const char *executor_flush_error(const struct executor *x);
 
 const struct io_stats *executor_stats(const struct executor *x);
 struct io_stats *executor_stats_mut(struct executor *x);

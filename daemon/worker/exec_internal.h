@@ -33,11 +33,20 @@ struct executor {
     int wb_phase, wb_pending, wb_err;
     struct xreq *wb_batch;
     uint64_t wb_log_position;   /* the metadata log entries this writeback covers */
+    char wb_reason[BLK_ERROR_MAX];      /* why the running writeback failed */
+    char failed_reason[BLK_ERROR_MAX];  /* why the image is write-failed */
     struct io_stats stats;
 };
 
 /* A request is done: answer it, free it, start what waited for it. */
 void exec_finish(struct xreq *xr, int status);
+
+/* Record why req failed, unless it has a reason already. */
+void exec_note_failure(struct blk_req *req, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A flush of the image failed (reason in one line): make it sticky. */
+void exec_flush_failed(struct executor *x, int err, const char *reason);
 
 /* 0, or -errno for a failed or (unless short_ok) short transfer. */
 int exec_io_result(long res, uint64_t want, bool short_ok);

@@ -14,6 +14,7 @@ struct metalog_header {
     uint64_t capacity;
     _Atomic uint64_t head;      /* first entry not yet written back */
     _Atomic uint64_t tail;      /* next entry to fill */
+    _Atomic int64_t flush_error;        /* sticky: a flush failed (-errno) */
 };
 
 struct metalog_entry {
@@ -95,6 +96,20 @@ void metalog_release(struct metalog *log, uint64_t position)
 {
     if (position > atomic_load(&log->h->head))
         atomic_store_explicit(&log->h->head, position, memory_order_release);
+}
+
+void metalog_mark_flush_failed(struct metalog *log, int err)
+{
+    int64_t none = 0;
+
+    atomic_compare_exchange_strong(&log->h->flush_error, &none, err < 0 ? err : -EIO);
+}
+
+int metalog_flush_error(const struct metalog *log)
+{
+    int64_t err = atomic_load(&log->h->flush_error);
+
+    return err < 0 && err >= -4095 ? (int)err : 0;
 }
 
 int metalog_replay(struct metalog *log, int (*fn)(void *opaque, uint64_t guest, uint64_t host),

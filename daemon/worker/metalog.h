@@ -34,6 +34,12 @@ bool metalog_wants_writeback(const struct metalog *log);
 uint64_t metalog_position(const struct metalog *log);
 void metalog_release(struct metalog *log, uint64_t position);
 
+/* A flush failed with err (< 0): the entries can never be written back, and
+ * no worker that takes the log over may flush as if nothing happened. */
+void metalog_mark_flush_failed(struct metalog *log, int err);
+/* 0, or the error a flush failed with while this log was in use. */
+int metalog_flush_error(const struct metalog *log);
+
 /* Call fn for every entry still in the log, oldest first. */
 int metalog_replay(struct metalog *log, int (*fn)(void *opaque, uint64_t guest, uint64_t host),
                    void *opaque);

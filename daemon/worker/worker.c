@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -157,6 +158,7 @@ static int adopt_one(void *opaque, uint64_t guest, uint64_t host)
 
     if (r < 0)
         log_warning("%s: %s", w->name, qc_error_message(r));
+    qc_clear_error();
     return 0;
 }
 
@@ -172,6 +174,7 @@ static int adopt_allocations(struct worker *w, const struct ring_server_geometry
     r = metalog_attach((uint8_t *)w->journal + off, w->journal_size - off, &w->metalog);
     if (r < 0)
         return qc_fail(r, "%s: the ring's metadata log is damaged", w->name);
+    qc_clear_error();
     return metalog_replay(w->metalog, adopt_one, w);
 }
 
@@ -261,9 +264,18 @@ static int open_image(struct worker *w, const struct worker_opts *o)
     return image_open(o->path, &open, &w->img);
 }
 
+static void flush_failed(void *opaque, const char *reason)
+{
+    struct worker *w = opaque;
+
+    log_error("%s: a flush failed: %s; from now on only reads are served", w->name, reason);
+    worker_send_io_error(w, reason);
+}
+
 int worker_init(struct worker *w, const struct worker_opts *o)
 {
-    struct exec_opts xo = { .null_backend = o->null_backend };
+    struct exec_opts xo = { .null_backend = o->null_backend, .flush_failed = flush_failed,
+                            .opaque = w };
     int r;
 
     *w = (struct worker){ .name = o->name ? o->name : o->path, .ctl_fd = o->ctl_fd,
@@ -344,9 +356,11 @@ static void on_complete(struct blk_req *req, int status)
     struct wreq *wr = (struct wreq *)req;
     struct worker *w = wr->w;
 
-    if (status < 0)
-        log_warning("%s: %s of %" PRIu64 " bytes at %" PRIu64 " failed: %s", w->name,
-                    blk_op_name(req->op), req->len, req->off, qc_error_message(status));
+    if (status < 0) {
+        snprintf(w->last_error, sizeof w->last_error, "%s of %" PRIu64 " bytes at %" PRIu64
+                 " failed: %s", blk_op_name(req->op), req->len, req->off, req->error);
+        log_warning("%s: %s", w->name, w->last_error);
+    }
     ring_server_respond_deferred(w->rs, wr->io, ring_status(status));
     free(wr);
     if (w->state == WORKER_PAUSING)
@@ -359,7 +373,7 @@ static void on_quiesce_flushed(struct blk_req *req, int status)
 
     w->quiesce_flushing = false;
     if (status < 0)
-        log_error("%s: flush before pausing failed: %s", w->name, qc_error_message(status));
+        log_error("%s: flush before pausing failed: %s", w->name, req->error);
     if (w->state == WORKER_PAUSING)
         worker_pause_done(w);
 }
@@ -489,6 +503,7 @@ static int drain_and_close(struct worker *w)
 
     ring_server_push_responses(w->rs);
     ring_server_shutdown(w->rs);
+    qc_clear_error();
     r = image_close(w->img);
     w->img = NULL;
     if (r < 0)
@@ -516,6 +531,13 @@ static int wait_timeout(struct worker *w)
 int worker_run(struct worker *w)
 {
     struct epoll_event ev[8];
+    const char *failed = executor_flush_error(w->x);
+
+    /* Inherited from a worker that died after a flush failed. */
+    if (failed) {
+        log_error("%s: %s; only reads are served", w->name, failed);
+        worker_send_io_error(w, failed);
+    }
 
     while (!finished(w)) {
         int n = epoll_wait(w->epfd, ev, 8, wait_timeout(w));

@@ -47,6 +47,7 @@ struct worker {
     struct limiter limiter;     /* I/O limits: requests held until their turn */
     uint64_t started_ns;
     const char *fail_class;     /* why worker_init failed, when not the image's fault */
+    char last_error[BLK_ERROR_MAX + 64];        /* the last failed request, and why */
 };
 
 struct worker_opts {
@@ -91,6 +92,8 @@ int worker_send_stopped(struct worker *w, int status);
 /* Tell the supervisor the client broke the ring (it may give the image a
  * fresh one). */
 int worker_send_ring_broken(struct worker *w, const char *reason);
+/* Tell the supervisor the image is write-failed (executor_flush_error). */
+int worker_send_io_error(struct worker *w, const char *reason);
 void worker_handle_control(struct worker *w);
 void worker_pause_done(struct worker *w);
 /* Pausing: once nothing is in flight, flush, then report paused. */

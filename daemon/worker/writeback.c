@@ -5,9 +5,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "error.h"
 #include "exec_internal.h"
 
 void writeback_queue(struct executor *x, struct xreq *xr)
@@ -23,19 +28,53 @@ static void wb_next_phase(struct executor *x);
 struct wb_op {
     struct aio_op aio;
     struct executor *x;
-    uint64_t len;
+    bool sync;                  /* the fdatasync */
+    uint64_t off, len;
     struct iovec one;
 };
+
+/* The first failure of a writeback is what its requests fail with. */
+static void wb_failed(struct executor *x, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void wb_failed(struct executor *x, int err, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (x->wb_err)
+        return;
+    x->wb_err = err;
+    va_start(ap, fmt);
+    vsnprintf(x->wb_reason, sizeof x->wb_reason, fmt, ap);
+    va_end(ap);
+}
+
+static const char *image_path(const struct executor *x)
+{
+    struct layer_info info;
+
+    layer_get_info(x->img->top, &info);
+    return info.path;
+}
 
 static void wb_op_done(struct aio_op *a, long res)
 {
     struct wb_op *op = (struct wb_op *)((char *)a - offsetof(struct wb_op, aio));
     struct executor *x = op->x;
-    int err = exec_io_result(res, op->len, false);
+    int err;
 
+    qc_clear_error();
+    err = exec_io_result(res, op->len, false);
+    if (err && op->sync) {
+        wb_failed(x, err, "%s: fdatasync failed: %s", image_path(x), strerror(-err));
+        /* After this the kernel may have dropped what it could not write:
+         * no later flush can be trusted (image_flush_failed). */
+        exec_flush_failed(x, err, x->wb_reason);
+    } else if (err) {
+        wb_failed(x, err, "%s: metadata write of %" PRIu64 " bytes at offset %" PRIu64 ": %s",
+                  image_path(x), op->len, op->off, res < 0 ? strerror(-err) : qc_error_message(err));
+    }
     free(op);
-    if (err && !x->wb_err)
-        x->wb_err = err;
     if (--x->wb_pending == 0)
         wb_next_phase(x);
 }
@@ -50,8 +89,10 @@ static int wb_issue(struct executor *x, const struct meta_write *w)
     op->x = x;
     op->aio.done = wb_op_done;
     if (!w) {
+        op->sync = true;
         aio_prep_fdsync(&op->aio, x->wb.fd);
     } else {
+        op->off = w->off;
         op->len = w->len;
         op->one = (struct iovec){ w->buf, w->len };
         aio_prep_writev(&op->aio, w->fd, &op->one, 1, w->off);
@@ -73,6 +114,8 @@ static void wb_complete(struct executor *x)
     x->wb_batch = NULL;
     while (batch) {
         struct xreq *next = batch->flush_next;
+        if (err)
+            exec_note_failure(batch->req, "%s", x->wb_reason);
         exec_finish(batch, err ? err : batch->error);
         batch = next;
     }
@@ -110,8 +153,9 @@ static void wb_next_phase(struct executor *x)
         wb_complete(x);
         return;
     }
-    if (r < 0 && !x->wb_err)
-        x->wb_err = r;
+    if (r < 0)
+        wb_failed(x, r, "%s: cannot start a metadata writeback: %s", image_path(x),
+                  strerror(-r));
     if (--x->wb_pending == 0)
         wb_next_phase(x);
 }
@@ -131,8 +175,9 @@ void writeback_kick(struct executor *x)
     /* Everything logged so far is committed, so in the snapshot below. */
     if (x->opts.metalog)
         x->wb_log_position = metalog_position(x->opts.metalog);
+    qc_clear_error();
     if ((r = image_meta_prepare(x->img, &x->wb)) < 0) {
-        x->wb_err = r;
+        wb_failed(x, r, "%s", qc_error_message(r));
         x->wb = (struct meta_writeback){ .fd = -1 };
         wb_complete(x);
         return;
@@ -146,7 +191,7 @@ void writeback_kick(struct executor *x)
 
 void executor_tick(struct executor *x)
 {
-    if (image_meta_pressure(x->img)) {
+    if (!x->img->flush_error && image_meta_pressure(x->img)) {
         x->wb_wanted = true;
         writeback_kick(x);
     }

@@ -40,5 +40,7 @@ DAEMON_TESTS = \
 	tests/daemon/discard.sh \
 	tests/daemon/crash-leaks.sh \
 	tests/daemon/io-limits.sh \
-	tests/daemon/io-limits-rate.sh
+	tests/daemon/io-limits-rate.sh \
+	tests/daemon/io-errors.sh \
+	tests/daemon/flush-fail.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh

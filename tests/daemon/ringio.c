@@ -413,7 +413,7 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[3], "order") == 0) {
         r = cmd_order(ring, argc - 3, argv + 3);
     } else if (strcmp(argv[3], "flush") == 0) {
-        r = qcowring_flush(ring) < 0 ? 1 : 0;
+        r = (r = qcowring_flush(ring)) < 0 ? die("flush", r) : 0;
     } else if (strcmp(argv[3], "geometry") == 0) {
         r = cmd_geometry(ring);
     } else if (argc == 6 && parse_u64(argv[4], &off) == 0 && parse_u64(argv[5], &len) == 0) {
