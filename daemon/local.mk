@@ -50,7 +50,8 @@ daemon_worker_libqcowexec_la_LIBADD = daemon/worker/libqcowringserver.la \
 noinst_LTLIBRARIES += daemon/worker/libqcowringserver.la
 daemon_worker_libqcowringserver_la_SOURCES = \
 	daemon/worker/ring_server.h daemon/worker/ring_server_internal.h \
-	daemon/worker/ring_server.c daemon/worker/ring_journal.c
+	daemon/worker/ring_server.c daemon/worker/ring_journal.c \
+	daemon/worker/doorbell.h daemon/worker/doorbell.c
 
 # The supervisor: control socket, attachments, one worker per image.
 sbin_PROGRAMS += daemon/qcowd

@@ -280,7 +280,7 @@ static int submit_batch(struct aio_ctx *a, struct aio_kctx *k)
             requeue_front(a, ops[i]);
         return 1;
     }
-    if (r < 0 && r != -EAGAIN) {
+    if (r < 0 && r != -EAGAIN && r != -EINTR) {
         /* The first op is bad: fail it alone, requeue the rest. */
         for (int i = n - 1; i >= 1; i--)
             requeue_front(a, ops[i]);

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "doorbell.h"
 #include "ring_server_internal.h"
 
 #define DIV_ROUND_UP(n, d) (((n) + (d) - 1) / (d))
@@ -52,13 +53,24 @@ void ring_log(struct ring_server *rs, const char *fmt, ...)
     rs->log(rs->log_opaque, msg);
 }
 
+static int mark_broken(struct ring_server *rs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A client that reads its doorbell never lets the counter near saturation,
+ * so a doorbell that cannot be rung at once (doorbell.h) is a client that
+ * made it blocking and saturated it, or saturated it: the ring is broken,
+ * and the doorbell is never rung again. */
 void ring_signal_client(struct ring_server *rs)
 {
-    uint64_t one = 1;
+    int r;
 
     rs->stats.notifications++;
-    if (rs->rsp_fd >= 0 && write(rs->rsp_fd, &one, sizeof(one)) < 0) {
-        /* EAGAIN: the counter is already non-zero, the client will wake. */
+    if (rs->rsp_fd < 0 || rs->doorbell_dead)
+        return;
+    if ((r = doorbell_ring(rs->rsp_fd)) < 0) {
+        rs->doorbell_dead = true;
+        mark_broken(rs, "the response doorbell cannot be rung at once (%s): the client "
+                    "saturated its eventfd", strerror(-r));
     }
 }
 
@@ -67,9 +79,6 @@ static void set_server_state(struct ring_server *rs, uint32_t state)
     __atomic_store_n(&rs->info->server_state, state, __ATOMIC_RELEASE);
     ring_signal_client(rs);
 }
-
-static int mark_broken(struct ring_server *rs, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 
 static int mark_broken(struct ring_server *rs, const char *fmt, ...)
 {
@@ -522,15 +531,6 @@ int ring_server_respond(struct ring_server *rs, struct ring_io *io, int16_t stat
 /* ------------------------------------------------------------------------ */
 /* Requests                                                                 */
 /* ------------------------------------------------------------------------ */
-
-void ring_server_ack_doorbell(struct ring_server *rs)
-{
-    uint64_t count;
-
-    if (rs->req_fd >= 0 && read(rs->req_fd, &count, sizeof(count)) < 0) {
-        /* EAGAIN: no doorbell pending. */
-    }
-}
 
 /* A legitimate client never has more than ring-size requests unanswered:
  * prod may lead our consumer, and our responses, by at most the ring size. */

@@ -15,8 +15,8 @@
  *
  * Typical loop (single thread):
  *
- *     on req_eventfd readable:
- *         ring_server_ack_doorbell(rs);
+ *     on req_eventfd readable (epoll, EPOLLET: the server never reads the
+ *     request doorbell, which the client could make blocking and drain):
  *         for (;;) {
  *             n = ring_server_poll_requests(rs, ios, MAX);
  *             if (n < 0) { stop using the ring; break; }
@@ -66,8 +66,9 @@ struct ring_server_config {
      * alone cannot tell which ones were answered. */
     void *journal;
     size_t journal_size;
-    int req_eventfd;        /* client -> server doorbell (read), or -1 */
-    int rsp_eventfd;        /* server -> client doorbell (written), or -1 */
+    int req_eventfd;        /* client -> server doorbell (watched, never read), or -1 */
+    int rsp_eventfd;        /* server -> client doorbell (written, never blocking:
+                             * doorbell.h), or -1 */
     /* Optional: called with a one-line reason for each rejected request
      * (rate-limited) and when the ring is marked broken. */
     void (*log)(void *opaque, const char *msg);
@@ -138,9 +139,6 @@ size_t ring_server_journal_size(const struct ring_server_geometry *geo);
  * and large enough for geo; *base and *size to munmap() later. */
 int ring_server_map(int memfd, const struct ring_server_geometry *geo,
                     void **base, size_t *size);
-
-/* Read (reset) the request doorbell.  Harmless when nothing is pending. */
-void ring_server_ack_doorbell(struct ring_server *rs);
 
 /* Take the requests the client published (req_prod read once).  Invalid
  * requests are answered at once; up to max valid ones are returned in out

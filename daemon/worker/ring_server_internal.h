@@ -26,6 +26,7 @@ struct ring_server {
     uint32_t rsp_prod_published;
 
     int req_fd, rsp_fd;
+    bool doorbell_dead;             /* the client broke its response doorbell */
     void (*log)(void *opaque, const char *msg);
     void *log_opaque;
 

@@ -191,9 +191,9 @@ static unsigned probe_dio_align(struct image *img)
     return align;
 }
 
-static int watch(struct worker *w, int fd)
+static int watch(struct worker *w, int fd, uint32_t events)
 {
-    struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+    struct epoll_event ev = { .events = events, .data.fd = fd };
 
     if (fd < 0)
         return 0;
@@ -213,9 +213,12 @@ static int setup_loop(struct worker *w)
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (w->sigfd < 0 || w->epfd < 0)
         return -errno;
-    if ((r = watch(w, w->sigfd)) < 0 || (r = watch(w, w->aio.efd)) < 0 ||
-        (r = watch(w, w->ring_fds.req_eventfd)) < 0 || (r = watch(w, w->ctl_fd)) < 0 ||
-        (r = watch(w, limiter_timer_fd(&w->limiter))) < 0)
+    /* The request doorbell is never read (the client could make it block):
+     * edge-triggered, epoll reports every write to it. */
+    if ((r = watch(w, w->sigfd, EPOLLIN)) < 0 || (r = watch(w, w->aio.efd, EPOLLIN)) < 0 ||
+        (r = watch(w, w->ring_fds.req_eventfd, EPOLLIN | EPOLLET)) < 0 ||
+        (r = watch(w, w->ctl_fd, EPOLLIN)) < 0 ||
+        (r = watch(w, limiter_timer_fd(&w->limiter), EPOLLIN)) < 0)
         return r;
     return 0;
 }
@@ -425,6 +428,17 @@ static void submit_io(struct worker *w, struct ring_io *io)
     executor_submit(w->x, &wr->req);
 }
 
+/* The client broke the ring (its indices, or its response doorbell): stop
+ * using it and tell the supervisor, which renews it. */
+static void ring_broke(struct worker *w)
+{
+    if (w->ring_dead)
+        return;
+    log_error("%s: ring shut down: %s", w->name, ring_server_broken_reason(w->rs));
+    w->ring_dead = true;
+    worker_send_ring_broken(w, ring_server_broken_reason(w->rs));
+}
+
 static void poll_ring(struct worker *w)
 {
     struct ring_io *ios[POLL_BATCH];
@@ -432,9 +446,7 @@ static void poll_ring(struct worker *w)
     while (w->ring_pending && !w->ring_dead && w->state == WORKER_RUNNING) {
         int n = ring_server_poll_requests(w->rs, ios, POLL_BATCH);
         if (n < 0) {
-            log_error("%s: ring shut down: %s", w->name, ring_server_broken_reason(w->rs));
-            w->ring_dead = true;
-            worker_send_ring_broken(w, ring_server_broken_reason(w->rs));
+            ring_broke(w);
             return;
         }
         for (int i = 0; i < n; i++)
@@ -467,7 +479,6 @@ static void dispatch(struct worker *w, int fd)
         aio_reap(&w->aio);
         w->ring_pending = true;     /* slots were freed: look again */
     } else if (fd == w->ring_fds.req_eventfd) {
-        ring_server_ack_doorbell(w->rs);
         w->ring_pending = true;
     } else if (fd == w->sigfd) {
         handle_signal(w);
@@ -544,6 +555,10 @@ int worker_run(struct worker *w)
 
         if (n < 0 && errno != EINTR)
             return -errno;
+        /* A client that reads its own request doorbell steals the wake-up:
+         * its requests wait for the next look, at the latest a tick. */
+        if (n == 0)
+            w->ring_pending = true;
         for (int i = 0; i < n; i++)
             dispatch(w, ev[i].data.fd);
         poll_ring(w);
@@ -551,6 +566,8 @@ int worker_run(struct worker *w)
         executor_tick(w->x);
         /* Answer first: the client can post more while the disk works. */
         ring_server_push_responses(w->rs);
+        if (ring_server_is_broken(w->rs))
+            ring_broke(w);
         aio_submit(&w->aio);
         if (aio_has_extra(&w->aio))
             aio_release_idle(&w->aio, now_ns());

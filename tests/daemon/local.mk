@@ -9,7 +9,7 @@ tests_daemon_ringio_LDADD = shm/libqcowring.la
 tests_daemon_ctlraw_SOURCES = tests/daemon/ctlraw.c
 tests_daemon_ringabuse_SOURCES = tests/daemon/ringabuse.c
 tests_daemon_ringabuse_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
-tests_daemon_ringabuse_LDADD = daemon/common/libqcowdcommon.la
+tests_daemon_ringabuse_LDADD = daemon/common/libqcowdcommon.la -lpthread
 tests_daemon_badworker_SOURCES = tests/daemon/badworker.c
 tests_daemon_badworker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
 tests_daemon_badworker_LDADD = daemon/common/libqcowdcommon.la
@@ -25,6 +25,7 @@ DAEMON_TESTS = \
 	tests/daemon/locking.sh \
 	tests/daemon/socket-activation.sh \
 	tests/daemon/hostile-ring.sh \
+	tests/daemon/hostile-doorbell.sh \
 	tests/daemon/log-reopen.sh \
 	tests/daemon/parallel-churn.sh \
 	tests/daemon/aio-budget.sh \

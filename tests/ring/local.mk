@@ -36,7 +36,8 @@ tests_ring_test_hostile_LDADD = daemon/worker/libqcowringserver.la shm/libqcowri
 # ring_server.c built with a crash hook at every journal step.
 tests_ring_test_recovery_SOURCES = tests/ring/test_recovery.c $(RING_TEST_SERVER_SOURCES) \
 	daemon/worker/ring_server.h daemon/worker/ring_server_internal.h \
-	daemon/worker/ring_server.c daemon/worker/ring_journal.c
+	daemon/worker/ring_server.c daemon/worker/ring_journal.c \
+	daemon/worker/doorbell.h daemon/worker/doorbell.c
 tests_ring_test_recovery_CPPFLAGS = $(AM_CPPFLAGS) -DRING_SERVER_CRASH_TEST
 tests_ring_test_recovery_LDADD = shm/libqcowring.la
 
@@ -45,9 +46,9 @@ EXTRA_DIST += tests/ring/fuzz_ring.c tests/ring/run-fuzz.sh
 if HAVE_CLANG
 RING_TESTS += tests/ring/run-fuzz.sh
 RING_FUZZ_SRCS = $(srcdir)/tests/ring/fuzz_ring.c $(srcdir)/daemon/worker/ring_server.c \
-	$(srcdir)/daemon/worker/ring_journal.c
+	$(srcdir)/daemon/worker/ring_journal.c $(srcdir)/daemon/worker/doorbell.c
 tests/ring/fuzz_ring$(EXEEXT): $(RING_FUZZ_SRCS) $(srcdir)/daemon/worker/ring_server.h \
-		$(srcdir)/daemon/worker/ring_server_internal.h \
+		$(srcdir)/daemon/worker/ring_server_internal.h $(srcdir)/daemon/worker/doorbell.h \
 		$(srcdir)/shm/qcowring.h
 	@$(MKDIR_P) tests/ring
 	$(AM_V_CCLD)$(CLANG) -std=gnu11 -g -O1 -Wall -Wextra -Wno-unused-parameter \

@@ -6,12 +6,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "daemon/worker/doorbell.h"
 #include "qcowring-client.h"
 #include "ring_test.h"
 #include "serve.h"
@@ -185,7 +187,6 @@ static int serve(struct rig *r)
     struct ring_io *ios[64];
     int total = 0, n;
 
-    ring_server_ack_doorbell(r->rs);
     do {
         n = ring_server_poll_requests(r->rs, ios, 64);
         if (n < 0)
@@ -555,6 +556,39 @@ static void test_index_behind(void)
 
 /* Requests in flight are capped at the ring size: a client that posts more
  * than the ring holds before the responses come back is broken. */
+/* ------------------------------------------------------------------------ */
+/* Doorbells the client shares                                               */
+/* ------------------------------------------------------------------------ */
+
+/* The client saturates its response doorbell (and, with blocking, makes it
+ * blocking: O_NONBLOCK belongs to the open file description both hold).
+ * Answering must not block the server; the ring is broken instead, with the
+ * answer published. */
+static void test_wedged_response_doorbell(bool blocking)
+{
+    uint64_t most = UINT64_C(0xfffffffffffffffe);
+    struct rig r;
+    int flags;
+
+    rig_open(&r, 0, 0);
+    flags = fcntl(r.fds.rsp_eventfd, F_GETFL);
+    CHECK(flags >= 0);
+    if (blocking)
+        CHECK_EQ(fcntl(r.fds.rsp_eventfd, F_SETFL, flags & ~O_NONBLOCK), 0);
+    CHECK_EQ(write(r.fds.rsp_eventfd, &most, sizeof(most)), sizeof(most));
+    qcowring_store_release(&r.ring->rsp_event, 1);      /* wake me at the first answer */
+    post_rw(&r, rw(QCOWRING_OP_READ, 7, 0, 1));
+    CHECK_EQ(serve(&r), -EPROTO);
+    CHECK(ring_server_is_broken(r.rs));
+    CHECK(strstr(ring_server_broken_reason(r.rs), "doorbell") != NULL);
+    CHECK_EQ(((struct qcowring_info *)r.cli)->server_state, QCOWRING_STATE_BROKEN);
+    CHECK_EQ(qcowring_load_acquire(&r.ring->rsp_prod), 1);
+    CHECK_EQ(next_response(&r).id, 7);
+    /* Blocking, the write slept and the guard's tick cut it short. */
+    CHECK_EQ(doorbell_interrupted(), blocking ? 1 : 0);
+    rig_close(&r);
+}
+
 static void test_in_flight_cap(void)
 {
     struct ring_io *ios[64];
@@ -741,6 +775,10 @@ static void test_concurrent_rewrites(unsigned rounds)
 
 int main(void)
 {
+    /* A server that blocks on the client's doorbell would hang here. */
+    alarm(30);
+    test_wedged_response_doorbell(false);
+    test_wedged_response_doorbell(true);
     alarm(300);
     test_malformed();
     test_maps();

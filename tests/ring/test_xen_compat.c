@@ -17,7 +17,6 @@ static int serve_once(void *opaque)
 {
     struct test_server *ts = opaque;
 
-    ring_server_ack_doorbell(ts->rs);
     return test_server_step(ts);
 }
 
