@@ -16,7 +16,7 @@
  * of the open file description the worker shares), then posts a valid
  * request: the worker must not block ringing the doorbell; it marks the
  * ring broken.  Exits 0 once the qcowd page says so, 1 if it does not
- * within 20 s (a worker stuck in write()).
+ * within 30 s (a worker stuck in write()).
  *
  *   ringabuse SOCKET NAME req-block ROUNDS
  *
@@ -198,8 +198,8 @@ static int abuse_rsp_doorbell(struct ring_view *v, const int fds[3])
     if (!make_blocking_and_saturate(fds[2]))
         return 1;
     post_read(v, fds[1]);
-    if (!wait_for(v, ring_broken, 0, 20000)) {
-        fprintf(stderr, "ringabuse: the worker did not mark the ring broken in 20 s\n");
+    if (!wait_for(v, ring_broken, 0, 30000)) {
+        fprintf(stderr, "ringabuse: the worker did not mark the ring broken in 30 s\n");
         return 1;
     }
     return 0;
