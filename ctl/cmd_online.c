@@ -811,6 +811,7 @@ static int print_image_stats(const char *name, json_object *st, json_object *pre
     double secs = sample_seconds(st, prev);
     char up[32], infl[32], bad[32], *clean = cli_clean_text(name);
     struct cli_table t;
+    json_object *failure;
     int64_t v;
     int r;
 
@@ -849,6 +850,10 @@ static int print_image_stats(const char *name, json_object *st, json_object *pre
     }
     r = cli_table_print(&t, "  ");
     cli_table_free(&t);
+    if (r == 0 && (failure = member(st, "io-error")))
+        print_field("  io error", value_text(failure));
+    if (r == 0 && (failure = member(st, "last-error")))
+        print_field("  last error", value_text(failure));
     return r;
 }
 

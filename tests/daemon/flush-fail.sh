@@ -38,6 +38,8 @@ rio flush 2>"$T/rio.err" && die "a failed flush succeeded"
 fault_injected 'aio-fdsync #1 @victim.qcow -> EIO' || die "the flush was not failed"
 grep -q 'Input/output error' "$T/rio.err" || die "the client was not told EIO: $(cat "$T/rio.err")"
 wait_until io_error_reported || die "query does not report the failed flush: $(query)"
+ctl stats victim.qcow | grep -q '  io error: .*fdatasync failed' ||
+    die "qcowctl stats does not show the failed flush"
 
 # Sticky: the disk works again, and still nothing may be published.
 rio flush 2>/dev/null && die "a flush after a failed one succeeded"

@@ -43,6 +43,8 @@ grep -q "victim.qcow: write of 4096 bytes at 8388608 failed: .*victim.qcow: writ
 ctl --json stats victim.qcow | tr -d '\n' |
     grep -q '"last-error": *"write of 4096 bytes at 8388608 failed: [^"]*offset' ||
     die "stats do not show the last failed request"
+ctl stats victim.qcow | grep -q '  last error: write of 4096 bytes at 8388608 failed' ||
+    die "qcowctl stats does not show the last failed request"
 
 # The disk works again: so does the image.
 rio read 0 4096 | cmp - <(pattern 0x11 4096) || die "reads do not work again"
