@@ -8,7 +8,9 @@
  *
  * With "soft", only abuse that keeps the ring alive: garbage requests
  * (answered with errors) and a trashed qcowd page, each round waiting for
- * the worker to answer what it was given.
+ * the worker to answer what it was given.  Without it, the rounds include
+ * indices that break the ring, and the ring is held until the worker has
+ * marked it broken (30 s at most).
  *
  *   ringabuse SOCKET NAME rsp-block
  *
@@ -279,6 +281,11 @@ int main(int argc, char **argv)
         r = abuse_req_doorbell(&view, fds, atol(argv[4]));
     else
         scribble_rounds(base, fds[1], argv, soft);
+    /* Hold the ring until the worker has seen the abuse that breaks it: a
+     * client that lets go at once gets the ring renewed for its damaged
+     * qcowd page, maybe before a busy worker even looked. */
+    if (!soft && !rsp_block && !req_block)
+        wait_for(&view, ring_broken, 0, 30000);
     /* Exit with the drain thread still blocked in read(); closing the
      * control connection gives the ring back. */
     fflush(stdout);
