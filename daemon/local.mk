@@ -9,6 +9,7 @@ daemon_common_libqcowdcommon_la_SOURCES = \
 	daemon/common/worker_spawn.h daemon/common/worker_spawn.c \
 	daemon/common/throttle.h daemon/common/throttle.c \
 	daemon/common/io_limits.h daemon/common/io_limits.c \
+	daemon/common/lock.h daemon/common/lock.c \
 	shm/create.c
 # Ring creation (shm/create.c) is built in rather than linked from the shared
 # libqcowring, so qcowd and its workers need no shared library of ours: no
@@ -68,8 +69,7 @@ daemon_qcowd_SOURCES = \
 	daemon/supervisor/throttling.h daemon/supervisor/throttling.c \
 	daemon/supervisor/exports.c \
 	daemon/supervisor/export_listen.h daemon/supervisor/export_listen.c \
-	daemon/supervisor/limits.c \
-	daemon/supervisor/lock.h daemon/supervisor/lock.c
+	daemon/supervisor/limits.c
 daemon_qcowd_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common \
 	-DWORKER_PATH=\"$(pkglibexecdir)/qcowd-worker\" \
 	-DNBDKIT_PLUGIN_PATH=\"$(nbdkitplugindir)/nbdkit-qcowd-plugin.so\"

@@ -41,6 +41,8 @@ static void build_argv(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
 #define ARG_NUM(flag, fmt, ...) \
     (snprintf(store[s], 64, flag "=" fmt, __VA_ARGS__), argv[n++] = store[s++])
     ARG_NUM("--control-fd", "%d", ctl_fd);
+    if (o->image_fd >= 0)
+        ARG_NUM("--image-fd", "%d", o->image_fd);
     if (key_fd >= 0)
         ARG_NUM("--key-fd", "%d", key_fd);
     if (o->ring_order_given)
@@ -92,6 +94,8 @@ static void exec_child(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
     keep_across_exec(ctl_fd);
     if (key_fd >= 0)
         keep_across_exec(key_fd);
+    if (o->image_fd >= 0)
+        keep_across_exec(o->image_fd);
     if (o->adopt) {
         keep_across_exec(o->adopt->memfd);
         keep_across_exec(o->adopt->req_eventfd);

@@ -37,6 +37,8 @@ struct worker_spawn_opts {
     unsigned poll_us;           /* busy-poll before sleeping (0: the worker's default) */
     int stderr_fd;              /* -1: inherit */
     const struct worker_limits *limits; /* NULL: none */
+    int image_fd;               /* the image, already open (and locked); -1: the worker
+                                 * opens `image` itself */
 };
 
 struct worker_proc {

@@ -63,45 +63,88 @@ static int probe_format(struct layer *l, enum image_format *f)
     return 0;
 }
 
-static int open_fds(struct layer *l, bool direct)
+/* A second description of the file behind l->meta_fd, with O_DIRECT: through
+ * /proc/self/fd, so that it is the same file even if the path now names
+ * another (or nothing, for a descriptor a client passed).  -EINVAL when the
+ * file system refuses O_DIRECT. */
+static int reopen_direct(const struct layer *l, int flags)
+{
+    char proc[40];
+    struct stat a, b;
+    int fd;
+
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", l->meta_fd);
+    fd = open(proc, flags | O_DIRECT);
+    if (fd >= 0 || errno != ENOENT)
+        return fd >= 0 ? fd : -errno;
+    /* No /proc: the path, if it still names the same file. */
+    if ((fd = open(l->path, flags | O_DIRECT)) < 0)
+        return -errno;
+    if (fstat(fd, &a) == 0 && fstat(l->meta_fd, &b) == 0 && a.st_dev == b.st_dev &&
+        a.st_ino == b.st_ino)
+        return fd;
+    close(fd);
+    return -ESTALE;
+}
+
+/* fd (owned by l from now on) must allow what the layer does with it. */
+static int open_fds(struct layer *l, int fd, bool direct)
 {
     int flags = (l->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+    int mode = fd >= 0 ? fcntl(fd, F_GETFL) & O_ACCMODE : -1;
     int r;
 
-    l->meta_fd = open(l->path, flags);
-    if (l->meta_fd < 0)
-        return qc_fail(-errno, "%s: cannot open: %s", l->path, strerror(errno));
+    l->meta_fd = fd;
+    if (fd < 0)
+        return qc_fail(fd, "%s: cannot open: %s", l->path, strerror(-fd));
+    if (mode != O_RDWR && (mode != O_RDONLY || !l->read_only))
+        return qc_fail(-EBADF, "%s: the descriptor is not open for %s", l->path,
+                       l->read_only ? "reading" : "reading and writing");
     if ((r = fd_image_size(l->meta_fd, &l->file_size, &l->block_device)) == -EINVAL)
         return qc_fail(r, "%s: not a regular file or block device", l->path);
     if (r < 0)
         return qc_fail(r, "%s: cannot get its size: %s", l->path, strerror(-r));
     l->fd = l->meta_fd;
     if (direct) {
-        int fd = open(l->path, flags | O_DIRECT);
-        if (fd >= 0) {
-            l->fd = fd;
+        int dfd = reopen_direct(l, flags);
+        if (dfd >= 0) {
+            l->fd = dfd;
             l->direct = true;
-        } else if (errno != EINVAL) {
-            return qc_fail(-errno, "%s: cannot open with O_DIRECT: %s", l->path, strerror(errno));
+        } else if (dfd != -EINVAL) {
+            return qc_fail(dfd, "%s: cannot open with O_DIRECT: %s", l->path, strerror(-dfd));
         }
     }
     return 0;
 }
 
-static int layer_open(const char *path, enum image_format fmt, bool read_only,
+static int open_path(const char *path, bool read_only)
+{
+    int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+
+    return fd >= 0 ? fd : -errno;
+}
+
+/* Open a layer on fd (taken over, even on failure; a negative errno when
+ * opening it failed). */
+static int layer_open(const char *path, int fd, enum image_format fmt, bool read_only,
                       const struct image_open_opts *o, struct layer **out)
 {
     struct layer *l = calloc(1, sizeof *l);
     int r;
 
-    if (!l)
+    if (!l) {
+        if (fd >= 0)
+            close(fd);
         return -ENOMEM;
+    }
     *l = (struct layer){ .fd = -1, .meta_fd = -1, .read_only = read_only };
     if (!(l->path = strdup(path))) {
+        if (fd >= 0)
+            close(fd);
         r = -ENOMEM;
         goto fail;
     }
-    if ((r = open_fds(l, o->direct)) < 0)
+    if ((r = open_fds(l, fd, o->direct)) < 0)
         goto fail;
     if (fmt == IMAGE_FORMAT_AUTO && (r = probe_format(l, &fmt)) < 0)
         goto fail;
@@ -158,7 +201,7 @@ static int open_backing(struct image *img, struct layer *child, const struct ima
         return qc_fail(-ELOOP, "%s: backing chain is longer than %u layers", img->top->path, max);
     if ((r = image_resolve_backing(child->path, child->backing_name, &path)) < 0)
         return r;
-    if ((r = layer_open(path, IMAGE_FORMAT_AUTO, true, o, &b)) < 0) {
+    if ((r = layer_open(path, open_path(path, true), IMAGE_FORMAT_AUTO, true, o, &b)) < 0) {
         if (r == -ENOENT)
             return qc_fail(r, "%s: backing file %s does not exist", child->path, path);
         return r;
@@ -178,13 +221,25 @@ int image_open(const char *path, const struct image_open_opts *opts, struct imag
 {
     static const struct image_open_opts defaults;
     const struct image_open_opts *o = opts ? opts : &defaults;
+
+    return image_open_fd(path, open_path(path, o->read_only), o, out);
+}
+
+int image_open_fd(const char *path, int fd, const struct image_open_opts *opts,
+                  struct image **out)
+{
+    static const struct image_open_opts defaults;
+    const struct image_open_opts *o = opts ? opts : &defaults;
     struct image *img = calloc(1, sizeof *img);
     int r;
 
     qc_clear_error();
-    if (!img)
+    if (!img) {
+        if (fd >= 0)
+            close(fd);
         return -ENOMEM;
-    if ((r = layer_open(path, o->format, o->read_only, o, &img->top)) < 0) {
+    }
+    if ((r = layer_open(path, fd, o->format, o->read_only, o, &img->top)) < 0) {
         free(img);
         return r;
     }

@@ -62,6 +62,13 @@ struct image {
  * longer than max_depth are refused. */
 int image_open(const char *path, const struct image_open_opts *opts, struct image **out);
 
+/* The same with the top layer's file already open as fd (taken over: closed
+ * with the image, or at once on failure).  path names it in messages and is
+ * where relative backing names resolve.  fd must be open for reading, and
+ * for writing unless opts->read_only. */
+int image_open_fd(const char *path, int fd, const struct image_open_opts *opts,
+                  struct image **out);
+
 /* Where a backing file named `name` in the image at child_path lives:
  * relative names are relative to child_path's directory.  Protocol
  * prefixes ("nbd:...") are refused. */

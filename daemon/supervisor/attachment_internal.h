@@ -14,6 +14,9 @@ void fill_spawn_opts(const struct supervisor *s, const struct attachment *att,
 /* Start a worker (serving att's kept ring when adopt); its first message
  * comes through attachment_worker_readable. */
 int attachment_launch(struct supervisor *s, struct attachment *att, bool adopt);
+/* Close our copy of the image's locked descriptor: the lock goes once the
+ * worker's copy is closed too.  Before answering that an image is gone. */
+void attachment_release_image(struct attachment *att);
 void attachment_free(struct supervisor *s, struct attachment *att);
 /* The end of a detach: answer the detach calls (error NULL: success), say
  * so, and free att. */

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,7 @@ void fill_spawn_opts(const struct supervisor *s, const struct attachment *att,
         .worker_path = s->worker_path, .image = att->path, .format = att->format,
         .name = att->name, .read_only = att->read_only, .writeback = att->writeback,
         .key = att->key, .log_level = s->log_level, .stderr_fd = -1,
+        .image_fd = att->lock_fd,
         .adopt = adopt ? &att->proc.ring : NULL,
         .adopt_journal_fd = att->proc.journal_fd,
         .start_paused = att->paused,
@@ -133,6 +135,15 @@ int attachment_launch(struct supervisor *s, struct attachment *att, bool adopt)
     return watch_fd(s, p.ctl_fd, &att->watch);
 }
 
+/* Our copy of the image's descriptor, and with it the lock once the
+ * worker's copy is closed too. */
+void attachment_release_image(struct attachment *att)
+{
+    if (att->lock_fd >= 0)
+        close(att->lock_fd);
+    att->lock_fd = -1;
+}
+
 void attachment_free(struct supervisor *s, struct attachment *att)
 {
     struct attachment **pp = &s->attachments;
@@ -151,8 +162,7 @@ void attachment_free(struct supervisor *s, struct attachment *att)
     unwatch_fd(s, att->proc.ctl_fd);
     worker_proc_release(&att->proc);
     throttling_release(s, att);
-    if (att->lock_fd >= 0)
-        close(att->lock_fd);
+    attachment_release_image(att);
     if (att->key)
         explicit_bzero(att->key, strlen(att->key));
     free(att->key);
@@ -359,6 +369,24 @@ static struct attachment *attachment_new(const struct attach_args *a)
     return att;
 }
 
+/* The image's descriptor, locked: every worker of the attachment gets a
+ * copy of it, and the lock lasts while any copy is open. */
+static int open_image(struct attachment *att)
+{
+    int fd = open(att->path, (att->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY);
+    int r;
+
+    if (fd < 0)
+        return qc_fail(-errno, "%s: cannot open: %s", att->path, strerror(errno));
+    r = image_lock_fd(fd, att->path, att->read_only ? IMAGE_LOCK_READ_ONLY : IMAGE_LOCK_READ_WRITE);
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    att->lock_fd = fd;
+    return 0;
+}
+
 int attachment_start(struct supervisor *s, struct client *c, json_object *id, json_object *args)
 {
     struct attach_args a;
@@ -380,13 +408,14 @@ int attachment_start(struct supervisor *s, struct client *c, json_object *id, js
         return r;
     }
     qc_clear_error();
-    if ((r = image_lock(att->path, att->read_only, &att->lock_fd)) < 0) {
+    if ((r = open_image(att)) < 0) {
         client_error(c, id, r == -EBUSY ? "Locked" : "ImageError", "%s", qc_error_message(r));
         attachment_free(s, att);
         return r;
     }
     if ((r = attachment_launch(s, att, false)) < 0) {
         char why[512];
+        attachment_release_image(att);
         if (limits_start_error(r, why, sizeof why))
             client_error(c, id, "LimitReached", "%s: %s", att->name, why);
         else
@@ -410,6 +439,7 @@ void attachment_detach(struct supervisor *s, struct attachment *att, struct clie
     if (att->state == ATT_FAILED) {
         if (att->proc.pid > 0)
             kill(att->proc.pid, SIGKILL);
+        attachment_release_image(att);
         client_reply(c, id, NULL);
         attachment_free(s, att);
         return;
@@ -441,6 +471,9 @@ void attachment_detached(struct supervisor *s, struct attachment *att, const cha
     struct call *call;
     json_object *d = json_object_new_object();
 
+    /* The worker has closed the image (it said "stopped", or it exited):
+     * with our copy closed the lock is gone, before anyone hears "done". */
+    attachment_release_image(att);
     while ((call = call_take(att, CALL_DETACH))) {
         if (call->client && !error)
             client_reply(call->client, call->id, NULL);

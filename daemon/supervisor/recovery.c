@@ -333,6 +333,7 @@ static void start_ended(struct supervisor *s, struct attachment *att)
                                                   : "the worker for a fresh ring exited");
         return;
     }
+    attachment_release_image(att);
     if ((call = call_take(att, CALL_ATTACH))) {
         if (call->client)
             client_error(call->client, call->id, start_error_class(att->start_error), "%s",

@@ -33,6 +33,8 @@ static void usage(FILE *f)
         "      --ring-order=N      ring pages = 2^N (default %d)\n"
         "      --data-pages=N      4 KiB data pages (default %d)\n"
         "      --max-indirect=N    segments per indirect request (default %d)\n"
+        "      --image-fd=FD       the image is already open as FD (IMAGE then only names\n"
+        "                          it and locates relative backing files)\n"
         "      --control-fd=FD     SOCK_SEQPACKET to the supervisor\n"
         "      --ring-fds=M,Q,S,J  serve an existing ring: its memfd, request and response\n"
         "                          eventfds, and its journal\n"
@@ -111,7 +113,7 @@ static int read_key(int fd, uint8_t *key, size_t cap, size_t *len)
 
 enum { OPT_CACHE = 256, OPT_KEY_FD, OPT_NAME, OPT_RING_ORDER, OPT_DATA_PAGES, OPT_MAX_INDIRECT,
        OPT_CONTROL_FD, OPT_RING_FDS, OPT_NULL, OPT_PAUSED, OPT_LOG_LEVEL, OPT_POLL_US,
-       OPT_LIMITS, OPT_LIMIT_GROUP };
+       OPT_LIMITS, OPT_LIMIT_GROUP, OPT_IMAGE_FD };
 
 static const struct option long_options[] = {
     { "format", required_argument, NULL, 'f' },
@@ -123,6 +125,7 @@ static const struct option long_options[] = {
     { "data-pages", required_argument, NULL, OPT_DATA_PAGES },
     { "max-indirect", required_argument, NULL, OPT_MAX_INDIRECT },
     { "control-fd", required_argument, NULL, OPT_CONTROL_FD },
+    { "image-fd", required_argument, NULL, OPT_IMAGE_FD },
     { "ring-fds", required_argument, NULL, OPT_RING_FDS },
     { "null", no_argument, NULL, OPT_NULL },
     { "paused", no_argument, NULL, OPT_PAUSED },
@@ -160,6 +163,7 @@ static int parse_option(int c, const char *arg, struct worker_opts *o)
     case OPT_DATA_PAGES: return parse_uint(arg, 1u << 20, &o->data_pages);
     case OPT_MAX_INDIRECT: return parse_uint(arg, 4096, &o->max_indirect);
     case OPT_CONTROL_FD: return parse_fd(arg, &o->ctl_fd);
+    case OPT_IMAGE_FD: return parse_fd(arg, &o->image_fd);
     case OPT_RING_FDS: return parse_ring_fds(arg, o);
     case OPT_NULL: o->null_backend = true; return 0;
     case OPT_PAUSED: o->start_paused = true; return 0;
@@ -181,6 +185,7 @@ int main(int argc, char **argv)
                              .ring_page_order = DEFAULT_RING_ORDER,
                              .data_pages = DEFAULT_DATA_PAGES,
                              .max_indirect = DEFAULT_MAX_INDIRECT, .ctl_fd = -1,
+                             .image_fd = -1,
                              .adopt = { -1, -1, -1 }, .adopt_journal_fd = -1,
                              .limit_group_fd = -1, .limit_group_slot = -1,
                              .open.direct = true };

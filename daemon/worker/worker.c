@@ -247,6 +247,22 @@ static int start_limiter(struct worker *w, const struct worker_opts *o)
     return r < 0 ? qc_fail(r, "%s: %s", w->name, why) : 0;
 }
 
+/* The top layer's file: a copy of the supervisor's descriptor, whose open
+ * file description carries the image's lock.  Our copy lives as long as
+ * the image is open here, so the lock outlasts the supervisor if it dies
+ * while we flush. */
+static int top_fd(const struct worker_opts *o, bool read_only)
+{
+    int fd;
+
+    if (o->image_fd < 0) {
+        fd = open(o->path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+        return fd >= 0 ? fd : -errno;
+    }
+    fd = fcntl(o->image_fd, F_DUPFD_CLOEXEC, 3);
+    return fd >= 0 ? fd : -errno;
+}
+
 /* O_DIRECT needs every piece, data and metadata, aligned to the device's
  * sector; qcow's are 512-byte aligned.  On a device that wants more, mixing
  * direct and buffered I/O on one file is unsafe: serve it buffered. */
@@ -255,7 +271,8 @@ static int open_image(struct worker *w, const struct worker_opts *o)
     struct image_open_opts open = o->open;
     int r;
 
-    if ((r = image_open(o->path, &open, &w->img)) < 0 || (r = check_key(w, &open)) < 0)
+    if ((r = image_open_fd(o->path, top_fd(o, open.read_only), &open, &w->img)) < 0 ||
+        (r = check_key(w, &open)) < 0)
         return r;
     if (!layer_is_direct(w->img->top) || probe_dio_align(w->img) <= IMAGE_SECTOR_SIZE)
         return 0;
@@ -264,7 +281,7 @@ static int open_image(struct worker *w, const struct worker_opts *o)
     image_close(w->img);
     w->img = NULL;              /* worker_destroy() must not close it again */
     open.direct = false;
-    return image_open(o->path, &open, &w->img);
+    return image_open_fd(o->path, top_fd(o, open.read_only), &open, &w->img);
 }
 
 static void flush_failed(void *opaque, const char *reason)
@@ -286,7 +303,10 @@ int worker_init(struct worker *w, const struct worker_opts *o)
                           .ring_fds = { -1, -1, -1 }, .journal_fd = -1,
                           .aio = { .efd = -1 },
                           .limiter = { .timer_fd = -1 } };
-    if ((r = open_image(w, o)) < 0)
+    r = open_image(w, o);
+    if (o->image_fd >= 0)
+        close(o->image_fd);     /* the image has its own copy */
+    if (r < 0)
         return r;
     if (w->img->size < IMAGE_SECTOR_SIZE)
         return qc_fail(-EINVAL, "%s: image is smaller than one sector", w->name);

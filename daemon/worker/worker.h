@@ -61,6 +61,7 @@ struct worker_opts {
     uint32_t data_pages;
     uint32_t max_indirect;
     int ctl_fd;
+    int image_fd;               /* the image, opened (and locked) by the supervisor; -1: path */
     struct qcowring_fds adopt;  /* an existing ring to serve (fds >= 0) */
     int adopt_journal_fd;       /* and its journal */
     const char *limits;         /* I/O limits (JSON), or NULL */

@@ -724,7 +724,7 @@ static int setup_span(struct job *j, const struct qcowring_geometry *g)
 static int spawn_worker(const struct opts *o, int log_fd, struct worker_proc *wp,
                         struct qcowring **ring)
 {
-    struct worker_spawn_opts so = { .stderr_fd = -1 };
+    struct worker_spawn_opts so = { .stderr_fd = -1, .image_fd = -1 };
     int r;
 
     so.worker_path = o->worker;

@@ -23,6 +23,7 @@ DAEMON_TESTS = \
 	tests/daemon/churn.sh \
 	tests/daemon/busy-poll.sh \
 	tests/daemon/locking.sh \
+	tests/daemon/lock-lifetime.sh \
 	tests/daemon/socket-activation.sh \
 	tests/daemon/hostile-ring.sh \
 	tests/daemon/hostile-doorbell.sh \

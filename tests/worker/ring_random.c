@@ -146,7 +146,7 @@ static int write_file(const char *path, const uint8_t *data, uint64_t len)
 
 int main(int argc, char **argv)
 {
-    struct worker_spawn_opts so = { .stderr_fd = -1 };
+    struct worker_spawn_opts so = { .stderr_fd = -1, .image_fd = -1 };
     unsigned ops = 2000, qd = 32;
     uint64_t maxlen = 256 * 1024;
     bool kill_after_flush = false;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -60,33 +61,42 @@ static int check_conflicts(const char *path, int fd, const int *want, int nwant,
     return 0;
 }
 
-int image_lock(const char *path, bool read_only, int *out)
+static const int want_rw[] = { PERM_CONSISTENT_READ, PERM_WRITE, PERM_RESIZE };
+static const int want_read[] = { PERM_CONSISTENT_READ };
+static const int unshare_write_resize[] = { PERM_WRITE, PERM_RESIZE };
+static const int unshare_write[] = { PERM_WRITE };
+
+struct lock_set {
+    const int *want, *unshare;
+    int nwant, nunshare;
+};
+
+static struct lock_set lock_set_of(enum image_lock_mode mode)
 {
-    static const int rw_want[] = { PERM_CONSISTENT_READ, PERM_WRITE, PERM_RESIZE };
-    static const int rw_unshare[] = { PERM_WRITE, PERM_RESIZE };
-    static const int ro_want[] = { PERM_CONSISTENT_READ };
-    static const int ro_unshare[] = { PERM_WRITE };
-    const int *want = read_only ? ro_want : rw_want, *unshare = read_only ? ro_unshare : rw_unshare;
-    int nwant = read_only ? 1 : 3, nunshare = read_only ? 1 : 2;
-    int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    switch (mode) {
+    case IMAGE_LOCK_READ_WRITE:
+        return (struct lock_set){ want_rw, unshare_write_resize, 3, 2 };
+    case IMAGE_LOCK_READ_ONLY:
+        return (struct lock_set){ want_read, unshare_write, 1, 1 };
+    case IMAGE_LOCK_BACKING:
+        break;
+    }
+    return (struct lock_set){ want_read, unshare_write_resize, 1, 2 };
+}
+
+int image_lock_fd(int fd, const char *path, enum image_lock_mode mode)
+{
+    struct lock_set set = lock_set_of(mode);
     int r;
 
-    if (fd < 0)
-        return qc_fail(-errno, "%s: cannot open: %s", path, strerror(errno));
-    if ((r = check_conflicts(path, fd, want, nwant, unshare, nunshare)) < 0)
-        goto fail;
-    for (int i = 0; i < nwant; i++)
-        if ((r = lock_byte(fd, F_OFD_SETLK, F_RDLCK, PERM_BASE + want[i], NULL)) < 0)
-            goto locked;
-    for (int i = 0; i < nunshare; i++)
-        if ((r = lock_byte(fd, F_OFD_SETLK, F_RDLCK, SHARED_BASE + unshare[i], NULL)) < 0)
-            goto locked;
-    *out = fd;
+    if ((r = check_conflicts(path, fd, set.want, set.nwant, set.unshare, set.nunshare)) < 0)
+        return r;
+    for (int i = 0; i < set.nwant && r == 0; i++)
+        r = lock_byte(fd, F_OFD_SETLK, F_RDLCK, PERM_BASE + set.want[i], NULL);
+    for (int i = 0; i < set.nunshare && r == 0; i++)
+        r = lock_byte(fd, F_OFD_SETLK, F_RDLCK, SHARED_BASE + set.unshare[i], NULL);
+    if (r < 0)
+        return qc_fail(r == -EAGAIN || r == -EACCES ? -EBUSY : r, "%s: cannot lock the image: %s",
+                       path, strerror(-r));
     return 0;
-locked:
-    r = qc_fail(r == -EAGAIN || r == -EACCES ? -EBUSY : r, "%s: cannot lock the image: %s", path,
-                strerror(-r));
-fail:
-    close(fd);
-    return r;
 }
