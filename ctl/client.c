@@ -331,16 +331,40 @@ void ctl_close(struct ctl_conn *c)
 
 /* ---- requests ----------------------------------------------------------- */
 
-static int send_all(int fd, const char *text, size_t len)
+/* The descriptor `pass` (when >= 0) goes with the first bytes (SCM_RIGHTS). */
+static ssize_t send_some(int fd, const char *text, size_t len, int pass)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = { (void *)text, len };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+    if (pass >= 0) {
+        memset(&control, 0, sizeof control);
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof control.buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &pass, sizeof pass);
+    }
+    return sendmsg(fd, &msg, MSG_NOSIGNAL);
+}
+
+static int send_all(int fd, const char *text, size_t len, int pass)
 {
     while (len > 0) {
-        ssize_t n = send(fd, text, len, MSG_NOSIGNAL);
+        ssize_t n = send_some(fd, text, len, pass);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             return -errno;
         text += n;
         len -= (size_t)n;
+        pass = -1;
     }
     return 0;
 }
@@ -374,7 +398,7 @@ static void log_request(struct ctl_conn *c, const char *command, json_object *ar
 }
 
 static int send_request(struct ctl_conn *c, const char *command, json_object *args,
-                        int64_t id)
+                        int64_t id, int pass)
 {
     json_object *req = json_object_new_object();
     const char *text;
@@ -401,7 +425,7 @@ static int send_request(struct ctl_conn *c, const char *command, json_object *ar
     } else {
         memcpy(line, text, len);
         line[len] = '\n';
-        r = send_all(c->fd, line, len + 1);
+        r = send_all(c->fd, line, len + 1, pass);
         explicit_bzero(line, len + 1);      /* it may hold a password */
         free(line);
     }
@@ -423,13 +447,19 @@ static bool our_reply(json_object *msg, int64_t id)
 
 int ctl_call(struct ctl_conn *c, const char *command, json_object *args, json_object **ret)
 {
+    return ctl_call_fd(c, command, args, -1, ret);
+}
+
+int ctl_call_fd(struct ctl_conn *c, const char *command, json_object *args, int pass,
+                json_object **ret)
+{
     int64_t id = ++c->next_id, deadline = deadline_after(c->cli->timeout_s);
     char what[64];
     int r;
 
     *ret = NULL;
     snprintf(what, sizeof what, "the reply to %s", command);
-    if ((r = send_request(c, command, args, id)) < 0) {
+    if ((r = send_request(c, command, args, id, pass)) < 0) {
         if (r == -EPIPE || r == -ECONNRESET)
             return cli_fail("%s: qcowd closed the connection", c->path);
         return cli_fail("%s: cannot send %s: %s", c->path, command, strerror(-r));

@@ -54,6 +54,11 @@ int ctl_connect(struct ctl_conn *c, const struct cli *cli);
  * class's exit status returned. */
 int ctl_call(struct ctl_conn *c, const char *command, json_object *args, json_object **ret);
 
+/* The same, passing the descriptor `pass` with the request (SCM_RIGHTS);
+ * the caller keeps it. */
+int ctl_call_fd(struct ctl_conn *c, const char *command, json_object *args, int pass,
+                json_object **ret);
+
 /* Wait for messages and hand each event to c->on_event, until the
  * connection ends (CLI_EXIT_OK), a signal interrupts the wait (CLI_EXIT_OK
  * when *stop is then set, else the wait goes on), or an error (printed). */

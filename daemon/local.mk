@@ -10,6 +10,7 @@ daemon_common_libqcowdcommon_la_SOURCES = \
 	daemon/common/throttle.h daemon/common/throttle.c \
 	daemon/common/io_limits.h daemon/common/io_limits.c \
 	daemon/common/lock.h daemon/common/lock.c \
+	daemon/common/identity.h daemon/common/identity.c \
 	shm/create.c
 # Ring creation (shm/create.c) is built in rather than linked from the shared
 # libqcowring, so qcowd and its workers need no shared library of ours: no
@@ -26,6 +27,7 @@ daemon_qcowd_worker_SOURCES = \
 	daemon/worker/busypoll.h daemon/worker/busypoll.c \
 	daemon/worker/map.c \
 	daemon/worker/limiter.h daemon/worker/limiter.c \
+	daemon/worker/backing.h daemon/worker/backing.c \
 	daemon/worker/control.c
 daemon_qcowd_worker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common \
 	-I$(top_srcdir)/daemon/worker
@@ -61,6 +63,7 @@ daemon_qcowd_SOURCES = \
 	daemon/supervisor/main.c \
 	daemon/supervisor/server.c \
 	daemon/supervisor/auth.c \
+	daemon/supervisor/caller.c \
 	daemon/supervisor/commands.c \
 	daemon/supervisor/attachment_internal.h daemon/supervisor/attachments.c \
 	daemon/supervisor/calls.c \

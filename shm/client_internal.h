@@ -9,6 +9,17 @@
 #include "qcowring-client.h"
 #include "spin.h"
 
+/* qcowd's control socket (client_control.c). */
+#define CONTROL_LINE_MAX 65536
+/* Connect to socket_path (NULL: the default); the descriptor or -errno. */
+int control_dial(const char *socket_path);
+/* One line into buf (NUL-terminated, without its newline), with up to 3
+ * descriptors that came with it. */
+int control_read_line(int fd, char *buf, size_t cap, int *fds, unsigned *nfds);
+/* 0 for a "return" line, the errno of an "error" line's class. */
+int control_reply_status(const char *line);
+bool control_valid_name(const char *name);
+
 /* A first-fit (from a moving cursor) allocator of contiguous page runs over
  * the data area.  One bit per page, 1 = in use. */
 struct page_alloc {

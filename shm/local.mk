@@ -10,7 +10,9 @@ shm_libqcowring_la_SOURCES = \
 	shm/client_sync.c \
 	shm/client_map.c \
 	shm/create.c \
+	shm/client_control.c \
 	shm/client_connect.c \
+	shm/client_attach.c \
 	daemon/common/fdpass.h daemon/common/fdpass.c \
 	daemon/common/spin.h daemon/common/spin.c
 shm_libqcowring_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common

@@ -70,6 +70,25 @@ int qcowring_open_fds(int memfd, int req_eventfd, int rsp_eventfd,
  * client holds it; -EACCES: not authorised; -EPROTO: not a qcowd. */
 int qcowring_connect(const char *socket_path, const char *name, struct qcowring **out);
 
+/* Ask qcowd to attach the image at `path` as `name` (NULL: the file name).
+ * The image is opened here, with the calling process's own rights, and its
+ * descriptor passed to qcowd (SCM_RIGHTS); qcowd opens its backing files
+ * with those rights too.  format: NULL (probe), "auto", "qcow" or "raw".
+ * Returns once the image is served (then qcowring_connect() by name), or
+ * -errno: -EACCES (the file cannot be opened so, or qcowd refuses: not
+ * authorised, a backing file the caller cannot read), -EBUSY (locked by
+ * another program), -EEXIST (the name or the image is attached already),
+ * -EINVAL, -ENOSPC (too many images), -EIO (any other refusal, such as a
+ * malformed image), or the errno of a failed connection. */
+#define QCOWRING_ATTACH_READ_ONLY 1u
+int qcowring_attach(const char *socket_path, const char *path, const char *name,
+                    const char *format, unsigned flags);
+
+/* Ask qcowd to detach the image attached as `name`: returns once it is
+ * flushed, closed and unlocked.  -ENOENT: no such image; -EACCES: another
+ * user's. */
+int qcowring_detach(const char *socket_path, const char *name);
+
 /* Unmap and free.  Requests still in flight are abandoned. */
 void qcowring_close(struct qcowring *ring);
 

@@ -67,6 +67,12 @@ static unsigned take_fds(struct msghdr *msg, int *fds, unsigned max_fds)
 
 ssize_t fdpass_recv(int sock, void *buf, size_t len, int *fds, unsigned max_fds, unsigned *nfds)
 {
+    return fdpass_recv_flags(sock, buf, len, 0, fds, max_fds, nfds);
+}
+
+ssize_t fdpass_recv_flags(int sock, void *buf, size_t len, int flags, int *fds, unsigned max_fds,
+                          unsigned *nfds)
+{
     union {
         char buf[CMSG_SPACE(sizeof(int) * FDPASS_MAX)];
         struct cmsghdr align;
@@ -77,7 +83,7 @@ ssize_t fdpass_recv(int sock, void *buf, size_t len, int *fds, unsigned max_fds,
     ssize_t n;
 
     do
-        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+        n = recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return -errno;

@@ -20,5 +20,8 @@ ssize_t fdpass_send_some(int sock, const void *buf, size_t len, const int *fds, 
  * (received close-on-exec; extra ones are closed).  Returns the byte count
  * (0 at end of stream) or -errno; *nfds is set to the descriptors kept. */
 ssize_t fdpass_recv(int sock, void *buf, size_t len, int *fds, unsigned max_fds, unsigned *nfds);
+/* The same with recvmsg flags (MSG_DONTWAIT). */
+ssize_t fdpass_recv_flags(int sock, void *buf, size_t len, int flags, int *fds, unsigned max_fds,
+                          unsigned *nfds);
 
 #endif

@@ -17,7 +17,7 @@
 #include "json_read.h"
 #include "worker_spawn.h"
 
-#define MAX_ARGS 32
+#define MAX_ARGS 48
 #define WORKER_PROC_NONE \
     (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 }, .journal_fd = -1 }
 #define MESSAGE_MAX 65536
@@ -68,6 +68,12 @@ static void build_argv(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
         ARG_STR("--log-level", o->log_level);
     if (o->limits)
         ARG_STR("--io-limits", o->limits->json);
+    if (o->caller)
+        ARG_STR("--caller", o->caller);
+    if (o->worker_user)
+        ARG_STR("--user", o->worker_user);
+    for (const char *const *dir = o->backing_dirs; dir && *dir; dir++)
+        ARG_STR("--backing-dir", *dir);
 #undef ARG_STR
     if (o->read_only)
         argv[n++] = "--read-only";
@@ -169,6 +175,20 @@ static int recv_json(int fd, int timeout_ms, json_object **msg, int *fds, unsign
     return 0;
 }
 
+/* The worker says why it failed in the protocol's terms (PermissionDenied
+ * for a backing file the caller may not read, Locked for one someone writes,
+ * LimitReached for a host limit such as kernel AIO slots). */
+static int failure_errno(const char *cls)
+{
+    if (cls && strcmp(cls, "PermissionDenied") == 0)
+        return -EACCES;
+    if (cls && strcmp(cls, "Locked") == 0)
+        return -EBUSY;
+    if (cls && strcmp(cls, "LimitReached") == 0)
+        return -EAGAIN;
+    return -EIO;
+}
+
 static void kill_and_reap(pid_t pid)
 {
     kill(pid, SIGKILL);
@@ -256,12 +276,9 @@ static int take_ready(const struct worker_spawn_opts *o, struct worker_proc *p, 
     json_object *data = json_read_object(msg, "data"), *info;
     const char *desc = json_read_string(data, "desc");
 
-    if (name && strcmp(name, "failed") == 0) {
-        const char *cls = json_read_string(data, "class");
-        bool limit = cls && strcmp(cls, "LimitReached") == 0;
-        return qc_fail(limit ? -EAGAIN : -EIO, "%s",
+    if (name && strcmp(name, "failed") == 0)
+        return qc_fail(failure_errno(json_read_string(data, "class")), "%s",
                        desc ? desc : "the worker failed without saying why");
-    }
     if (!name || strcmp(name, "ready") != 0 || nfds != (o->adopt ? 0 : 4))
         return qc_fail(-EPROTO, "%s: the worker sent an unexpected first message", o->image);
     if (!(info = checked_ready_info(data)))

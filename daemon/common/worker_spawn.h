@@ -39,6 +39,9 @@ struct worker_spawn_opts {
     const struct worker_limits *limits; /* NULL: none */
     int image_fd;               /* the image, already open (and locked); -1: the worker
                                  * opens `image` itself */
+    const char *caller;         /* "UID:GID[:GROUPS]": open backing files with these rights */
+    const char *worker_user;    /* "UID:GID" to drop to once the files are open */
+    const char *const *backing_dirs; /* NULL-terminated: where backing files may be */
 };
 
 struct worker_proc {
@@ -55,10 +58,11 @@ int worker_launch(const struct worker_spawn_opts *o, struct worker_proc *out);
 
 /* Read the worker's first message (waiting up to timeout_ms): 0 when it is
  * ready (ring and ready are set; when adopting a ring, p's ring and journal
- * are left as they are), -EIO with its reason when it failed, -EAGAIN with
- * its reason when a host limit stopped it (the worker said LimitReached:
- * e.g. no kernel AIO slots left), other -errno when it vanished or said
- * something unexpected (each field of the message is checked: a worker
+ * are left as they are); when it failed, its reason with -EACCES
+ * (PermissionDenied: a backing file the caller may not read), -EBUSY
+ * (Locked), -EAGAIN (LimitReached: a host limit stopped it, e.g. no kernel
+ * AIO slots left) or -EIO (anything else); other -errno when it vanished or
+ * said something unexpected (each field of the message is checked: a worker
  * parses hostile images and is not trusted). */
 int worker_read_ready(const struct worker_spawn_opts *o, struct worker_proc *p, int timeout_ms);
 

@@ -195,17 +195,20 @@ static int open_backing(struct image *img, struct layer *child, const struct ima
     unsigned max = o->max_depth ? o->max_depth : IMAGE_DEFAULT_MAX_DEPTH;
     _cleanup_free_ char *path = NULL;
     struct layer *b;
-    int r;
+    int fd, r;
 
     if (img->depth >= max)
         return qc_fail(-ELOOP, "%s: backing chain is longer than %u layers", img->top->path, max);
     if ((r = image_resolve_backing(child->path, child->backing_name, &path)) < 0)
         return r;
-    if ((r = layer_open(path, open_path(path, true), IMAGE_FORMAT_AUTO, true, o, &b)) < 0) {
-        if (r == -ENOENT)
-            return qc_fail(r, "%s: backing file %s does not exist", child->path, path);
+    fd = o->open_backing ? o->open_backing(o->open_backing_opaque, child->path, path)
+                         : open_path(path, true);
+    if (fd == -ENOENT)
+        return qc_fail(fd, "%s: backing file %s does not exist", child->path, path);
+    if (fd < 0 && o->open_backing)
+        return fd;
+    if ((r = layer_open(path, fd, IMAGE_FORMAT_AUTO, true, o, &b)) < 0)
         return r;
-    }
     for (struct layer *l = img->top; l; l = l->backing)
         if (same_file(l, b)) {
             r = qc_fail(-ELOOP, "%s: backing chain loops back to %s", child->path, l->path);

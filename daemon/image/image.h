@@ -46,6 +46,10 @@ struct image_open_opts {
     size_t key_len;
     uint64_t l2_cache_bytes;    /* per qcow layer; 0 = IMAGE_DEFAULT_L2_CACHE_BYTES */
     unsigned max_depth;         /* chain length cap; 0 = IMAGE_DEFAULT_MAX_DEPTH */
+    /* Opens a backing file for reading: its descriptor, or -errno after
+     * qc_fail() says why.  NULL: open(2) with the process's own rights. */
+    int (*open_backing)(void *opaque, const char *child_path, const char *path);
+    void *open_backing_opaque;
 };
 
 struct layer;

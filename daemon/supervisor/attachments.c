@@ -107,7 +107,8 @@ void fill_spawn_opts(const struct supervisor *s, const struct attachment *att,
         .worker_path = s->worker_path, .image = att->path, .format = att->format,
         .name = att->name, .read_only = att->read_only, .writeback = att->writeback,
         .key = att->key, .log_level = s->log_level, .stderr_fd = -1,
-        .image_fd = att->lock_fd,
+        .image_fd = att->lock_fd, .caller = att->caller_arg, .worker_user = s->worker_user,
+        .backing_dirs = s->backing_dirs,
         .adopt = adopt ? &att->proc.ring : NULL,
         .adopt_journal_fd = att->proc.journal_fd,
         .start_paused = att->paused,
@@ -167,6 +168,7 @@ void attachment_free(struct supervisor *s, struct attachment *att)
         explicit_bzero(att->key, strlen(att->key));
     free(att->key);
     free(att->path);
+    free(att->caller_arg);
     free(att->format);
     free(att->error);
     free(att->io_error);
@@ -249,17 +251,16 @@ static unsigned uint_arg(json_object *args, const char *key, unsigned max, bool 
 
 static bool same_file_attached(struct supervisor *s, const struct stat *st)
 {
-    for (struct attachment *att = s->attachments; att; att = att->next) {
-        struct stat other;
-        if (stat(att->path, &other) == 0 && other.st_dev == st->st_dev && other.st_ino == st->st_ino)
+    for (struct attachment *att = s->attachments; att; att = att->next)
+        if (att->dev == st->st_dev && att->ino == st->st_ino)
             return true;
-    }
     return false;
 }
 
 struct attach_args {
     const char *path, *name, *cache, *format, *key;
     bool read_only;
+    bool fd;                    /* the image's descriptor came with the request */
     unsigned poll_us;
     unsigned ring_page_order, data_pages;
     bool ring_page_order_given;
@@ -280,6 +281,7 @@ static bool parse_attach(struct client *c, json_object *id, json_object *args, s
     a->format = string_arg(args, "format", &bad);
     a->key = string_arg(args, "key", &bad);
     a->read_only = bool_arg(args, "read-only", &bad);
+    a->fd = bool_arg(args, "fd", &bad);
     a->poll_us = uint_arg(args, "poll-us", MAX_POLL_US, &bad);
     a->ring_page_order_given = json_object_object_get_ex(args, "ring-page-order", NULL);
     a->ring_page_order = uint_arg(args, "ring-page-order", QCOWRING_MAX_RING_PAGE_ORDER, &bad);
@@ -289,7 +291,7 @@ static bool parse_attach(struct client *c, json_object *id, json_object *args, s
     if (bad || !a->path || !*a->path) {
         client_error(c, id, "InvalidParameter",
                      "attach takes 'path' (string, required), 'name', 'cache', 'format', 'key' "
-                     "(strings), 'read-only' (boolean), 'poll-us' (integer, 0 to %d), "
+                     "(strings), 'read-only', 'fd' (booleans), 'poll-us' (integer, 0 to %d), "
                      "'ring-page-order' (integer, 0 to %u) and 'data-pages' (integer, %u to %u)",
                      MAX_POLL_US, QCOWRING_MAX_RING_PAGE_ORDER, MIN_DATA_PAGES, MAX_DATA_PAGES);
         return false;
@@ -314,7 +316,7 @@ static bool parse_attach(struct client *c, json_object *id, json_object *args, s
 }
 
 static bool admissible(struct supervisor *s, struct client *c, json_object *id,
-                       const struct attach_args *a, struct stat *st)
+                       const struct attach_args *a)
 {
     if (s->stopping) {
         client_error(c, id, "InvalidState", "qcowd is shutting down");
@@ -324,31 +326,55 @@ static bool admissible(struct supervisor *s, struct client *c, json_object *id,
         client_error(c, id, "AlreadyExists", "an image is already attached as '%s'", a->name);
         return false;
     }
-    if (!limits_admit_image(s, c, id))
-        return false;
-    if (stat(a->path, st) < 0) {
-        client_error(c, id, "ImageError", "%s: %s", a->path, strerror(errno));
-        return false;
-    }
-    if (!S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode)) {
-        client_error(c, id, "ImageError", "%s: not a regular file or block device", a->path);
-        return false;
-    }
-    if (same_file_attached(s, st)) {
-        client_error(c, id, "AlreadyExists", "%s is already attached", a->path);
-        return false;
-    }
-    return true;
+    return limits_admit_image(s, c, id);
 }
 
-static struct attachment *attachment_new(const struct attach_args *a)
+/* The image, opened with the caller's rights (caller.c); an error reply
+ * when that fails. */
+static int open_for_caller(struct supervisor *s, struct client *c, json_object *id,
+                           const struct attach_args *a, struct opened_image *img)
+{
+    int passed = -1, r;
+
+    if (a->fd && (passed = client_take_fd(c)) < 0) {
+        client_error(c, id, "InvalidParameter",
+                     "'fd' is true, but no descriptor came with the request");
+        return -EINVAL;
+    }
+    qc_clear_error();
+    r = caller_open_image(&c->who, a->path, passed, a->read_only, img);
+    if (passed >= 0)
+        close(passed);
+    if (r < 0) {
+        client_error(c, id, error_class_of(r), "%s", qc_error_message(r));
+        return r;
+    }
+    if (same_file_attached(s, &img->st)) {
+        client_error(c, id, "AlreadyExists", "%s is already attached", img->path);
+        close(img->fd);
+        free(img->path);
+        return -EEXIST;
+    }
+    return 0;
+}
+
+/* The new attachment takes over img's descriptor and path. */
+static struct attachment *attachment_new(const struct attach_args *a, struct opened_image *img,
+                                         const struct identity *who)
 {
     struct attachment *att = calloc(1, sizeof *att);
+    char caller[32 + 11 * IDENTITY_MAX_GROUPS];
 
     if (!att)
         return NULL;
     snprintf(att->name, sizeof att->name, "%s", a->name);
-    att->path = realpath(a->path, NULL);
+    att->path = img->path;
+    att->lock_fd = img->fd;
+    att->dev = img->st.st_dev;
+    att->ino = img->st.st_ino;
+    att->caller = *who;
+    if (!caller_privileged(who) && identity_format(who, caller, sizeof caller) == 0)
+        att->caller_arg = strdup(caller);
     att->format = a->format ? strdup(a->format) : NULL;
     att->key = a->key ? strdup(a->key) : NULL;
     att->read_only = a->read_only;
@@ -357,47 +383,25 @@ static struct attachment *attachment_new(const struct attach_args *a)
     att->ring_page_order = a->ring_page_order;
     att->ring_page_order_given = a->ring_page_order_given;
     att->data_pages = a->data_pages;
-    att->lock_fd = -1;
     att->proc = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 },
                                       .journal_fd = -1 };
-    if (!att->path) {
-        free(att->format);
-        free(att->key);
-        free(att);
-        return NULL;
-    }
     return att;
-}
-
-/* The image's descriptor, locked: every worker of the attachment gets a
- * copy of it, and the lock lasts while any copy is open. */
-static int open_image(struct attachment *att)
-{
-    int fd = open(att->path, (att->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY);
-    int r;
-
-    if (fd < 0)
-        return qc_fail(-errno, "%s: cannot open: %s", att->path, strerror(errno));
-    r = image_lock_fd(fd, att->path, att->read_only ? IMAGE_LOCK_READ_ONLY : IMAGE_LOCK_READ_WRITE);
-    if (r < 0) {
-        close(fd);
-        return r;
-    }
-    att->lock_fd = fd;
-    return 0;
 }
 
 int attachment_start(struct supervisor *s, struct client *c, json_object *id, json_object *args)
 {
     struct attach_args a;
-    struct stat st;
+    struct opened_image img;
     struct attachment *att;
     int r;
 
-    if (!parse_attach(c, id, args, &a) || !admissible(s, c, id, &a, &st))
+    if (!parse_attach(c, id, args, &a) || !admissible(s, c, id, &a) ||
+        open_for_caller(s, c, id, &a, &img) < 0)
         return -EINVAL;
-    if (!(att = attachment_new(&a))) {
-        client_error(c, id, "ImageError", "%s: %s", a.path, strerror(errno));
+    if (!(att = attachment_new(&a, &img, &c->who))) {
+        client_error(c, id, "GenericError", "out of memory");
+        close(img.fd);
+        free(img.path);
         return -ENOMEM;
     }
     att->next = s->attachments;
@@ -407,9 +411,13 @@ int attachment_start(struct supervisor *s, struct client *c, json_object *id, js
         attachment_free(s, att);
         return r;
     }
+    /* Every worker of the attachment gets a copy of the locked descriptor,
+     * and the lock lasts while any copy is open. */
     qc_clear_error();
-    if ((r = open_image(att)) < 0) {
-        client_error(c, id, r == -EBUSY ? "Locked" : "ImageError", "%s", qc_error_message(r));
+    r = image_lock_fd(att->lock_fd, att->path,
+                      att->read_only ? IMAGE_LOCK_READ_ONLY : IMAGE_LOCK_READ_WRITE);
+    if (r < 0) {
+        client_error(c, id, error_class_of(r), "%s", qc_error_message(r));
         attachment_free(s, att);
         return r;
     }

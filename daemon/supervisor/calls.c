@@ -183,7 +183,7 @@ void attachments_stats_all(struct supervisor *s, struct client *c, json_object *
     all->result = json_object_new_object();
     all->waiting = 1;           /* held until every worker is asked */
     for (struct attachment *att = s->attachments; att; att = att->next) {
-        if (att->state != ATT_RUNNING && att->state != ATT_PAUSED)
+        if ((att->state != ATT_RUNNING && att->state != ATT_PAUSED) || !caller_may_use(c, att))
             continue;
         struct call *call = call_push(att, CALL_STATS_ALL, c, NULL, "stats");
         if (!call)

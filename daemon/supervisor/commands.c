@@ -26,8 +26,13 @@ static struct attachment *named_attachment(struct supervisor *s, struct client *
         client_error(c, id, "InvalidParameter", "'name' (a string) is required");
         return NULL;
     }
-    if (!(att = attachment_find(s, json_object_get_string(v))))
+    if (!(att = attachment_find(s, json_object_get_string(v)))) {
         client_error(c, id, "NotFound", "no image is attached as '%s'", json_object_get_string(v));
+    } else if (!caller_may_use(c, att)) {
+        client_error(c, id, "PermissionDenied", "'%s' was attached by another user (uid %u)",
+                     att->name, (unsigned)att->caller.uid);
+        att = NULL;
+    }
     return att;
 }
 
@@ -64,7 +69,8 @@ static void cmd_list(struct supervisor *s, struct client *c, json_object *id, js
     json_object *list = json_object_new_array();
 
     for (struct attachment *att = s->attachments; att; att = att->next)
-        json_object_array_add(list, attachment_describe(att, false));
+        if (caller_may_use(c, att))
+            json_object_array_add(list, attachment_describe(att, false));
     client_reply(c, id, list);
 }
 
@@ -201,6 +207,10 @@ static void cmd_events(struct supervisor *s, struct client *c, json_object *id, 
 
 static void cmd_shutdown(struct supervisor *s, struct client *c, json_object *id, json_object *args)
 {
+    if (!caller_privileged(&c->who)) {
+        client_error(c, id, "PermissionDenied", "only root and qcowd's own user may stop it");
+        return;
+    }
     client_reply(c, id, NULL);
     log_info("shutdown requested by pid %d", (int)c->pid);
     attachments_stop_all(s);
@@ -210,7 +220,7 @@ static const char *const no_args[] = { NULL };
 static const char *const name_arg[] = { "name", NULL };
 static const char *const attach_args[] = { "path", "name", "read-only", "cache", "format", "key",
                                            "poll-us", "ring-page-order", "data-pages", "io-limits",
-                                           NULL };
+                                           "fd", NULL };
 static const char *const limit_args[] = { "name", "io-limits", "reset", NULL };
 static const char *const events_args[] = { "enable", NULL };
 static const char *const export_add_args[] = { "name", "nbd", "tls-certs", "read-only",

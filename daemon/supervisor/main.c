@@ -40,7 +40,10 @@ static void usage(FILE *f)
         "image, controlled over a unix socket (see qcowd(8) and qcowctl(8)).\n\n"
         "  -s, --socket=PATH       control socket (default /run/qcowd/qcowd.sock as root,\n"
         "                          $XDG_RUNTIME_DIR/qcowd.sock otherwise)\n"
-        "  -g, --group=GROUP       also let members of GROUP use the socket\n"
+        "  -g, --group=GROUP       also let members of GROUP use the socket (they reach\n"
+        "                          only files they can open themselves)\n"
+        "      --backing-dir=DIR   backing files must be inside DIR (repeatable, up to %d;\n"
+        "                          default: anywhere the caller can read)\n"
         "      --max-clients=N     connections at once (default 64)\n"
         "      --idle-timeout=SECS close a connection that sends no request within SECS\n"
         "                          of connecting (default %d; 0: never)\n"
@@ -55,8 +58,9 @@ static void usage(FILE *f)
         "  -h, --help              show this help\n"
         "  -V, --version           show the version\n\n"
         "qcowd stays in the foreground and logs to stderr; under systemd it uses socket\n"
-        "activation when a socket is passed and reports readiness (Type=notify).\n",
-        IDLE_TIMEOUT_DEFAULT_S, WORKER_PATH, NBDKIT_PLUGIN_PATH);
+        "activation when a socket is passed and reports readiness (Type=notify).\n"
+        "Security model: qcowd(8) and doc/security.md.\n",
+        MAX_BACKING_DIRS, IDLE_TIMEOUT_DEFAULT_S, WORKER_PATH, NBDKIT_PLUGIN_PATH);
 }
 
 /* The installed worker; when it is absent (qcowd run from its build tree),
@@ -121,10 +125,31 @@ static int parse_count(const char *arg, unsigned min, unsigned *out)
     return 0;
 }
 
+/* Workers compare the real path of each backing file they open with these,
+ * so they are kept canonical. */
+static int add_backing_dir(struct supervisor *s, const char *dir)
+{
+    unsigned n = 0;
+    char *real;
+
+    while (s->backing_dirs[n])
+        n++;
+    if (n == MAX_BACKING_DIRS) {
+        fprintf(stderr, "qcowd: at most %d --backing-dir options\n", MAX_BACKING_DIRS);
+        return -E2BIG;
+    }
+    if (!(real = realpath(dir, NULL))) {
+        fprintf(stderr, "qcowd: --backing-dir %s: %s\n", dir, strerror(errno));
+        return -errno;
+    }
+    s->backing_dirs[n] = real;
+    return 0;
+}
+
 static int parse_options(int argc, char **argv, struct supervisor *s)
 {
     enum { OPT_MAX_CLIENTS = 256, OPT_MAX_IMAGES, OPT_WORKER, OPT_LOG_FILE, OPT_NBDKIT,
-           OPT_NBDKIT_PLUGIN, OPT_IDLE_TIMEOUT };
+           OPT_NBDKIT_PLUGIN, OPT_IDLE_TIMEOUT, OPT_BACKING_DIR };
     static const struct option opts[] = {
         { "socket", required_argument, NULL, 's' },
         { "group", required_argument, NULL, 'g' },
@@ -136,6 +161,7 @@ static int parse_options(int argc, char **argv, struct supervisor *s)
         { "log-file", required_argument, NULL, OPT_LOG_FILE },
         { "nbdkit", required_argument, NULL, OPT_NBDKIT },
         { "nbdkit-plugin", required_argument, NULL, OPT_NBDKIT_PLUGIN },
+        { "backing-dir", required_argument, NULL, OPT_BACKING_DIR },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -178,6 +204,10 @@ static int parse_options(int argc, char **argv, struct supervisor *s)
         case OPT_LOG_FILE: log_file = optarg; break;
         case OPT_NBDKIT: s->nbdkit_path = optarg; break;
         case OPT_NBDKIT_PLUGIN: s->nbdkit_plugin = optarg; break;
+        case OPT_BACKING_DIR:
+            if (add_backing_dir(s, optarg) < 0)
+                return 2;
+            break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf("%s\n", PACKAGE_STRING); exit(0);
         default: usage(stderr); return 2;
@@ -338,5 +368,7 @@ int main(int argc, char **argv)
     log_info("stopped");
     free(s.socket_path);
     free(s.exiting);
+    for (unsigned i = 0; s.backing_dirs[i]; i++)
+        free((char *)s.backing_dirs[i]);
     return r < 0 ? 1 : 0;
 }

@@ -114,7 +114,18 @@ void attachment_started(struct supervisor *s, struct attachment *att)
 /* The error class of an attach whose worker did not start. */
 static const char *start_error_class(int err)
 {
-    return err == -EIO ? "ImageError" : err == -EAGAIN ? "LimitReached" : "WorkerError";
+    switch (err) {
+    case -EIO:
+        return "ImageError";
+    case -EAGAIN:
+        return "LimitReached";
+    case -EACCES:
+        return "PermissionDenied";     /* a backing file the caller may not read */
+    case -EBUSY:
+        return "Locked";               /* a backing file someone writes */
+    default:
+        return "WorkerError";
+    }
 }
 
 void attachment_start_failed(struct supervisor *s, struct attachment *att, int err,

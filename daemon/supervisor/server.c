@@ -306,11 +306,23 @@ static json_object *timestamp_now(void)
     return t;
 }
 
+/* Events about an attachment go to those who may see it. */
+static bool may_hear(struct supervisor *s, const struct client *c, json_object *data)
+{
+    json_object *name;
+    const struct attachment *att;
+
+    if (!json_object_object_get_ex(data, "name", &name))
+        return true;
+    att = attachment_find(s, json_object_get_string(name));
+    return att ? caller_may_use(c, att) : caller_privileged(&c->who);
+}
+
 void broadcast_event(struct supervisor *s, const char *name, json_object *data)
 {
     log_info("event %s: %s", name, json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     for (struct client *c = s->clients; c; c = c->next) {
-        if (!c->events || c->closing)
+        if (!c->events || c->closing || !may_hear(s, c, data))
             continue;
         json_object *ev = json_object_new_object();
         json_object_object_add(ev, "event", json_object_new_string(name));
@@ -368,6 +380,7 @@ static struct client *client_new(struct supervisor *s, int fd, const struct ucre
     c->reading = true;
     c->armed = EPOLLIN;         /* as watch_fd() registers it */
     c->connected_ns = mono_ns();
+    caller_identify(fd, cred, &c->who);
     return c;
 }
 
@@ -432,6 +445,7 @@ void client_close(struct supervisor *s, struct client *c)
         *pp = c->next;
     attachments_forget_client(s, c);
     exports_forget_client(s, c);
+    client_drop_fds(c);
     unwatch_fd(s, c->fd);
     close(c->fd);
     s->nclients--;
@@ -518,7 +532,7 @@ void client_readable(struct supervisor *s, struct client *c)
         set_reading(c, false);
         return;
     }
-    n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+    n = client_recv(c, buf, sizeof buf);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0 || backlog_add(c, buf, (size_t)n) < 0) {

@@ -7,9 +7,12 @@
 #include <json-c/json.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "throttling.h"
+#include "identity.h"
 #include "worker_spawn.h"
 
 #define MAX_LINE 65536
@@ -20,6 +23,8 @@
 #define RESTART_WINDOW_S 60
 #define RESTART_LIMIT 5
 #define IDLE_TIMEOUT_DEFAULT_S 10
+#define MAX_PASSED_FDS 4        /* descriptors a connection may have sent and not used */
+#define MAX_BACKING_DIRS 8
 
 enum watch_kind { WATCH_LISTEN, WATCH_SIGNAL, WATCH_CLIENT, WATCH_WORKER };
 
@@ -45,6 +50,9 @@ struct client {
     int fd;
     uid_t uid;
     pid_t pid;
+    struct identity who;        /* its rights, as it connected */
+    int passed[MAX_PASSED_FDS]; /* descriptors it sent, oldest first, for `attach` */
+    unsigned npassed;
     char *in;                   /* bytes of an unfinished line */
     size_t in_len;
     bool skipping;              /* discarding the rest of an oversized line */
@@ -104,7 +112,11 @@ struct attachment {
     enum attachment_state state;
     bool paused;                /* by a client: a restarted worker starts paused too */
     struct worker_proc proc;
-    int lock_fd;
+    int lock_fd;                /* the image, locked; each worker gets a copy */
+    dev_t dev;                  /* of the image file */
+    ino_t ino;
+    struct identity caller;     /* who attached it: its workers open backing files as it */
+    char *caller_arg;           /* that for the worker's --caller, NULL for root and us */
     unsigned restarts;
     uint64_t restart_times[RESTART_LIMIT + 1];
     bool renewing;              /* replacing a ring its client broke */
@@ -133,6 +145,8 @@ struct supervisor {
     const char *worker_path;
     const char *log_level;
     gid_t group;                /* (gid_t)-1: none */
+    const char *worker_user;    /* "UID:GID" workers drop to, NULL: they keep ours */
+    const char *backing_dirs[MAX_BACKING_DIRS + 1]; /* NULL-terminated; empty: anywhere */
     unsigned max_clients, max_images;   /* max_images 0 until limits_init() */
     unsigned idle_timeout_s;    /* close connections silent that long (0: never) */
     uint64_t nofile;            /* our RLIMIT_NOFILE (raised to the hard limit) */
@@ -180,6 +194,31 @@ void unwatch_fd(struct supervisor *s, int fd);
 
 /* auth.c */
 bool peer_authorised(const struct supervisor *s, uid_t uid, gid_t gid);
+
+/* caller.c: what a caller may reach */
+void caller_identify(int fd, const struct ucred *cred, struct identity *who);
+/* Root and the daemon's own user: they reach what qcowd reaches. */
+bool caller_privileged(const struct identity *who);
+/* May c see and act on att (it attached it, or it is privileged)? */
+bool caller_may_use(const struct client *c, const struct attachment *att);
+/* recv() that keeps descriptors sent with the bytes for client_take_fd. */
+ssize_t client_recv(struct client *c, void *buf, size_t len);
+int client_take_fd(struct client *c);
+void client_drop_fds(struct client *c);
+
+struct opened_image {
+    int fd;                     /* ours: no client shares its open file description */
+    char *path;                 /* canonical, or as the caller gave it with a descriptor */
+    struct stat st;
+};
+/* Open the image of an attach with the caller's rights: its descriptor
+ * `passed` (>= 0, kept by the caller of this function), or path.  -errno
+ * with a message naming the path. */
+int caller_open_image(const struct identity *who, const char *path, int passed, bool read_only,
+                      struct opened_image *out);
+/* The protocol's error class for a failure to open, lock or start an image
+ * (-EAGAIN: a host limit stopped its worker). */
+const char *error_class_of(int err);
 
 /* commands.c: one request */
 void handle_request(struct supervisor *s, struct client *c, const char *line, size_t len);

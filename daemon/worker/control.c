@@ -77,6 +77,13 @@ int worker_send_ready(struct worker *w, bool with_fds)
     return send_json(w->ctl_fd, ev, fds, with_fds ? 4 : 0);
 }
 
+const char *worker_failure_class(int err)
+{
+    if (err == -EACCES || err == -EPERM)
+        return "PermissionDenied";
+    return err == -EBUSY ? "Locked" : "ImageError";
+}
+
 int worker_send_failed(int ctl_fd, const char *cls, const char *reason)
 {
     json_object *ev, *data;

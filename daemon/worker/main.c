@@ -36,6 +36,9 @@ static void usage(FILE *f)
         "      --image-fd=FD       the image is already open as FD (IMAGE then only names\n"
         "                          it and locates relative backing files)\n"
         "      --control-fd=FD     SOCK_SEQPACKET to the supervisor\n"
+        "      --caller=UID:GID[:G1,G2...]\n"
+        "                          open backing files with these rights (the caller's)\n"
+        "      --backing-dir=DIR   backing files must be inside DIR (repeatable)\n"
         "      --ring-fds=M,Q,S,J  serve an existing ring: its memfd, request and response\n"
         "                          eventfds, and its journal\n"
         "      --null              complete I/O without touching the image (ring benchmark)\n"
@@ -113,7 +116,7 @@ static int read_key(int fd, uint8_t *key, size_t cap, size_t *len)
 
 enum { OPT_CACHE = 256, OPT_KEY_FD, OPT_NAME, OPT_RING_ORDER, OPT_DATA_PAGES, OPT_MAX_INDIRECT,
        OPT_CONTROL_FD, OPT_RING_FDS, OPT_NULL, OPT_PAUSED, OPT_LOG_LEVEL, OPT_POLL_US,
-       OPT_LIMITS, OPT_LIMIT_GROUP, OPT_IMAGE_FD };
+       OPT_LIMITS, OPT_LIMIT_GROUP, OPT_IMAGE_FD, OPT_CALLER, OPT_BACKING_DIR };
 
 static const struct option long_options[] = {
     { "format", required_argument, NULL, 'f' },
@@ -126,6 +129,8 @@ static const struct option long_options[] = {
     { "max-indirect", required_argument, NULL, OPT_MAX_INDIRECT },
     { "control-fd", required_argument, NULL, OPT_CONTROL_FD },
     { "image-fd", required_argument, NULL, OPT_IMAGE_FD },
+    { "caller", required_argument, NULL, OPT_CALLER },
+    { "backing-dir", required_argument, NULL, OPT_BACKING_DIR },
     { "ring-fds", required_argument, NULL, OPT_RING_FDS },
     { "null", no_argument, NULL, OPT_NULL },
     { "paused", no_argument, NULL, OPT_PAUSED },
@@ -164,6 +169,14 @@ static int parse_option(int c, const char *arg, struct worker_opts *o)
     case OPT_MAX_INDIRECT: return parse_uint(arg, 4096, &o->max_indirect);
     case OPT_CONTROL_FD: return parse_fd(arg, &o->ctl_fd);
     case OPT_IMAGE_FD: return parse_fd(arg, &o->image_fd);
+    case OPT_CALLER:
+        o->backing.as_caller = true;
+        return identity_parse(arg, &o->backing.caller);
+    case OPT_BACKING_DIR:
+        if (o->backing.ndirs == BACKING_MAX_DIRS || arg[0] != '/')
+            return -EINVAL;
+        o->backing.dirs[o->backing.ndirs++] = arg;
+        return 0;
     case OPT_RING_FDS: return parse_ring_fds(arg, o);
     case OPT_NULL: o->null_backend = true; return 0;
     case OPT_PAUSED: o->start_paused = true; return 0;
@@ -213,7 +226,7 @@ int main(int argc, char **argv)
     if ((r = worker_init(&w, &o)) < 0) {
         const char *why = qc_error_message(r);
         log_error("%s", why);
-        worker_send_failed(o.ctl_fd, w.fail_class, why);
+        worker_send_failed(o.ctl_fd, w.fail_class ? w.fail_class : worker_failure_class(r), why);
         worker_destroy(&w);
         return 1;
     }

@@ -271,6 +271,8 @@ static int open_image(struct worker *w, const struct worker_opts *o)
     struct image_open_opts open = o->open;
     int r;
 
+    open.open_backing = backing_open;
+    open.open_backing_opaque = (void *)&o->backing;
     if ((r = image_open_fd(o->path, top_fd(o, open.read_only), &open, &w->img)) < 0 ||
         (r = check_key(w, &open)) < 0)
         return r;

@@ -14,6 +14,7 @@
 #include "metalog.h"
 #include "qcowring-client.h"
 #include "ring_server.h"
+#include "backing.h"
 #include "busypoll.h"
 
 #define METALOG_ENTRIES 65536     /* 1 MiB: allocations between writebacks */
@@ -62,6 +63,7 @@ struct worker_opts {
     uint32_t max_indirect;
     int ctl_fd;
     int image_fd;               /* the image, opened (and locked) by the supervisor; -1: path */
+    struct backing_policy backing;  /* how backing files are opened */
     struct qcowring_fds adopt;  /* an existing ring to serve (fds >= 0) */
     int adopt_journal_fd;       /* and its journal */
     const char *limits;         /* I/O limits (JSON), or NULL */
@@ -87,6 +89,10 @@ bool worker_discard_zeroes(const struct worker *w);
 int worker_send_ready(struct worker *w, bool with_fds);
 /* cls: the error class qcowd should report (NULL: ImageError). */
 int worker_send_failed(int ctl_fd, const char *cls, const char *reason);
+/* The class of a failure to start, by its -errno: PermissionDenied for
+ * -EACCES and -EPERM (a backing file the caller may not read), Locked for
+ * -EBUSY (one someone writes), ImageError otherwise. */
+const char *worker_failure_class(int err);
 /* The image is flushed and closed: the supervisor need not wait for the
  * process to exit (tearing down a libaio context takes a while). */
 int worker_send_stopped(struct worker *w, int status);

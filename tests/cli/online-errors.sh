@@ -96,9 +96,10 @@ make_image other.qcow 16M
 mkdir adir
 start_daemon
 
-# ImageError: 1, with the (absolute) path and the reason.
+# A file qcowctl cannot open (it passes qcowd the descriptor): 1, with the
+# (absolute) path and the reason.
 expect_on 1 attach missing.qcow
-err_has "qcowctl: $SOCK: attach: $T/missing.qcow: No such file or directory"
+err_has "qcowctl: $T/missing.qcow: No such file or directory"
 expect_on 1 attach adir
 err_has "$T/adir"
 # InvalidParameter: a name qcowd refuses is a usage error.

@@ -24,6 +24,7 @@ DAEMON_TESTS = \
 	tests/daemon/busy-poll.sh \
 	tests/daemon/locking.sh \
 	tests/daemon/lock-lifetime.sh \
+	tests/daemon/caller-rights.sh \
 	tests/daemon/socket-activation.sh \
 	tests/daemon/hostile-ring.sh \
 	tests/daemon/hostile-doorbell.sh \

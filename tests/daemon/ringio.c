@@ -10,6 +10,8 @@
  *                             [-K KILL_AT] [-w WORKER_PID]
  *   ringio SOCKET NAME load [-q QD] [-t SECONDS] [-b BYTES] [-W]
  *   ringio SOCKET NAME order OP...
+ *   ringio SOCKET NAME attach PATH [ro|FORMAT...]  (qcowring_attach)
+ *   ringio SOCKET NAME detach                     (qcowring_detach)
  *
  * random: seeded random writes and reads at queue depth QD, reads checked
  * against an in-memory shadow; with -K, the worker (pid from -w) is killed
@@ -393,6 +395,27 @@ static int cmd_order(struct qcowring *ring, int argc, char **argv)
     return failures ? 1 : 0;
 }
 
+/* attach: "ro" for read-only, anything else is the format.  The exit
+ * status is the errno, for the tests to tell refusals apart. */
+static int cmd_attach(const char *sock, const char *name, int argc, char **argv)
+{
+    const char *format = NULL;
+    unsigned flags = 0;
+    int r;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "ro") == 0)
+            flags |= QCOWRING_ATTACH_READ_ONLY;
+        else
+            format = argv[i];
+    }
+    if ((r = qcowring_attach(sock, argv[0], name, format, flags)) < 0) {
+        fprintf(stderr, "ringio: attach %s: %s\n", argv[0], strerror(-r));
+        return -r;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct qcowring *ring;
@@ -401,8 +424,14 @@ int main(int argc, char **argv)
 
     if (argc < 4) {
         fprintf(stderr, "usage: ringio SOCKET NAME "
-                        "read|write|discard|flush|geometry|random|load|order ...\n");
+                        "read|write|discard|flush|geometry|random|load|order|attach|detach ...\n");
         return 2;
+    }
+    if (strcmp(argv[3], "attach") == 0 && argc >= 5)
+        return cmd_attach(argv[1], argv[2], argc - 4, argv + 4);
+    if (strcmp(argv[3], "detach") == 0) {
+        r = qcowring_detach(argv[1], argv[2]);
+        return r < 0 ? die("detach", r) : 0;
     }
     if ((r = qcowring_connect(argv[1], argv[2], &ring)) < 0)
         return die("connect", r);
