@@ -9,6 +9,7 @@
 
 #include "backing.h"
 #include "error.h"
+#include "lock.h"
 
 /* Where the file behind fd really is: the kernel's name for what was
  * opened, whatever links the path went through. */
@@ -53,7 +54,7 @@ static int open_for_policy(const struct backing_policy *p, const char *path)
 int backing_open(void *opaque, const char *child_path, const char *path)
 {
     const struct backing_policy *p = opaque;
-    int fd = open_for_policy(p, path);
+    int fd = open_for_policy(p, path), r;
 
     if (fd == -ENOENT)
         return fd;
@@ -71,6 +72,10 @@ int backing_open(void *opaque, const char *child_path, const char *path)
         close(fd);
         return qc_fail(-EACCES, "%s: its backing file %s is outside the directories qcowd "
                        "allows (--backing-dir)", child_path, path);
+    }
+    if ((r = image_lock_fd(fd, path, IMAGE_LOCK_BACKING)) < 0) {
+        close(fd);
+        return r;
     }
     return fd;
 }

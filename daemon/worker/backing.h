@@ -1,6 +1,9 @@
 /* Backing files as a worker opens them: with the rights of the caller that
- * attached the image (never the daemon's), and only inside the directories
- * the operator allowed (qcowd --backing-dir). */
+ * attached the image (never the daemon's), only inside the directories the
+ * operator allowed (qcowd --backing-dir), and locked the way QEMU locks a
+ * backing file (consistent read, sharing neither write nor resize), so no
+ * one writes it while an overlay on it is served, and qcowd itself refuses
+ * to attach it read-write. */
 #ifndef QCOWD_WORKER_BACKING_H
 #define QCOWD_WORKER_BACKING_H
 

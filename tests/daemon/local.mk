@@ -25,6 +25,7 @@ DAEMON_TESTS = \
 	tests/daemon/locking.sh \
 	tests/daemon/lock-lifetime.sh \
 	tests/daemon/caller-rights.sh \
+	tests/daemon/backing-locks.sh \
 	tests/daemon/socket-activation.sh \
 	tests/daemon/hostile-ring.sh \
 	tests/daemon/hostile-doorbell.sh \
