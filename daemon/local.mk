@@ -28,6 +28,7 @@ daemon_qcowd_worker_SOURCES = \
 	daemon/worker/map.c \
 	daemon/worker/limiter.h daemon/worker/limiter.c \
 	daemon/worker/backing.h daemon/worker/backing.c \
+	daemon/worker/first_sector.h daemon/worker/first_sector.c \
 	daemon/worker/control.c
 daemon_qcowd_worker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common \
 	-I$(top_srcdir)/daemon/worker

@@ -38,6 +38,7 @@ struct layer {
     int meta_fd;                /* metadata and synchronous I/O (buffered) */
     bool read_only;
     bool direct;
+    bool probed;                /* its format was probed, not given */
     uint64_t size;              /* virtual size */
     uint64_t file_size;         /* size of the file (or block device) when opened */
     bool block_device;

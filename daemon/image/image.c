@@ -88,6 +88,25 @@ static int reopen_direct(const struct layer *l, int flags)
 }
 
 /* fd (owned by l from now on) must allow what the layer does with it. */
+/* A file said to be raw whose first sector is another format's header is
+ * not opened for writing: probing disagrees with what the caller stated,
+ * and a guest would see (and could rewrite) that format's metadata as its
+ * disk.  Read-only, or with the format it has, it opens. */
+static int check_stated_raw(struct layer *l)
+{
+    uint8_t sector[IMAGE_SECTOR_SIZE];
+    ssize_t n = read_full_at(l->meta_fd, sector, sizeof sector, 0);
+    const char *found;
+
+    if (n < 0)
+        return qc_fail((int)n, "%s: cannot read: %s", l->path, strerror((int)-n));
+    if (!(found = image_probe_header(sector, (size_t)n)))
+        return 0;
+    return qc_fail(-EINVAL, "%s: given as raw, but its first sector is a %s header: refusing to "
+                   "open it for writing (open it read-only%s)", l->path, found,
+                   strcmp(found, "qcow") == 0 ? ", or as qcow" : "");
+}
+
 static int open_fds(struct layer *l, int fd, bool direct)
 {
     int flags = (l->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
@@ -146,7 +165,10 @@ static int layer_open(const char *path, int fd, enum image_format fmt, bool read
     }
     if ((r = open_fds(l, fd, o->direct)) < 0)
         goto fail;
-    if (fmt == IMAGE_FORMAT_AUTO && (r = probe_format(l, &fmt)) < 0)
+    l->probed = fmt == IMAGE_FORMAT_AUTO;
+    if (l->probed && (r = probe_format(l, &fmt)) < 0)
+        goto fail;
+    if (fmt == IMAGE_FORMAT_RAW && !l->probed && !read_only && (r = check_stated_raw(l)) < 0)
         goto fail;
     l->ops = fmt == IMAGE_FORMAT_QCOW ? &qcow_ops : &raw_ops;
     if (l->file_size == 0 && fmt == IMAGE_FORMAT_QCOW) {
@@ -278,6 +300,11 @@ void layer_get_info(const struct layer *l, struct layer_info *info)
     *info = (struct layer_info){ .format = l->ops->format, .path = l->path, .size = l->size,
                                  .file_size = l->file_size, .backing_name = l->backing_name };
     l->ops->info(l, info);
+}
+
+bool image_first_sector_guarded(const struct image *img)
+{
+    return img->top->probed && img->top->ops->format == IMAGE_FORMAT_RAW && !img->top->read_only;
 }
 
 struct layer *layer_backing(const struct layer *l)

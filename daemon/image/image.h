@@ -82,6 +82,16 @@ int image_resolve_backing(const char *child_path, const char *name, char **out);
  * Returns the writeback error, if any; the image is freed either way. */
 int image_close(struct image *img);
 
+/* The format whose header the first sector (len bytes of it, 512 suffice)
+ * shows: one of those QEMU recognises by their first sector (qcow and
+ * qcow2, qed, vmdk, vpc, vhdx, vdi, luks, bochs, parallels, cloop), or NULL
+ * for none.  See probe.c for why it matters. */
+const char *image_probe_header(const uint8_t *sector, size_t len);
+
+/* The top layer is raw by probing, not by the caller's word: then, as in
+ * QEMU, no write may make its first sector another format's header. */
+bool image_first_sector_guarded(const struct image *img);
+
 /* ---- layers ---------------------------------------------------------- */
 
 struct layer_info {

@@ -14,6 +14,7 @@ daemon_image_libqcowimage_la_SOURCES = \
 	daemon/image/qcow_check.h daemon/image/qcow_check.c \
 	daemon/image/qcow_compact.h daemon/image/qcow_compact.c \
 	daemon/image/raw.c \
+	daemon/image/probe.c \
 	daemon/image/image.c \
 	daemon/image/discard.c \
 	daemon/image/sync_io.c

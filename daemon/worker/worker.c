@@ -27,6 +27,7 @@ struct wreq {
     struct blk_req req;
     struct ring_io *io;
     struct worker *w;
+    struct first_sector_copy first;
 };
 
 static void log_ring(void *opaque, const char *msg)
@@ -312,6 +313,7 @@ int worker_init(struct worker *w, const struct worker_opts *o)
         return r;
     if (w->img->size < IMAGE_SECTOR_SIZE)
         return qc_fail(-EINVAL, "%s: image is smaller than one sector", w->name);
+    w->guard_first_sector = image_first_sector_guarded(w->img);
     if ((r = make_ring(w, o)) < 0)
         return qc_fail(r, "%s: cannot create the ring: %s", w->name, strerror(-r));
     if ((r = start_ring_server(w, o)) < 0)
@@ -387,6 +389,7 @@ static void on_complete(struct blk_req *req, int status)
         log_warning("%s: %s", w->name, w->last_error);
     }
     ring_server_respond_deferred(w->rs, wr->io, ring_status(status));
+    first_sector_release(&wr->first);
     free(wr);
     if (w->state == WORKER_PAUSING)
         worker_quiesce(w);
@@ -431,6 +434,23 @@ static void to_blk_req(const struct ring_io *io, struct blk_req *req)
     }
 }
 
+/* Writes to the first sector of a probed raw image (first_sector.h). */
+static bool first_sector_refused(struct worker *w, struct wreq *wr)
+{
+    const char *format;
+    int r;
+
+    wr->first = (struct first_sector_copy){ 0 };
+    if (!w->guard_first_sector)
+        return false;
+    r = first_sector_check(&wr->req, &wr->first, &format);
+    if (r == -EPERM)
+        log_warning("%s: refused a write that would make the first sector a %s header (the "
+                    "image's format was probed: attach it with format raw to allow that)",
+                    w->name, format);
+    return r < 0;
+}
+
 static void submit_io(struct worker *w, struct ring_io *io)
 {
     struct wreq *wr;
@@ -444,6 +464,11 @@ static void submit_io(struct worker *w, struct ring_io *io)
         return;
     }
     to_blk_req(io, &wr->req);
+    if (first_sector_refused(w, wr)) {
+        ring_server_respond_deferred(w->rs, io, QCOWRING_RSP_ERROR);
+        free(wr);
+        return;
+    }
     wr->req.complete = on_complete;
     wr->io = io;
     wr->w = w;

@@ -16,6 +16,7 @@
 #include "ring_server.h"
 #include "backing.h"
 #include "busypoll.h"
+#include "first_sector.h"
 
 #define METALOG_ENTRIES 65536     /* 1 MiB: allocations between writebacks */
 
@@ -25,6 +26,7 @@ struct worker {
     const char *name;           /* for messages: the image path or attach name */
     struct image *img;
     bool read_only;
+    bool guard_first_sector;    /* probed raw: no other format's header at sector 0 */
     struct aio_ctx aio;
     struct executor *x;
     struct ring_server *rs;

@@ -26,6 +26,7 @@ DAEMON_TESTS = \
 	tests/daemon/lock-lifetime.sh \
 	tests/daemon/caller-rights.sh \
 	tests/daemon/backing-locks.sh \
+	tests/daemon/format-probing.sh \
 	tests/daemon/socket-activation.sh \
 	tests/daemon/hostile-ring.sh \
 	tests/daemon/hostile-doorbell.sh \
