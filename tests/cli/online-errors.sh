@@ -171,7 +171,8 @@ if command -v python3 >/dev/null 2>&1; then
         python3 - "$T/fake.sock" "$1" <<'EOF' &
 import os, socket, sys, time
 s = socket.socket(socket.AF_UNIX)
-s.bind(sys.argv[1]); s.listen(1)
+# Listening before the name appears: a client that sees it can connect.
+s.bind(sys.argv[1] + ".new"); s.listen(1); os.rename(sys.argv[1] + ".new", sys.argv[1])
 c, _ = s.accept()
 c.sendall(sys.argv[2].encode())
 time.sleep(3)
