@@ -29,12 +29,13 @@ daemon_qcowd_worker_SOURCES = \
 	daemon/worker/limiter.h daemon/worker/limiter.c \
 	daemon/worker/backing.h daemon/worker/backing.c \
 	daemon/worker/first_sector.h daemon/worker/first_sector.c \
+	daemon/worker/sandbox.h daemon/worker/sandbox.c daemon/worker/seccomp.c \
 	daemon/worker/control.c
 daemon_qcowd_worker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common \
 	-I$(top_srcdir)/daemon/worker
-daemon_qcowd_worker_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
+daemon_qcowd_worker_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(SECCOMP_CFLAGS)
 daemon_qcowd_worker_LDADD = daemon/worker/libqcowexec.la daemon/common/libqcowdcommon.la \
-	daemon/image/libqcowimage.la $(JSONC_LIBS) $(AIO_LIBS)
+	daemon/image/libqcowimage.la $(JSONC_LIBS) $(AIO_LIBS) $(SECCOMP_LIBS)
 
 # The data path without the process around it, for tests and benchmarks.
 noinst_LTLIBRARIES += daemon/worker/libqcowexec.la

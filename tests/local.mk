@@ -15,7 +15,8 @@ AM_TESTS_ENVIRONMENT = \
 	QEMU_IO='$(QEMU_IO)'; export QEMU_IO; \
 	top_srcdir='$(abs_top_srcdir)'; export top_srcdir; \
 	top_builddir='$(abs_top_builddir)'; export top_builddir; \
-	TEST_TOOLS='$(abs_top_builddir)/tests/tools'; export TEST_TOOLS;
+	TEST_TOOLS='$(abs_top_builddir)/tests/tools'; export TEST_TOOLS; \
+	QCOWD_SECCOMP='$(WITH_SECCOMP)'; export QCOWD_SECCOMP;
 
 EXTRA_DIST += tests/README.md tests/lib/common.sh tests/lib/wait.sh tests/lib/faults.sh tests/lib/qemu-lock.sh tests/lib/xorshift.h
 

@@ -18,16 +18,40 @@ static const char *ledger_path(void)
     return p && *p ? p : NULL;
 }
 
+/* The files are opened once and read (or locked) again in place: a worker
+ * may open no file once it serves (daemon/worker/sandbox.h), and
+ * aio_budget_prepare() opens them before that. */
+static int kept_open(const char *path, int flags)
+{
+    static struct {
+        const char *path;
+        int fd;
+    } kept[3];
+
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+        if (kept[i].path && strcmp(kept[i].path, path) == 0)
+            return kept[i].fd;
+        if (!kept[i].path) {
+            int fd = open(path, flags | O_CLOEXEC);
+            if (fd < 0)
+                return -errno;
+            kept[i].path = path;
+            kept[i].fd = fd;
+            return fd;
+        }
+    }
+    return -EMFILE;
+}
+
 static int read_number(const char *path, uint64_t *out)
 {
     char buf[32];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = kept_open(path, O_RDONLY);
     ssize_t n;
 
     if (fd < 0)
-        return -errno;
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
+        return fd;
+    n = pread(fd, buf, sizeof buf - 1, 0);
     if (n <= 0)
         return n < 0 ? -errno : -EINVAL;
     buf[n] = '\0';
@@ -55,20 +79,29 @@ static int ledger_write(int fd, const struct aio_budget *b)
     return 0;
 }
 
-/* Open the ledger locked; the lock goes with the descriptor. */
+/* The ledger, locked until ledger_close(). */
 static int ledger_open(const char *path)
 {
-    int fd = open(path, O_RDWR | O_CLOEXEC);
+    int fd = kept_open(path, O_RDWR);
 
     if (fd < 0)
-        return -errno;
+        return fd;
     while (flock(fd, LOCK_EX) < 0)
-        if (errno != EINTR) {
-            int r = -errno;
-            close(fd);
-            return r;
-        }
+        if (errno != EINTR)
+            return -errno;
     return fd;
+}
+
+static void ledger_close(int fd)
+{
+    flock(fd, LOCK_UN);
+}
+
+int aio_budget_prepare(void)
+{
+    struct aio_budget b;
+
+    return aio_budget_read(&b);
 }
 
 int aio_budget_read(struct aio_budget *b)
@@ -84,7 +117,7 @@ int aio_budget_read(struct aio_budget *b)
     if ((fd = ledger_open(b->ledger)) < 0)
         return fd;
     r = ledger_parse(fd, b);
-    close(fd);
+    ledger_close(fd);
     return r;
 }
 
@@ -122,7 +155,7 @@ static int ledger_add(const char *path, int64_t delta, bool check)
         if (r == 0)
             r = ledger_write(fd, &b);
     }
-    close(fd);
+    ledger_close(fd);
     return r;
 }
 

@@ -35,6 +35,10 @@ struct aio_budget {
 /* Read the current figures.  0 or -errno. */
 int aio_budget_read(struct aio_budget *b);
 
+/* Open what aio_budget_read() reads (kept open, and read again in place),
+ * for a process that will not be allowed to open files later. */
+int aio_budget_prepare(void);
+
 /* Slots free for a busy worker to grow into: what is free minus the
  * reserve; 0 when none (or when the figures cannot be read). */
 unsigned aio_budget_growth_room(void);

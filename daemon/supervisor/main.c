@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <libgen.h>
+#include <pwd.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "aio_budget.h"
 #include "error.h"
 #include "log.h"
 #include "supervisor.h"
@@ -31,6 +33,8 @@
 #endif
 
 static const char *log_file;
+static const char *worker_user_name;    /* --worker-user */
+static char worker_user_arg[32];        /* "UID:GID" for the workers */
 
 static void usage(FILE *f)
 {
@@ -51,6 +55,8 @@ static void usage(FILE *f)
         "                          kernel AIO slots are limits too: see qcowctl version)\n"
         "      --worker=PATH       the worker program (default %s,\n"
         "                          or qcowd-worker beside qcowd when that is absent)\n"
+        "      --worker-user=USER  workers run as USER once their image is open (as root;\n"
+        "                          default: qcowd, or nobody when there is no qcowd user)\n"
         "      --nbdkit=PATH       nbdkit, for NBD exports (default: nbdkit in $PATH)\n"
         "      --nbdkit-plugin=PATH  nbdkit-qcowd-plugin.so (default %s)\n"
         "  -l, --log-level=LEVEL   error, warning, info (default) or debug\n"
@@ -146,10 +152,46 @@ static int add_backing_dir(struct supervisor *s, const char *dir)
     return 0;
 }
 
+/* Who workers become once their image is open (sandbox.h).  Only root can
+ * make them someone else; a qcowd of another user leaves them its own. */
+static int resolve_worker_user(struct supervisor *s)
+{
+    const char *name = worker_user_name ? worker_user_name : "qcowd";
+    struct passwd *pw = getpwnam(name);
+
+    if (!pw && !worker_user_name && (pw = getpwnam("nobody")))
+        log_warning("there is no user 'qcowd': workers run as nobody (uid %u); create a "
+                    "'qcowd' user for them alone (see qcowd(8))", (unsigned)pw->pw_uid);
+    if (!pw && worker_user_name) {
+        fprintf(stderr, "qcowd: --worker-user: unknown user '%s'\n", name);
+        return -ENOENT;
+    }
+    if (geteuid() != 0) {
+        if (worker_user_name && pw->pw_uid != geteuid()) {
+            fprintf(stderr, "qcowd: --worker-user: only root can run workers as another user\n");
+            return -EPERM;
+        }
+        return 0;
+    }
+    if (!pw) {
+        log_warning("there is no user 'qcowd' nor 'nobody': workers run as uid 65534");
+        snprintf(worker_user_arg, sizeof worker_user_arg, "65534:65534");
+    } else if (pw->pw_uid == 0) {
+        log_warning("workers keep uid 0 (--worker-user %s); they still drop every capability",
+                    name);
+        return 0;
+    } else {
+        snprintf(worker_user_arg, sizeof worker_user_arg, "%u:%u", (unsigned)pw->pw_uid,
+                 (unsigned)pw->pw_gid);
+    }
+    s->worker_user = worker_user_arg;
+    return 0;
+}
+
 static int parse_options(int argc, char **argv, struct supervisor *s)
 {
     enum { OPT_MAX_CLIENTS = 256, OPT_MAX_IMAGES, OPT_WORKER, OPT_LOG_FILE, OPT_NBDKIT,
-           OPT_NBDKIT_PLUGIN, OPT_IDLE_TIMEOUT, OPT_BACKING_DIR };
+           OPT_NBDKIT_PLUGIN, OPT_IDLE_TIMEOUT, OPT_BACKING_DIR, OPT_WORKER_USER };
     static const struct option opts[] = {
         { "socket", required_argument, NULL, 's' },
         { "group", required_argument, NULL, 'g' },
@@ -162,6 +204,7 @@ static int parse_options(int argc, char **argv, struct supervisor *s)
         { "nbdkit", required_argument, NULL, OPT_NBDKIT },
         { "nbdkit-plugin", required_argument, NULL, OPT_NBDKIT_PLUGIN },
         { "backing-dir", required_argument, NULL, OPT_BACKING_DIR },
+        { "worker-user", required_argument, NULL, OPT_WORKER_USER },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -193,6 +236,7 @@ static int parse_options(int argc, char **argv, struct supervisor *s)
             }
             break;
         case OPT_WORKER: s->worker_path = optarg; break;
+        case OPT_WORKER_USER: worker_user_name = optarg; break;
         case 'l':
             if ((level = log_level_parse(optarg)) < 0) {
                 fprintf(stderr, "qcowd: unknown log level '%s'\n", optarg);
@@ -347,6 +391,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "qcowd: %s: %s\n", log_file, strerror(errno));
         return 1;
     }
+    if (resolve_worker_user(&s) < 0)
+        return 2;
     if (!s.socket_path && !(s.socket_path = default_socket())) {
         fprintf(stderr, "qcowd: no socket path: set XDG_RUNTIME_DIR or use --socket\n");
         return 1;
@@ -356,8 +402,10 @@ int main(int argc, char **argv)
         log_error("%s", qc_error_message(r ? r : -errno));
         return 1;
     }
+    aio_budget_prepare();       /* its files stay open: counted among the base ones */
     limits_init(&s);
-    log_info("%s ready (worker %s)", PACKAGE_STRING, s.worker_path);
+    log_info("%s ready (worker %s, running as %s)", PACKAGE_STRING, s.worker_path,
+             s.worker_user ? s.worker_user : "qcowd's user");
     r = run(&s);
     stop_listening(&s);
     exports_free_all(&s);

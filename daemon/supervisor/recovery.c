@@ -314,6 +314,13 @@ static void died(struct supervisor *s, struct attachment *att, pid_t pid, int st
     json_object_object_add(d, "name", json_object_new_string(att->name));
     json_object_object_add(d, "pid", json_object_new_int(pid));
     json_object_object_add(d, "status", json_object_new_int(status));
+    if (status == 128 + SIGSYS) {
+        /* A worker never makes a call its filter forbids: a bug, or someone
+         * who took it over through its image or its ring. */
+        log_error("%s: worker pid %d was killed by its seccomp filter for a forbidden system "
+                  "call", att->name, (int)pid);
+        json_object_object_add(d, "reason", json_object_new_string("forbidden system call"));
+    }
     broadcast_event(s, "worker-died", d);
     attachment_forget_ctl(s, att);
     calls_fail(s, att, "the worker died");

@@ -14,6 +14,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "sandbox.h"
 #include "worker.h"
 
 #define DEFAULT_RING_ORDER 2        /* 4 pages: 128 requests in flight */
@@ -39,6 +40,7 @@ static void usage(FILE *f)
         "      --caller=UID:GID[:G1,G2...]\n"
         "                          open backing files with these rights (the caller's)\n"
         "      --backing-dir=DIR   backing files must be inside DIR (repeatable)\n"
+        "      --user=UID:GID      once the image is open, run as this user (as root)\n"
         "      --ring-fds=M,Q,S,J  serve an existing ring: its memfd, request and response\n"
         "                          eventfds, and its journal\n"
         "      --null              complete I/O without touching the image (ring benchmark)\n"
@@ -116,7 +118,7 @@ static int read_key(int fd, uint8_t *key, size_t cap, size_t *len)
 
 enum { OPT_CACHE = 256, OPT_KEY_FD, OPT_NAME, OPT_RING_ORDER, OPT_DATA_PAGES, OPT_MAX_INDIRECT,
        OPT_CONTROL_FD, OPT_RING_FDS, OPT_NULL, OPT_PAUSED, OPT_LOG_LEVEL, OPT_POLL_US,
-       OPT_LIMITS, OPT_LIMIT_GROUP, OPT_IMAGE_FD, OPT_CALLER, OPT_BACKING_DIR };
+       OPT_LIMITS, OPT_LIMIT_GROUP, OPT_IMAGE_FD, OPT_CALLER, OPT_BACKING_DIR, OPT_USER };
 
 static const struct option long_options[] = {
     { "format", required_argument, NULL, 'f' },
@@ -131,6 +133,7 @@ static const struct option long_options[] = {
     { "image-fd", required_argument, NULL, OPT_IMAGE_FD },
     { "caller", required_argument, NULL, OPT_CALLER },
     { "backing-dir", required_argument, NULL, OPT_BACKING_DIR },
+    { "user", required_argument, NULL, OPT_USER },
     { "ring-fds", required_argument, NULL, OPT_RING_FDS },
     { "null", no_argument, NULL, OPT_NULL },
     { "paused", no_argument, NULL, OPT_PAUSED },
@@ -172,6 +175,7 @@ static int parse_option(int c, const char *arg, struct worker_opts *o)
     case OPT_CALLER:
         o->backing.as_caller = true;
         return identity_parse(arg, &o->backing.caller);
+    case OPT_USER: return sandbox_parse_user(arg, &o->sandbox);
     case OPT_BACKING_DIR:
         if (o->backing.ndirs == BACKING_MAX_DIRS || arg[0] != '/')
             return -EINVAL;
@@ -223,7 +227,9 @@ int main(int argc, char **argv)
         return 2;
     }
     o.path = argv[optind];
-    if ((r = worker_init(&w, &o)) < 0) {
+    /* Everything that needs rights (opening the chain, the ring, libaio)
+     * happens in worker_init; then the sandbox (sandbox.h). */
+    if ((r = worker_init(&w, &o)) < 0 || (r = sandbox_enter(&o.sandbox)) < 0) {
         const char *why = qc_error_message(r);
         log_error("%s", why);
         worker_send_failed(o.ctl_fd, w.fail_class ? w.fail_class : worker_failure_class(r), why);

@@ -209,6 +209,9 @@ static int setup_loop(struct worker *w)
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
+#ifdef QCOWD_TEST_HOOKS
+    sigaddset(&mask, SIGUSR1);
+#endif
     sigprocmask(SIG_BLOCK, &mask, NULL);
     w->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -515,6 +518,13 @@ static void handle_signal(struct worker *w)
     struct signalfd_siginfo si;
 
     while (read(w->sigfd, &si, sizeof si) == sizeof si) {
+#ifdef QCOWD_TEST_HOOKS
+        if (si.ssi_signo == SIGUSR1) {
+            log_warning("%s: test hook: making a forbidden system call", w->name);
+            sandbox_test_forbidden_call();
+            continue;
+        }
+#endif
         log_info("%s: signal %u: stopping", w->name, si.ssi_signo);
         w->state = WORKER_STOPPING;
     }

@@ -17,6 +17,7 @@
 #include "backing.h"
 #include "busypoll.h"
 #include "first_sector.h"
+#include "sandbox.h"
 
 #define METALOG_ENTRIES 65536     /* 1 MiB: allocations between writebacks */
 
@@ -66,6 +67,7 @@ struct worker_opts {
     int ctl_fd;
     int image_fd;               /* the image, opened (and locked) by the supervisor; -1: path */
     struct backing_policy backing;  /* how backing files are opened */
+    struct sandbox_opts sandbox;    /* what the worker gives up once it serves */
     struct qcowring_fds adopt;  /* an existing ring to serve (fds >= 0) */
     int adopt_journal_fd;       /* and its journal */
     const char *limits;         /* I/O limits (JSON), or NULL */

@@ -4,6 +4,14 @@
 noinst_PROGRAMS += tests/daemon/ringio
 check_PROGRAMS += tests/daemon/ctlraw tests/daemon/ringabuse tests/daemon/badworker \
 	tests/daemon/ctlhog
+# The worker with its test hooks (SIGUSR1: make a system call the seccomp
+# filter forbids).  Built for the tests only, never installed: the hooks
+# are not in daemon/qcowd-worker.
+check_PROGRAMS += tests/daemon/qcowd-worker-hooks
+tests_daemon_qcowd_worker_hooks_SOURCES = $(daemon_qcowd_worker_SOURCES)
+tests_daemon_qcowd_worker_hooks_CPPFLAGS = $(daemon_qcowd_worker_CPPFLAGS) -DQCOWD_TEST_HOOKS
+tests_daemon_qcowd_worker_hooks_CFLAGS = $(daemon_qcowd_worker_CFLAGS)
+tests_daemon_qcowd_worker_hooks_LDADD = $(daemon_qcowd_worker_LDADD)
 tests_daemon_ringio_SOURCES = tests/daemon/ringio.c
 tests_daemon_ringio_LDADD = shm/libqcowring.la
 tests_daemon_ctlraw_SOURCES = tests/daemon/ctlraw.c
@@ -27,6 +35,7 @@ DAEMON_TESTS = \
 	tests/daemon/caller-rights.sh \
 	tests/daemon/backing-locks.sh \
 	tests/daemon/format-probing.sh \
+	tests/daemon/worker-sandbox.sh \
 	tests/daemon/socket-activation.sh \
 	tests/daemon/hostile-ring.sh \
 	tests/daemon/hostile-doorbell.sh \
