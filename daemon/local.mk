@@ -87,6 +87,9 @@ systemdsystemunitdir = $(prefix)/lib/systemd/system
 systemdsystemunit_DATA = daemon/systemd/qcowd.socket daemon/systemd/qcowd.service
 CLEANFILES += daemon/systemd/qcowd.service
 EXTRA_DIST += daemon/systemd/qcowd.socket daemon/systemd/qcowd.service.in
+# The workers' user (qcowd --worker-user qcowd in the unit), for systemd-sysusers.
+sysusersdir = $(prefix)/lib/sysusers.d
+dist_sysusers_DATA = daemon/systemd/sysusers/qcowd.conf
 daemon/systemd/qcowd.service: $(srcdir)/daemon/systemd/qcowd.service.in Makefile
 	$(AM_V_GEN)$(MKDIR_P) daemon/systemd && \
 	sed -e 's|@sbindir[@]|$(sbindir)|g' $(srcdir)/daemon/systemd/qcowd.service.in > $@

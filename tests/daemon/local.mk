@@ -36,6 +36,7 @@ DAEMON_TESTS = \
 	tests/daemon/backing-locks.sh \
 	tests/daemon/format-probing.sh \
 	tests/daemon/worker-sandbox.sh \
+	tests/daemon/unit-hardening.sh \
 	tests/daemon/socket-activation.sh \
 	tests/daemon/hostile-ring.sh \
 	tests/daemon/hostile-doorbell.sh \
