@@ -11,6 +11,7 @@ daemon_common_libqcowdcommon_la_SOURCES = \
 	daemon/common/io_limits.h daemon/common/io_limits.c \
 	daemon/common/lock.h daemon/common/lock.c \
 	daemon/common/identity.h daemon/common/identity.c \
+	daemon/common/spawn.h daemon/common/spawn.c \
 	shm/create.c
 # Ring creation (shm/create.c) is built in rather than linked from the shared
 # libqcowring, so qcowd and its workers need no shared library of ours: no

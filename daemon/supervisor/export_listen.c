@@ -74,12 +74,36 @@ static int clear_stale(const struct sockaddr_un *addr, char *why, size_t len)
     return r;
 }
 
+static int bind_unix(const struct export_listen_opts *o, const struct sockaddr_un *addr,
+                     struct export_listen *l, char *why, size_t len)
+{
+    mode_t old;
+    int r;
+
+    if ((r = clear_stale(addr, why, len)) < 0)
+        return r;
+    if ((l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+        return -errno;
+    old = umask(0117);          /* 0660: the NBD clients of the owner and the group */
+    r = bind(l->fd, (const struct sockaddr *)addr, sizeof *addr) < 0 ? -errno : 0;
+    umask(old);
+    if (r < 0)
+        return why_fail(why, len, r, "%s: cannot bind: %s", addr->sun_path, strerror(-r));
+    if (o->group != (gid_t)-1 && chown(addr->sun_path, (uid_t)-1, o->group) < 0) {
+        /* Only the socket's owner can connect then: said in the log by the caller. */
+    }
+    return 0;
+}
+
+/* A caller's socket file is made, and removed at the end, with its rights:
+ * where it may create files, and never through a path it has changed
+ * meanwhile into somewhere it may not. */
 static int listen_unix(const struct export_listen_opts *o, const char *path,
                        struct export_listen *l, char *why, size_t len)
 {
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
     char escaped[sizeof l->path * 3];
-    mode_t old;
+    struct identity_saved saved;
     int r;
 
     if (path[0] != '/')
@@ -87,19 +111,19 @@ static int listen_unix(const struct export_listen_opts *o, const char *path,
     if (strlen(path) >= sizeof addr.sun_path)
         return why_fail(why, len, -ENAMETOOLONG, "unix:%s: socket path too long", path);
     strcpy(addr.sun_path, path);
-    if ((r = clear_stale(&addr, why, len)) < 0)
-        return r;
-    if ((l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-        return -errno;
-    old = umask(0117);          /* 0660: the NBD clients of the daemon's user and group */
-    r = bind(l->fd, (struct sockaddr *)&addr, sizeof addr);
-    umask(old);
+    if (o->as && identity_assume(o->as, &saved) < 0)
+        return why_fail(why, len, -EACCES, "%s: qcowd cannot create files with the rights of "
+                        "uid %u", path, (unsigned)o->as->uid);
+    r = bind_unix(o, &addr, l, why, len);
+    if (o->as)
+        identity_restore(&saved);
     if (r < 0)
-        return why_fail(why, len, -errno, "%s: cannot bind: %s", path, strerror(errno));
+        return r;
     l->is_unix = true;
     strcpy(l->path, path);
-    if (o->group != (gid_t)-1 && chown(path, (uid_t)-1, o->group) < 0) {
-        /* Only the daemon's user can connect then: said in the log by the caller. */
+    if (o->as) {
+        l->owner = *o->as;
+        l->as_owner = true;
     }
     snprintf(l->address, sizeof l->address, "unix:%s", path);
     uri_escape(path, escaped, sizeof escaped);
@@ -191,6 +215,9 @@ static int listen_tcp(const struct export_listen_opts *o, const char *hp,
 
     if (split_host_port(hp, host, sizeof host, port, sizeof port) < 0)
         return why_fail(why, len, -EINVAL, "tcp:%s: expected tcp:HOST:PORT or tcp:PORT", hp);
+    /* Ports below 1024 are root's to give: not on a caller's behalf. */
+    if (o->as && atoi(port) > 0 && atoi(port) < 1024)
+        return why_fail(why, len, -EACCES, "tcp:%s: ports below 1024 are for root", hp);
     /* Plain NBD stays on this host unless the operator wants otherwise. */
     if (!*host && !o->tls)
         strcpy(host, "127.0.0.1");
@@ -237,7 +264,14 @@ void export_listen_close(struct export_listen *l)
     if (l->fd >= 0)
         close(l->fd);
     l->fd = -1;
-    if (l->is_unix && l->path[0])
+    if (l->is_unix && l->path[0] && !l->as_owner)
         unlink(l->path);
+    if (l->is_unix && l->path[0] && l->as_owner) {
+        struct identity_saved saved;
+        if (identity_assume(&l->owner, &saved) == 0) {
+            unlink(l->path);
+            identity_restore(&saved);
+        }
+    }
     l->path[0] = '\0';
 }

@@ -16,7 +16,9 @@
 #include <unistd.h>
 
 #include "export_listen.h"
+#include "identity.h"
 #include "log.h"
+#include "spawn.h"
 #include "supervisor.h"
 
 #define NBDKIT_THREADS "64"             /* NBD requests in flight per connection */
@@ -119,57 +121,105 @@ static void answer_error(struct export *e, const char *cls, const char *desc)
 
 /* ---- nbdkit ------------------------------------------------------------------ */
 
-/* In the child: the listening socket becomes fd 3 for socket activation
- * (sd_listen_fds(3)), which nbdkit supports. */
-static void exec_nbdkit(const struct supervisor *s, const struct export *e)
-{
-    char name_arg[MAX_NAME + 8], socket_arg[PATH_MAX + 8], tls_arg[PATH_MAX + 24], pid[24];
+/* What nbdkit's child needs, made before it starts: it shares our memory
+ * and may not allocate (spawn.h). */
+struct nbdkit_exec {
     const char *argv[16];
+    char **envp;                /* ours without LISTEN_*, then LISTEN_PID and LISTEN_FDS */
+    char listen_pid[32];        /* "LISTEN_PID=" and the child's pid, written by the child */
+    int listen_fd;
+    char name_arg[MAX_NAME + 8], socket_arg[PATH_MAX + 8], tls_arg[PATH_MAX + 24];
+};
+
+static int prepare_env(struct nbdkit_exec *x)
+{
+    size_t n = 0, k = 0;
+
+    while (environ[n])
+        n++;
+    if (!(x->envp = calloc(n + 3, sizeof *x->envp)))
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "LISTEN_", 7) != 0)
+            x->envp[k++] = environ[i];
+    snprintf(x->listen_pid, sizeof x->listen_pid, "LISTEN_PID=");
+    x->envp[k++] = x->listen_pid;
+    x->envp[k++] = (char *)"LISTEN_FDS=1";
+    return 0;
+}
+
+static int prepare_nbdkit(const struct supervisor *s, const struct export *e,
+                          struct nbdkit_exec *x)
+{
     unsigned n = 0;
+
+    snprintf(x->name_arg, sizeof x->name_arg, "name=%s", e->name);
+    snprintf(x->socket_arg, sizeof x->socket_arg, "socket=%s", s->socket_path);
+    x->listen_fd = e->listen.fd;
+    x->argv[n++] = s->nbdkit_path;
+    x->argv[n++] = "--foreground";
+    x->argv[n++] = "--exit-with-parent";
+    x->argv[n++] = "--threads=" NBDKIT_THREADS;
+    if (e->read_only)
+        x->argv[n++] = "--readonly";
+    if (e->tls_dir) {
+        snprintf(x->tls_arg, sizeof x->tls_arg, "--tls-certificates=%s", e->tls_dir);
+        x->argv[n++] = "--tls=require";
+        x->argv[n++] = x->tls_arg;
+    }
+    x->argv[n++] = s->nbdkit_plugin;
+    x->argv[n++] = x->name_arg;
+    x->argv[n++] = x->socket_arg;
+    x->argv[n] = NULL;
+    return prepare_env(x);
+}
+
+static void put_decimal(char *out, long v)
+{
+    char digits[24];
+    int n = 0;
+
+    do
+        digits[n++] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    while (n > 0)
+        *out++ = digits[--n];
+    *out = '\0';
+}
+
+/* In the child (system calls only, spawn.h): the listening socket becomes
+ * fd 3 for socket activation (sd_listen_fds(3)), which nbdkit supports. */
+static int exec_nbdkit(void *p)
+{
+    struct nbdkit_exec *x = p;
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     sigset_t none;
-    int devnull = open("/dev/null", O_RDONLY);
 
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
     if (devnull >= 0)
         dup2(devnull, STDIN_FILENO);
-    if (dup2(e->listen.fd, 3) < 0 || fcntl(3, F_SETFD, 0) < 0)
-        _exit(127);
-    snprintf(pid, sizeof pid, "%d", (int)getpid());
-    setenv("LISTEN_PID", pid, 1);
-    setenv("LISTEN_FDS", "1", 1);
-    unsetenv("LISTEN_FDNAMES");
-    snprintf(name_arg, sizeof name_arg, "name=%s", e->name);
-    snprintf(socket_arg, sizeof socket_arg, "socket=%s", s->socket_path);
-    argv[n++] = s->nbdkit_path;
-    argv[n++] = "--foreground";
-    argv[n++] = "--exit-with-parent";
-    argv[n++] = "--threads=" NBDKIT_THREADS;
-    if (e->read_only)
-        argv[n++] = "--readonly";
-    if (e->tls_dir) {
-        snprintf(tls_arg, sizeof tls_arg, "--tls-certificates=%s", e->tls_dir);
-        argv[n++] = "--tls=require";
-        argv[n++] = tls_arg;
-    }
-    argv[n++] = s->nbdkit_plugin;
-    argv[n++] = name_arg;
-    argv[n++] = socket_arg;
-    argv[n] = NULL;
-    execvp(argv[0], (char *const *)argv);
-    fprintf(stderr, "qcowd: cannot run %s: %s\n", argv[0], strerror(errno));
-    _exit(127);
+    if (dup2(x->listen_fd, 3) < 0 || fcntl(3, F_SETFD, 0) < 0)
+        return errno;
+    put_decimal(x->listen_pid + strlen("LISTEN_PID="), (long)getpid());
+    execvpe(x->argv[0], (char *const *)x->argv, x->envp);
+    return errno;
 }
 
 static int spawn(struct supervisor *s, struct export *e)
 {
-    pid_t pid = fork();
+    struct nbdkit_exec x;
+    pid_t pid;
 
-    if (pid < 0)
-        return -errno;
-    if (pid == 0)
-        exec_nbdkit(s, e);
+    if (prepare_nbdkit(s, e, &x) < 0)
+        return -ENOMEM;
+    pid = spawn_shared(exec_nbdkit, &x);
+    free(x.envp);
+    if (pid < 0) {
+        log_error("%s: cannot run %s: %s", e->name, s->nbdkit_path, strerror((int)-pid));
+        return (int)pid;
+    }
     e->pid = pid;
     e->state = EXPORT_STARTING;
     e->since_ns = mono_ns();
@@ -395,14 +445,28 @@ static bool check_add_args(struct client *c, json_object *id, json_object *args,
     return true;
 }
 
+/* nbdkit reads the key with qcowd's rights: a caller may name only a key
+ * it can read itself. */
 static bool tls_dir_usable(struct client *c, json_object *id, const char *dir)
 {
+    char key[PATH_MAX];
     struct stat st;
+    int fd;
 
-    if (dir[0] == '/' && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+    if (dir[0] != '/' || stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        client_error(c, id, "InvalidParameter", "tls-certs %s: not an absolute path to a "
+                     "directory", dir);
+        return false;
+    }
+    if (caller_privileged(&c->who))
         return true;
-    client_error(c, id, "InvalidParameter", "tls-certs %s: not an absolute path to a directory",
-                 dir);
+    snprintf(key, sizeof key, "%s/server-key.pem", dir);
+    if ((fd = identity_open(&c->who, key, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) >= 0) {
+        close(fd);
+        return true;
+    }
+    client_error(c, id, "PermissionDenied", "tls-certs %s: uid %u cannot read %s: %s", dir,
+                 (unsigned)c->who.uid, key, strerror(-fd));
     return false;
 }
 
@@ -414,6 +478,10 @@ static struct attachment *exportable(struct supervisor *s, struct client *c, jso
 
     if (!att) {
         client_error(c, id, "NotFound", "no image is attached as '%s'", name);
+    } else if (!caller_may_use(c, att)) {
+        client_error(c, id, "PermissionDenied", "'%s' was attached by another user (uid %u)",
+                     name, (unsigned)att->caller.uid);
+        att = NULL;
     } else if (find_export(s, name)) {
         client_error(c, id, "AlreadyExists", "'%s' is exported already", name);
         att = NULL;
@@ -448,10 +516,11 @@ void exports_cmd_add(struct supervisor *s, struct client *c, json_object *id, js
         return;
     }
     struct export_listen_opts lo = { .spec = nbd, .tls = tls != NULL, .insecure = insecure,
-                                     .group = s->group };
+                                     .group = s->group,
+                                     .as = caller_privileged(&c->who) ? NULL : &c->who };
     if ((r = export_listen_open(&lo, &e->listen, why, sizeof why)) < 0) {
         client_error(c, id, r == -EADDRINUSE || r == -EEXIST ? "AlreadyExists"
-                            : "InvalidParameter", "%s", why);
+                            : r == -EACCES ? "PermissionDenied" : "InvalidParameter", "%s", why);
         free(e->tls_dir);
         free(e);
         return;
@@ -469,6 +538,14 @@ void exports_cmd_add(struct supervisor *s, struct client *c, json_object *id, js
     hold(e, c, id);     /* answered when nbdkit has taken the ring, or has exited */
 }
 
+/* An export belongs to whoever may use its attachment. */
+static bool export_visible(struct supervisor *s, const struct client *c, const struct export *e)
+{
+    const struct attachment *att = attachment_find(s, e->name);
+
+    return att ? caller_may_use(c, att) : caller_privileged(&c->who);
+}
+
 void exports_cmd_remove(struct supervisor *s, struct client *c, json_object *id,
                         json_object *args)
 {
@@ -483,6 +560,10 @@ void exports_cmd_remove(struct supervisor *s, struct client *c, json_object *id,
         client_error(c, id, "NotFound", "'%s' is not exported", name);
         return;
     }
+    if (!export_visible(s, c, e)) {
+        client_error(c, id, "PermissionDenied", "'%s' is another user's export", name);
+        return;
+    }
     answer_error(e, "NotFound", "the export was removed meanwhile");
     event(s, "export-removed", e, NULL, NULL);
     hold(e, c, id);     /* answered when nbdkit has exited */
@@ -494,7 +575,7 @@ void exports_cmd_list(struct supervisor *s, struct client *c, json_object *id, j
     json_object *list = json_object_new_array();
 
     for (struct export *e = s->exports; e; e = e->next)
-        if (e->state != EXPORT_STOPPING)
+        if (e->state != EXPORT_STOPPING && export_visible(s, c, e))
             json_object_array_add(list, describe(e));
     client_reply(c, id, list);
 }

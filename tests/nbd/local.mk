@@ -5,5 +5,6 @@ NBD_TESTS = \
 	tests/nbd/clients.sh \
 	tests/nbd/exports.sh \
 	tests/nbd/worker-kill.sh \
-	tests/nbd/reconnect.sh
+	tests/nbd/reconnect.sh \
+	tests/nbd/export-rights.sh
 EXTRA_DIST += $(NBD_TESTS) tests/nbd/lib.sh
