@@ -251,20 +251,35 @@ static int start_limiter(struct worker *w, const struct worker_opts *o)
     return r < 0 ? qc_fail(r, "%s: %s", w->name, why) : 0;
 }
 
-/* The top layer's file: a copy of the supervisor's descriptor, whose open
- * file description carries the image's lock.  Our copy lives as long as
- * the image is open here, so the lock outlasts the supervisor if it dies
- * while we flush. */
+/* The top layer's file: the supervisor's descriptor (o->image_fd), whose
+ * open file description carries the image's lock, opened again through
+ * /proc/self/fd.  We keep the supervisor's until the image is closed (so
+ * the lock outlasts a supervisor that dies while we flush), but serve the
+ * image through a description of our own: libaio requests keep references
+ * to the file they work on, which the kernel may drop a moment after we
+ * have seen them complete and closed it, and the lock would live on for
+ * that moment. */
 static int top_fd(const struct worker_opts *o, bool read_only)
 {
+    int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+    char proc[40];
     int fd;
 
     if (o->image_fd < 0) {
-        fd = open(o->path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+        fd = open(o->path, flags);
         return fd >= 0 ? fd : -errno;
     }
-    fd = fcntl(o->image_fd, F_DUPFD_CLOEXEC, 3);
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", o->image_fd);
+    fd = open(proc, flags);
     return fd >= 0 ? fd : -errno;
+}
+
+/* The lock goes only once the image is closed. */
+static void release_image_lock(struct worker *w)
+{
+    if (w->lock_fd >= 0)
+        close(w->lock_fd);
+    w->lock_fd = -1;
 }
 
 /* O_DIRECT needs every piece, data and metadata, aligned to the device's
@@ -306,13 +321,11 @@ int worker_init(struct worker *w, const struct worker_opts *o)
 
     *w = (struct worker){ .name = o->name ? o->name : o->path, .ctl_fd = o->ctl_fd,
                           .read_only = o->open.read_only, .epfd = -1, .sigfd = -1,
-                          .ring_fds = { -1, -1, -1 }, .journal_fd = -1,
+                          .ring_fds = { -1, -1, -1 }, .journal_fd = -1, .lock_fd = -1,
                           .aio = { .efd = -1 },
                           .limiter = { .timer_fd = -1 } };
-    r = open_image(w, o);
-    if (o->image_fd >= 0)
-        close(o->image_fd);     /* the image has its own copy */
-    if (r < 0)
+    w->lock_fd = o->image_fd;
+    if ((r = open_image(w, o)) < 0)
         return r;
     if (w->img->size < IMAGE_SECTOR_SIZE)
         return qc_fail(-EINVAL, "%s: image is smaller than one sector", w->name);
@@ -370,6 +383,7 @@ void worker_destroy(struct worker *w)
     if (w->img)
         image_close(w->img);
     w->img = NULL;
+    release_image_lock(w);
 }
 
 /* ---- the data path ------------------------------------------------------ */
@@ -574,6 +588,7 @@ static int drain_and_close(struct worker *w)
     qc_clear_error();
     r = image_close(w->img);
     w->img = NULL;
+    release_image_lock(w);
     if (r < 0)
         log_error("%s: final flush failed: %s", w->name, qc_error_message(r));
     else

@@ -36,6 +36,8 @@ struct worker {
     void *ring_base;
     size_t ring_size;
     int journal_fd;             /* the ring's recovery journal (never the client's) */
+    int lock_fd;                /* the supervisor's image descriptor, with the lock: kept
+                                 * until the image is closed, never used for I/O */
     void *journal;
     size_t journal_size;
     struct metalog *metalog;    /* in the journal memory, after the ring's part */
