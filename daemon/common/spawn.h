@@ -1,22 +1,33 @@
-/* Starting a program without lending it our descriptors for a moment.
- * After fork() the child holds a copy of every descriptor of the parent
- * until it execs, close-on-exec or not, while the parent goes on: an image
- * the parent detached and unlocked meanwhile stays locked by the child.
- * spawn_shared() runs the child with clone(CLONE_VM | CLONE_VFORK): it
- * shares our memory and we are suspended until it has exec'ed (or exited),
- * so by the time we run again its copies of our close-on-exec descriptors
- * are gone.  (posix_spawn does the same, for programs that need nothing
- * computed in the child; worker_spawn.c uses it.) */
+/* Starting a program that holds none of our descriptors but those it is
+ * given, not even for a moment.  The copies a child gets of our descriptors
+ * hold the images' locks (and would keep one alive after we released it).
+ * Close-on-exec is not enough: the kernel lets a vfork (or posix_spawn)
+ * parent run again before the exec has closed those copies, and drops them
+ * later still, once the new program is loaded; waiting for the exec does
+ * not close the gap either.  So the child closes every other descriptor
+ * itself, and we go on only once it says it has. */
 #ifndef QCOWD_SPAWN_H
 #define QCOWD_SPAWN_H
 
 #include <sys/types.h>
 
-/* Run fn(arg) in the child.  fn shares our memory and runs while we wait:
- * it may only make system calls and write to memory set aside for it (no
- * malloc, no stdio, no setenv), and must exec; it returns the errno of the
- * failed exec.  Returns the child's pid, or -errno (the exec's, once the
- * child is reaped). */
-pid_t spawn_shared(int (*fn)(void *), void *arg);
+struct spawn_fd {
+    int fd;                     /* ours */
+    int target;                 /* its number in the child; -1: the same */
+};
+
+struct spawn_opts {
+    const char *path;           /* searched in $PATH when it has no '/' */
+    char *const *argv;
+    const struct spawn_fd *fds; /* besides 0, 1 and 2, the only ones it keeps */
+    unsigned nfds;
+    /* Run in the child just before exec (e.g. setenv): it is a copy of us. */
+    void (*prepare)(void *opaque);
+    void *opaque;
+};
+
+/* The child's pid once it has closed what it must not keep and exec'ed, or
+ * -errno (the exec's errno, the child reaped). */
+pid_t spawn_clean(const struct spawn_opts *o);
 
 #endif

@@ -15,6 +15,7 @@
 #include "error.h"
 #include "fdpass.h"
 #include "json_read.h"
+#include "spawn.h"
 #include "worker_spawn.h"
 
 #define MAX_ARGS 48
@@ -22,14 +23,6 @@
     (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 }, .journal_fd = -1 }
 #define MESSAGE_MAX 65536
 #define CHAIN_MAX 64
-
-static void keep_across_exec(int fd)
-{
-    int flags = fcntl(fd, F_GETFD);
-
-    if (flags >= 0)
-        fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
-}
 
 /* argv for the worker; numbers are formatted into `store`. */
 static void build_argv(const struct worker_spawn_opts *o, int ctl_fd, int key_fd,
@@ -88,38 +81,40 @@ static void build_argv(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
     argv[n] = NULL;
 }
 
-/* exec_fd is the write end of a close-on-exec pipe: exec closes it, a
- * failed exec writes its errno there. */
-static void exec_child(const struct worker_spawn_opts *o, int ctl_fd, int key_fd, int exec_fd)
+/* The descriptors the worker gets, at the numbers its argv names; it keeps
+ * no other of ours (spawn.h: not even for a moment, or it would hold other
+ * images' locks). */
+static unsigned worker_fds(const struct worker_spawn_opts *o, int ctl_fd, int key_fd,
+                           struct spawn_fd *out)
+{
+    int fds[] = { ctl_fd, key_fd, o->image_fd,
+                  o->adopt ? o->adopt->memfd : -1, o->adopt ? o->adopt->req_eventfd : -1,
+                  o->adopt ? o->adopt->rsp_eventfd : -1, o->adopt ? o->adopt_journal_fd : -1,
+                  o->limits ? o->limits->group_fd : -1 };
+    unsigned n = 0;
+
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        if (fds[i] >= 0)
+            out[n++] = (struct spawn_fd){ fds[i], -1 };
+    if (o->stderr_fd >= 0)
+        out[n++] = (struct spawn_fd){ o->stderr_fd, STDERR_FILENO };
+    return n;
+}
+
+static int spawn_child(const struct worker_spawn_opts *o, int ctl_fd, int key_fd, pid_t *pid)
 {
     char store[MAX_ARGS][64];
     const char *argv[MAX_ARGS];
+    struct spawn_fd fds[9];
+    struct spawn_opts so = { .path = o->worker_path, .argv = (char *const *)argv, .fds = fds };
+    pid_t p;
 
-    if (o->stderr_fd >= 0)
-        dup2(o->stderr_fd, STDERR_FILENO);
-    keep_across_exec(ctl_fd);
-    if (key_fd >= 0)
-        keep_across_exec(key_fd);
-    if (o->image_fd >= 0)
-        keep_across_exec(o->image_fd);
-    if (o->adopt) {
-        keep_across_exec(o->adopt->memfd);
-        keep_across_exec(o->adopt->req_eventfd);
-        keep_across_exec(o->adopt->rsp_eventfd);
-        keep_across_exec(o->adopt_journal_fd);
-    }
-    if (o->limits && o->limits->group_fd >= 0)
-        keep_across_exec(o->limits->group_fd);
-    /* The supervisor may have blocked signals for its signalfd. */
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
     build_argv(o, ctl_fd, key_fd, store, argv);
-    execv(o->worker_path, (char *const *)argv);
-    int err = errno;
-    (void)!write(exec_fd, &err, sizeof err);
-    fprintf(stderr, "qcowd: cannot run %s: %s\n", o->worker_path, strerror(err));
-    _exit(127);
+    so.nfds = worker_fds(o, ctl_fd, key_fd, fds);
+    if ((p = spawn_clean(&so)) < 0)
+        return (int)p;
+    *pid = p;
+    return 0;
 }
 
 static int key_pipe(const char *key, int *read_end)
@@ -291,51 +286,23 @@ static int take_ready(const struct worker_spawn_opts *o, struct worker_proc *p, 
     return 0;
 }
 
-/* Until the child has called exec it holds a copy of every descriptor of
- * ours, image locks included: a lock released meanwhile (a detach) would
- * stay held, and the next attach of that image fail with Locked.  So wait
- * for the exec; 0, or -errno of a failed one (the child is reaped). */
-static int wait_for_exec(int exec_fd, pid_t pid)
-{
-    int err = 0;
-    ssize_t n;
-
-    do
-        n = read(exec_fd, &err, sizeof err);
-    while (n < 0 && errno == EINTR);
-    if (n <= 0)
-        return 0;
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
-    return err > 0 ? -err : -ENOEXEC;
-}
-
 int worker_launch(const struct worker_spawn_opts *o, struct worker_proc *out)
 {
-    int sv[2], key_fd, exec_pipe[2];
+    int sv[2], key_fd;
     pid_t pid;
     int r;
 
     *out = WORKER_PROC_NONE;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
-    if ((r = key_pipe(o->key, &key_fd)) == 0 && pipe2(exec_pipe, O_CLOEXEC) < 0)
-        r = -errno;
-    if (r < 0) {
-        if (key_fd >= 0)
-            close(key_fd);
+    if ((r = key_pipe(o->key, &key_fd)) < 0) {
         close(sv[0]);
         close(sv[1]);
         return r;
     }
-    pid = fork();
-    if (pid == 0)
-        exec_child(o, sv[1], key_fd, exec_pipe[1]);
-    r = pid < 0 ? -errno : 0;
-    close(exec_pipe[1]);
-    if (r == 0)
-        r = wait_for_exec(exec_pipe[0], pid);
-    close(exec_pipe[0]);
+    r = spawn_child(o, sv[1], key_fd, &pid);
+    if (r < 0)
+        qc_fail(r, "cannot run %s: %s", o->worker_path, strerror(-r));
     close(sv[1]);
     if (key_fd >= 0)
         close(key_fd);

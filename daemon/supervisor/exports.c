@@ -121,101 +121,61 @@ static void answer_error(struct export *e, const char *cls, const char *desc)
 
 /* ---- nbdkit ------------------------------------------------------------------ */
 
-/* What nbdkit's child needs, made before it starts: it shares our memory
- * and may not allocate (spawn.h). */
-struct nbdkit_exec {
+struct nbdkit_args {
     const char *argv[16];
-    char **envp;                /* ours without LISTEN_*, then LISTEN_PID and LISTEN_FDS */
-    char listen_pid[32];        /* "LISTEN_PID=" and the child's pid, written by the child */
-    int listen_fd;
     char name_arg[MAX_NAME + 8], socket_arg[PATH_MAX + 8], tls_arg[PATH_MAX + 24];
 };
 
-static int prepare_env(struct nbdkit_exec *x)
-{
-    size_t n = 0, k = 0;
-
-    while (environ[n])
-        n++;
-    if (!(x->envp = calloc(n + 3, sizeof *x->envp)))
-        return -ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "LISTEN_", 7) != 0)
-            x->envp[k++] = environ[i];
-    snprintf(x->listen_pid, sizeof x->listen_pid, "LISTEN_PID=");
-    x->envp[k++] = x->listen_pid;
-    x->envp[k++] = (char *)"LISTEN_FDS=1";
-    return 0;
-}
-
-static int prepare_nbdkit(const struct supervisor *s, const struct export *e,
-                          struct nbdkit_exec *x)
+static void nbdkit_argv(const struct supervisor *s, const struct export *e, struct nbdkit_args *a)
 {
     unsigned n = 0;
 
-    snprintf(x->name_arg, sizeof x->name_arg, "name=%s", e->name);
-    snprintf(x->socket_arg, sizeof x->socket_arg, "socket=%s", s->socket_path);
-    x->listen_fd = e->listen.fd;
-    x->argv[n++] = s->nbdkit_path;
-    x->argv[n++] = "--foreground";
-    x->argv[n++] = "--exit-with-parent";
-    x->argv[n++] = "--threads=" NBDKIT_THREADS;
+    snprintf(a->name_arg, sizeof a->name_arg, "name=%s", e->name);
+    snprintf(a->socket_arg, sizeof a->socket_arg, "socket=%s", s->socket_path);
+    a->argv[n++] = s->nbdkit_path;
+    a->argv[n++] = "--foreground";
+    a->argv[n++] = "--exit-with-parent";
+    a->argv[n++] = "--threads=" NBDKIT_THREADS;
     if (e->read_only)
-        x->argv[n++] = "--readonly";
+        a->argv[n++] = "--readonly";
     if (e->tls_dir) {
-        snprintf(x->tls_arg, sizeof x->tls_arg, "--tls-certificates=%s", e->tls_dir);
-        x->argv[n++] = "--tls=require";
-        x->argv[n++] = x->tls_arg;
+        snprintf(a->tls_arg, sizeof a->tls_arg, "--tls-certificates=%s", e->tls_dir);
+        a->argv[n++] = "--tls=require";
+        a->argv[n++] = a->tls_arg;
     }
-    x->argv[n++] = s->nbdkit_plugin;
-    x->argv[n++] = x->name_arg;
-    x->argv[n++] = x->socket_arg;
-    x->argv[n] = NULL;
-    return prepare_env(x);
+    a->argv[n++] = s->nbdkit_plugin;
+    a->argv[n++] = a->name_arg;
+    a->argv[n++] = a->socket_arg;
+    a->argv[n] = NULL;
 }
 
-static void put_decimal(char *out, long v)
+/* In the child: the listening socket is fd 3 for socket activation
+ * (sd_listen_fds(3)), which nbdkit supports. */
+static void socket_activation(void *opaque)
 {
-    char digits[24];
-    int n = 0;
+    char pid[24];
 
-    do
-        digits[n++] = (char)('0' + v % 10);
-    while ((v /= 10) > 0);
-    while (n > 0)
-        *out++ = digits[--n];
-    *out = '\0';
-}
-
-/* In the child (system calls only, spawn.h): the listening socket becomes
- * fd 3 for socket activation (sd_listen_fds(3)), which nbdkit supports. */
-static int exec_nbdkit(void *p)
-{
-    struct nbdkit_exec *x = p;
-    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    sigset_t none;
-
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    setenv("LISTEN_PID", pid, 1);
+    setenv("LISTEN_FDS", "1", 1);
+    unsetenv("LISTEN_FDNAMES");
     signal(SIGPIPE, SIG_DFL);
-    if (devnull >= 0)
-        dup2(devnull, STDIN_FILENO);
-    if (dup2(x->listen_fd, 3) < 0 || fcntl(3, F_SETFD, 0) < 0)
-        return errno;
-    put_decimal(x->listen_pid + strlen("LISTEN_PID="), (long)getpid());
-    execvpe(x->argv[0], (char *const *)x->argv, x->envp);
-    return errno;
 }
 
 static int spawn(struct supervisor *s, struct export *e)
 {
-    struct nbdkit_exec x;
+    struct nbdkit_args a;
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    struct spawn_fd fds[] = { { e->listen.fd, 3 }, { devnull, STDIN_FILENO } };
+    struct spawn_opts so = { .argv = (char *const *)a.argv, .fds = fds,
+                             .nfds = devnull >= 0 ? 2 : 1, .prepare = socket_activation };
     pid_t pid;
 
-    if (prepare_nbdkit(s, e, &x) < 0)
-        return -ENOMEM;
-    pid = spawn_shared(exec_nbdkit, &x);
-    free(x.envp);
+    nbdkit_argv(s, e, &a);
+    so.path = a.argv[0];
+    pid = spawn_clean(&so);
+    if (devnull >= 0)
+        close(devnull);
     if (pid < 0) {
         log_error("%s: cannot run %s: %s", e->name, s->nbdkit_path, strerror((int)-pid));
         return (int)pid;

@@ -32,6 +32,7 @@ DAEMON_TESTS = \
 	tests/daemon/busy-poll.sh \
 	tests/daemon/locking.sh \
 	tests/daemon/lock-lifetime.sh \
+	tests/daemon/attach-churn.sh \
 	tests/daemon/caller-rights.sh \
 	tests/daemon/backing-locks.sh \
 	tests/daemon/format-probing.sh \
