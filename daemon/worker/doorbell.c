@@ -141,6 +141,12 @@ static int ring_unguarded(int fd)
     return ringable(fd) ? write_one(fd) : -EAGAIN;
 }
 
+void doorbell_prepare(void)
+{
+    if (!guard.ready)
+        setup_thread(&guard);
+}
+
 int doorbell_ring(int fd)
 {
     struct guard *g = &guard;

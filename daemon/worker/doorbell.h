@@ -32,6 +32,11 @@
  * the guard's tick), or another -errno. */
 int doorbell_ring(int fd);
 
+/* Set up this thread's guard (its timer and the signal handler) now rather
+ * than at its first doorbell: a worker calls it before its sandbox, whose
+ * filter allows the timer to be armed but no new one made.  Blocks never. */
+void doorbell_prepare(void);
+
 /* How many doorbell writes of this thread the guard cut short (tests). */
 unsigned long doorbell_interrupted(void);
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "doorbell.h"
 #include "error.h"
 #include "log.h"
 #include "sandbox.h"
@@ -229,7 +230,12 @@ int main(int argc, char **argv)
     o.path = argv[optind];
     /* Everything that needs rights (opening the chain, the ring, libaio)
      * happens in worker_init; then the sandbox (sandbox.h). */
-    if ((r = worker_init(&w, &o)) < 0 || (r = sandbox_enter(&o.sandbox)) < 0) {
+    r = worker_init(&w, &o);
+    if (r == 0) {
+        doorbell_prepare();
+        r = sandbox_enter(&o.sandbox);
+    }
+    if (r < 0) {
         const char *why = qc_error_message(r);
         log_error("%s", why);
         worker_send_failed(o.ctl_fd, w.fail_class ? w.fail_class : worker_failure_class(r), why);

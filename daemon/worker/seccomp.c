@@ -37,6 +37,11 @@ static const int allowed[] = {
     SCMP_SYS(clock_gettime), SCMP_SYS(clock_getres), SCMP_SYS(gettimeofday),
     SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep), SCMP_SYS(sched_yield),
     SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn), SCMP_SYS(restart_syscall),
+    /* the doorbell guard (doorbell.c: one timer per thread that rings)
+     * and the I/O limiter's timerfd (limiter.c) */
+    SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(timer_create), SCMP_SYS(timer_settime),
+    SCMP_SYS(timer_gettime), SCMP_SYS(timer_delete), SCMP_SYS(timerfd_settime),
+    SCMP_SYS(timerfd_gettime),
     /* memory */
     SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise), SCMP_SYS(brk),
     /* the C library, and the thread that destroys idle AIO contexts */

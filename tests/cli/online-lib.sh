@@ -29,6 +29,7 @@ online_cleanup() {
         done
         kill -KILL "$DAEMON_PID" 2>/dev/null || true
     fi
+    [ "$rc" != 0 ] || check_sandbox_kills "$T/qcowd.log" || rc=1
     if [ "$rc" != 0 ] && [ -s "$T/qcowd.log" ]; then
         echo "--- qcowd's log:" >&2
         tail -n 40 "$T/qcowd.log" >&2

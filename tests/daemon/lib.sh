@@ -36,7 +36,8 @@ show_daemon_log() {
 }
 
 # The daemon goes down with the test, whatever happens.
-trap 'rc=$?; stop_daemon >/dev/null 2>&1; show_daemon_log $rc; (exit $rc); cleanup' EXIT
+trap 'rc=$?; stop_daemon >/dev/null 2>&1; [ $rc -ne 0 ] || check_sandbox_kills "$T/qcowd.log" || rc=1
+      show_daemon_log $rc; (exit $rc); cleanup' EXIT
 
 ctl() { "$QCOWCTL" --socket "$SOCK" "$@"; }
 

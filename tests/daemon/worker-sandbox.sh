@@ -40,6 +40,8 @@ fi
 "$RANDIO" data 3 65536 >"$T/d"
 "$DAEMON_TOOLS/ringio" "$SOCK" s.qcow write 131072 65536 <"$T/d" || die "write"
 "$DAEMON_TOOLS/ringio" "$SOCK" s.qcow flush || die "flush"
+[ "$(worker_pid s.qcow)" = "$pid" ] || die "the worker was replaced by ring I/O alone"
+SANDBOX_KILL_EXPECTED=1
 kill -USR1 "$pid"
 replaced() { [ "$(worker_pid s.qcow)" != "$pid" ] && ctl --json query s.qcow | grep -q '"state": *"running"'; }
 wait_until replaced || die "the worker was not replaced after its forbidden call"

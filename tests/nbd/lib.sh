@@ -85,7 +85,9 @@ merge_runs() {
          END { if (n) print o, l, t }'
 }
 
-trap 'rc=$?; stop_nbdkit >/dev/null 2>&1; stop_daemon >/dev/null 2>&1; show_daemon_log $rc; (exit $rc); cleanup' EXIT
+trap 'rc=$?; stop_nbdkit >/dev/null 2>&1; stop_daemon >/dev/null 2>&1
+      [ $rc -ne 0 ] || check_sandbox_kills "$T/qcowd.log" || rc=1
+      show_daemon_log $rc; (exit $rc); cleanup' EXIT
 
 # The worker's pid (query also shows the export's nbdkit pid).
 image_worker_pid() { ctl --json query "$1" | jq -r .pid; }
