@@ -18,7 +18,7 @@ AM_TESTS_ENVIRONMENT = \
 	TEST_TOOLS='$(abs_top_builddir)/tests/tools'; export TEST_TOOLS; \
 	QCOWD_SECCOMP='$(WITH_SECCOMP)'; export QCOWD_SECCOMP;
 
-EXTRA_DIST += tests/README.md tests/lib/common.sh tests/lib/wait.sh tests/lib/faults.sh tests/lib/qemu-lock.sh tests/lib/xorshift.h
+EXTRA_DIST += tests/README.md tests/lib/common.sh tests/lib/wait.sh tests/lib/faults.sh tests/lib/sandbox-kills.sh tests/lib/qemu-lock.sh tests/lib/xorshift.h
 
 # ---- helper programs --------------------------------------------------------
 check_PROGRAMS += tests/tools/randio tests/tools/mkbad tests/tools/blktap-model

@@ -7,6 +7,7 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/wait.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/qemu-lock.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox-kills.sh"
 
 : "${top_builddir:=$PWD}"
 : "${QCOWCTL:=$top_builddir/ctl/qcowctl}"
