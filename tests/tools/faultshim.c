@@ -20,7 +20,12 @@
  *
  * QCOWD_FAULT_LOG=FILE appends one line per injected fault (tests check that
  * the fault they asked for happened).  QCOWD_FAULT_PROGRAM=NAME limits the
- * shim to processes of that name (e.g. the workers a daemon spawns). */
+ * shim to processes of that name (e.g. the workers a daemon spawns).
+ *
+ * A worker's seccomp filter forbids opening files and reading links, so the
+ * shim does both first: it opens its log when it loads (while the worker is
+ * still root) and, when seccomp_load is called (interposed too), notes the
+ * path of every open descriptor; rules with a path then match those notes. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -56,6 +61,11 @@ struct rule {
 static struct rule rules[MAX_RULES];
 static unsigned nrules;
 static bool active;
+
+#define MAX_NOTED_FDS 1024
+static bool sandboxed;                  /* seccomp_load ran: paths come from the notes */
+static char *noted_paths[MAX_NOTED_FDS];
+static int log_fd = -1;
 
 static int parse_errno(const char *s)
 {
@@ -96,6 +106,15 @@ static void parse_rule(char *text)
     fprintf(stderr, "qcowfault: unknown call '%s'\n", call);
 }
 
+/* openat: the shim interposes open(), and its own log must not count. */
+static void open_log(void)
+{
+    const char *file = getenv("QCOWD_FAULT_LOG");
+
+    if (log_fd < 0 && file)
+        log_fd = openat(AT_FDCWD, file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+}
+
 __attribute__((constructor)) static void load_rules(void)
 {
     const char *spec = getenv("QCOWD_FAULT"), *only = getenv("QCOWD_FAULT_PROGRAM");
@@ -110,6 +129,8 @@ __attribute__((constructor)) static void load_rules(void)
         parse_rule(one);
     }
     active = nrules > 0;
+    if (active)
+        open_log();     /* now: a worker is soon another user, in a sandbox */
 }
 
 static void *next(const char *name)
@@ -123,34 +144,71 @@ static void *next(const char *name)
     return f;
 }
 
+static bool path_of(int fd, char *path, size_t len)
+{
+    char link[64];
+    ssize_t n;
+
+    if (sandboxed) {
+        if (fd < 0 || fd >= MAX_NOTED_FDS || !noted_paths[fd])
+            return false;
+        snprintf(path, len, "%s", noted_paths[fd]);
+        return true;
+    }
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    if ((n = readlink(link, path, len - 1)) < 0)
+        return false;
+    path[n] = '\0';
+    return true;
+}
+
 static bool fd_matches(int fd, const char *match)
 {
-    char link[64], path[4096];
-    ssize_t n;
+    char path[4096];
     int flags;
 
     if (match[0] == '\0')
         return true;
     if (strcmp(match, "O_DIRECT") == 0)
         return (flags = fcntl(fd, F_GETFL)) >= 0 && (flags & O_DIRECT);
-    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    if ((n = readlink(link, path, sizeof path - 1)) < 0)
-        return false;
-    path[n] = '\0';
-    return strstr(path, match) != NULL;
+    return path_of(fd, path, sizeof path) && strstr(path, match) != NULL;
 }
 
 static void log_fault(enum call c, const struct rule *r, const char *what)
 {
-    const char *file = getenv("QCOWD_FAULT_LOG");
-    FILE *f;
-
-    if (!file || !(f = fopen(file, "a")))
+    if (!sandboxed)
+        open_log();
+    if (log_fd < 0)
         return;
-    fprintf(f, "%s[%d]: %s #%lu%s%s -> %s (%s)\n", program_invocation_short_name, (int)getpid(),
-            call_names[c], r->seen, r->match[0] ? " @" : "", r->match, strerrorname_np(r->err),
-            what);
-    fclose(f);
+    dprintf(log_fd, "%s[%d]: %s #%lu%s%s -> %s (%s)\n", program_invocation_short_name,
+            (int)getpid(), call_names[c], r->seen, r->match[0] ? " @" : "", r->match,
+            strerrorname_np(r->err), what);
+}
+
+/* What the filter will forbid, done while it is still allowed. */
+static void prepare_for_sandbox(void)
+{
+    char path[4096];
+
+    open_log();
+    for (int fd = 0; fd < MAX_NOTED_FDS; fd++)
+        if (path_of(fd, path, sizeof path))
+            noted_paths[fd] = strdup(path);
+    sandboxed = true;
+}
+
+/* libseccomp's, declared here: the shim does not need its headers. */
+int seccomp_load(void *ctx);
+
+int seccomp_load(void *ctx)
+{
+    static int (*real)(void *);
+
+    if (!real)
+        real = next("seccomp_load");
+    if (active)
+        prepare_for_sandbox();
+    return real(ctx);
 }
 
 /* The error to inject for this call (0: let it run).  path is for open(),
