@@ -360,6 +360,11 @@ static void drain_doorbell(int fd)
     }
 }
 
+/* A server that stops for good (qcowd gave up on the image) cannot ring the
+ * doorbell; the state in the qcowd page says so, and a sleeper looks at it
+ * this often. */
+#define STATE_CHECK_MS 1000
+
 int ring_sleep(struct qcowring *r, int timeout_ms)
 {
     struct pollfd pfd = { .fd = r->rsp_fd, .events = POLLIN };
@@ -372,11 +377,21 @@ int ring_sleep(struct qcowring *r, int timeout_ms)
         return n;
     if (timeout_ms != 0 && ring_spin_for_responses(r))
         return 1;
-    n = poll(&pfd, 1, timeout_ms);
-    if (n < 0)
-        return errno == EINTR ? 1 : -errno;
-    if (n == 0)
-        return 0;
+    for (;;) {
+        int slice = timeout_ms < 0 || timeout_ms > STATE_CHECK_MS ? STATE_CHECK_MS : timeout_ms;
+
+        n = poll(&pfd, 1, slice);
+        if (n < 0)
+            return errno == EINTR ? 1 : -errno;
+        if (n > 0)
+            break;
+        if (timeout_ms >= 0 && (timeout_ms -= slice) <= 0)
+            return 0;
+        if ((n = check_server_state(r)))
+            return n;
+        if (qcowring_final_check_for_responses(r->sring, r->rsp_cons))
+            return 1;
+    }
     drain_doorbell(r->rsp_fd);
     return 1;
 }

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,20 @@ void attachment_kill_worker(struct supervisor *s, struct attachment *att, const 
     attachment_forget_ctl(s, att);
 }
 
+/* Nobody will answer the ring's requests any more: say so in its qcowd
+ * page, where a client waiting for responses looks at least once a second
+ * (libqcowring's sleep), instead of leaving it waiting for good.  A write to
+ * the memfd cannot block, whatever the client did to it. */
+static void tell_client_shut_down(struct attachment *att)
+{
+    uint32_t state = QCOWRING_STATE_SHUTDOWN;
+
+    if (att->proc.ring.memfd >= 0 &&
+        pwrite(att->proc.ring.memfd, &state, sizeof state,
+               offsetof(struct qcowring_info, server_state)) != (ssize_t)sizeof state)
+        log_warning("%s: cannot mark the ring shut down: %s", att->name, strerror(errno));
+}
+
 void attachment_mark_failed(struct supervisor *s, struct attachment *att, const char *why)
 {
     char *copy = strdup(why);   /* why may be att->error itself */
@@ -44,6 +59,7 @@ void attachment_mark_failed(struct supervisor *s, struct attachment *att, const 
     att->error = copy;
     why = copy ? copy : "out of memory";
     att->state = ATT_FAILED;
+    tell_client_shut_down(att);
     log_error("%s: failed: %s", att->name, why);
     json_object_object_add(d, "name", json_object_new_string(att->name));
     json_object_object_add(d, "error", json_object_new_string(why));

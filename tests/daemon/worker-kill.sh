@@ -24,9 +24,15 @@ for cache in none writeback; do
     [ $rc -eq 0 ] || [ $rc -eq 4 ] || die "check found corruption (exit $rc)"
 done
 
-# A worker that keeps dying marks its image failed, and the daemon goes on.
+# A worker that keeps dying marks its image failed, and the daemon goes on;
+# a ring client waiting for responses learns it (ESHUTDOWN) instead of
+# waiting for ever.
 "$QEMU_IMG" create -f qcow "$T/f.qcow" 8M >/dev/null
 ctl attach "$T/f.qcow" >/dev/null
+"$DAEMON_TOOLS/ringio" "$SOCK" f.qcow load -q 8 -t 600 >/dev/null 2>"$T/load.err" &
+load=$!
+load_connected() { grep -q "f.qcow: ring connected" "$T/qcowd.log"; }
+wait_until load_connected || die "the load did not connect"
 state() { ctl --json query f.qcow | tr -d ' \n' | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p'; }
 # The restart (a new pid) or the verdict.
 restarted_or_failed() {
@@ -39,6 +45,10 @@ for _ in $(seq 1 10); do
     wait_until restarted_or_failed || true
 done
 ctl --json query f.qcow | tr -d ' \n' | grep -q '"state":"failed"' || die "not marked failed"
+load_ended() { ! kill -0 "$load" 2>/dev/null; }
+wait_until load_ended || die "a ring client of the failed image still waits"
+wait "$load" && die "the load on a failed image succeeded"
+grep -q "shutdown" "$T/load.err" || die "the load did not learn the ring was shut down: $(cat "$T/load.err")"
 ctl --json query f.qcow | grep -q "died 5 times" || die "no reason given"
 ctl detach f.qcow >/dev/null || die "cannot detach a failed image"
 ctl list >/dev/null || die "the daemon stopped answering"
