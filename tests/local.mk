@@ -70,6 +70,11 @@ tests_unit_test_throttle_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
 tests_unit_test_throttle_LDADD = daemon/common/libqcowdcommon.la $(JSONC_LIBS)
 tests_unit_test_flush_fail_SOURCES = tests/unit/test-flush-fail.c tests/unit/unit.h
 tests_unit_test_flush_fail_LDADD = $(UNIT_LDADD)
+# The harness itself: a test with no check must fail.
+check_PROGRAMS += tests/unit/no-checks
+tests_unit_no_checks_SOURCES = tests/unit/no-checks.c tests/unit/unit.h
+TESTS += tests/unit/no-checks.sh
+EXTRA_DIST += tests/unit/no-checks.sh
 
 # ---- interop with QEMU and malformed images (shell) -------------------------
 INTEROP_TESTS = \

@@ -1,6 +1,7 @@
 /* A minimal harness for the C unit tests (automake's plain protocol: exit 0
  * pass, 1 fail, 77 skip, 99 hard error).  CHECK* report every failed check
- * with its file and line and carry on; main returns unit_result(). */
+ * with its file and line and carry on; main returns unit_result(), which
+ * fails a test that made no check at all. */
 #ifndef QCOWD_TESTS_UNIT_H
 #define QCOWD_TESTS_UNIT_H
 
@@ -98,9 +99,14 @@ static inline const char *unit_path(const char *name)
     return buf[i];
 }
 
+/* A test that made no check tested nothing: that is a failure, not a pass. */
 static inline int unit_result(const char *name)
 {
     unit_cleanup();
+    if (unit_checks == 0) {
+        fprintf(stderr, "%s: no check was made\n", name);
+        return 1;
+    }
     if (unit_failures) {
         fprintf(stderr, "%s: %d of %d checks failed\n", name, unit_failures, unit_checks);
         return 1;
