@@ -178,7 +178,7 @@ err_has "badhdr.qcow: cluster_bits 32 out of range"
 expect_rc 1 check --repair badhdr.qcow
 
 # Images written by QEMU are clean.
-if [ -n "$QEMU_IMG" ] && [ -n "$QEMU_IO" ]; then
+if have_qemu; then
     "$QEMU_IMG" create -q -f qcow q.qcow 32M
     "$QEMU_IO" -c 'write -P 1 0 1M' -c 'write -P 2 7M 12K' q.qcow >/dev/null
     expect_rc 0 check q.qcow

@@ -70,7 +70,7 @@ expect_rc 2 convert --target-key-file key -O raw src.qcow x.raw
 expect_rc 2 convert --cluster-size 4K src.qcow x.raw
 
 # Against qemu-img, when there.
-if [ -n "$QEMU_IMG" ]; then
+if have_qemu; then
     "$QEMU_IMG" convert -O raw src.qcow qemu.raw
     cmp qemu.raw dst.raw || fail "differs from qemu-img convert"
     "$QEMU_IMG" compare -q src.qcow dst-c.qcow || fail "qemu-img compare: compressed copy"

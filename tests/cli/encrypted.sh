@@ -56,7 +56,7 @@ out_has "encrypted: yes"
 
 # QEMU reads what we wrote, and we read what QEMU wrote (the password is
 # the key file's first line).
-if [ -n "$QEMU_IO" ]; then
+if have_qemu; then
     opts="driver=qcow,file.filename=e.qcow,encrypt.key-secret=s0"
     "$QEMU_IO" --object secret,id=s0,data=sesame --image-opts "$opts" \
         -c 'write -P 0x3c 65536 4096' >/dev/null

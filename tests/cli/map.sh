@@ -20,7 +20,7 @@ pattern_file want 3 4096
 cmp <(tail -c +$((host + 1)) a.qcow | head -c 4096) want || fail "map's host offset is wrong"
 
 # Same as qemu-img for a plain image.
-if [ -n "$QEMU_IMG" ]; then
+if have_qemu; then
     "$QEMU_IMG" map a.qcow >qemu.map
     cmp qemu.map "$T/out" || { diff qemu.map "$T/out" >&2; fail "differs from qemu-img map"; }
 fi

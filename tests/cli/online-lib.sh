@@ -35,8 +35,7 @@ online_cleanup() {
         tail -n 40 "$T/qcowd.log" >&2
     fi
     cd /
-    rm -rf "$T"
-    exit "$rc"
+    finish_test "$rc"
 }
 trap online_cleanup EXIT
 
@@ -75,7 +74,7 @@ expect_on() {
 }
 
 # make_image FILE SIZE [BACKING]: a qcow image made by qemu-img (by qcowctl
-# create when there is no qemu-img).
+# create when there is no qemu-img: QEMU does not judge here).
 make_image() {
     if [ -n "$QEMU_IMG" ] && [ -x "$QEMU_IMG" ]; then
         if [ $# -ge 3 ]; then
@@ -91,12 +90,13 @@ make_image() {
 }
 
 # json_valid FILE: the file is one JSON document (python3 checks it when
-# there is one; otherwise a rough look at its ends).
+# there is one; otherwise a rough look at its ends, and the test is skipped).
 json_valid() {
     if command -v python3 >/dev/null 2>&1; then
         python3 -c 'import json,sys; json.load(sys.stdin)' <"$1" ||
             { cat "$1" >&2; fail "$1 is not valid JSON"; }
     else
+        not_judged "python3 not found: JSON only roughly checked"
         grep -q '^[[{]' "$1" && tail -n 1 "$1" | grep -q '^[]}]$' ||
             { cat "$1" >&2; fail "$1 does not look like JSON"; }
     fi
@@ -110,6 +110,7 @@ import json, sys
 for line in sys.stdin:
     assert isinstance(json.loads(line), dict)' <"$1" || { cat "$1" >&2; fail "$1: not JSON lines"; }
     else
+        not_judged "python3 not found: JSON lines only roughly checked"
         grep -qv '^{.*}$' "$1" && { cat "$1" >&2; fail "$1: not JSON lines"; }
         return 0
     fi

@@ -49,7 +49,7 @@ expect_rc 1 read a.qcow 18446744073709551615 2
 expect_rc 2 read a.qcow 99999999999999999999 1
 
 # The same through qemu-io, when there.
-if [ -n "$QEMU_IO" ]; then
+if have_qemu; then
     qemu_io_ok -c 'read -P 0xab 4000 1000' -c 'read -P 0 3999 1' -c 'read -P 0 5000 1' a.qcow
     "$QEMU_IO" -c 'write -P 0x5c 512 1024' a.qcow >/dev/null
     pattern_file want5c 92 1024

@@ -3,11 +3,10 @@
 # keeps serving an attached image (and other clients) throughout.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
-require_qemu
 RAW=$DAEMON_TOOLS/ctlraw
 start_daemon
 
-"$QEMU_IMG" create -f qcow "$T/ok.qcow" 8M >/dev/null
+run "$QCOWCTL" create -q "$T/ok.qcow" 8M
 ctl attach "$T/ok.qcow" >/dev/null || die "attach"
 printf 'x' > "$T/notimage"
 

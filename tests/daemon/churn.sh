@@ -7,9 +7,8 @@
 # answers everything and stays up.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
-require_qemu
 start_daemon
-"$QEMU_IMG" create -f qcow "$T/c.qcow" 8M >/dev/null
+run "$QCOWCTL" create -q "$T/c.qcow" 8M
 
 ROUNDS=$((150 * QCOWD_TEST_SCALE))
 

@@ -3,11 +3,10 @@
 # and memory do not grow, and no worker is left.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
-require_qemu
 # Under AddressSanitizer freed memory sits in a quarantine and RSS climbs
 # without a leak: measure without it (a no-op in a plain build).
 ASAN_OPTIONS="quarantine_size_mb=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}" start_daemon
-"$QEMU_IMG" create -f qcow "$T/c.qcow" 8M >/dev/null
+run "$QCOWCTL" create -q "$T/c.qcow" 8M
 
 cycles() { # count
     local i

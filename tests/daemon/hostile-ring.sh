@@ -6,11 +6,10 @@
 # untouched; the image's data survives and it detaches cleanly.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
-require_qemu
 start_daemon
 
-"$QEMU_IMG" create -f qcow "$T/victim.qcow" 16M >/dev/null
-"$QEMU_IMG" create -f qcow "$T/other.qcow" 16M >/dev/null
+run "$QCOWCTL" create -q "$T/victim.qcow" 16M
+run "$QCOWCTL" create -q "$T/other.qcow" 16M
 ctl attach "$T/victim.qcow" >/dev/null && ctl attach "$T/other.qcow" >/dev/null || die "attach"
 head -c 65536 /dev/urandom > "$T/data"
 # Someone listening to events sees the ring break and come back.

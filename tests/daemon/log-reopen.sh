@@ -3,9 +3,8 @@
 # qcowd write to a new one; --log-level filters.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
-require_qemu
 start_daemon --log-file "$T/q.log" --log-level info
-"$QEMU_IMG" create -f qcow "$T/a.qcow" 8M >/dev/null
+run "$QCOWCTL" create -q "$T/a.qcow" 8M
 ctl attach "$T/a.qcow" >/dev/null || die "attach"
 grep -q "info: a.qcow: attaching" "$T/q.log" || die "no attach line in the log file"
 ! grep -q "debug:" "$T/q.log" || die "debug lines at --log-level info"

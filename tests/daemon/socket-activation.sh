@@ -3,7 +3,6 @@
 # serves through it, and works the same.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
-require_qemu
 command -v systemd-socket-activate >/dev/null || skip "systemd-socket-activate not installed"
 
 systemd-socket-activate -l "$SOCK" -E NOTIFY_SOCKET= \
@@ -11,7 +10,7 @@ systemd-socket-activate -l "$SOCK" -E NOTIFY_SOCKET= \
 QCOWD_PID=$!
 wait_until test -S "$SOCK" || die "systemd-socket-activate did not listen"
 
-"$QEMU_IMG" create -f qcow "$T/a.qcow" 8M >/dev/null
+run "$QCOWCTL" create -q "$T/a.qcow" 8M
 ctl attach "$T/a.qcow" >/dev/null || die "attach through the activated socket"
 grep -q "listening on the socket passed by systemd" "$T/qcowd.log" ||
     die "qcowd did not take the passed socket: $(cat "$T/qcowd.log")"
