@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "output.h"
+#include "daemon/common/vec.h"
 
 static void vprint_error(const char *fmt, va_list ap)
 {
@@ -153,15 +154,9 @@ void cli_table_add(struct cli_table *t, const char *const *row)
 {
     if (t->failed)
         return;
-    if (t->nrows == t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 16;
-        char **cells = realloc(t->cells, cap * t->ncols * sizeof *cells);
-        if (!cells) {
-            t->failed = true;
-            return;
-        }
-        t->cells = cells;
-        t->cap = cap;
+    if (array_reserve(t->cells, t->cap, t->nrows * t->ncols, t->ncols) < 0) {
+        t->failed = true;
+        return;
     }
     for (size_t c = 0; c < t->ncols; c++) {
         char **cell = &t->cells[t->nrows * t->ncols + c];

@@ -50,7 +50,7 @@ char *cli_clean_text(const char *s);
  * cells are copied (made safe with cli_clean_text).  align has one letter
  * per column, 'l' or 'r'; the last column is never padded. */
 struct cli_table {
-    size_t ncols, nrows, cap;
+    size_t ncols, nrows, cap;   /* cap: cells allocated */
     const char *align;
     char **cells;               /* nrows * ncols; NULL after an allocation failure */
     bool failed;

@@ -2,6 +2,7 @@
 noinst_LTLIBRARIES += daemon/common/libqcowdcommon.la
 daemon_common_libqcowdcommon_la_SOURCES = \
 	daemon/common/log.h daemon/common/log.c \
+	daemon/common/cleanup.h daemon/common/vec.h \
 	daemon/common/fdpass.h daemon/common/fdpass.c \
 	daemon/common/json_read.h daemon/common/json_read.c \
 	daemon/common/spin.h daemon/common/spin.c \

@@ -13,6 +13,7 @@
 #include "driver.h"
 #include "error.h"
 #include "util.h"
+#include "daemon/common/vec.h"
 
 const char *image_format_name(enum image_format f)
 {
@@ -51,6 +52,7 @@ static void layer_free(struct layer *l)
     free(l->path);
     free(l);
 }
+DEFINE_POINTER_CLEANUP(layer_free, struct layer)
 
 static int probe_format(struct layer *l, enum image_format *f)
 {
@@ -148,40 +150,29 @@ static int open_path(const char *path, bool read_only)
 static int layer_open(const char *path, int fd, enum image_format fmt, bool read_only,
                       const struct image_open_opts *o, struct layer **out)
 {
-    struct layer *l = calloc(1, sizeof *l);
+    _cleanup_close_ int owned_fd = fd;
+    _cleanup_(layer_freep) struct layer *l = calloc(1, sizeof *l);
     int r;
 
-    if (!l) {
-        if (fd >= 0)
-            close(fd);
+    if (!l)
         return -ENOMEM;
-    }
     *l = (struct layer){ .fd = -1, .meta_fd = -1, .read_only = read_only };
-    if (!(l->path = strdup(path))) {
-        if (fd >= 0)
-            close(fd);
-        r = -ENOMEM;
-        goto fail;
-    }
-    if ((r = open_fds(l, fd, o->direct)) < 0)
-        goto fail;
+    if (!(l->path = strdup(path)))
+        return -ENOMEM;
+    if ((r = open_fds(l, TAKE_FD(owned_fd), o->direct)) < 0)
+        return r;
     l->probed = fmt == IMAGE_FORMAT_AUTO;
     if (l->probed && (r = probe_format(l, &fmt)) < 0)
-        goto fail;
+        return r;
     if (fmt == IMAGE_FORMAT_RAW && !l->probed && !read_only && (r = check_stated_raw(l)) < 0)
-        goto fail;
+        return r;
     l->ops = fmt == IMAGE_FORMAT_QCOW ? &qcow_ops : &raw_ops;
-    if (l->file_size == 0 && fmt == IMAGE_FORMAT_QCOW) {
-        r = qc_fail(-EINVAL, "%s: empty file is not a qcow image", path);
-        goto fail;
-    }
+    if (l->file_size == 0 && fmt == IMAGE_FORMAT_QCOW)
+        return qc_fail(-EINVAL, "%s: empty file is not a qcow image", path);
     if ((r = l->ops->open(l, o)) < 0)
-        goto fail;
-    *out = l;
+        return r;
+    *out = TAKE_PTR(l);
     return 0;
-fail:
-    layer_free(l);
-    return r;
 }
 
 int image_resolve_backing(const char *child_path, const char *name, char **out)
@@ -331,8 +322,7 @@ void extent_vec_reset(struct extent_vec *ev)
 
 void extent_vec_free(struct extent_vec *ev)
 {
-    free(ev->v);
-    *ev = (struct extent_vec){ 0 };
+    vec_free(ev);
 }
 
 static bool extends(const struct extent *a, const struct extent *b)
@@ -351,16 +341,7 @@ int extent_vec_push(struct extent_vec *ev, const struct extent *e)
         ev->v[ev->n - 1].len += e->len;
         return 0;
     }
-    if (ev->n == ev->cap) {
-        size_t cap = ev->cap ? ev->cap * 2 : 16;
-        struct extent *v = realloc(ev->v, cap * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        ev->v = v;
-        ev->cap = cap;
-    }
-    ev->v[ev->n++] = *e;
-    return 0;
+    return vec_push(ev, *e);
 }
 
 int layer_map(struct layer *l, uint64_t off, uint64_t len, struct extent *out, bool *allocated)
@@ -441,14 +422,8 @@ int image_plan_write(struct image *img, uint64_t off, uint64_t len,
         int r = l->ops->plan_write(l, off, len, &p);
         if (r < 0)
             return r;
-        if (*n == *cap) {
-            size_t c = *cap ? *cap * 2 : 8;
-            struct write_piece *v = realloc(*pieces, c * sizeof *v);
-            if (!v)
-                return -ENOMEM;
-            *pieces = v;
-            *cap = c;
-        }
+        if ((r = array_reserve(*pieces, *cap, *n, 1)) < 0)
+            return r;
         (*pieces)[(*n)++] = p;
         off += p.len;
         len -= p.len;

@@ -4,6 +4,7 @@ daemon_image_libqcowimage_la_SOURCES = \
 	daemon/image/image.h daemon/image/driver.h \
 	daemon/image/error.h daemon/image/error.c \
 	daemon/image/util.h daemon/image/util.c \
+	daemon/common/cleanup.h daemon/common/vec.h \
 	daemon/image/qcow_format.h daemon/image/qcow_format.c \
 	daemon/image/qcow.h daemon/image/qcow.c \
 	daemon/image/qcow_create.c \

@@ -11,6 +11,7 @@
 #include "error.h"
 #include "qcow.h"
 #include "util.h"
+#include "daemon/common/vec.h"
 
 static struct qcow_layer *Q(const struct layer *l)
 {
@@ -580,14 +581,10 @@ struct wb_builder {
 
 static int push_write(struct meta_write **v, size_t *n, size_t *cap, struct meta_write w)
 {
-    if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 8;
-        struct meta_write *nv = realloc(*v, c * sizeof *nv);
-        if (!nv)
-            return -ENOMEM;
-        *v = nv;
-        *cap = c;
-    }
+    int r = array_reserve(*v, *cap, *n, 1);
+
+    if (r < 0)
+        return r;
     (*v)[(*n)++] = w;
     return 0;
 }

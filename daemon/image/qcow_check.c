@@ -21,6 +21,7 @@
 #include "error.h"
 #include "qcow_check.h"
 #include "util.h"
+#include "daemon/common/vec.h"
 
 enum ref_kind { REF_FRONT, REF_L2, REF_DATA, REF_COMPRESSED };
 
@@ -81,12 +82,8 @@ static int keep_problem(struct qcow_check_report *r, const struct qcow_problem *
         r->problems_dropped++;
         return 0;
     }
-    if (r->n_problems % 64 == 0) {
-        struct qcow_problem *v = realloc(r->problems, (r->n_problems + 64) * sizeof *v);
-        if (!v)
-            return qc_fail(-ENOMEM, "out of memory for the list of problems");
-        r->problems = v;
-    }
+    if (array_reserve(r->problems, r->problems_cap, r->n_problems, 1) < 0)
+        return qc_fail(-ENOMEM, "out of memory for the list of problems");
     r->problems[r->n_problems++] = *p;
     return 0;
 }
@@ -136,29 +133,21 @@ void qcow_check_report_free(struct qcow_check_report *r)
 {
     free(r->problems);
     r->problems = NULL;
-    r->n_problems = 0;
+    r->n_problems = r->problems_cap = 0;
 }
 
 /* ---- references --------------------------------------------------------- */
 
 static int ref_push(struct ref_vec *rv, const struct ref *ref)
 {
-    if (rv->n == rv->cap) {
-        size_t cap = rv->cap ? rv->cap * 2 : 256;
-        struct ref *v = (cap > SIZE_MAX / sizeof *v) ? NULL : realloc(rv->v, cap * sizeof *v);
-        if (!v)
-            return qc_fail(-ENOMEM, "out of memory for %zu references", rv->n);
-        rv->v = v;
-        rv->cap = cap;
-    }
-    rv->v[rv->n++] = *ref;
+    if (vec_push(rv, *ref) < 0)
+        return qc_fail(-ENOMEM, "out of memory for %zu references", rv->n);
     return 0;
 }
 
 static void ref_vec_free(struct ref_vec *rv)
 {
-    free(rv->v);
-    *rv = (struct ref_vec){ 0 };
+    vec_free(rv);
 }
 
 static int cmp_u64(uint64_t a, uint64_t b)

@@ -93,7 +93,7 @@ struct qcow_check_report {
     /* What was found: problems repaired first (repaired = true), then the
      * ones that remain. */
     struct qcow_problem *problems;
-    size_t n_problems;
+    size_t n_problems, problems_cap;
     uint64_t problems_dropped;  /* not kept past QCOW_CHECK_MAX_PROBLEMS */
 
     uint64_t repairs;           /* problems repaired */

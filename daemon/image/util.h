@@ -1,5 +1,6 @@
 /* Small helpers shared by the image engine: byte order, alignment, checked
- * arithmetic, cleanup attributes and full-length positional I/O. */
+ * arithmetic, cleanup attributes (daemon/common/cleanup.h) and full-length
+ * positional I/O. */
 #ifndef QCOWD_UTIL_H
 #define QCOWD_UTIL_H
 
@@ -11,6 +12,8 @@
 #include <string.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#include "daemon/common/cleanup.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -26,15 +29,6 @@ static inline void store_be32(void *p, uint32_t v) { v = htobe32(v); memcpy(p, &
 static inline void store_be64(void *p, uint64_t v) { v = htobe64(v); memcpy(p, &v, 8); }
 static inline uint16_t load_be16(const void *p) { uint16_t v; memcpy(&v, p, 2); return be16toh(v); }
 static inline void store_be16(void *p, uint16_t v) { v = htobe16(v); memcpy(p, &v, 2); }
-
-static inline void freep(void *p) { free(*(void **)p); }
-static inline void closep(int *fd) { if (*fd >= 0) close(*fd); }
-#define _cleanup_free_ __attribute__((cleanup(freep)))
-#define _cleanup_close_ __attribute__((cleanup(closep)))
-
-/* Take ownership out of a cleanup variable. */
-#define TAKE_PTR(p) ({ __typeof__(p) _t = (p); (p) = NULL; _t; })
-#define TAKE_FD(fd) ({ int _t = (fd); (fd) = -1; _t; })
 
 /* pread/pwrite the whole length, retrying on EINTR and short transfers.
  * read_full_at returns the bytes read (short only at end of file) or -errno;
