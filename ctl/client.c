@@ -16,6 +16,7 @@
 
 #include "client.h"
 #include "output.h"
+#include "daemon/common/cleanup.h"
 
 /* read_message() results besides 1 (a message) and 0 (end of stream). */
 #define READ_REPORTED (-EPROTO)         /* a bad message: already reported */
@@ -270,48 +271,50 @@ static int check_greeting(struct ctl_conn *c, json_object *msg)
     return CLI_EXIT_OK;
 }
 
-int ctl_connect(struct ctl_conn *c, const struct cli *cli)
+static int dial(struct ctl_conn *c)
 {
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
-    unsigned wait_s = cli->timeout_s ? cli->timeout_s : CTL_GREETING_TIMEOUT_S;
-    json_object *msg;
-    const char *line;
-    int r;
 
-    *c = (struct ctl_conn){ .fd = -1, .cli = cli };
-    if (!(c->path = ctl_socket_path(cli)))
-        return CLI_EXIT_FAILURE;
-    if (strlen(c->path) >= sizeof addr.sun_path) {
-        r = cli_fail("%s: cannot connect: the socket path is longer than %zu bytes", c->path,
-                     sizeof addr.sun_path - 1);
-        goto fail;
-    }
+    if (strlen(c->path) >= sizeof addr.sun_path)
+        return cli_fail("%s: cannot connect: the socket path is longer than %zu bytes", c->path,
+                        sizeof addr.sun_path - 1);
     strcpy(addr.sun_path, c->path);
-    if ((c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
-        r = cli_fail("%s: cannot create a socket: %s", c->path, strerror(errno));
-        goto fail;
-    }
+    if ((c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+        return cli_fail("%s: cannot create a socket: %s", c->path, strerror(errno));
     if (connect(c->fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
         int e = errno;
         bool absent = e == ENOENT || e == ECONNREFUSED;
         cli_error("%s: cannot connect: %s%s", c->path, strerror(e),
                   absent ? " (is qcowd running?)" : "");
-        r = e == EACCES || e == EPERM ? CLI_EXIT_DENIED : CLI_EXIT_FAILURE;
-        goto fail;
+        return e == EACCES || e == EPERM ? CLI_EXIT_DENIED : CLI_EXIT_FAILURE;
     }
-    cli_verbose(cli, "%s: connected", c->path);
-    r = read_message(c, deadline_after(wait_s), &msg, &line);
-    if (r <= 0) {
-        r = read_failed(c, r, "its greeting", wait_s);
-        goto fail;
-    }
-    r = check_greeting(c, msg);
-    json_object_put(msg);
-    if (r != CLI_EXIT_OK)
-        goto fail;
+    cli_verbose(c->cli, "%s: connected", c->path);
     return CLI_EXIT_OK;
-fail:
-    ctl_close(c);
+}
+
+static int greet(struct ctl_conn *c)
+{
+    unsigned wait_s = c->cli->timeout_s ? c->cli->timeout_s : CTL_GREETING_TIMEOUT_S;
+    _cleanup_json_ json_object *msg = NULL;
+    const char *line;
+    int r = read_message(c, deadline_after(wait_s), &msg, &line);
+
+    if (r <= 0)
+        return read_failed(c, r, "its greeting", wait_s);
+    return check_greeting(c, msg);
+}
+
+int ctl_connect(struct ctl_conn *c, const struct cli *cli)
+{
+    int r;
+
+    *c = (struct ctl_conn){ .fd = -1, .cli = cli };
+    if (!(c->path = ctl_socket_path(cli)))
+        return CLI_EXIT_FAILURE;
+    if ((r = dial(c)) == CLI_EXIT_OK)
+        r = greet(c);
+    if (r != CLI_EXIT_OK)
+        ctl_close(c);
     return r;
 }
 

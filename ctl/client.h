@@ -38,6 +38,9 @@ struct ctl_conn {
     void *event_ctx;
 };
 
+/* A connection that is not open: ctl_close() on it does nothing. */
+#define CTL_CONN_CLOSED ((struct ctl_conn){ .fd = -1 })
+
 /* The socket to talk to: --socket, else $QCOWD_SOCKET, else the default
  * (/run/qcowd/qcowd.sock as root, $XDG_RUNTIME_DIR/qcowd.sock otherwise).
  * A malloc'd string, or NULL after printing why there is none. */

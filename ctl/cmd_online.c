@@ -74,6 +74,13 @@ struct online_args {
     bool no_wait;               /* shutdown */
 };
 
+/* What parsing may have allocated (attach's I/O limits). */
+static void online_args_free(struct online_args *a)
+{
+    json_object_put(a->limits.obj);
+    a->limits.obj = NULL;
+}
+
 /* ---- option parsing ------------------------------------------------------ */
 
 static int parse_interval(const struct cli_command *cmd, const char *s, double *out)
@@ -445,43 +452,30 @@ static int run_attach(struct cli *cli, const struct cli_command *cmd, int argc, 
         ONLINE_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
-    struct online_args a = { .poll_us = -1, .ring_page_order = -1, .data_pages = -1 };
-    struct ctl_conn c;
+    _cleanup_(online_args_free) struct online_args a = {
+        .poll_us = -1, .ring_page_order = -1, .data_pages = -1,
+    };
+    _cleanup_(ctl_close) struct ctl_conn c = CTL_CONN_CLOSED;
     struct cli_key key;
-    json_object *args, *ret = NULL;
-    char *path;
+    _cleanup_json_ json_object *args = NULL, *ret = NULL;
+    _cleanup_free_ char *path = NULL;
+    _cleanup_close_ int fd = -1;
     bool have_key;
-    int r, fd;
+    int r;
 
     if ((r = parse_online(cli, cmd, argc, argv, opts, CLI_COMMON_SHORT "n:rf:", 1, 1, &a)) !=
             CLI_CONTINUE ||
-        (r = cli_limits_finish(cmd, &a.limits)) != CLI_CONTINUE) {
-        json_object_put(a.limits.obj);
+        (r = cli_limits_finish(cmd, &a.limits)) != CLI_CONTINUE)
         return r;
-    }
-    if (!(path = absolute_path(a.operand))) {
-        json_object_put(a.limits.obj);
+    if (!(path = absolute_path(a.operand)))
         return CLI_EXIT_FAILURE;
-    }
     /* Connect first: no password is asked for a daemon that is not there. */
-    if ((r = ctl_connect(&c, cli)) != CLI_EXIT_OK) {
-        json_object_put(a.limits.obj);
-        free(path);
+    if ((r = ctl_connect(&c, cli)) != CLI_EXIT_OK)
         return r;
-    }
-    if ((r = open_for_attach(path, a.read_only, &fd)) != CLI_EXIT_OK) {
-        json_object_put(a.limits.obj);
-        ctl_close(&c);
-        free(path);
+    if ((r = open_for_attach(path, a.read_only, &fd)) != CLI_EXIT_OK)
         return r;
-    }
-    if ((r = attach_key(&a, path, &key, &have_key)) != CLI_EXIT_OK) {
-        json_object_put(a.limits.obj);
-        close(fd);
-        ctl_close(&c);
-        free(path);
+    if ((r = attach_key(&a, path, &key, &have_key)) != CLI_EXIT_OK)
         return r;
-    }
     args = json_object_new_object();
     json_object_object_add(args, "path", json_object_new_string(path));
     json_object_object_add(args, "fd", json_object_new_boolean(true));
@@ -500,24 +494,19 @@ static int run_attach(struct cli *cli, const struct cli_command *cmd, int argc, 
     if (a.data_pages >= 0)
         json_object_object_add(args, "data-pages", json_object_new_int64(a.data_pages));
     if (a.limits.obj)
-        json_object_object_add(args, "io-limits", a.limits.obj);
+        json_object_object_add(args, "io-limits", TAKE_PTR(a.limits.obj));
     if (have_key) {
         json_object_object_add(args, "key", json_object_new_string_len((const char *)key.data,
                                                                         (int)key.len));
         key_wipe(&key);
     }
     r = ctl_call_fd(&c, "attach", args, fd, &ret);
-    close(fd);
     wipe_key_arg(args);
-    json_object_put(args);
-    ctl_close(&c);
-    free(path);
     if (r != CLI_EXIT_OK)
         return r;
     if (cli->json)
-        return cli_print_json(ret);
+        return cli_print_json(TAKE_PTR(ret));
     say_attached(cli, ret);
-    json_object_put(ret);
     return CLI_EXIT_OK;
 }
 
@@ -1022,8 +1011,8 @@ static int run_shutdown(struct cli *cli, const struct cli_command *cmd, int argc
         { NULL, 0, NULL, 0 },
     };
     struct online_args a = { 0 };
-    struct ctl_conn c;
-    json_object *ret;
+    _cleanup_(ctl_close) struct ctl_conn c = CTL_CONN_CLOSED;
+    _cleanup_json_ json_object *ret = NULL;
     int r;
 
     if ((r = parse_online(cli, cmd, argc, argv, opts, CLI_COMMON_SHORT, 0, 0, &a)) !=
@@ -1037,14 +1026,10 @@ static int run_shutdown(struct cli *cli, const struct cli_command *cmd, int argc
         cli_verbose(cli, "%s: waiting for qcowd to detach every image", c.path);
         r = ctl_wait_close(&c);
     }
-    ctl_close(&c);
-    if (r != CLI_EXIT_OK) {
-        json_object_put(ret);
+    if (r != CLI_EXIT_OK)
         return r;
-    }
     if (cli->json)
-        return cli_print_json(ret);
-    json_object_put(ret);
+        return cli_print_json(TAKE_PTR(ret));
     cli_say(cli, a.no_wait ? "qcowd is stopping\n" : "qcowd has detached every image and stopped\n");
     return CLI_EXIT_OK;
 }

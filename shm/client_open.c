@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "client_internal.h"
 
 /* Size of the memfd, which must be sealed against shrinking: a server that
@@ -205,21 +206,20 @@ static int setup(struct qcowring *r, int memfd, int req_eventfd, int rsp_eventfd
     return err;
 }
 
+DEFINE_POINTER_CLEANUP(qcowring_close, struct qcowring)
+
 int qcowring_open_fds(int memfd, int req_eventfd, int rsp_eventfd, struct qcowring **out)
 {
-    struct qcowring *r = calloc(1, sizeof(*r));
+    _cleanup_(qcowring_closep) struct qcowring *r = calloc(1, sizeof(*r));
     int err;
 
     if (!r)
         return -ENOMEM;
     r->req_fd = r->rsp_fd = r->owner_fd = -1;
     ring_spin_init(r);
-    err = setup(r, memfd, req_eventfd, rsp_eventfd);
-    if (err) {
-        qcowring_close(r);
+    if ((err = setup(r, memfd, req_eventfd, rsp_eventfd)) < 0)
         return err;
-    }
-    *out = r;
+    *out = TAKE_PTR(r);
     return 0;
 }
 

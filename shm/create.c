@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "qcowring-client.h"
 
 #define KNOWN_FEATURES                                                          \
@@ -80,22 +81,18 @@ static int init_memory(int memfd, const struct qcowring_params *p, uint64_t tota
 static int make_memfd(const struct qcowring_params *p, int *out)
 {
     uint64_t total = qcowring_total_size(p->ring_page_order, p->data_pages);
-    int fd = memfd_create("qcowring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    int err = 0;
+    _cleanup_close_ int fd = memfd_create("qcowring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    int err;
 
     if (fd < 0)
         return -errno;
     if (ftruncate(fd, (off_t)total) < 0)
-        err = -errno;
-    if (!err)
-        err = init_memory(fd, p, total);
-    if (!err && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
-        err = -errno;
-    if (err) {
-        close(fd);
+        return -errno;
+    if ((err = init_memory(fd, p, total)) < 0)
         return err;
-    }
-    *out = fd;
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+        return -errno;
+    *out = TAKE_FD(fd);
     return 0;
 }
 
@@ -112,21 +109,17 @@ void qcowring_close_fds(struct qcowring_fds *fds)
 
 int qcowring_create(const struct qcowring_params *params, struct qcowring_fds *out)
 {
-    struct qcowring_fds fds = { -1, -1, -1 };
+    _cleanup_close_ int memfd = -1, req = -1, rsp = -1;
     int err = check_params(params);
 
     if (err)
         return err;
-    err = make_memfd(params, &fds.memfd);
-    if (err)
+    if ((err = make_memfd(params, &memfd)) < 0)
         return err;
-    fds.req_eventfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    fds.rsp_eventfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (fds.req_eventfd < 0 || fds.rsp_eventfd < 0) {
-        err = -errno;
-        qcowring_close_fds(&fds);
-        return err;
-    }
-    *out = fds;
+    if ((req = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
+        (rsp = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+        return -errno;
+    *out = (struct qcowring_fds){ .memfd = TAKE_FD(memfd), .req_eventfd = TAKE_FD(req),
+                                  .rsp_eventfd = TAKE_FD(rsp) };
     return 0;
 }
