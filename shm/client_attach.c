@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "client_internal.h"
 #include "fdpass.h"
 
@@ -50,38 +51,20 @@ static int append(char *out, size_t cap, size_t *len, const char *text)
 /* The greeting, then one request (with fd when >= 0), then its reply. */
 static int call(const char *socket_path, const char *line, size_t len, int fd)
 {
-    int sock = control_dial(socket_path), fds[3], r;
-    unsigned nfds = 0;
-    char *reply;
+    _cleanup_close_ int sock = control_dial(socket_path);
+    _cleanup_free_ char *reply = NULL;
+    _cleanup_(control_received_close) struct control_received got = { .n = 0 };
+    int r;
 
     if (sock < 0)
         return sock;
-    if (!(reply = malloc(CONTROL_LINE_MAX))) {
-        close(sock);
+    if (!(reply = malloc(CONTROL_LINE_MAX)))
         return -ENOMEM;
-    }
-    if ((r = control_read_line(sock, reply, CONTROL_LINE_MAX, fds, &nfds)) < 0)
-        goto out;
-    if (strncmp(reply, "{\"QCOWD\"", 8) != 0) {
-        r = control_reply_status(reply) < 0 ? control_reply_status(reply) : -EPROTO;
-        goto out;
-    }
+    if ((r = control_read_greeting(sock, reply, &got)) < 0)
+        return r;
     if ((r = fdpass_send(sock, line, len, &fd, fd >= 0 ? 1 : 0)) < 0)
-        goto out;
-    do {
-        for (unsigned i = 0; i < nfds; i++)
-            close(fds[i]);
-        nfds = 0;
-        if ((r = control_read_line(sock, reply, CONTROL_LINE_MAX, fds, &nfds)) < 0)
-            goto out;
-    } while (strncmp(reply, "{\"event\"", 8) == 0);
-    r = control_reply_status(reply);
-out:
-    for (unsigned i = 0; i < nfds; i++)
-        close(fds[i]);
-    free(reply);
-    close(sock);
-    return r;
+        return r;
+    return control_read_reply(sock, reply, &got);
 }
 
 /* path made absolute against our directory: qcowd locates relative backing

@@ -4,56 +4,42 @@
 #include "config.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "client_internal.h"
 
 static int ask_for_ring(int fd, const char *name, int fds[3])
 {
-    char *line = malloc(CONTROL_LINE_MAX), req[160];
-    unsigned nfds = 0;
+    _cleanup_free_ char *line = malloc(CONTROL_LINE_MAX);
+    _cleanup_(control_received_close) struct control_received got = { .n = 0 };
+    char req[160];
     int r;
 
     if (!line)
         return -ENOMEM;
-    /* The greeting, or a refusal instead of it. */
-    if ((r = control_read_line(fd, line, CONTROL_LINE_MAX, fds, &nfds)) < 0)
-        goto out;
-    if (strncmp(line, "{\"QCOWD\"", 8) != 0) {
-        r = control_reply_status(line) < 0 ? control_reply_status(line) : -EPROTO;
-        goto out;
-    }
+    if ((r = control_read_greeting(fd, line, &got)) < 0)
+        return r;
+    /* The name is checked: nothing in it needs escaping. */
     snprintf(req, sizeof req, "{\"execute\":\"connect\",\"arguments\":{\"name\":\"%s\"}}\n", name);
-    if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0) {
-        r = -errno;
-        goto out;
-    }
-    /* Skip events until the reply. */
-    do {
-        for (unsigned i = 0; i < nfds; i++)
-            close(fds[i]);
-        if ((r = control_read_line(fd, line, CONTROL_LINE_MAX, fds, &nfds)) < 0)
-            goto out;
-    } while (strncmp(line, "{\"event\"", 8) == 0);
-    if ((r = control_reply_status(line)) == 0 && nfds != 3)
-        r = -EPROTO;
-out:
-    if (r < 0)
-        for (unsigned i = 0; i < nfds; i++)
-            close(fds[i]);
-    free(line);
-    return r;
+    if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0)
+        return -errno;
+    if ((r = control_read_reply(fd, line, &got)) < 0)
+        return r;
+    if (got.n != 3)
+        return -EPROTO;
+    memcpy(fds, got.fds, sizeof got.fds);
+    got.n = 0;
+    return 0;
 }
 
 int qcowring_connect(const char *socket_path, const char *name, struct qcowring **out)
 {
-    int fds[3], fd, r;
+    int fds[3] = { -1, -1, -1 }, fd, r;
 
     if (!name || !control_valid_name(name))
         return -EINVAL;

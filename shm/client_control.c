@@ -1,6 +1,8 @@
 /* Talking to qcowd's control socket (doc/protocol.md), for
- * qcowring_connect and qcowring_attach: dialling, reading reply lines with
- * the descriptors that come with them, and error classes as errnos. */
+ * qcowring_connect and qcowring_attach: dialling, reading messages with the
+ * descriptors that come with them, and error classes as errnos.  Every line
+ * is parsed with json-c: the order of members and members we do not know
+ * do not matter. */
 #include "config.h"
 
 #include <errno.h>
@@ -12,9 +14,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
+#include "cleanup.h"
 #include "client_internal.h"
 #include "fdpass.h"
 
+#define JSON_MAX_DEPTH 16               /* the protocol's limit */
+#define PROTOCOL_VERSION 1
 #define REPLY_TIMEOUT_MS 30000
 
 static int default_socket(char *buf, size_t len)
@@ -53,7 +60,7 @@ static int dial_path(const char *path)
 }
 
 /* Read one line (and any descriptors that come with it) into buf. */
-int control_read_line(int fd, char *buf, size_t cap, int *fds, unsigned *nfds)
+static int read_line(int fd, char *buf, size_t cap, int *fds, unsigned *nfds)
 {
     size_t len = 0;
 
@@ -78,8 +85,30 @@ int control_read_line(int fd, char *buf, size_t cap, int *fds, unsigned *nfds)
     return -EMSGSIZE;
 }
 
-/* The error class of a reply line, mapped to an errno. */
-int control_reply_status(const char *line)
+/* A line as one JSON object, or NULL when it is none. */
+static json_object *parse_message(const char *line)
+{
+    struct json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
+    size_t len = strlen(line);
+    json_object *msg;
+
+    if (!tok)
+        return NULL;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    msg = json_tokener_parse_ex(tok, line, (int)len);
+    if (msg && (json_tokener_get_error(tok) != json_tokener_success ||
+                json_tokener_get_parse_end(tok) != len ||
+                !json_object_is_type(msg, json_type_object))) {
+        json_object_put(msg);
+        msg = NULL;
+    }
+    json_tokener_free(tok);
+    return msg;
+}
+
+/* A reply as an errno: 0 for a return, the error class's errno for an
+ * error, -EPROTO for anything else. */
+static int reply_status(json_object *msg)
 {
     static const struct { const char *cls; int err; } classes[] = {
         { "NotFound", -ENOENT }, { "Busy", -EBUSY }, { "Locked", -EBUSY },
@@ -87,19 +116,83 @@ int control_reply_status(const char *line)
         { "AlreadyExists", -EEXIST }, { "InvalidParameter", -EINVAL },
         { "LimitReached", -ENOSPC },
     };
-    static const char prefix[] = "{\"error\":{\"class\":\"";
+    json_object *error, *cls;
 
-    if (strncmp(line, "{\"return\"", 9) == 0)
+    if (json_object_object_get_ex(msg, "return", NULL))
         return 0;
-    if (strncmp(line, prefix, sizeof prefix - 1) != 0)
-        return strncmp(line, "{\"error\"", 8) == 0 ? -EIO : -EPROTO;
-    line += sizeof prefix - 1;
-    for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++) {
-        size_t n = strlen(classes[i].cls);
-        if (strncmp(line, classes[i].cls, n) == 0 && line[n] == '"')
+    if (!json_object_object_get_ex(msg, "error", &error))
+        return -EPROTO;
+    if (!json_object_object_get_ex(error, "class", &cls) ||
+        !json_object_is_type(cls, json_type_string))
+        return -EIO;
+    for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++)
+        if (strcmp(json_object_get_string(cls), classes[i].cls) == 0)
             return classes[i].err;
-    }
     return -EIO;
+}
+
+/* The greeting, or the refusal the server sends instead of it. */
+static int greeting_status(json_object *msg)
+{
+    json_object *body, *protocol;
+    int r;
+
+    if (!json_object_object_get_ex(msg, "QCOWD", &body)) {
+        r = reply_status(msg);
+        return r < 0 ? r : -EPROTO;
+    }
+    if (!json_object_object_get_ex(body, "protocol", &protocol) ||
+        !json_object_is_type(protocol, json_type_int))
+        return -EPROTO;
+    return json_object_get_int64(protocol) == PROTOCOL_VERSION ? 0 : -EPROTONOSUPPORT;
+}
+
+static bool is_event(json_object *msg)
+{
+    return json_object_object_get_ex(msg, "event", NULL) &&
+           !json_object_object_get_ex(msg, "return", NULL) &&
+           !json_object_object_get_ex(msg, "error", NULL);
+}
+
+void control_received_close(struct control_received *got)
+{
+    for (unsigned i = 0; i < got->n; i++)
+        close(got->fds[i]);
+    got->n = 0;
+}
+
+/* The next message; descriptors that came with the previous one are
+ * closed first. */
+static int next_message(int fd, char *line, struct control_received *got, json_object **msg)
+{
+    int r;
+
+    control_received_close(got);
+    if ((r = read_line(fd, line, CONTROL_LINE_MAX, got->fds, &got->n)) < 0)
+        return r;
+    *msg = parse_message(line);
+    return *msg ? 0 : -EPROTO;
+}
+
+int control_read_greeting(int fd, char *line, struct control_received *got)
+{
+    _cleanup_json_ json_object *msg = NULL;
+    int r = next_message(fd, line, got, &msg);
+
+    return r < 0 ? r : greeting_status(msg);
+}
+
+int control_read_reply(int fd, char *line, struct control_received *got)
+{
+    for (;;) {
+        _cleanup_json_ json_object *msg = NULL;
+        int r = next_message(fd, line, got, &msg);
+
+        if (r < 0)
+            return r;
+        if (!is_event(msg))
+            return reply_status(msg);
+    }
 }
 
 int control_dial(const char *socket_path)

@@ -13,11 +13,18 @@
 #define CONTROL_LINE_MAX 65536
 /* Connect to socket_path (NULL: the default); the descriptor or -errno. */
 int control_dial(const char *socket_path);
-/* One line into buf (NUL-terminated, without its newline), with up to 3
- * descriptors that came with it. */
-int control_read_line(int fd, char *buf, size_t cap, int *fds, unsigned *nfds);
-/* 0 for a "return" line, the errno of an "error" line's class. */
-int control_reply_status(const char *line);
+/* Descriptors received with the message being read. */
+struct control_received {
+    int fds[3];
+    unsigned n;
+};
+void control_received_close(struct control_received *got);
+/* The greeting into line (CONTROL_LINE_MAX bytes): 0, -EPROTONOSUPPORT for
+ * another protocol, the errno of the refusal sent instead, -EPROTO. */
+int control_read_greeting(int fd, char *line, struct control_received *got);
+/* The reply to a request, past any events: 0 for a return (with its
+ * descriptors in got), the errno of an error's class, -EPROTO. */
+int control_read_reply(int fd, char *line, struct control_received *got);
 bool control_valid_name(const char *name);
 
 /* A first-fit (from a moving cursor) allocator of contiguous page runs over

@@ -16,6 +16,7 @@ shm_libqcowring_la_SOURCES = \
 	daemon/common/fdpass.h daemon/common/fdpass.c \
 	daemon/common/spin.h daemon/common/spin.c
 shm_libqcowring_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
+shm_libqcowring_la_LIBADD = $(JSONC_LIBS)
 # Only the public qcowring_* functions are exported.
 shm_libqcowring_la_LDFLAGS = $(AM_LDFLAGS) -version-info 2:0:2 \
 	-export-symbols-regex '^qcowring_'

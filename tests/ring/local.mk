@@ -6,13 +6,15 @@ RING_TESTS = \
 	tests/ring/test_xen_compat \
 	tests/ring/test_client \
 	tests/ring/test_hostile \
-	tests/ring/test_recovery
+	tests/ring/test_recovery \
+	tests/ring/test_connect
 check_PROGRAMS += \
 	tests/ring/test_abi \
 	tests/ring/test_xen_compat \
 	tests/ring/test_client \
 	tests/ring/test_hostile \
-	tests/ring/test_recovery
+	tests/ring/test_recovery \
+	tests/ring/test_connect
 
 # The back end under test: ring_server and an in-memory disk.
 RING_TEST_SERVER_SOURCES = \
@@ -40,6 +42,10 @@ tests_ring_test_recovery_SOURCES = tests/ring/test_recovery.c $(RING_TEST_SERVER
 	daemon/worker/doorbell.h daemon/worker/doorbell.c
 tests_ring_test_recovery_CPPFLAGS = $(AM_CPPFLAGS) -DRING_SERVER_CRASH_TEST
 tests_ring_test_recovery_LDADD = shm/libqcowring.la
+
+# qcowring_connect() against a fake qcowd that shuffles members.
+tests_ring_test_connect_SOURCES = tests/ring/test_connect.c tests/ring/ring_test.h
+tests_ring_test_connect_LDADD = shm/libqcowring.la $(JSONC_LIBS) -lpthread
 
 # libFuzzer target: built with clang directly, run for a bounded time.
 EXTRA_DIST += tests/ring/fuzz_ring.c tests/ring/run-fuzz.sh
