@@ -47,7 +47,8 @@ UNIT_TESTS = \
 	tests/unit/test-meta \
 	tests/unit/test-throttle \
 	tests/unit/test-flush-fail \
-	tests/unit/test-vec
+	tests/unit/test-vec \
+	tests/unit/test-error
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 UNIT_LDADD = daemon/image/libqcowimage.la
@@ -72,6 +73,8 @@ tests_unit_test_throttle_LDADD = daemon/common/libqcowdcommon.la $(JSONC_LIBS)
 tests_unit_test_flush_fail_SOURCES = tests/unit/test-flush-fail.c tests/unit/unit.h
 tests_unit_test_flush_fail_LDADD = $(UNIT_LDADD)
 tests_unit_test_vec_SOURCES = tests/unit/test-vec.c tests/unit/unit.h
+tests_unit_test_error_SOURCES = tests/unit/test-error.c tests/unit/unit.h
+tests_unit_test_error_LDADD = $(UNIT_LDADD)
 # The harness itself: a test with no check must fail.
 check_PROGRAMS += tests/unit/no-checks
 tests_unit_no_checks_SOURCES = tests/unit/no-checks.c tests/unit/unit.h

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -7,14 +8,15 @@
 
 static _Thread_local char last_error[1024];
 
-int qc_fail(int err, const char *fmt, ...)
+void qc_record_error(const char *fmt, ...)
 {
+    int saved_errno = errno;
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
-    return err;
+    errno = saved_errno;
 }
 
 const char *qc_error_message(int err)
