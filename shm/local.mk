@@ -21,5 +21,6 @@ shm_libqcowring_la_LIBADD = $(JSONC_LIBS)
 shm_libqcowring_la_LDFLAGS = $(AM_LDFLAGS) -version-info 2:0:2 \
 	-export-symbols-regex '^qcowring_'
 pkgconfig_DATA += shm/libqcowring.pc
-dist_man_MANS += doc/libqcowring.3
+man_MANS += doc/libqcowring.3
+EXTRA_DIST += doc/libqcowring.3.in
 EXTRA_DIST += doc/ring.md

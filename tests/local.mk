@@ -16,7 +16,8 @@ AM_TESTS_ENVIRONMENT = \
 	top_srcdir='$(abs_top_srcdir)'; export top_srcdir; \
 	top_builddir='$(abs_top_builddir)'; export top_builddir; \
 	TEST_TOOLS='$(abs_top_builddir)/tests/tools'; export TEST_TOOLS; \
-	QCOWD_SECCOMP='$(WITH_SECCOMP)'; export QCOWD_SECCOMP;
+	QCOWD_SECCOMP='$(WITH_SECCOMP)'; export QCOWD_SECCOMP; \
+	PACKAGE_VERSION='$(PACKAGE_VERSION)'; export PACKAGE_VERSION;
 
 EXTRA_DIST += tests/README.md tests/lib/common.sh tests/lib/wait.sh tests/lib/faults.sh tests/lib/sandbox-kills.sh tests/lib/qemu-lock.sh tests/lib/xorshift.h
 

@@ -42,9 +42,9 @@ static void cmd_version(struct supervisor *s, struct client *c, json_object *id,
 {
     json_object *v = json_object_new_object();
 
-    json_object_object_add(v, "major", json_object_new_int(0));
-    json_object_object_add(v, "minor", json_object_new_int(1));
-    json_object_object_add(v, "micro", json_object_new_int(0));
+    json_object_object_add(v, "major", json_object_new_int(PACKAGE_VERSION_MAJOR));
+    json_object_object_add(v, "minor", json_object_new_int(PACKAGE_VERSION_MINOR));
+    json_object_object_add(v, "micro", json_object_new_int(PACKAGE_VERSION_MICRO));
     json_object_object_add(v, "package", json_object_new_string(PACKAGE_STRING));
     json_object_object_add(v, "protocol", json_object_new_int(1));
     json_object_object_add(v, "limits", limits_describe(s));

@@ -340,9 +340,9 @@ static void send_greeting(struct client *c)
     json_object *msg = json_object_new_object(), *body = json_object_new_object();
     json_object *ver = json_object_new_object(), *caps = json_object_new_array();
 
-    json_object_object_add(ver, "major", json_object_new_int(0));
-    json_object_object_add(ver, "minor", json_object_new_int(1));
-    json_object_object_add(ver, "micro", json_object_new_int(0));
+    json_object_object_add(ver, "major", json_object_new_int(PACKAGE_VERSION_MAJOR));
+    json_object_object_add(ver, "minor", json_object_new_int(PACKAGE_VERSION_MINOR));
+    json_object_object_add(ver, "micro", json_object_new_int(PACKAGE_VERSION_MICRO));
     json_object_object_add(ver, "package", json_object_new_string(PACKAGE_STRING));
     json_object_array_add(caps, json_object_new_string("events"));
     json_object_array_add(caps, json_object_new_string("fd-passing"));
