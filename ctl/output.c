@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "output.h"
+#include "daemon/common/cleanup.h"
 #include "daemon/common/vec.h"
 
 static void vprint_error(const char *fmt, va_list ap)
@@ -172,9 +173,9 @@ void cli_table_add(struct cli_table *t, const char *const *row)
 
 int cli_table_print(struct cli_table *t, const char *indent)
 {
-    size_t width[t->ncols ? t->ncols : 1];
+    _cleanup_free_ size_t *width = calloc(t->ncols ? t->ncols : 1, sizeof *width);
 
-    if (t->failed)
+    if (t->failed || !width)
         return cli_fail("out of memory building a table");
     for (size_t c = 0; c < t->ncols; c++) {
         width[c] = 0;
