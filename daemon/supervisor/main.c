@@ -214,7 +214,7 @@ static int parse_options(int argc, char **argv, struct supervisor *s)
 
     while ((c = getopt_long(argc, argv, "s:g:l:hV", opts, NULL)) != -1) {
         switch (c) {
-        case 's': s->socket_path = strdup(optarg); break;
+        case 's': free(s->socket_path); s->socket_path = strdup(optarg); break;
         case 'g':
             if (!(gr = getgrnam(optarg))) {
                 fprintf(stderr, "qcowd: unknown group '%s'\n", optarg);
