@@ -28,16 +28,6 @@ void cli_error(const char *fmt, ...)
     va_end(ap);
 }
 
-int cli_fail(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vprint_error(fmt, ap);
-    va_end(ap);
-    return CLI_EXIT_FAILURE;
-}
-
 int cli_engine_fail(int err)
 {
     return cli_fail("%s", qc_error_message(err));

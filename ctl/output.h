@@ -13,8 +13,9 @@
 /* Print "qcowctl: <message>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* cli_error(), then return CLI_EXIT_FAILURE. */
-int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* cli_error(), then evaluate to CLI_EXIT_FAILURE.  A macro, so that the
+ * compiler and analysers see a failure path return non-zero. */
+#define cli_fail(...) (cli_error(__VA_ARGS__), CLI_EXIT_FAILURE)
 
 /* Report an engine error (its message names the file) and return
  * CLI_EXIT_FAILURE. */

@@ -132,8 +132,10 @@ int l2_cache_foreach(struct l2_cache *c, int (*fn)(struct l2_table *t, void *opa
 
 void l2_cache_clear(struct l2_cache *c)
 {
-    while (c->lru.lru_next != &c->lru)
-        table_free(c, c->lru.lru_next);
+    for (struct l2_table *t = c->lru.lru_next, *next; t != &c->lru; t = next) {
+        next = t->lru_next;
+        table_free(c, t);
+    }
 }
 
 void l2_cache_destroy(struct l2_cache *c)

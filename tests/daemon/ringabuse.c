@@ -250,7 +250,7 @@ static void scribble_rounds(uint8_t *base, int req_fd, char **argv, bool soft)
 
 int main(int argc, char **argv)
 {
-    int fds[3], ctl;
+    int fds[3] = { -1, -1, -1 }, ctl;
     struct stat st;
     struct ring_view view = { 0 };
     uint8_t *base;

@@ -365,7 +365,11 @@ static unsigned random_segments(struct xc *c, struct blkif_request_segment *segs
         segs[i].last_sect = last;
         total += last - first + 1u;
     }
-    return i ? i : 1;
+    if (i == 0) {   /* not even the first fits: one sector */
+        segs[0] = (struct blkif_request_segment){ .gref = first_page };
+        i = 1;
+    }
+    return i;
 }
 
 /* A batch of random reads and writes on disjoint disk ranges and pages,
