@@ -17,7 +17,8 @@ AM_TESTS_ENVIRONMENT = \
 	top_builddir='$(abs_top_builddir)'; export top_builddir; \
 	TEST_TOOLS='$(abs_top_builddir)/tests/tools'; export TEST_TOOLS; \
 	QCOWD_SECCOMP='$(WITH_SECCOMP)'; export QCOWD_SECCOMP; \
-	PACKAGE_VERSION='$(PACKAGE_VERSION)'; export PACKAGE_VERSION;
+	PACKAGE_VERSION='$(PACKAGE_VERSION)'; export PACKAGE_VERSION; \
+	CLANG='$(CLANG)'; export CLANG;
 
 EXTRA_DIST += tests/README.md tests/lib/common.sh tests/lib/wait.sh tests/lib/faults.sh tests/lib/sandbox-kills.sh tests/lib/qemu-lock.sh tests/lib/xorshift.h
 
@@ -153,6 +154,10 @@ TESTS += $(DAEMON_TESTS)
 include tests/nbd/local.mk
 TESTS += $(NBD_TESTS)
 include tests/vm/local.mk
+
+# make analyze fails on a finding (tools/analyze.sh, on a tree of its own).
+TESTS += tests/analyze-gate.sh
+EXTRA_DIST += tests/analyze-gate.sh
 
 # ./quickstart check fails on a skipped test: its skip detection, tested.
 TESTS += tests/quickstart-skips.sh
