@@ -1,6 +1,7 @@
 /* The asynchronous client interface: slots, submit, kick, reap (libqcowring). */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
@@ -97,6 +98,7 @@ void qcowring_req_free(struct qcowring *r, struct qcowring_req *q)
         page_alloc_put(&r->pages, q->indirect_first, q->indirect_pages);
     q->nr_pages = q->indirect_pages = 0;
     q->state = REQ_FREE;
+    assert(r->nr_free_reqs < r->geo.ring_entries);
     r->free_reqs[r->nr_free_reqs++] = q->slot;
 }
 
@@ -257,6 +259,7 @@ int qcowring_submit(struct qcowring *r, struct qcowring_req *q, int op,
     q->op = op;
     q->user_data = user_data;
     q->state = REQ_IN_FLIGHT;
+    assert(r->in_flight < r->geo.ring_entries);
     r->in_flight++;
     return 0;
 }
@@ -315,6 +318,7 @@ static int complete_one(struct qcowring *r, const struct qcowring_response *rsp)
         return fail(r, -EPROTO);
     q->result = status_to_result(rsp->status);
     q->state = REQ_DONE;
+    assert(r->in_flight > 0);
     r->in_flight--;
     if (!q->sync)
         push_done(r, q);

@@ -1,6 +1,7 @@
 /* Contiguous page-run allocator over a ring's data area (libqcowring). */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 
@@ -15,6 +16,7 @@ static void mark_pages(struct page_alloc *pa, uint32_t first, uint32_t count, bo
 {
     for (uint32_t p = first; p < first + count; p++) {
         uint64_t bit = 1ull << (p % 64);
+        assert(page_used(pa, p) != used);
         if (used)
             pa->bits[p / 64] |= bit;
         else
@@ -96,6 +98,8 @@ int page_alloc_get(struct page_alloc *pa, uint32_t count, uint32_t *first)
 
 void page_alloc_put(struct page_alloc *pa, uint32_t first, uint32_t count)
 {
+    assert(first <= pa->nr_pages && count <= pa->nr_pages - first);
+    assert(count <= pa->nr_pages - pa->nr_free);
     mark_pages(pa, first, count, false);
     pa->nr_free += count;
 }

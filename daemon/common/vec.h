@@ -13,6 +13,7 @@
 #ifndef QCOWD_VEC_H
 #define QCOWD_VEC_H
 
+#include <assert.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@ static inline int vec_grow_(void *pv, size_t *cap, size_t need, size_t size)
 
 static inline int vec_reserve_(void *pv, size_t *cap, size_t n, size_t more, size_t size)
 {
+    assert(n <= *cap);
     if (more > SIZE_MAX - n)
         return -ENOMEM;
     return vec_grow_(pv, cap, n + more, size);

@@ -49,18 +49,20 @@ static void sizes_never_wrap(void)
 {
     VEC(struct pair) v = { 0 };
     struct pair *p = NULL;
-    size_t cap = 0;
+    size_t cap = 0, full = SIZE_MAX - 1;
 
     /* n + more past SIZE_MAX. */
-    CHECK(array_reserve(p, cap, SIZE_MAX - 1, 2) == -ENOMEM);
+    CHECK(array_reserve(p, full, SIZE_MAX - 1, 2) == -ENOMEM);
     /* need * sizeof past SIZE_MAX: would be a tiny allocation if wrapped. */
     CHECK(array_reserve(p, cap, 0, SIZE_MAX / sizeof *p + 1) == -ENOMEM);
     CHECK(p == NULL && cap == 0);
     /* A failed growth leaves the vector as it was. */
     CHECK(vec_push(&v, ((struct pair){ 1, 2 })) == 0);
-    v.n = SIZE_MAX;
+    cap = v.cap;
+    v.n = v.cap = SIZE_MAX;
     CHECK(vec_push(&v, ((struct pair){ 3, 4 })) == -ENOMEM);
     v.n = 1;
+    v.cap = cap;
     CHECK(v.v[0].a == 1 && v.v[0].b == 2);
     vec_free(&v);
 }
