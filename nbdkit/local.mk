@@ -10,4 +10,5 @@ nbdkit_nbdkit_qcowd_plugin_la_LIBADD = shm/libqcowring.la -lpthread
 nbdkit_nbdkit_qcowd_plugin_la_LDFLAGS = $(AM_LDFLAGS) -module -avoid-version -shared \
 	-export-symbols-regex '^plugin_init$$'
 endif
-dist_man_MANS += doc/nbdkit-qcowd-plugin.1
+man_MANS += doc/nbdkit-qcowd-plugin.1
+EXTRA_DIST += doc/nbdkit-qcowd-plugin.1.in

@@ -25,7 +25,7 @@ ctl --json version >"$T/version" || die "qcowctl version"
 "$QCOWCTL" --version | grep -qF " $PACKAGE_VERSION" || die "qcowctl --version: $("$QCOWCTL" --version)"
 [ "$major.$minor.$micro" = "$PACKAGE_VERSION" ] || die "PACKAGE_VERSION $PACKAGE_VERSION has not three parts"
 
-for page in doc/qcowd.8 doc/qcowctl.8 doc/libqcowring.3; do
+for page in doc/qcowd.8 doc/qcowctl.8 doc/libqcowring.3 doc/nbdkit-qcowd-plugin.1; do
     [ -f "$top_builddir/$page" ] || die "$page not built"
     grep -m 1 '^\.TH ' "$top_builddir/$page" | grep -qF "\"qcowd $PACKAGE_VERSION\"" ||
         die "$page: its header does not name qcowd $PACKAGE_VERSION: $(grep -m 1 '^\.TH ' "$top_builddir/$page")"
