@@ -33,7 +33,7 @@ int cli_engine_fail(int err)
     return cli_fail("%s", qc_error_message(err));
 }
 
-int cli_usage_error(const struct cli_command *cmd, const char *fmt, ...)
+void cli_print_usage_error(const struct cli_command *cmd, const char *fmt, ...)
 {
     va_list ap;
 
@@ -44,7 +44,6 @@ int cli_usage_error(const struct cli_command *cmd, const char *fmt, ...)
         fprintf(stderr, "Try '" CLI_PROGRAM " %s --help' for more information.\n", cmd->name);
     else
         fputs("Try '" CLI_PROGRAM " --help' for more information.\n", stderr);
-    return CLI_EXIT_USAGE;
 }
 
 void cli_say(const struct cli *cli, const char *fmt, ...)

@@ -21,9 +21,11 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * CLI_EXIT_FAILURE. */
 int cli_engine_fail(int err);
 
-/* A usage error: the message and a hint at --help; returns CLI_EXIT_USAGE.
- * cmd may be NULL for the global command line. */
-int cli_usage_error(const struct cli_command *cmd, const char *fmt, ...)
+/* A usage error: the message and a hint at --help, then evaluate to
+ * CLI_EXIT_USAGE (a macro, like cli_fail).  cmd may be NULL for the global
+ * command line. */
+#define cli_usage_error(cmd, ...) (cli_print_usage_error((cmd), __VA_ARGS__), CLI_EXIT_USAGE)
+void cli_print_usage_error(const struct cli_command *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* Human text on stdout, unless --quiet or --json. */

@@ -32,9 +32,9 @@ missing() {
 }
 
 cd "$srcdir" || exit 2
-find ctl shm daemon tests -name '*.c' | LC_ALL=C sort >"$work/sources"
+find ctl shm daemon nbdkit tests -name '*.c' 2>/dev/null | LC_ALL=C sort >"$work/sources"
 flags=(-std=gnu11 -I"$builddir" -I. -Idaemon/image -Ishm -Idaemon/common -Idaemon/worker
-       -Itests/ring -DWORKER_PATH='"qcowd-worker"' -DRINGBENCH_DEFAULT_WORKER='"qcowd-worker"')
+       -Inbdkit -Itests/ring -DWORKER_PATH='"qcowd-worker"' -DRINGBENCH_DEFAULT_WORKER='"qcowd-worker"')
 read -r -a dep_flags <<<"${ANALYZE_CPPFLAGS:-}"
 : >"$log"
 
@@ -69,7 +69,7 @@ if [ -n "${CPPCHECK:-}" ]; then
     tools_ran+=(cppcheck)
     "$CPPCHECK" --quiet --std=c11 --enable=warning,portability,performance --library=posix \
         --inline-suppr -j "$jobs" -D__GNUC__ -I"$builddir" -I. -Idaemon/image -Ishm \
-        -Idaemon/common -Idaemon/worker -Itests/ring \
+        -Idaemon/common -Idaemon/worker -Inbdkit -Itests/ring \
         --template='{file}:{line}: cppcheck: {message} [{id}]' \
         $(cat "$work/sources") 2>"$work/cppcheck" >/dev/null
     cat "$work/cppcheck" >>"$log"
