@@ -17,15 +17,20 @@ require_nbd() {
 
 # nbdkit itself is not built with the sanitizers: in a sanitizer build it
 # must load their runtimes first to load the plugin.  $T/nbdkit does that
-# (and is nbdkit itself otherwise).
+# (and is nbdkit itself otherwise).  nbdkit's own libraries are preloaded
+# before the runtimes, so that ld.so initialises the runtimes before their
+# constructors: p11-kit's (through gnutls) calls newlocale, and AddressSanitizer
+# starting up inside it leaves glibc's locale lock broken, which hangs the
+# next newlocale (json-c's parser calls it in qcowring_connect).
 make_nbdkit_wrapper() {
-    local preload
+    local preload deps
     preload=$(ldd "$PLUGIN" | awk '/lib(asan|ubsan)\.so/ {printf "%s ", $3}')
+    deps=$(ldd "$NBDKIT" | awk '$3 ~ /^\// && $1 !~ /^libc\.so/ {printf "%s ", $3}')
     NBDKIT_RUN=$T/nbdkit
     {
         echo '#!/bin/sh'
-        [ -n "$preload" ] && echo "export LD_PRELOAD='$preload'" &&
-            echo 'export ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"'
+        [ -n "$preload" ] && echo "export LD_PRELOAD='$deps$preload'" &&
+            echo 'export ASAN_OPTIONS="detect_leaks=0:verify_asan_link_order=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"'
         echo "exec '$NBDKIT' \"\$@\""
     } >"$NBDKIT_RUN"
     chmod +x "$NBDKIT_RUN"
