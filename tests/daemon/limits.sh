@@ -6,10 +6,9 @@
 # reports the room left.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
-require_qemu
 
 for i in $(seq 1 12); do
-    "$QEMU_IMG" create -f qcow "$T/i$i.qcow" 1M >/dev/null
+    run "$QCOWCTL" create -q "$T/i$i.qcow" 1M
 done
 nofile() { awk '/^Max open files/ { print $4, $5 }' "/proc/$QCOWD_PID/limits"; }
 

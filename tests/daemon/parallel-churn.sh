@@ -7,13 +7,12 @@
 # the descriptors it held before and no worker is left.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
-require_qemu
 start_daemon
 IMAGES=6
 CYCLES=$((25 * QCOWD_TEST_SCALE))
 
 for k in $(seq 1 $IMAGES); do
-    "$QEMU_IMG" create -f qcow "$T/c$k.qcow" 8M >/dev/null
+    run "$QCOWCTL" create -q "$T/c$k.qcow" 8M
 done
 fds_before=$(fd_count "$QCOWD_PID")
 
