@@ -140,7 +140,7 @@ unsigned aio_budget_growth_room(void)
  * to pass MAX. */
 static int ledger_add(const char *path, int64_t delta, bool check)
 {
-    struct aio_budget b;
+    struct aio_budget b = { 0 };
     int fd = ledger_open(path), r;
 
     if (fd < 0)

@@ -288,7 +288,7 @@ static int take_ready(const struct worker_spawn_opts *o, struct worker_proc *p, 
 
 int worker_launch(const struct worker_spawn_opts *o, struct worker_proc *out)
 {
-    int sv[2], key_fd;
+    int sv[2], key_fd = -1;
     pid_t pid;
     int r;
 
