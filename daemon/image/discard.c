@@ -12,6 +12,7 @@
 #include "driver.h"
 #include "error.h"
 #include "util.h"
+#include "daemon/common/vec.h"
 
 /* Clusters next to each other in the file are punched in one go: a file
  * system frees only the whole blocks a hole covers, and clusters may be
@@ -45,14 +46,8 @@ int image_plan_discard(struct image *img, uint64_t off, uint64_t len,
             (*pieces)[*n - 1].host_len += p.host_len;
             continue;
         }
-        if (*n == *cap) {
-            size_t c = *cap ? *cap * 2 : 8;
-            struct discard_piece *v = realloc(*pieces, c * sizeof *v);
-            if (!v)
-                return -ENOMEM;
-            *pieces = v;
-            *cap = c;
-        }
+        if ((r = array_reserve(*pieces, *cap, *n, 1)) < 0)
+            return r;
         (*pieces)[(*n)++] = p;
     }
     return 0;
