@@ -68,7 +68,7 @@ err_has "check --repair first"
 expect_rc 0 create -q -f raw r.raw 1M
 expect_rc 1 compact r.raw
 err_has "r.raw: not a qcow image"
-if [ -n "$QEMU_IO" ]; then
+if have_qemu; then
     # qemu-io holds the image (and its lock bytes) while it waits on a fifo;
     # compact is tried once qemu-io has the file open (trying earlier could
     # rename a copy over the file under it).

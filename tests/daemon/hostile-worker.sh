@@ -8,15 +8,14 @@
 # worker that cannot even be run makes attach say why.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
-require_qemu
 PLAN=$T/plan
 : > "$PLAN"
 export BADWORKER_REAL=$QCOWD_WORKER BADWORKER_PLAN=$PLAN BADWORKER_NAME=r.qcow
 QCOWD_WORKER=$DAEMON_TOOLS/badworker
 start_daemon
 
-"$QEMU_IMG" create -f qcow "$T/r.qcow" 16M >/dev/null
-"$QEMU_IMG" create -f qcow "$T/o.qcow" 16M >/dev/null
+run "$QCOWCTL" create -q "$T/r.qcow" 16M
+run "$QCOWCTL" create -q "$T/o.qcow" 16M
 ctl attach "$T/o.qcow" >/dev/null || die "attach o.qcow"
 other_pid=$(worker_pid o.qcow)
 head -c 65536 /dev/urandom > "$T/data"

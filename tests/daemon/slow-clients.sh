@@ -9,11 +9,10 @@
 # waits in such a queue.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
-require_qemu
 HOG=$DAEMON_TOOLS/ctlhog
 start_daemon
 
-"$QEMU_IMG" create -f qcow "$T/a.qcow" 16M >/dev/null
+run "$QCOWCTL" create -q "$T/a.qcow" 16M
 ctl attach "$T/a.qcow" >/dev/null || die "attach"
 
 # hog ARGS...: run ctlhog until release_hog, its output in $T/hog.out.
