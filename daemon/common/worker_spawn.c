@@ -162,7 +162,7 @@ static int recv_json(int fd, int timeout_ms, json_object **msg, int *fds, unsign
     *msg = json_read_message(buf, (size_t)n);
     free(buf);
     if (!*msg) {
-        for (unsigned i = 0; i < *nfds; i++)
+        for (unsigned i = 0; fds && i < *nfds; i++)
             close(fds[i]);
         *nfds = 0;
         return -EBADMSG;

@@ -92,6 +92,7 @@ static int hog(const char *path, long n, const char *line, long count)
     for (long i = 0; i < n; i++) {
         if ((fds[i] = dial(path)) < 0) {
             fprintf(stderr, "ctlhog: connection %ld: %s\n", i, strerror(errno));
+            free(fds);
             return 1;
         }
         if (line)
