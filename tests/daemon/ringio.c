@@ -275,7 +275,7 @@ static int run_load(struct qcowring *ring, const struct load_opts *o, uint64_t s
                     uint64_t *ops, double *start, double *last)
 {
     struct qcowring_completion c[64];
-    double end = (*start = seconds_now()) + o->seconds;
+    double end = (*start = *last = seconds_now()) + o->seconds;
 
     int r, n;
 
