@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <assert.h>
 #include <stdlib.h>
 
 #include "l2cache.h"
@@ -51,6 +52,8 @@ static void hash_unlink(struct l2_cache *c, struct l2_table *t)
 
 static void table_free(struct l2_cache *c, struct l2_table *t)
 {
+    assert(c->count > 0 && c->dirty <= c->count);
+    assert(!t->dirty || c->dirty > 0);
     hash_unlink(c, t);
     lru_unlink(t);
     if (t->dirty)
@@ -112,6 +115,8 @@ void l2_cache_set_dirty(struct l2_cache *c, struct l2_table *t, bool dirty)
 {
     if (t->dirty == dirty)
         return;
+    /* The dirty count is of tables in the cache, so it stays within count. */
+    assert(dirty ? c->dirty < c->count : c->dirty > 0);
     t->dirty = dirty;
     if (dirty)
         c->dirty++;

@@ -17,6 +17,7 @@
 
 #include "attachment_internal.h"
 #include "log.h"
+#include "vec.h"
 
 /* A reaped worker's pid is -1: its number may already be someone else's. */
 static void signal_worker(const struct attachment *att, int sig)
@@ -168,14 +169,8 @@ static void remember_exiting(struct supervisor *s, pid_t pid)
 {
     if (pid <= 0)
         return;
-    if (s->nexiting == s->exiting_cap) {
-        unsigned cap = s->exiting_cap ? s->exiting_cap * 2 : 16;
-        pid_t *v = realloc(s->exiting, cap * sizeof *v);
-        if (!v)
-            return;             /* it is still reaped, just not waited for at exit */
-        s->exiting = v;
-        s->exiting_cap = cap;
-    }
+    if (array_reserve(s->exiting, s->exiting_cap, s->nexiting, 1) < 0)
+        return;                 /* it is still reaped, just not waited for at exit */
     s->exiting[s->nexiting++] = pid;
 }
 

@@ -156,7 +156,8 @@ struct supervisor {
     struct attachment *attachments;
     struct watch *graveyard;    /* clients and attachments to free after this round */
     pid_t *exiting;             /* workers done with their image, not yet reaped */
-    unsigned nexiting, exiting_cap;
+    unsigned nexiting;
+    size_t exiting_cap;
     bool stopping;
     const char *nbdkit_path;    /* supervised NBD exports (exports.c) */
     const char *nbdkit_plugin;

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -289,6 +290,7 @@ static int submit_batch(struct aio_ctx *a, struct aio_kctx *k)
     }
     if (r < 0)
         r = 0;
+    assert(r <= n);
     k->inflight += (unsigned)r;
     a->inflight += (unsigned)r;
     if (r > 0)
@@ -354,6 +356,7 @@ static int reap_context(struct aio_ctx *a, struct aio_kctx *k)
     int total = 0, n;
 
     while (may_have_events(k) && (n = io_getevents(k->ctx, 0, REAP_BATCH, ev, &zero)) > 0) {
+        assert((unsigned)n <= k->inflight && (unsigned)n <= a->inflight);
         k->inflight -= (unsigned)n;
         a->inflight -= (unsigned)n;
         for (int i = 0; i < n; i++) {

@@ -2,6 +2,7 @@
  * validate private copies, hand out ring_io, write responses. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -227,8 +228,11 @@ int ring_server_map(int memfd, const struct ring_server_geometry *geo, void **ba
 
 static struct ring_io *take_io(struct ring_server *rs)
 {
-    struct ring_io *io = rs->free_ios[--rs->nr_free];
+    struct ring_io *io;
 
+    assert(rs->nr_free > 0 && rs->nr_free <= rs->size);
+    io = rs->free_ios[--rs->nr_free];
+    assert(!rs->busy[io - rs->pool]);
     rs->busy[io - rs->pool] = true;
     io->iovcnt = 0;
     io->length = 0;
@@ -245,6 +249,7 @@ static bool io_is_busy(const struct ring_server *rs, const struct ring_io *io)
 
 static void put_io(struct ring_server *rs, struct ring_io *io)
 {
+    assert(io_is_busy(rs, io) && rs->nr_free < rs->size);
     rs->busy[io - rs->pool] = false;
     rs->free_ios[rs->nr_free++] = io;
 }
@@ -646,6 +651,7 @@ const char *ring_server_broken_reason(const struct ring_server *rs)
 
 unsigned ring_server_in_flight(const struct ring_server *rs)
 {
+    assert(rs->nr_free <= rs->size);
     return rs->size - rs->nr_free;
 }
 

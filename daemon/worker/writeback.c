@@ -4,6 +4,7 @@
  * with one writeback at a time. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -75,6 +76,7 @@ static void wb_op_done(struct aio_op *a, long res)
                   image_path(x), op->len, op->off, res < 0 ? strerror(-err) : qc_error_message(err));
     }
     free(op);
+    assert(x->wb_running && x->wb_pending > 0);
     if (--x->wb_pending == 0)
         wb_next_phase(x);
 }
@@ -107,6 +109,7 @@ static void wb_complete(struct executor *x)
     struct xreq *batch = x->wb_batch;
     int err = x->wb_err;
 
+    assert(x->wb_running && x->wb_pending == 0);
     image_meta_finish(x->img, &x->wb, err);
     if (err == 0 && x->opts.metalog)
         metalog_release(x->opts.metalog, x->wb_log_position);
@@ -156,6 +159,7 @@ static void wb_next_phase(struct executor *x)
     if (r < 0)
         wb_failed(x, r, "%s: cannot start a metadata writeback: %s", image_path(x),
                   strerror(-r));
+    assert(x->wb_pending > 0);
     if (--x->wb_pending == 0)
         wb_next_phase(x);
 }

@@ -83,8 +83,9 @@ static int parse_errno(const char *s)
 static void parse_rule(char *text)
 {
     struct rule *r = &rules[nrules];
-    char *call = strtok(text, ":"), *nth = strtok(NULL, ":"), *err = strtok(NULL, ":");
-    char *at;
+    char *save = NULL;
+    char *call = strtok_r(text, ":", &save), *nth = strtok_r(NULL, ":", &save);
+    char *err = strtok_r(NULL, ":", &save), *at;
 
     if (!call || !nth || !err || nrules == MAX_RULES) {
         fprintf(stderr, "qcowfault: bad rule (CALL[@MATCH]:N[+]:ERR)\n");
