@@ -47,14 +47,16 @@ int identity_assume(const struct identity *id, struct identity_saved *saved)
 int identity_open(const struct identity *id, const char *path, int flags)
 {
     struct identity_saved saved;
-    int fd, r;
+    int fd, err, r;
 
     if ((r = identity_assume(id, &saved)) < 0)
         return r;
     fd = open(path, flags);
-    r = fd < 0 ? -errno : fd;
+    err = errno;
     identity_restore(&saved);
-    return r;
+    if (fd < 0)
+        return -err;
+    return fd;
 }
 
 int identity_format(const struct identity *id, char *buf, size_t len)

@@ -77,8 +77,10 @@ static int reopen_direct(const struct layer *l, int flags)
 
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", l->meta_fd);
     fd = open(proc, flags | O_DIRECT);
-    if (fd >= 0 || errno != ENOENT)
-        return fd >= 0 ? fd : -errno;
+    if (fd >= 0)
+        return fd;
+    if (errno != ENOENT)
+        return -errno;
     /* No /proc: the path, if it still names the same file. */
     if ((fd = open(l->path, flags | O_DIRECT)) < 0)
         return -errno;
@@ -142,7 +144,9 @@ static int open_path(const char *path, bool read_only)
 {
     int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 
-    return fd >= 0 ? fd : -errno;
+    if (fd < 0)
+        return -errno;
+    return fd;
 }
 
 /* Open a layer on fd (taken over, even on failure; a negative errno when

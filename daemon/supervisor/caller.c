@@ -132,7 +132,7 @@ static int open_path(const struct identity *who, const char *path, bool read_onl
     bool as_caller = !caller_privileged(who);
     int fd, r;
 
-    if (as_caller && (r = identity_assume(who, &saved)) < 0)
+    if (as_caller && identity_assume(who, &saved) < 0)
         return qc_fail(-EACCES, "%s: qcowd (uid %u) cannot open files with the rights of uid %u: "
                        "pass the image's descriptor instead (qcowctl does)", path,
                        (unsigned)geteuid(), (unsigned)who->uid);

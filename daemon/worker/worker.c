@@ -267,11 +267,13 @@ static int top_fd(const struct worker_opts *o, bool read_only)
 
     if (o->image_fd < 0) {
         fd = open(o->path, flags);
-        return fd >= 0 ? fd : -errno;
+    } else {
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", o->image_fd);
+        fd = open(proc, flags);
     }
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", o->image_fd);
-    fd = open(proc, flags);
-    return fd >= 0 ? fd : -errno;
+    if (fd < 0)
+        return -errno;
+    return fd;
 }
 
 /* The lock goes only once the image is closed. */
