@@ -8,7 +8,6 @@
 # With --backing-dir, backing files outside it are refused to everyone.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
-require_qemu
 [ "$(id -u)" -eq 0 ] || skip "needs root (it runs clients as uid 65534)"
 command -v setpriv >/dev/null || skip "setpriv not found (util-linux)"
 GROUP=$(getent group 65534 | cut -d: -f1)
@@ -27,8 +26,8 @@ pattern_file "$T/secret.raw" 83 1048576      # root's, 0600
 pattern_file "$T/public.raw" 80 1048576      # root's, 0644
 chmod 600 "$T/secret.raw"
 chmod 644 "$T/public.raw"
-"$QEMU_IMG" create -q -f qcow -b "$T/secret.raw" -F raw "$T/own.qcow"
-"$QEMU_IMG" create -q -f qcow -b "$T/public.raw" -F raw "$T/over.qcow"
+run "$QCOWCTL" create -q -b "$T/secret.raw" -F raw "$T/own.qcow"
+run "$QCOWCTL" create -q -b "$T/public.raw" -F raw "$T/over.qcow"
 mkzero "$T/mine.raw" 1048576
 chown 65534:65534 "$T/own.qcow" "$T/over.qcow" "$T/mine.raw"
 chmod 600 "$T/own.qcow" "$T/over.qcow" "$T/mine.raw"
@@ -92,9 +91,9 @@ stop_daemon || die "qcowd did not exit cleanly"
 mkdir "$T/base"
 cp "$T/public.raw" "$T/base/inside.raw"
 ln -s "$T/public.raw" "$T/base/link.raw"
-"$QEMU_IMG" create -q -f qcow -b "$T/base/inside.raw" -F raw "$T/in.qcow"
-"$QEMU_IMG" create -q -f qcow -b "$T/public.raw" -F raw "$T/out.qcow"
-"$QEMU_IMG" create -q -f qcow -b "$T/base/link.raw" -F raw "$T/link.qcow"
+run "$QCOWCTL" create -q -b "$T/base/inside.raw" -F raw "$T/in.qcow"
+run "$QCOWCTL" create -q -b "$T/public.raw" -F raw "$T/out.qcow"
+run "$QCOWCTL" create -q -b "$T/base/link.raw" -F raw "$T/link.qcow"
 chown 65534:65534 "$T/in.qcow" "$T/out.qcow" "$T/link.qcow"
 start_daemon --group "$GROUP" --backing-dir "$T/base"
 expect_exit 0 nobody_ctl attach "$T/in.qcow"

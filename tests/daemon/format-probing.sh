@@ -8,7 +8,6 @@
 # attach it probed.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
-require_qemu
 [ -r /etc/shadow ] && [ -s /etc/shadow ] || skip "needs a readable, non-empty /etc/shadow (run as root)"
 command -v setpriv >/dev/null || skip "setpriv not found (util-linux)"
 GROUP=$(getent group 65534 | cut -d: -f1)
@@ -18,7 +17,7 @@ ring() { "$DAEMON_TOOLS/ringio" "$SOCK" "$@"; }
 format_of() { ctl --json query "$1" | tr -d ' \n' | sed -n 's/.*"format":"\([a-z]*\)".*/\1/p'; }
 
 # The attack's first sector: a qcow header whose backing file is /etc/shadow.
-"$QEMU_IMG" create -q -f qcow -u -b /etc/shadow -F raw "$T/evil.qcow" 4M
+run "$QCOWCTL" create -q -b /etc/shadow -F raw "$T/evil.qcow" 4M
 head -c 512 "$T/evil.qcow" >"$T/hdr"
 grep -q /etc/shadow "$T/hdr" || die "the backing name is not in the first sector"
 "$RANDIO" data 7 65536 >"$T/data"

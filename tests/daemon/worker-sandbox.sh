@@ -6,12 +6,11 @@
 # SIGUSR1) is killed; the supervisor reports it and serves the image again.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
-require_qemu
 HOOKED=$DAEMON_TOOLS/qcowd-worker-hooks
 [ -x "$HOOKED" ] || die "$HOOKED not built"
 grep -q "test hook: making a forbidden" "$QCOWD_WORKER" && die "the installed worker has the test hook"
 QCOWD_WORKER=$HOOKED start_daemon
-"$QEMU_IMG" create -f qcow "$T/s.qcow" 8M >/dev/null
+run "$QCOWCTL" create -q "$T/s.qcow" 8M
 ctl attach "$T/s.qcow" >/dev/null || die "attach"
 pid=$(worker_pid s.qcow)
 status_of() { sed -n "s/^$2:[[:space:]]*//p" "/proc/$1/status"; }
