@@ -21,10 +21,12 @@ struct qcow_layer {
     struct qcow_geometry g;
     uint64_t *l1;               /* in memory, host order; may point at fresh tables */
     uint64_t *l1_disk;          /* what the file's L1 holds */
-    uint64_t front_end;         /* end of header, backing name and L1 area */
-    uint8_t *front;             /* the file's first front_len bytes, as on disk */
-    size_t front_len;           /* header, backing name and L1 (not a long L1's
-                                 * zeros), rounded up to a sector */
+    struct qcow_layout lay;     /* the front, and the pieces detached from it */
+    uint8_t *front;             /* the sectors that hold the L1 table, as on disk: with
+                                 * the L1 in the front, the file's first front_len bytes
+                                 * (header, backing name and L1, not a long L1's zeros) */
+    uint64_t front_off;         /* where they start: 0, or a detached L1's first sector */
+    size_t front_len;
     uint64_t alloc_end;         /* next free byte at the end of the file */
     uint64_t file_extent;       /* the file's size: kept ahead of alloc_end */
     struct l2_cache cache;
@@ -32,6 +34,12 @@ struct qcow_layer {
     uint8_t *zcluster;          /* last inflated cluster */
     uint64_t zcluster_entry;    /* its L2 entry; 0 = none */
 };
+
+/* (Re)read the sectors that hold the L1 table (qcow.c). */
+int qcow_load_front(struct layer *l, struct qcow_layer *q);
+
+/* The end of the last piece of metadata at the front or detached from it. */
+uint64_t qcow_metadata_end(const struct qcow_layer *q);
 
 /* Allocate the L2 table of one L1 entry (and, for PREALLOC_FULL, all its
  * clusters) in a new, empty image.  Used by qcow_create. */
