@@ -561,6 +561,33 @@ static bool next_data(struct checker *c, uint64_t from, uint64_t end, uint64_t *
     return true;
 }
 
+/* A file system makes holes in whole blocks only: a cluster smaller than a
+ * page that shares one with referenced data stays "data" once punched.
+ * Such a cluster holds data only if it is not all zeros. */
+#define HOLE_UNIT 4096
+
+static bool zero_cluster(struct checker *c, uint64_t off)
+{
+    uint32_t cs = c->f.g.cluster_size;
+
+    return cs < HOLE_UNIT && !c->block_device &&
+           read_full_at(c->fd, c->cluster_buf, cs, off) == (ssize_t)cs &&
+           all_zero(c->cluster_buf, cs);
+}
+
+/* The data run [*start, *stop) without the zero clusters at its ends
+ * (between data, they cost nothing either, but runs are short: the ends
+ * are enough for what a punched cluster leaves). */
+static void trim_zero_clusters(struct checker *c, uint64_t *start, uint64_t *stop)
+{
+    uint32_t cs = c->f.g.cluster_size;
+
+    while (*start < *stop && zero_cluster(c, *start))
+        *start += cs;
+    while (*stop > *start && zero_cluster(c, *stop - cs))
+        *stop -= cs;
+}
+
 /* Whole clusters of [gap_start, gap_end) that nothing references and that
  * hold data. */
 static int report_gap(struct checker *c, uint64_t gap_start, uint64_t gap_end)
@@ -573,6 +600,9 @@ static int report_gap(struct checker *c, uint64_t gap_start, uint64_t gap_end)
     for (uint64_t pos = lo; pos < hi && next_data(c, pos, hi, &start, &stop); pos = stop) {
         start = align_down(start, cs);
         stop = MIN(align_up(stop, cs), hi);
+        trim_zero_clusters(c, &start, &stop);
+        if (start >= stop)
+            continue;           /* all zeros: stop is still the run's end */
         if (run_hi && start <= run_hi) {
             run_hi = MAX(run_hi, stop);
             continue;
@@ -944,6 +974,21 @@ static int fix_round(const char *path, struct qcow_check_report *out, bool leaks
         r = leaks ? reclaim_leaks(&c, out) : repair_xen(&c, out);
     checker_free(&c);
     qcow_check_report_free(&now);
+    return r;
+}
+
+int qcow_reclaim_leaks(const char *path, uint64_t *bytes)
+{
+    struct qcow_check_report out = { 0 };
+    int r;
+
+    qc_clear_error();
+    *bytes = 0;
+    r = fix_round(path, &out, true);
+    for (size_t k = 0; k < out.n_problems; k++)
+        if (out.problems[k].repaired)
+            *bytes += out.problems[k].length;
+    qcow_check_report_free(&out);
     return r;
 }
 
