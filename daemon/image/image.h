@@ -313,6 +313,57 @@ int image_flush(struct image *img);
 /* Drop every allocation of the top layer (qcow: clear L1, truncate). */
 int image_make_empty(struct image *img);
 
+/* ---- whole-image operations ------------------------------------------ */
+
+/* Set the virtual size of the top layer (resize.c).  new_size is a
+ * multiple of 512.  Growing: what lies past the old end reads as zeros; a
+ * qcow L1 table that needs more entries is written anew at the end of the
+ * file and flushed before the header names it (a crash leaves the old size
+ * or the new one).  Shrinking only with allow_shrink (offline: what lay
+ * past the new end is dropped and leaked, see qcow_reclaim_leaks()).
+ * Writes metadata back before and after; no I/O may run meanwhile.
+ * -EPERM for a refused shrink, -ENOTSUP for images that cannot be resized
+ * (blktap's Xen header, block devices). */
+int image_resize(struct image *img, uint64_t new_size, bool allow_shrink);
+
+/* Offline changes (alone.c): take QEMU's lock bytes on the file of img's
+ * top layer (on fd), or fail with -EBUSY "in use: VERB it when it is not"
+ * when qcowd or QEMU holds them.  Held until the image (fd) is closed. */
+int image_lock_alone(struct image *img, const char *verb);
+int file_lock_alone(int fd, const char *path, const char *verb);
+
+/* True when a and b are the same file (device and inode). */
+bool layer_same_file(const struct layer *a, const struct layer *b);
+
+/* Commit (commit.c): copy what img's top layer holds in [off, off+len)
+ * into base, the top's backing file opened for writing with its own chain
+ * (at least as large).  *copied: the guest bytes copied. */
+int image_commit_range(struct image *img, struct image *base, uint64_t off, uint64_t len,
+                       uint64_t *copied);
+
+struct image_commit_result {
+    uint64_t copied;            /* guest bytes copied down */
+    uint64_t base_old_size;     /* the base grows to the top's size if smaller */
+    bool emptied;
+};
+
+/* All of it, as qemu-img commit does: the base grows to the top's size if
+ * smaller, takes the top's clusters and is flushed; then, with empty, the
+ * top is emptied (it reads through to the base). */
+int image_commit(struct image *img, struct image *base, bool empty,
+                 struct image_commit_result *res);
+
+struct image_rebase_result {
+    uint64_t copied;            /* guest bytes kept in the overlay */
+};
+
+/* Rebase (rebase.c): img's top layer names `name` (NULL: no backing file)
+ * as its backing file.  Unless unsafe, every range the top leaves to its
+ * chain whose contents next (the new chain, NULL for none) would change is
+ * first copied into the top, so that it reads the same afterwards. */
+int image_rebase(struct image *img, struct image *next, const char *name, bool unsafe,
+                 struct image_rebase_result *res);
+
 /* ---- creation (qcow_create.c) ----------------------------------------- */
 
 enum prealloc_mode { PREALLOC_OFF = 0, PREALLOC_METADATA, PREALLOC_FULL };

@@ -234,6 +234,11 @@ static uint64_t reserve(struct layer *l, struct qcow_layer *q, uint64_t len, uin
     return off;
 }
 
+uint64_t qcow_reserve(struct layer *l, struct qcow_layer *q, uint64_t len, uint64_t align)
+{
+    return reserve(l, q, len, align);
+}
+
 /* Make [off, off+len) part of the file (it reads as zeros), with disk
  * blocks behind it when `physical` (non-sparse images, full preallocation). */
 static int give_file_space(struct layer *l, uint64_t off, uint64_t len, bool physical)
@@ -435,6 +440,25 @@ static int set_entry(struct layer *l, uint64_t guest_off, uint64_t value)
         return qc_fail(-EIO, "%s: L2 table for offset %" PRIu64 " vanished", l->path, guest_off);
     t->entries[(guest_off >> q->h.cluster_bits) & (q->g.l2_entries - 1)] = value;
     l2_cache_set_dirty(&q->cache, t, true);
+    return 0;
+}
+
+int qcow_clear_entries_from(struct layer *l, uint64_t guest_off)
+{
+    struct qcow_layer *q = Q(l);
+    uint64_t l1_index = guest_off >> q->g.shift;
+    struct l2_table *t;
+    int r;
+
+    if (l1_index >= q->g.l1_entries || (r = get_l2(l, l1_index, false, &t)) < 0 || !t)
+        return l1_index >= q->g.l1_entries ? 0 : r;
+    for (uint64_t i = (guest_off >> q->h.cluster_bits) & (q->g.l2_entries - 1);
+         i < q->g.l2_entries; i++)
+        if (t->entries[i]) {
+            t->entries[i] = 0;
+            l2_cache_set_dirty(&q->cache, t, true);
+        }
+    q->zcluster_entry = 0;
     return 0;
 }
 
@@ -812,6 +836,22 @@ static int write_xen_header(struct layer *l)
 
 /* ---- whole-image operations ------------------------------------------- */
 
+/* With a piece detached at the end of the file, what lay between the front
+ * and it was data that nothing references any more: a hole. */
+static void free_detached_gap(struct layer *l, struct qcow_layer *q)
+{
+    uint64_t lo = align_up(q->lay.front_end, QCOW_SECTOR_SIZE), hi = UINT64_MAX;
+
+    if (q->lay.l1_end)
+        hi = MIN(hi, q->lay.l1_start);
+    if (q->lay.name_end)
+        hi = MIN(hi, q->lay.name_start);
+    hi = align_down(MIN(hi, q->alloc_end), QCOW_SECTOR_SIZE);
+    if (hi > lo)
+        fallocate(l->meta_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)lo,
+                  (off_t)(hi - lo));
+}
+
 static int qcow_make_empty(struct layer *l)
 {
     struct qcow_layer *q = Q(l);
@@ -832,6 +872,7 @@ static int qcow_make_empty(struct layer *l)
     q->alloc_end = align_up(qcow_metadata_end(q), QCOW_SECTOR_SIZE);
     if (ftruncate(l->meta_fd, (off_t)q->alloc_end) < 0)
         return qc_fail(-errno, "%s: cannot truncate: %s", l->path, strerror(errno));
+    free_detached_gap(l, q);
     l->file_size = q->file_extent = q->alloc_end;
     return 0;
 }
@@ -927,6 +968,8 @@ const struct layer_ops qcow_ops = {
     .meta_finish = qcow_meta_finish,
     .meta_pressure = qcow_meta_pressure,
     .make_empty = qcow_make_empty,
+    .resize = qcow_resize,
+    .set_backing = qcow_set_backing,
     .info = qcow_info,
     .decrypt = qcow_decrypt,
     .encrypt = qcow_encrypt,

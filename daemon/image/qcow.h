@@ -41,6 +41,38 @@ int qcow_load_front(struct layer *l, struct qcow_layer *q);
 /* The end of the last piece of metadata at the front or detached from it. */
 uint64_t qcow_metadata_end(const struct qcow_layer *q);
 
+/* Reserve len bytes at the end of the file, aligned to align. */
+uint64_t qcow_reserve(struct layer *l, struct qcow_layer *q, uint64_t len, uint64_t align);
+
+/* Clear the L2 entries from the cluster at guest_off (cluster aligned) to
+ * the end of its table (they reach the disk at the next writeback). */
+int qcow_clear_entries_from(struct layer *l, uint64_t guest_off);
+
+/* Change the header's size (qcow_resize.c): the layer op. */
+int qcow_resize(struct layer *l, uint64_t new_size);
+
+/* Sector 0 rewritten (qcow_resize.c): the header h, and len bytes at off
+ * (off + len <= 512), the rest as it is; whole and through the data
+ * descriptor (see qcow_load_front).  Not flushed. */
+int qcow_write_first_sector(struct layer *l, struct qcow_layer *q, const struct qcow_header *h,
+                            const void *bytes, size_t off, size_t len);
+
+/* fdatasync the layer's file, with a message on failure. */
+int qcow_sync(struct layer *l);
+
+/* The end of the front without the L1 table: header, Xen extension and a
+ * backing name that lies in the front. */
+uint64_t qcow_rest_of_front(const struct qcow_layer *q);
+
+/* [start, end) held a piece of metadata nothing names any more (an old L1
+ * table, an old backing name): its whole sectors become a hole, the ones it
+ * shares are zeroed in its part; at the end of the file, it is cut off when
+ * the layer closes.  Best effort: what stays is leaked space. */
+void qcow_release_area(struct layer *l, struct qcow_layer *q, uint64_t start, uint64_t end);
+
+/* Name another backing file in the header (qcow_backing.c): the layer op. */
+int qcow_set_backing(struct layer *l, const char *name);
+
 /* Allocate the L2 table of one L1 entry (and, for PREALLOC_FULL, all its
  * clusters) in a new, empty image.  Used by qcow_create. */
 int qcow_preallocate_span(struct layer *l, uint64_t l1_index, enum prealloc_mode mode);

@@ -22,6 +22,7 @@
 
 #include "compress.h"
 #include "error.h"
+#include "image.h"
 #include "qcow_compact.h"
 #include "util.h"
 
@@ -42,31 +43,6 @@ struct compactor {
     uint8_t *cluster;
     struct qcow_compact_result *res;
 };
-
-/* ---- being alone with the file ---------------------------------------- */
-
-/* QEMU's lock bytes (qcowd takes the same): 100 + n for users of
- * permission n, 200 + n for those that do not share it.  Consistent read
- * (0) and write (1) are what a compaction needs alone. */
-static const off_t lock_bytes[] = { 100, 101, 200, 201 };
-
-static int lock_alone(struct compactor *c)
-{
-    for (size_t i = 0; i < ARRAY_SIZE(lock_bytes); i++) {
-        struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = lock_bytes[i],
-                            .l_len = 1 };
-        if (fcntl(c->src, F_OFD_GETLK, &fl) < 0)
-            return qc_fail(-errno, "%s: cannot test its locks: %s", c->path, strerror(errno));
-        if (fl.l_type != F_UNLCK)
-            return qc_fail(-EBUSY, "%s: the image is in use (attached to qcowd, or open in "
-                           "QEMU): compact it when it is not", c->path);
-        fl = (struct flock){ .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = lock_bytes[i],
-                             .l_len = 1 };
-        if (fcntl(c->src, F_OFD_SETLK, &fl) < 0)
-            return qc_fail(-errno, "%s: cannot lock it: %s", c->path, strerror(errno));
-    }
-    return 0;
-}
 
 /* ---- reading the old file ---------------------------------------------- */
 
@@ -388,7 +364,8 @@ static int open_source(struct compactor *c, struct stat *st)
     if (fstat(c->src, st) < 0)
         return qc_fail(-errno, "%s: %s", c->path, strerror(errno));
     c->res->old_size = size;
-    if ((r = lock_alone(c)) < 0 || (r = qcow_front_read(c->src, c->path, size, &c->f)) < 0)
+    if ((r = file_lock_alone(c->src, c->path, "compact")) < 0 ||
+        (r = qcow_front_read(c->src, c->path, size, &c->f)) < 0)
         return r;
     c->extents = c->f.xen_honoured && c->f.xen_checksum_ok && c->f.l1_padding_zero &&
                  c->f.xen.min_cluster_alloc == c->f.g.l2_entries;
