@@ -17,7 +17,7 @@ shm_libqcowring_la_SOURCES = \
 	daemon/common/spin.h daemon/common/spin.c
 shm_libqcowring_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
 # Only the public qcowring_* functions are exported.
-shm_libqcowring_la_LDFLAGS = $(AM_LDFLAGS) -version-info 2:0:2 \
+shm_libqcowring_la_LDFLAGS = $(AM_LDFLAGS) -version-info 3:0:3 \
 	-export-symbols-regex '^qcowring_'
 pkgconfig_DATA += shm/libqcowring.pc
 dist_man_MANS += doc/libqcowring.3
