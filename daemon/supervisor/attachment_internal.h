@@ -45,6 +45,12 @@ void attachment_forget_ctl(struct supervisor *s, struct attachment *att);
 /* Handle whatever the worker said before it exited. */
 void attachment_drain_messages(struct supervisor *s, struct attachment *att);
 
+/* imageops.c */
+/* The worker's answer to a resize: false when it is malformed. */
+bool imageops_resize_answered(struct supervisor *s, struct attachment *att, struct client *c,
+                              json_object *id, json_object *ret);
+void imageops_worker_restarted(struct attachment *att);
+
 /* recovery.c */
 /* Kill the worker, which can no longer be trusted; it is restarted on the
  * same ring when it is reaped. */

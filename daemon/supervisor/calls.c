@@ -87,6 +87,13 @@ void call_finish(struct supervisor *s, struct attachment *att, struct call *call
 {
     if (call->kind == CALL_STATS_ALL) {
         stats_all_answer(att, call->all, ret);
+    } else if (ret && call->kind == CALL_FORWARD && strcmp(call->command, "resize") == 0) {
+        if (!imageops_resize_answered(s, att, call->client, call->id, ret)) {
+            if (call->client)
+                client_error(call->client, call->id, "WorkerError",
+                             "%s: the worker's answer to resize is malformed", att->name);
+            attachment_kill_worker(s, att, "sent a malformed answer to resize");
+        }
     } else if (ret && call->kind == CALL_FORWARD) {
         if (strcmp(call->command, "pause") == 0) {
             att->state = ATT_PAUSED;

@@ -233,6 +233,9 @@ void attachment_forward(struct supervisor *s, struct attachment *att, struct cli
  * its answer goes to c, or nowhere when c is NULL. */
 void attachment_call_worker(struct supervisor *s, struct attachment *att, struct client *c,
                             json_object *id, const char *command, json_object *args, int fd);
+/* imageops.c: protocol resize (args checked against the command's list) */
+void imageops_cmd_resize(struct supervisor *s, struct attachment *att, struct client *c,
+                         json_object *id, json_object *args);
 void attachments_stats_all(struct supervisor *s, struct client *c, json_object *id);
 json_object *attachment_describe(const struct attachment *att, bool full);
 void attachment_worker_readable(struct supervisor *s, struct attachment *att);

@@ -43,7 +43,8 @@ static void log_ring(void *opaque, const char *msg)
  * discard-alignment (0).  Never DISCARD_SECURE. */
 static uint64_t ring_features(const struct worker *w)
 {
-    uint64_t f = QCOWRING_F_FLUSH | QCOWRING_F_BARRIER | QCOWRING_F_INDIRECT | QCOWRING_F_MAP;
+    uint64_t f = QCOWRING_F_FLUSH | QCOWRING_F_BARRIER | QCOWRING_F_INDIRECT | QCOWRING_F_MAP |
+                 QCOWRING_F_RESIZE;
 
     if (image_discard_granularity(w->img))
         f |= QCOWRING_F_DISCARD;
@@ -136,6 +137,9 @@ static int start_ring_server(struct worker *w, const struct worker_opts *o)
     cfg.journal_size = ring_server_journal_size(&geo);
     if ((r = ring_server_new(&cfg, &w->rs)) < 0)
         return qc_fail(r, "%s: bad ring geometry: %s", w->name, strerror(-r));
+    /* A predecessor may have died between growing the image and saying so. */
+    if (o->adopt.memfd >= 0)
+        ring_server_set_capacity(w->rs, geo.capacity_sectors);
     return 0;
 }
 
@@ -323,7 +327,7 @@ int worker_init(struct worker *w, const struct worker_opts *o)
                           .read_only = o->open.read_only, .epfd = -1, .sigfd = -1,
                           .ring_fds = { -1, -1, -1 }, .journal_fd = -1, .lock_fd = -1,
                           .aio = { .efd = -1 },
-                          .limiter = { .timer_fd = -1 } };
+                          .limiter = { .timer_fd = -1 }, .op = { .fd = -1 } };
     w->lock_fd = o->image_fd;
     if ((r = open_image(w, o)) < 0)
         return r;
@@ -359,6 +363,7 @@ int worker_init(struct worker *w, const struct worker_opts *o)
 
 void worker_destroy(struct worker *w)
 {
+    worker_op_abandon(w);
     if (w->x)
         executor_free(w->x);
     metalog_free(w->metalog);

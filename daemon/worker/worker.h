@@ -23,6 +23,19 @@
 
 enum worker_state { WORKER_RUNNING, WORKER_PAUSING, WORKER_PAUSED, WORKER_STOPPING };
 
+struct json_object;
+
+/* An image operation (imageops.c) waiting for the worker to be quiet. */
+enum worker_op_kind { WORKER_OP_NONE, WORKER_OP_RESIZE, WORKER_OP_SNAPSHOT };
+
+struct worker_op {
+    enum worker_op_kind kind;
+    struct json_object *id;     /* the supervisor's, echoed in the answer */
+    struct json_object *args;
+    int fd;                     /* a descriptor that came with it, or -1 */
+    bool resume;                /* serving when it came: serve again after */
+};
+
 struct worker {
     const char *name;           /* for messages: the image path or attach name */
     struct image *img;
@@ -51,6 +64,7 @@ struct worker {
     struct blk_req quiesce_flush;
     struct busy_poll poll;
     struct limiter limiter;     /* I/O limits: requests held until their turn */
+    struct worker_op op;        /* resize or snapshot, pausing for it */
     uint64_t started_ns;
     const char *fail_class;     /* why worker_init failed, when not the image's fault */
     char last_error[BLK_ERROR_MAX + 64];        /* the last failed request, and why */
@@ -108,6 +122,22 @@ int worker_send_ring_broken(struct worker *w, const char *reason);
 /* Tell the supervisor the image is write-failed (executor_flush_error). */
 int worker_send_io_error(struct worker *w, const char *reason);
 void worker_handle_control(struct worker *w);
+/* The image and ring as "ready" and "query" describe them. */
+struct json_object *worker_geometry_json(const struct worker *w);
+void worker_reply(struct worker *w, struct json_object *id, struct json_object *ret);
+void worker_reply_error(struct worker *w, struct json_object *id, const char *cls,
+                        const char *desc);
+
+/* Image operations while serving (imageops.c): resize and snapshot run
+ * once nothing is in flight and everything is flushed, with the ring's
+ * requests held meanwhile (the client sees a pause).  *fd (the snapshot's
+ * new top) becomes the operation's and is set to -1. */
+void worker_begin_op(struct worker *w, enum worker_op_kind kind, struct json_object *id,
+                     struct json_object *msg, int *fd);
+/* The worker is quiet: run the waiting operation, answer, serve again.
+ * False when none was waiting. */
+bool worker_op_quiesced(struct worker *w);
+void worker_op_abandon(struct worker *w);
 void worker_pause_done(struct worker *w);
 /* Pausing: once nothing is in flight, flush, then report paused. */
 void worker_quiesce(struct worker *w);

@@ -1,0 +1,157 @@
+/* Image operations on a served image: the supervisor's "resize" (and, in
+ * time, "snapshot") run between requests.  The worker stops taking
+ * requests from the ring, lets those in flight finish, flushes (the pause
+ * of control.c), runs the engine's operation synchronously, then serves
+ * again; the ring's client sees a pause.  Requests it posts meanwhile wait
+ * in the ring. */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "log.h"
+#include "worker.h"
+
+static const char *op_name(enum worker_op_kind kind)
+{
+    return kind == WORKER_OP_RESIZE ? "resize" : "snapshot";
+}
+
+static void op_clear(struct worker *w)
+{
+    json_object_put(w->op.id);
+    json_object_put(w->op.args);
+    if (w->op.fd >= 0)
+        close(w->op.fd);
+    w->op = (struct worker_op){ .kind = WORKER_OP_NONE, .fd = -1 };
+}
+
+static const char *error_class(int err)
+{
+    switch (err) {
+    case -EPERM:
+    case -EINVAL:
+        return "InvalidParameter";
+    case -EROFS:
+        return "ReadOnly";
+    case -ENOTSUP:
+        return "NotSupported";
+    default:
+        return "ImageError";
+    }
+}
+
+static void fail(struct worker *w, int err)
+{
+    const char *why = qc_error_message(err);
+
+    log_warning("%s: %s failed: %s", w->name, op_name(w->op.kind), why);
+    worker_reply_error(w, w->op.id, error_class(err), why);
+}
+
+/* ---- resize ------------------------------------------------------------- */
+
+static void run_resize(struct worker *w)
+{
+    json_object *v, *ret;
+    uint64_t old_size = w->img->size, sectors;
+    int64_t size;
+    int r;
+
+    if (!json_object_object_get_ex(w->op.args, "size", &v) ||
+        !json_object_is_type(v, json_type_int) || (size = json_object_get_int64(v)) <= 0) {
+        worker_reply_error(w, w->op.id, "InvalidParameter", "'resize' takes 'size' (bytes)");
+        return;
+    }
+    if ((uint64_t)size < old_size) {
+        r = qc_fail(-EPERM, "%s: shrinking from %" PRIu64 " to %" PRId64 " bytes is refused "
+                    "while the image is served (detach it; then qcowctl resize --shrink)",
+                    w->name, old_size, size);
+        fail(w, r);
+        return;
+    }
+    if ((uint64_t)size / IMAGE_SECTOR_SIZE > QCOWRING_MAX_CAPACITY_SECTORS) {
+        fail(w, qc_fail(-EINVAL, "%s: %" PRId64 " bytes is too large", w->name, size));
+        return;
+    }
+    if ((r = image_resize(w->img, (uint64_t)size, false)) < 0) {
+        fail(w, r);
+        return;
+    }
+    sectors = w->img->size / IMAGE_SECTOR_SIZE;
+    w->ring_params.capacity_sectors = sectors;
+    ring_server_set_capacity(w->rs, sectors);
+    log_info("%s: resized from %" PRIu64 " to %" PRIu64 " bytes", w->name, old_size,
+             w->img->size);
+    ret = json_object_new_object();
+    json_object_object_add(ret, "old-size", json_object_new_int64((int64_t)old_size));
+    json_object_object_add(ret, "size", json_object_new_int64((int64_t)w->img->size));
+    json_object_object_add(ret, "capacity-sectors", json_object_new_int64((int64_t)sectors));
+    worker_reply(w, w->op.id, ret);
+}
+
+/* ---- waiting for quiet --------------------------------------------------- */
+
+static void run_op(struct worker *w)
+{
+    qc_clear_error();
+    if (w->read_only)
+        worker_reply_error(w, w->op.id, "ReadOnly", "the image is served read-only");
+    else if (executor_flush_error(w->x))
+        worker_reply_error(w, w->op.id, "ImageError", executor_flush_error(w->x));
+    else if (w->op.kind == WORKER_OP_RESIZE)
+        run_resize(w);
+    qc_clear_error();
+    if (w->op.resume) {
+        w->state = WORKER_RUNNING;
+        w->ring_pending = true;
+    } else {
+        w->state = WORKER_PAUSED;
+    }
+    op_clear(w);
+}
+
+void worker_begin_op(struct worker *w, enum worker_op_kind kind, json_object *id,
+                     json_object *msg, int *fd)
+{
+    json_object *args = NULL;
+
+    if (w->op.kind != WORKER_OP_NONE) {
+        worker_reply_error(w, id, "Busy", "another resize or snapshot is under way");
+        return;
+    }
+    if (w->state != WORKER_RUNNING && w->state != WORKER_PAUSED) {
+        worker_reply_error(w, id, "InvalidState", "the image is pausing or stopping");
+        return;
+    }
+    json_object_object_get_ex(msg, "arguments", &args);
+    w->op = (struct worker_op){ .kind = kind, .id = id ? json_object_get(id) : NULL,
+                                .args = args ? json_object_get(args) : json_object_new_object(),
+                                .fd = *fd, .resume = w->state == WORKER_RUNNING };
+    *fd = -1;
+    if (w->state == WORKER_PAUSED) {
+        run_op(w);
+        return;
+    }
+    log_info("%s: pausing for a %s", w->name, op_name(kind));
+    w->state = WORKER_PAUSING;
+    worker_quiesce(w);
+}
+
+bool worker_op_quiesced(struct worker *w)
+{
+    if (w->op.kind == WORKER_OP_NONE)
+        return false;
+    run_op(w);
+    return true;
+}
+
+void worker_op_abandon(struct worker *w)
+{
+    if (w->op.kind != WORKER_OP_NONE)
+        op_clear(w);
+}
