@@ -450,8 +450,10 @@ int qcow_clear_entries_from(struct layer *l, uint64_t guest_off)
     struct l2_table *t;
     int r;
 
-    if (l1_index >= q->g.l1_entries || (r = get_l2(l, l1_index, false, &t)) < 0 || !t)
-        return l1_index >= q->g.l1_entries ? 0 : r;
+    if (l1_index >= q->g.l1_entries)
+        return 0;
+    if ((r = get_l2(l, l1_index, false, &t)) < 0 || !t)
+        return r;
     for (uint64_t i = (guest_off >> q->h.cluster_bits) & (q->g.l2_entries - 1);
          i < q->g.l2_entries; i++)
         if (t->entries[i]) {
