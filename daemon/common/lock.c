@@ -100,3 +100,10 @@ int image_lock_fd(int fd, const char *path, enum image_lock_mode mode)
                        path, strerror(-r));
     return 0;
 }
+
+int image_lock_to_backing(int fd)
+{
+    int r = lock_byte(fd, F_OFD_SETLK, F_UNLCK, PERM_BASE + PERM_WRITE, NULL);
+
+    return r < 0 ? r : lock_byte(fd, F_OFD_SETLK, F_UNLCK, PERM_BASE + PERM_RESIZE, NULL);
+}

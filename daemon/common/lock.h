@@ -20,4 +20,8 @@ enum image_lock_mode { IMAGE_LOCK_READ_WRITE, IMAGE_LOCK_READ_ONLY, IMAGE_LOCK_B
  * else holds a conflicting lock. */
 int image_lock_fd(int fd, const char *path, enum image_lock_mode mode);
 
+/* fd holds IMAGE_LOCK_READ_WRITE's locks: keep only a backing file's (an
+ * overlay now takes the writes).  0 or -errno. */
+int image_lock_to_backing(int fd);
+
 #endif

@@ -54,6 +54,12 @@ struct layer {
 extern const struct layer_ops qcow_ops;
 extern const struct layer_ops raw_ops;
 
+/* Serve the layer opened on fd (and direct_fd, its O_DIRECT twin, or -1;
+ * both taken over) as img's top, over the current one, which becomes
+ * read-only (image.c). */
+int image_push_top(struct image *img, const char *path, int fd, int direct_fd,
+                   const struct image_open_opts *o);
+
 /* image_resize() without its fault point, for operations that resize as
  * one of their steps (resize.c). */
 int image_set_size(struct image *img, uint64_t new_size, bool allow_shrink);

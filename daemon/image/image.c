@@ -107,7 +107,7 @@ static int check_stated_raw(struct layer *l)
                    strcmp(found, "qcow") == 0 ? ", or as qcow" : "");
 }
 
-static int open_fds(struct layer *l, int fd, bool direct)
+static int open_fds(struct layer *l, int fd, int direct_fd, bool direct)
 {
     int flags = (l->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
     int mode = fd >= 0 ? fcntl(fd, F_GETFL) & O_ACCMODE : -1;
@@ -124,7 +124,10 @@ static int open_fds(struct layer *l, int fd, bool direct)
     if (r < 0)
         return qc_fail(r, "%s: cannot get its size: %s", l->path, strerror(-r));
     l->fd = l->meta_fd;
-    if (direct) {
+    if (direct_fd >= 0) {
+        l->fd = direct_fd;
+        l->direct = true;
+    } else if (direct) {
         int dfd = reopen_direct(l, flags);
         if (dfd >= 0) {
             l->fd = dfd;
@@ -145,26 +148,29 @@ static int open_path(const char *path, bool read_only)
 
 /* Open a layer on fd (taken over, even on failure; a negative errno when
  * opening it failed). */
-static int layer_open(const char *path, int fd, enum image_format fmt, bool read_only,
-                      const struct image_open_opts *o, struct layer **out)
+static int layer_open_fds(const char *path, int fd, int direct_fd, enum image_format fmt,
+                          bool read_only, const struct image_open_opts *o, struct layer **out)
 {
     struct layer *l = calloc(1, sizeof *l);
+    char *copy = strdup(path);
     int r;
 
-    if (!l) {
+    if (!l || !copy) {
         if (fd >= 0)
             close(fd);
+        if (direct_fd >= 0)
+            close(direct_fd);
+        free(copy);
+        free(l);
         return -ENOMEM;
     }
-    *l = (struct layer){ .fd = -1, .meta_fd = -1, .read_only = read_only };
-    if (!(l->path = strdup(path))) {
-        if (fd >= 0)
-            close(fd);
-        r = -ENOMEM;
+    *l = (struct layer){ .fd = -1, .meta_fd = -1, .read_only = read_only, .path = copy };
+    if ((r = open_fds(l, fd, direct_fd, o->direct)) < 0) {
+        /* open_fds took fd; the O_DIRECT twin is ours until it takes that too. */
+        if (direct_fd >= 0 && l->fd != direct_fd)
+            close(direct_fd);
         goto fail;
     }
-    if ((r = open_fds(l, fd, o->direct)) < 0)
-        goto fail;
     l->probed = fmt == IMAGE_FORMAT_AUTO;
     if (l->probed && (r = probe_format(l, &fmt)) < 0)
         goto fail;
@@ -182,6 +188,39 @@ static int layer_open(const char *path, int fd, enum image_format fmt, bool read
 fail:
     layer_free(l);
     return r;
+}
+
+static int layer_open(const char *path, int fd, enum image_format fmt, bool read_only,
+                      const struct image_open_opts *o, struct layer **out)
+{
+    return layer_open_fds(path, fd, -1, fmt, read_only, o, out);
+}
+
+int image_push_top(struct image *img, const char *path, int fd, int direct_fd,
+                   const struct image_open_opts *o)
+{
+    unsigned max = o->max_depth ? o->max_depth : IMAGE_DEFAULT_MAX_DEPTH;
+    struct layer *l;
+    int r;
+
+    if (img->depth >= max) {
+        if (fd >= 0)
+            close(fd);
+        if (direct_fd >= 0)
+            close(direct_fd);
+        return qc_fail(-ELOOP, "%s: the backing chain would be longer than %u layers", path, max);
+    }
+    if ((r = layer_open_fds(path, fd, direct_fd, IMAGE_FORMAT_QCOW, false, o, &l)) < 0)
+        return r;
+    if (l->size != img->size || !l->backing_name) {
+        layer_free(l);
+        return qc_fail(-EINVAL, "%s: not an overlay of %s's size", path, img->top->path);
+    }
+    l->backing = img->top;
+    img->top->read_only = true;
+    img->top = l;
+    img->depth++;
+    return 0;
 }
 
 int image_resolve_backing(const char *child_path, const char *name, char **out)

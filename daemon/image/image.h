@@ -335,6 +335,18 @@ int file_lock_alone(int fd, const char *path, const char *verb);
 /* True when a and b are the same file (device and inode). */
 bool layer_same_file(const struct layer *a, const struct layer *b);
 
+/* External snapshot (snapshot.c): make the empty file open on fd (path
+ * names it) a qcow overlay of img's top layer, backing_name stored as
+ * given, of the same size and cluster size (512-byte clusters over a raw
+ * layer, so that a discard still zeroes every sector it covers), and serve
+ * it as img's new top; the old top becomes read-only.  fd and direct_fd
+ * (its O_DIRECT twin, or -1) are taken over, even on failure.  o: how the
+ * chain was opened (direct, L2 cache).  A failure leaves img as it was (the
+ * file may hold a header: the caller removes it).  Refused for an encrypted
+ * top layer (-ENOTSUP) and a chain at its depth limit (-ELOOP). */
+int image_snapshot(struct image *img, const char *path, const char *backing_name, int fd,
+                   int direct_fd, const struct image_open_opts *o);
+
 /* Commit (commit.c): copy what img's top layer holds in [off, off+len)
  * into base, the top's backing file opened for writing with its own chain
  * (at least as large).  *copied: the guest bytes copied. */
@@ -383,6 +395,9 @@ struct qcow_create_opts {
 };
 
 int qcow_create(const char *path, const struct qcow_create_opts *opts);
+/* The same on an empty file already open for writing (fd stays the
+ * caller's): a plain image, size given, no preallocation, key or Xen header. */
+int qcow_create_on_fd(int fd, const char *path, const struct qcow_create_opts *opts);
 
 int raw_create(const char *path, uint64_t size, enum prealloc_mode prealloc);
 

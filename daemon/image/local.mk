@@ -9,6 +9,7 @@ daemon_image_libqcowimage_la_SOURCES = \
 	daemon/image/qcow_resize.c \
 	daemon/image/faultpoint.h daemon/image/faultpoint.c \
 	daemon/image/resize.c \
+	daemon/image/snapshot.c \
 	daemon/image/qcow_backing.c \
 	daemon/image/commit.c \
 	daemon/image/rebase.c \

@@ -50,6 +50,10 @@ void attachment_drain_messages(struct supervisor *s, struct attachment *att);
 bool imageops_resize_answered(struct supervisor *s, struct attachment *att, struct client *c,
                               json_object *id, json_object *ret);
 void imageops_worker_restarted(struct attachment *att);
+/* The worker's answer to a snapshot (ret, or NULL and err): switch to the
+ * new top, or remove it. */
+void imageops_snapshot_answered(struct supervisor *s, struct attachment *att, struct client *c,
+                                json_object *id, json_object *ret, const char *err);
 
 /* recovery.c */
 /* Kill the worker, which can no longer be trusted; it is restarted on the

@@ -152,6 +152,15 @@ static void cmd_resize(struct supervisor *s, struct client *c, json_object *id, 
         imageops_cmd_resize(s, att, c, id, args);
 }
 
+static void cmd_snapshot(struct supervisor *s, struct client *c, json_object *id,
+                         json_object *args)
+{
+    struct attachment *att = named_attachment(s, c, id, args);
+
+    if (att)
+        imageops_cmd_snapshot(s, att, c, id, args);
+}
+
 static void cmd_connect(struct supervisor *s, struct client *c, json_object *id, json_object *args)
 {
     struct attachment *att = named_attachment(s, c, id, args);
@@ -231,6 +240,7 @@ static const char *const attach_args[] = { "path", "name", "read-only", "cache",
                                            "fd", NULL };
 static const char *const limit_args[] = { "name", "io-limits", "reset", NULL };
 static const char *const resize_args[] = { "name", "size", NULL };
+static const char *const snapshot_args[] = { "name", "path", NULL };
 static const char *const events_args[] = { "enable", NULL };
 static const char *const export_add_args[] = { "name", "nbd", "tls-certs", "read-only",
                                                "insecure", NULL };
@@ -248,6 +258,7 @@ static const struct command commands[] = {
     { "resume", name_arg, cmd_resume },
     { "limit", limit_args, cmd_limit },
     { "resize", resize_args, cmd_resize },
+    { "snapshot", snapshot_args, cmd_snapshot },
     { "events", events_args, cmd_events },
     { "shutdown", no_args, cmd_shutdown },
     { "export-add", export_add_args, exports_cmd_add },

@@ -1,18 +1,46 @@
-/* Image operations on a served image (doc/protocol.md: resize): checked
- * here, run by the worker between requests; its answer, read with
- * suspicion, updates what qcowd tells clients and becomes an event. */
+/* Image operations on a served image (doc/protocol.md: resize, snapshot):
+ * checked here, run by the worker between requests; its answer, read with
+ * suspicion, updates what qcowd tells clients and becomes an event.
+ *
+ * A snapshot's new top is made here: a sandboxed worker can open no file.
+ * qcowd creates it with the rights of the caller that asks (O_EXCL: never
+ * an existing file), takes the image's locks on it, and sends the worker
+ * descriptors of it; the worker writes the overlay's header and serves it.
+ * Only when the worker says it serves the new top does qcowd turn the old
+ * top's locks into a backing file's and make the new file the attachment's
+ * image (what a restarted worker opens); on any failure the file goes. */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "attachment_internal.h"
+#include "error.h"
 #include "json_read.h"
+#include "lock.h"
 #include "log.h"
 #include "qcowring.h"
+#include "util.h"
+
+struct snapshot_pending {
+    char *path;                 /* canonical */
+    char *backing;              /* the name its header stores */
+    int lock_fd;                /* created, locked: the attachment's once it serves */
+    struct stat st;
+    struct identity who;        /* who asked (whose rights remove it) */
+};
 
 static bool operation_pending(const struct attachment *att)
 {
+    if (att->snapshot)
+        return true;
     for (const struct call *call = att->calls; call; call = call->next)
         if (strcmp(call->command, "resize") == 0 || strcmp(call->command, "snapshot") == 0)
             return true;
@@ -130,4 +158,224 @@ void imageops_worker_restarted(struct attachment *att)
         json_read_int(att->proc.ready, "capacity-sectors", 1, INT64_MAX, &sectors) &&
         att->have_ring_page && (uint64_t)sectors > att->ring_page.capacity_sectors)
         att->ring_page.capacity_sectors = (uint64_t)sectors;
+}
+
+/* ---- snapshot ------------------------------------------------------------ */
+
+static bool same_dir(const char *a, const char *b)
+{
+    _cleanup_free_ char *da = strdup(a), *db = strdup(b);
+
+    return da && db && strcmp(dirname(da), dirname(db)) == 0;
+}
+
+/* The name the overlay stores: relative in the same directory, as
+ * qemu-img does it, else the old top's canonical path. */
+static char *backing_name_for(const char *new_path, const char *old_path)
+{
+    _cleanup_free_ char *copy = strdup(old_path);
+
+    if (!copy)
+        return NULL;
+    return strdup(same_dir(new_path, old_path) ? basename(copy) : old_path);
+}
+
+/* Remove the half-made file, if it still is the one we made. */
+static void remove_new_top(const struct snapshot_pending *p)
+{
+    struct identity_saved saved;
+    bool as_caller = !caller_privileged(&p->who);
+    struct stat st;
+
+    if (as_caller && identity_assume(&p->who, &saved) < 0) {
+        log_warning("%s: cannot remove it (cannot take uid %u's rights)", p->path,
+                    (unsigned)p->who.uid);
+        return;
+    }
+    if (lstat(p->path, &st) == 0 && st.st_dev == p->st.st_dev && st.st_ino == p->st.st_ino &&
+        unlink(p->path) < 0)
+        log_warning("%s: cannot remove it: %s", p->path, strerror(errno));
+    if (as_caller)
+        identity_restore(&saved);
+}
+
+static void pending_free(struct snapshot_pending *p)
+{
+    if (!p)
+        return;
+    if (p->lock_fd >= 0)
+        close(p->lock_fd);
+    free(p->path);
+    free(p->backing);
+    free(p);
+}
+
+/* Create path with who's rights (never an existing file) and make it
+ * canonical; -errno with a message. */
+static int create_new_top(const struct identity *who, const char *path,
+                          struct snapshot_pending *p)
+{
+    struct identity_saved saved;
+    bool as_caller = !caller_privileged(who);
+    int r = 0;
+
+    if (as_caller && identity_assume(who, &saved) < 0)
+        return qc_fail(-EACCES, "%s: qcowd (uid %u) cannot create files with the rights of uid "
+                       "%u", path, (unsigned)geteuid(), (unsigned)who->uid);
+    p->lock_fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0644);
+    if (p->lock_fd < 0)
+        r = -errno;
+    else if (!(p->path = realpath(path, NULL)) || fstat(p->lock_fd, &p->st) < 0)
+        r = -errno;
+    if (as_caller)
+        identity_restore(&saved);
+    if (r < 0 && p->lock_fd >= 0) {
+        if (!p->path)
+            unlink(path);       /* ours: created a moment ago */
+        close(p->lock_fd);
+        p->lock_fd = -1;
+    }
+    return r < 0 ? qc_fail(r, "%s: cannot create: %s", path, strerror(-r)) : 0;
+}
+
+/* Our own descriptions of the new file for the worker: one it serves the
+ * image through (buffered), and an O_DIRECT one when the image is served
+ * so (-1 where the file system has none). */
+static int worker_descriptors(const struct attachment *att, const struct snapshot_pending *p,
+                              int fds[3])
+{
+    char proc[40];
+
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", p->lock_fd);
+    fds[1] = p->lock_fd;
+    fds[2] = -1;
+    if ((fds[0] = open(proc, O_RDWR | O_CLOEXEC | O_NOCTTY)) < 0)
+        return qc_fail(-errno, "%s: cannot open it again: %s", p->path, strerror(errno));
+    if (!att->writeback && (fds[2] = open(proc, O_RDWR | O_CLOEXEC | O_NOCTTY | O_DIRECT)) < 0 &&
+        errno != EINVAL) {
+        close(fds[0]);
+        return qc_fail(-errno, "%s: cannot open it with O_DIRECT: %s", p->path, strerror(errno));
+    }
+    return 0;
+}
+
+static int prepare(struct attachment *att, const struct identity *who, const char *path,
+                   struct snapshot_pending *p, int fds[3])
+{
+    int r;
+
+    if ((r = create_new_top(who, path, p)) < 0)
+        return r;
+    if (!(p->backing = backing_name_for(p->path, att->path)))
+        return -ENOMEM;
+    if ((r = image_lock_fd(p->lock_fd, p->path, IMAGE_LOCK_READ_WRITE)) < 0)
+        return r;
+    return worker_descriptors(att, p, fds);
+}
+
+void imageops_cmd_snapshot(struct supervisor *s, struct attachment *att, struct client *c,
+                           json_object *id, json_object *args)
+{
+    const char *path = json_read_string(args, "path");
+    struct snapshot_pending *p;
+    json_object *wargs;
+    int fds[3] = { -1, -1, -1 }, r;
+
+    if (!path || path[0] != '/') {
+        client_error(c, id, "InvalidParameter", "'path' (an absolute path) is required");
+        return;
+    }
+    if (!may_operate(c, id, att))
+        return;
+    if (!(p = calloc(1, sizeof *p))) {
+        client_error(c, id, "GenericError", "out of memory");
+        return;
+    }
+    p->lock_fd = -1;
+    p->who = c->who;
+    qc_clear_error();
+    if ((r = prepare(att, &c->who, path, p, fds)) < 0) {
+        client_error(c, id, r == -EEXIST ? "AlreadyExists" : error_class_of(r), "%s",
+                     qc_error_message(r));
+        if (p->path)
+            remove_new_top(p);
+        pending_free(p);
+        return;
+    }
+    att->snapshot = p;
+    wargs = json_object_new_object();
+    json_object_object_add(wargs, "path", json_object_new_string(p->path));
+    json_object_object_add(wargs, "backing", json_object_new_string(p->backing));
+    log_info("%s: snapshot: %s over %s (pid %d asks)", att->name, p->path, att->path,
+             (int)c->pid);
+    attachment_call_worker_fds(s, att, c, id, "snapshot", wargs, fds, fds[2] >= 0 ? 3 : 2);
+    json_object_put(wargs);
+    close(fds[0]);
+    if (fds[2] >= 0)
+        close(fds[2]);
+}
+
+/* The worker serves the new top: it is the attachment's image from now on
+ * (a restarted worker opens it, and its backing file by name); the old
+ * top's lock keeps only a backing file's part, held by the worker. */
+static bool switch_to(struct attachment *att, struct snapshot_pending *p, json_object *ret)
+{
+    const char *path = json_read_string(ret, "path");
+    json_object *info = worker_checked_info(ret);
+    char *format = strdup("qcow");
+
+    if (!info || !format || !path || strcmp(path, p->path) != 0) {
+        json_object_put(info);
+        free(format);
+        return false;
+    }
+    if (image_lock_to_backing(att->lock_fd) < 0)
+        log_warning("%s: cannot release the write locks of %s: %s", att->name, att->path,
+                    strerror(errno));
+    close(att->lock_fd);
+    att->lock_fd = p->lock_fd;
+    p->lock_fd = -1;
+    free(att->path);
+    att->path = TAKE_PTR(p->path);
+    att->dev = p->st.st_dev;
+    att->ino = p->st.st_ino;
+    free(att->format);
+    att->format = format;
+    json_object_put(att->proc.ready);
+    att->proc.ready = info;
+    return true;
+}
+
+void imageops_snapshot_answered(struct supervisor *s, struct attachment *att, struct client *c,
+                                json_object *id, json_object *ret, const char *err)
+{
+    struct snapshot_pending *p = TAKE_PTR(att->snapshot);
+    json_object *data;
+
+    if (!p) {
+        if (c)
+            client_error(c, id, "WorkerError", "%s: no snapshot was asked for", att->name);
+        return;
+    }
+    if (!ret || !switch_to(att, p, ret)) {
+        log_warning("%s: snapshot %s failed: %s; serving %s still", att->name, p->path,
+                    ret ? "the worker's answer is malformed" : err, att->path);
+        remove_new_top(p);
+        if (c)
+            client_error(c, id, ret ? "WorkerError" : "ImageError", "%s: snapshot failed: %s",
+                         att->name, ret ? "the worker's answer is malformed" : err);
+        if (ret)
+            attachment_kill_worker(s, att, "sent a malformed answer to snapshot");
+        pending_free(p);
+        return;
+    }
+    data = json_object_new_object();
+    json_object_object_add(data, "name", json_object_new_string(att->name));
+    json_object_object_add(data, "path", json_object_new_string(att->path));
+    json_object_object_add(data, "backing", json_object_new_string(p->backing));
+    log_info("%s: serving %s now, over %s", att->name, att->path, p->backing);
+    if (c)
+        client_reply(c, id, json_object_get(data));
+    broadcast_event(s, "snapshot-taken", data);
+    pending_free(p);
 }

@@ -6,6 +6,8 @@
  *   {"execute": "limit", "arguments": {"io-limits": {...}, "group-slot": N}, "id": ...}
  *       (with the limit group's page as a descriptor when they name one)
  *   {"execute": "resize", "arguments": {"size": BYTES}, "id": ...} (imageops.c)
+ *   {"execute": "snapshot", "arguments": {"path", "backing"}, "id": ...}
+ *       (with the new top's descriptors: imageops.c)
  * with {"return": {...}, "id": ...} or {"error": {"class", "desc"}, "id"}. */
 #include "config.h"
 
@@ -295,7 +297,7 @@ static void do_limit(struct worker *w, json_object *msg, json_object *id, int gr
 }
 
 static void handle_command(struct worker *w, const char *cmd, json_object *msg, json_object *id,
-                           int *fd)
+                           int *fds, unsigned nfds)
 {
     if (strcmp(cmd, "stats") == 0) {
         worker_reply(w, id, stats_json(w));
@@ -312,28 +314,37 @@ static void handle_command(struct worker *w, const char *cmd, json_object *msg, 
         w->state = WORKER_STOPPING;
         worker_reply(w, id, NULL);
     } else if (strcmp(cmd, "limit") == 0) {
-        do_limit(w, msg, id, *fd);
+        do_limit(w, msg, id, fds[0]);
     } else if (strcmp(cmd, "resize") == 0) {
-        worker_begin_op(w, WORKER_OP_RESIZE, id, msg, fd);
+        worker_begin_op(w, WORKER_OP_RESIZE, id, msg, fds, 0);
+    } else if (strcmp(cmd, "snapshot") == 0) {
+        worker_begin_op(w, WORKER_OP_SNAPSHOT, id, msg, fds, nfds);
     } else {
         worker_reply_error(w, id, "CommandNotFound", "unknown worker command");
     }
 }
 
+static void close_all(int *fds, unsigned nfds)
+{
+    for (unsigned i = 0; i < nfds; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
 void worker_handle_control(struct worker *w)
 {
     char buf[CTL_MAX_MESSAGE];
-    int fds[FDPASS_MAX] = { -1 };
+    int fds[FDPASS_MAX];
     unsigned nfds = 0;
     ssize_t n = fdpass_recv(w->ctl_fd, buf, sizeof buf - 1, fds, FDPASS_MAX, &nfds);
     json_object *msg, *cmd, *id = NULL;
 
-    /* Only "limit" and "snapshot" take a descriptor: the first one. */
-    for (unsigned i = 1; i < nfds; i++)
-        close(fds[i]);
+    /* "limit" takes one descriptor, "snapshot" up to three (imageops.c);
+     * those a command does not take are closed here. */
+    for (unsigned i = nfds; i < FDPASS_MAX; i++)
+        fds[i] = -1;
     if (n <= 0) {
-        if (nfds)
-            close(fds[0]);
+        close_all(fds, nfds);
         if (n < 0 && n != -EAGAIN)
             log_warning("%s: control channel: %s", w->name, strerror((int)-n));
         if (n == 0 || n != -EAGAIN) {
@@ -351,8 +362,7 @@ void worker_handle_control(struct worker *w)
         !json_object_is_type(cmd, json_type_string))
         worker_reply_error(w, id, "GenericError", "expected {\"execute\": COMMAND}");
     else
-        handle_command(w, json_object_get_string(cmd), msg, id, &fds[0]);
-    if (nfds && fds[0] >= 0)
-        close(fds[0]);
+        handle_command(w, json_object_get_string(cmd), msg, id, fds, nfds);
+    close_all(fds, nfds);
     json_object_put(msg);
 }

@@ -1,5 +1,5 @@
-/* Image operations on a served image: the supervisor's "resize" (and, in
- * time, "snapshot") run between requests.  The worker stops taking
+/* Image operations on a served image: the supervisor's "resize" and
+ * "snapshot" run between requests.  The worker stops taking
  * requests from the ring, lets those in flight finish, flushes (the pause
  * of control.c), runs the engine's operation synchronously, then serves
  * again; the ring's client sees a pause.  Requests it posts meanwhile wait
@@ -25,9 +25,10 @@ static void op_clear(struct worker *w)
 {
     json_object_put(w->op.id);
     json_object_put(w->op.args);
-    if (w->op.fd >= 0)
-        close(w->op.fd);
-    w->op = (struct worker_op){ .kind = WORKER_OP_NONE, .fd = -1 };
+    for (unsigned i = 0; i < 3; i++)
+        if (w->op.fds[i] >= 0)
+            close(w->op.fds[i]);
+    w->op = (struct worker_op){ .kind = WORKER_OP_NONE, .fds = { -1, -1, -1 } };
 }
 
 static const char *error_class(int err)
@@ -39,6 +40,7 @@ static const char *error_class(int err)
     case -EROFS:
         return "ReadOnly";
     case -ENOTSUP:
+    case -ELOOP:
         return "NotSupported";
     default:
         return "ImageError";
@@ -94,6 +96,56 @@ static void run_resize(struct worker *w)
     worker_reply(w, w->op.id, ret);
 }
 
+/* ---- snapshot ------------------------------------------------------------ */
+
+static const char *string_arg(struct worker *w, const char *key)
+{
+    json_object *v;
+
+    if (!json_object_object_get_ex(w->op.args, key, &v) ||
+        !json_object_is_type(v, json_type_string) || !*json_object_get_string(v))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+/* The new top's descriptors, from the supervisor: [0] to serve it through
+ * (buffered), [1] the one that holds its locks (shared with the
+ * supervisor), [2] an O_DIRECT twin of [0] or none.  The old top's lock
+ * descriptor stays with us: the supervisor turns its locks into a backing
+ * file's once we answer. */
+static void run_snapshot(struct worker *w)
+{
+    const char *path = string_arg(w, "path"), *backing = string_arg(w, "backing");
+    int meta = w->op.fds[0], lock = w->op.fds[1], direct = w->op.fds[2];
+    json_object *ret;
+    int r;
+
+    if (!path || !backing || meta < 0 || lock < 0) {
+        worker_reply_error(w, w->op.id, "InvalidParameter",
+                           "'snapshot' takes 'path', 'backing' and the new file's descriptors");
+        return;
+    }
+    if (w->lock_fd >= 0 && w->n_old_locks == WORKER_MAX_OLD_LOCKS) {
+        fail(w, qc_fail(-ELOOP, "%s: the chain is too long for another snapshot", w->name));
+        return;
+    }
+    w->op.fds[0] = w->op.fds[2] = -1;   /* image_snapshot takes them */
+    if ((r = image_snapshot(w->img, path, backing, meta, direct, &w->open_opts)) < 0) {
+        fail(w, r);
+        return;
+    }
+    if (w->lock_fd >= 0)
+        w->old_lock_fds[w->n_old_locks++] = w->lock_fd;
+    w->lock_fd = lock;
+    w->op.fds[1] = -1;
+    w->guard_first_sector = image_first_sector_guarded(w->img);
+    log_info("%s: serving %s now, over %s", w->name, path, backing);
+    ret = worker_geometry_json(w);
+    json_object_object_add(ret, "path", json_object_new_string(path));
+    json_object_object_add(ret, "backing", json_object_new_string(backing));
+    worker_reply(w, w->op.id, ret);
+}
+
 /* ---- waiting for quiet --------------------------------------------------- */
 
 static void run_op(struct worker *w)
@@ -105,6 +157,8 @@ static void run_op(struct worker *w)
         worker_reply_error(w, w->op.id, "ImageError", executor_flush_error(w->x));
     else if (w->op.kind == WORKER_OP_RESIZE)
         run_resize(w);
+    else
+        run_snapshot(w);
     qc_clear_error();
     if (w->op.resume) {
         w->state = WORKER_RUNNING;
@@ -116,7 +170,7 @@ static void run_op(struct worker *w)
 }
 
 void worker_begin_op(struct worker *w, enum worker_op_kind kind, json_object *id,
-                     json_object *msg, int *fd)
+                     json_object *msg, int *fds, unsigned nfds)
 {
     json_object *args = NULL;
 
@@ -131,8 +185,11 @@ void worker_begin_op(struct worker *w, enum worker_op_kind kind, json_object *id
     json_object_object_get_ex(msg, "arguments", &args);
     w->op = (struct worker_op){ .kind = kind, .id = id ? json_object_get(id) : NULL,
                                 .args = args ? json_object_get(args) : json_object_new_object(),
-                                .fd = *fd, .resume = w->state == WORKER_RUNNING };
-    *fd = -1;
+                                .fds = { -1, -1, -1 }, .resume = w->state == WORKER_RUNNING };
+    for (unsigned i = 0; i < nfds && i < 3; i++) {
+        w->op.fds[i] = fds[i];
+        fds[i] = -1;
+    }
     if (w->state == WORKER_PAUSED) {
         run_op(w);
         return;

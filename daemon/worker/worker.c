@@ -284,6 +284,8 @@ static void release_image_lock(struct worker *w)
     if (w->lock_fd >= 0)
         close(w->lock_fd);
     w->lock_fd = -1;
+    while (w->n_old_locks > 0)
+        close(w->old_lock_fds[--w->n_old_locks]);
 }
 
 /* O_DIRECT needs every piece, data and metadata, aligned to the device's
@@ -296,6 +298,9 @@ static int open_image(struct worker *w, const struct worker_opts *o)
 
     open.open_backing = backing_open;
     open.open_backing_opaque = (void *)&o->backing;
+    w->open_opts = open;
+    w->open_opts.key = NULL;
+    w->open_opts.key_len = 0;
     if ((r = image_open_fd(o->path, top_fd(o, open.read_only), &open, &w->img)) < 0 ||
         (r = check_key(w, &open)) < 0)
         return r;
@@ -306,6 +311,7 @@ static int open_image(struct worker *w, const struct worker_opts *o)
     image_close(w->img);
     w->img = NULL;              /* worker_destroy() must not close it again */
     open.direct = false;
+    w->open_opts.direct = false;
     return image_open_fd(o->path, top_fd(o, open.read_only), &open, &w->img);
 }
 
@@ -327,7 +333,7 @@ int worker_init(struct worker *w, const struct worker_opts *o)
                           .read_only = o->open.read_only, .epfd = -1, .sigfd = -1,
                           .ring_fds = { -1, -1, -1 }, .journal_fd = -1, .lock_fd = -1,
                           .aio = { .efd = -1 },
-                          .limiter = { .timer_fd = -1 }, .op = { .fd = -1 } };
+                          .limiter = { .timer_fd = -1 }, .op = { .fds = { -1, -1, -1 } } };
     w->lock_fd = o->image_fd;
     if ((r = open_image(w, o)) < 0)
         return r;

@@ -32,9 +32,11 @@ struct worker_op {
     enum worker_op_kind kind;
     struct json_object *id;     /* the supervisor's, echoed in the answer */
     struct json_object *args;
-    int fd;                     /* a descriptor that came with it, or -1 */
+    int fds[3];                 /* descriptors that came with it, or -1 */
     bool resume;                /* serving when it came: serve again after */
 };
+
+#define WORKER_MAX_OLD_LOCKS 16
 
 struct worker {
     const char *name;           /* for messages: the image path or attach name */
@@ -65,6 +67,10 @@ struct worker {
     struct busy_poll poll;
     struct limiter limiter;     /* I/O limits: requests held until their turn */
     struct worker_op op;        /* resize or snapshot, pausing for it */
+    struct image_open_opts open_opts;   /* how the chain was opened (no key) */
+    int old_lock_fds[WORKER_MAX_OLD_LOCKS]; /* earlier tops' lock descriptors (their
+                                 * locks now a backing file's): kept like lock_fd */
+    unsigned n_old_locks;
     uint64_t started_ns;
     const char *fail_class;     /* why worker_init failed, when not the image's fault */
     char last_error[BLK_ERROR_MAX + 64];        /* the last failed request, and why */
@@ -130,10 +136,10 @@ void worker_reply_error(struct worker *w, struct json_object *id, const char *cl
 
 /* Image operations while serving (imageops.c): resize and snapshot run
  * once nothing is in flight and everything is flushed, with the ring's
- * requests held meanwhile (the client sees a pause).  *fd (the snapshot's
- * new top) becomes the operation's and is set to -1. */
+ * requests held meanwhile (the client sees a pause).  The first nfds of
+ * fds (a snapshot's new top) become the operation's and are set to -1. */
 void worker_begin_op(struct worker *w, enum worker_op_kind kind, struct json_object *id,
-                     struct json_object *msg, int *fd);
+                     struct json_object *msg, int *fds, unsigned nfds);
 /* The worker is quiet: run the waiting operation, answer, serve again.
  * False when none was waiting. */
 bool worker_op_quiesced(struct worker *w);
