@@ -50,6 +50,7 @@ DAEMON_TESTS = \
 	tests/daemon/limits.sh \
 	tests/daemon/ring-geometry.sh \
 	tests/daemon/online-resize.sh \
+	tests/daemon/online-snapshot.sh \
 	tests/daemon/recovery.sh \
 	tests/daemon/hostile-worker.sh \
 	tests/daemon/slow-clients.sh \

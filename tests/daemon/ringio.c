@@ -8,6 +8,7 @@
  *   ringio SOCKET NAME geometry      (capacity, features, discard unit)
  *   ringio SOCKET NAME random SHADOW_OUT [-n OPS] [-q QD] [-s SEED] [-m MAXLEN]
  *                             [-K KILL_AT] [-w WORKER_PID] [-G BYTES -M MARK]
+ *                             [-M MARK -S STOP]
  *   ringio SOCKET NAME load [-q QD] [-t SECONDS] [-b BYTES] [-W]
  *   ringio SOCKET NAME order OP...
  *   ringio SOCKET NAME attach PATH [ro|FORMAT...]  (qcowring_attach)
@@ -21,7 +22,9 @@
  * the file MARK and go on with requests over the old size until the
  * capacity reaches BYTES (qcowring_refresh_capacity, at most a minute),
  * then the second half over the whole new size; SHADOW_OUT has the new
- * size (what the disk gained reads as zeros).
+ * size (what the disk gained reads as zeros).  With -S instead (live
+ * snapshots): after the first half, create MARK and go on until the file
+ * STOP exists (at most a minute), then the second half.
  *
  * load: keep QD random reads (writes with -W) of BYTES in flight for
  * SECONDS, then print what this client achieved, measured by itself:
@@ -167,6 +170,7 @@ struct random_opts {
     pid_t worker;
     uint64_t grow_to;           /* -G: the capacity to wait for */
     const char *mark;           /* -M: created when waiting starts */
+    const char *stop;           /* -S: the file to wait for */
 };
 
 static int run_random(struct qcowring *ring, uint8_t *shadow, uint64_t size,
@@ -194,6 +198,28 @@ static int run_random(struct qcowring *ring, uint8_t *shadow, uint64_t size,
         while ((n = qcowring_reap(ring, c, 64)) > 0)
             for (int i = 0; i < n; i++)
                 check(ring, &c[i]);
+    }
+    return 0;
+}
+
+/* -S: requests go on until the file o->stop exists. */
+static int run_until_stopped(struct qcowring *ring, uint8_t *shadow, uint64_t size,
+                             const struct random_opts *o)
+{
+    struct random_opts more = *o;
+    double give_up = seconds_now() + 60;
+    FILE *f = fopen(o->mark, "w");
+    int r;
+
+    if (!f || fclose(f))
+        return -EIO;
+    more.ops = 8;
+    more.kill_at = 0;
+    while (access(o->stop, F_OK) != 0) {
+        if (seconds_now() > give_up)
+            return -ETIMEDOUT;
+        if ((r = run_random(ring, shadow, size, &more)) < 0)
+            return r;
     }
     return 0;
 }
@@ -242,7 +268,7 @@ static int cmd_random(struct qcowring *ring, int argc, char **argv)
     int c, r;
 
     optind = 1;
-    while ((c = getopt(argc, argv, "n:q:s:m:K:w:G:M:")) != -1) {
+    while ((c = getopt(argc, argv, "n:q:s:m:K:w:G:M:S:")) != -1) {
         switch (c) {
         case 'n': o.ops = (unsigned)atoi(optarg); break;
         case 'q': o.qd = (unsigned)atoi(optarg); break;
@@ -252,10 +278,11 @@ static int cmd_random(struct qcowring *ring, int argc, char **argv)
         case 'w': o.worker = (pid_t)atoi(optarg); break;
         case 'G': o.grow_to = strtoull(optarg, NULL, 0); break;
         case 'M': o.mark = optarg; break;
+        case 'S': o.stop = optarg; break;
         default: return 2;
         }
     }
-    if (optind != argc - 1 || (o.grow_to && !o.mark))
+    if (optind != argc - 1 || (o.grow_to && !o.mark) || (o.stop && (!o.mark || o.grow_to)))
         return 2;
     qcowring_get_geometry(ring, &g);
     if (o.maxlen > g.max_request_bytes)
@@ -266,13 +293,14 @@ static int cmd_random(struct qcowring *ring, int argc, char **argv)
     if ((r = qcowring_pread(ring, shadow, size, 0)) < 0)
         return die("initial read", r);
     unsigned total = o.ops;
-    if (o.grow_to) {
+    if (o.grow_to || o.stop) {
         struct random_opts half = o;
         half.ops = o.ops / 2;
         o.ops -= half.ops;
         if ((r = run_random(ring, shadow, size, &half)) < 0 ||
-            (r = run_until_grown(ring, &shadow, &size, &o)) < 0)
-            return die("random I/O while growing", r);
+            (r = o.stop ? run_until_stopped(ring, shadow, size, &o)
+                        : run_until_grown(ring, &shadow, &size, &o)) < 0)
+            return die("random I/O while waiting", r);
     }
     if ((r = run_random(ring, shadow, size, &o)) < 0 || (r = qcowring_flush(ring)) < 0)
         return die("random I/O", r);
