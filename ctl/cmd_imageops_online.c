@@ -274,6 +274,67 @@ static char *new_file_path(const char *path)
     return out;
 }
 
+/* Options of snapshot and resume: the connection's, and resume's --image. */
+static int connection_option(struct cli *cli, const struct cli_command *cmd, int opt)
+{
+    unsigned long v;
+    int r;
+
+    if (opt == CLI_OPT_SOCKET) {
+        cli->socket = optarg;
+        return CLI_CONTINUE;
+    }
+    if (opt == CLI_OPT_TIMEOUT) {
+        if ((r = cli_parse_uint(cmd, "timeout", optarg, 0, 86400, &v)) != CLI_CONTINUE)
+            return r;
+        cli->timeout_s = (unsigned)v;
+        return CLI_CONTINUE;
+    }
+    return CLI_NOT_MINE;
+}
+
+int imageops_run_resume(struct cli *cli, const struct cli_command *cmd, int argc, char **argv)
+{
+    enum { OPT_IMAGE = CLI_OPT_COMMAND };
+    static const struct option opts[] = {
+        { "image", required_argument, NULL, OPT_IMAGE },
+        { "socket", required_argument, NULL, CLI_OPT_SOCKET },
+        { "timeout", required_argument, NULL, CLI_OPT_TIMEOUT },
+        CLI_COMMON_OPTIONS,
+        { NULL, 0, NULL, 0 },
+    };
+    _cleanup_free_ char *image = NULL, *name = NULL;
+    json_object *args, *ret;
+    int opt, r;
+
+    cli_begin_options();
+    while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1) {
+        if (opt == OPT_IMAGE) {
+            free(image);
+            if (!(image = realpath(optarg, NULL)))
+                return cli_fail("%s: %s", optarg, strerror(errno));
+            continue;
+        }
+        if ((r = connection_option(cli, cmd, opt)) == CLI_NOT_MINE)
+            r = cli_common_option(cli, cmd, opt, argv);
+        if (r != CLI_CONTINUE)
+            return r;
+    }
+    if ((r = cli_operands(cmd, argc, 1, 1)) != CLI_CONTINUE)
+        return r;
+    args = name_args(argv[optind]);
+    if (image)
+        json_object_object_add(args, "image", json_object_new_string(image));
+    r = call_once(cli, "resume", args, &ret);
+    json_object_put(args);
+    if (r != CLI_EXIT_OK)
+        return r;
+    name = cli_clean_text(argv[optind]);
+    if (!image)
+        return print_result(cli, ret, "resumed %s", name ? name : "?");
+    return print_result(cli, ret, "resumed %s, served from %s now", name ? name : "?", image);
+}
+
 int imageops_run_snapshot(struct cli *cli, const struct cli_command *cmd, int argc, char **argv)
 {
     static const struct option opts[] = {

@@ -21,6 +21,9 @@ int imageops_locate(struct cli *cli, struct imageops_target *t);
 int imageops_resize_online(struct cli *cli, const struct imageops_target *t, uint64_t size);
 int imageops_commit_online(struct cli *cli, const struct imageops_target *t);
 
+/* qcowctl resume [--image OVERLAY] NAME (online only). */
+int imageops_run_resume(struct cli *cli, const struct cli_command *cmd, int argc, char **argv);
+
 /* qcowctl snapshot NAME NEW (online only). */
 int imageops_run_snapshot(struct cli *cli, const struct cli_command *cmd, int argc, char **argv);
 

@@ -196,6 +196,31 @@ static int layer_open(const char *path, int fd, enum image_format fmt, bool read
     return layer_open_fds(path, fd, -1, fmt, read_only, o, out);
 }
 
+/* l must name img's top as its backing file (by a name that resolves to
+ * the very path the top was opened by) and have its size. */
+static int check_overlay(const struct image *img, const struct layer *l)
+{
+    _cleanup_free_ char *resolved = NULL;
+    struct layer_info info;
+    int r;
+
+    layer_get_info(l, &info);
+    if (!l->backing_name)
+        return qc_fail(-EINVAL, "%s: has no backing file (it must name %s)", l->path,
+                       img->top->path);
+    if ((r = image_resolve_backing(l->path, l->backing_name, &resolved)) < 0)
+        return r;
+    if (strcmp(resolved, img->top->path) != 0)
+        return qc_fail(-EINVAL, "%s: its backing file is %s, not the image served (%s)", l->path,
+                       resolved, img->top->path);
+    if (l->size != img->size)
+        return qc_fail(-EINVAL, "%s: its size (%" PRIu64 " bytes) is not the image's (%" PRIu64
+                       ")", l->path, l->size, img->size);
+    if (info.encrypted)
+        return qc_fail(-ENOTSUP, "%s: encrypted: an overlay here takes no key", l->path);
+    return 0;
+}
+
 int image_push_top(struct image *img, const char *path, int fd, int direct_fd,
                    const struct image_open_opts *o)
 {
@@ -212,9 +237,9 @@ int image_push_top(struct image *img, const char *path, int fd, int direct_fd,
     }
     if ((r = layer_open_fds(path, fd, direct_fd, IMAGE_FORMAT_QCOW, false, o, &l)) < 0)
         return r;
-    if (l->size != img->size || !l->backing_name) {
+    if ((r = check_overlay(img, l)) < 0) {
         layer_free(l);
-        return qc_fail(-EINVAL, "%s: not an overlay of %s's size", path, img->top->path);
+        return r;
     }
     l->backing = img->top;
     img->top->read_only = true;

@@ -346,6 +346,12 @@ bool layer_same_file(const struct layer *a, const struct layer *b);
  * top layer (-ENOTSUP) and a chain at its depth limit (-ELOOP). */
 int image_snapshot(struct image *img, const char *path, const char *backing_name, int fd,
                    int direct_fd, const struct image_open_opts *o);
+/* The same with an overlay someone else made (tap-ctl's flow: pause, make
+ * the overlay, resume on it): it must name img's top as its backing file
+ * (resolving to the path the top was opened by) and have its size; not
+ * encrypted. */
+int image_take_overlay(struct image *img, const char *path, int fd, int direct_fd,
+                       const struct image_open_opts *o);
 
 /* Commit (commit.c): copy what img's top layer holds in [off, off+len)
  * into base, the top's backing file opened for writing with its own chain

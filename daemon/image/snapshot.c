@@ -72,3 +72,15 @@ int image_snapshot(struct image *img, const char *path, const char *backing_name
         return r;
     return image_push_top(img, path, TAKE_FD(meta), TAKE_FD(direct), o);
 }
+
+int image_take_overlay(struct image *img, const char *path, int fd, int direct_fd,
+                       const struct image_open_opts *o)
+{
+    _cleanup_close_ int meta = fd, direct = direct_fd;
+    int r;
+
+    if ((r = faultpoint("begin-overlay")) < 0 || (r = refuse(img, path, o)) < 0 ||
+        (r = image_flush(img)) < 0)
+        return r;
+    return image_push_top(img, path, TAKE_FD(meta), TAKE_FD(direct), o);
+}

@@ -128,6 +128,10 @@ static void cmd_resume(struct supervisor *s, struct client *c, json_object *id, 
 
     if (!att)
         return;
+    if (json_object_object_get_ex(args, "image", NULL)) {
+        imageops_cmd_resume_onto(s, att, c, id, args);
+        return;
+    }
     if (att->state != ATT_PAUSED) {
         client_error(c, id, "InvalidState", "'%s' is %s, not paused", att->name,
                      attachment_state_name(att->state));
@@ -241,6 +245,7 @@ static const char *const attach_args[] = { "path", "name", "read-only", "cache",
 static const char *const limit_args[] = { "name", "io-limits", "reset", NULL };
 static const char *const resize_args[] = { "name", "size", NULL };
 static const char *const snapshot_args[] = { "name", "path", NULL };
+static const char *const resume_args[] = { "name", "image", NULL };
 static const char *const events_args[] = { "enable", NULL };
 static const char *const export_add_args[] = { "name", "nbd", "tls-certs", "read-only",
                                                "insecure", NULL };
@@ -255,7 +260,7 @@ static const struct command commands[] = {
     { "connect", name_arg, cmd_connect },
     { "disconnect", name_arg, cmd_disconnect },
     { "pause", name_arg, cmd_pause },
-    { "resume", name_arg, cmd_resume },
+    { "resume", resume_args, cmd_resume },
     { "limit", limit_args, cmd_limit },
     { "resize", resize_args, cmd_resize },
     { "snapshot", snapshot_args, cmd_snapshot },

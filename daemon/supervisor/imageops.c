@@ -35,6 +35,7 @@ struct snapshot_pending {
     int lock_fd;                /* created, locked: the attachment's once it serves */
     struct stat st;
     struct identity who;        /* who asked (whose rights remove it) */
+    bool existing;              /* resume --image: the operator's file, never removed */
 };
 
 static bool operation_pending(const struct attachment *att)
@@ -187,6 +188,8 @@ static void remove_new_top(const struct snapshot_pending *p)
     bool as_caller = !caller_privileged(&p->who);
     struct stat st;
 
+    if (p->existing)
+        return;
     if (as_caller && identity_assume(&p->who, &saved) < 0) {
         log_warning("%s: cannot remove it (cannot take uid %u's rights)", p->path,
                     (unsigned)p->who.uid);
@@ -273,12 +276,88 @@ static int prepare(struct attachment *att, const struct identity *who, const cha
     return worker_descriptors(att, p, fds);
 }
 
+static void send_to_worker(struct supervisor *s, struct attachment *att, struct client *c,
+                           json_object *id, struct snapshot_pending *p, int fds[3])
+{
+    json_object *wargs = json_object_new_object();
+
+    att->snapshot = p;
+    json_object_object_add(wargs, "path", json_object_new_string(p->path));
+    if (p->existing)
+        json_object_object_add(wargs, "existing", json_object_new_boolean(true));
+    else
+        json_object_object_add(wargs, "backing", json_object_new_string(p->backing));
+    attachment_call_worker_fds(s, att, c, id, "snapshot", wargs, fds, fds[2] >= 0 ? 3 : 2);
+    json_object_put(wargs);
+    close(fds[0]);
+    if (fds[2] >= 0)
+        close(fds[2]);
+}
+
+static bool attached_anywhere(struct supervisor *s, const struct stat *st)
+{
+    for (struct attachment *att = s->attachments; att; att = att->next)
+        if (att->dev == st->st_dev && att->ino == st->st_ino)
+            return true;
+    return false;
+}
+
+/* resume --image: the operator paused the image and made an overlay of its
+ * top; serve that overlay, then resume.  It is opened like an attach's
+ * image, with the caller's rights, and locked. */
+void imageops_cmd_resume_onto(struct supervisor *s, struct attachment *att, struct client *c,
+                              json_object *id, json_object *args)
+{
+    const char *path = json_read_string(args, "image");
+    struct opened_image img;
+    struct snapshot_pending *p;
+    int fds[3] = { -1, -1, -1 }, r;
+
+    if (!path || path[0] != '/') {
+        client_error(c, id, "InvalidParameter", "'image' (an absolute path) is required");
+        return;
+    }
+    if (att->state != ATT_PAUSED) {
+        client_error(c, id, "InvalidState", "'%s' is %s, not paused", att->name,
+                     attachment_state_name(att->state));
+        return;
+    }
+    if (!may_operate(c, id, att))
+        return;
+    qc_clear_error();
+    if ((r = caller_open_image(&c->who, path, -1, false, &img)) < 0) {
+        client_error(c, id, error_class_of(r), "%s", qc_error_message(r));
+        return;
+    }
+    if (!(p = calloc(1, sizeof *p))) {
+        client_error(c, id, "GenericError", "out of memory");
+        close(img.fd);
+        free(img.path);
+        return;
+    }
+    *p = (struct snapshot_pending){ .path = img.path, .lock_fd = img.fd, .st = img.st,
+                                    .who = c->who, .existing = true };
+    if (attached_anywhere(s, &p->st)) {
+        client_error(c, id, "AlreadyExists", "%s is attached already", p->path);
+        pending_free(p);
+        return;
+    }
+    if ((r = image_lock_fd(p->lock_fd, p->path, IMAGE_LOCK_READ_WRITE)) < 0 ||
+        (r = worker_descriptors(att, p, fds)) < 0) {
+        client_error(c, id, error_class_of(r), "%s", qc_error_message(r));
+        pending_free(p);
+        return;
+    }
+    log_info("%s: resuming on %s over %s (pid %d asks)", att->name, p->path, att->path,
+             (int)c->pid);
+    send_to_worker(s, att, c, id, p, fds);
+}
+
 void imageops_cmd_snapshot(struct supervisor *s, struct attachment *att, struct client *c,
                            json_object *id, json_object *args)
 {
     const char *path = json_read_string(args, "path");
     struct snapshot_pending *p;
-    json_object *wargs;
     int fds[3] = { -1, -1, -1 }, r;
 
     if (!path || path[0] != '/') {
@@ -302,17 +381,9 @@ void imageops_cmd_snapshot(struct supervisor *s, struct attachment *att, struct 
         pending_free(p);
         return;
     }
-    att->snapshot = p;
-    wargs = json_object_new_object();
-    json_object_object_add(wargs, "path", json_object_new_string(p->path));
-    json_object_object_add(wargs, "backing", json_object_new_string(p->backing));
     log_info("%s: snapshot: %s over %s (pid %d asks)", att->name, p->path, att->path,
              (int)c->pid);
-    attachment_call_worker_fds(s, att, c, id, "snapshot", wargs, fds, fds[2] >= 0 ? 3 : 2);
-    json_object_put(wargs);
-    close(fds[0]);
-    if (fds[2] >= 0)
-        close(fds[2]);
+    send_to_worker(s, att, c, id, p, fds);
 }
 
 /* The worker serves the new top: it is the attachment's image from now on
@@ -320,11 +391,12 @@ void imageops_cmd_snapshot(struct supervisor *s, struct attachment *att, struct 
  * top's lock keeps only a backing file's part, held by the worker. */
 static bool switch_to(struct attachment *att, struct snapshot_pending *p, json_object *ret)
 {
-    const char *path = json_read_string(ret, "path");
+    const char *path = json_read_string(ret, "path"), *backing = json_read_string(ret, "backing");
     json_object *info = worker_checked_info(ret);
     char *format = strdup("qcow");
 
-    if (!info || !format || !path || strcmp(path, p->path) != 0) {
+    if (!info || !format || !path || strcmp(path, p->path) != 0 || !backing ||
+        (!p->backing && !(p->backing = strdup(backing)))) {
         json_object_put(info);
         free(format);
         return false;
@@ -374,7 +446,9 @@ void imageops_snapshot_answered(struct supervisor *s, struct attachment *att, st
     json_object_object_add(data, "path", json_object_new_string(att->path));
     json_object_object_add(data, "backing", json_object_new_string(p->backing));
     log_info("%s: serving %s now, over %s", att->name, att->path, p->backing);
-    if (c)
+    if (p->existing)
+        attachment_forward(s, att, c, id, "resume");    /* its answer is the client's */
+    else if (c)
         client_reply(c, id, json_object_get(data));
     broadcast_event(s, "snapshot-taken", data);
     pending_free(p);

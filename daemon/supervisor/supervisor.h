@@ -240,6 +240,9 @@ void imageops_cmd_resize(struct supervisor *s, struct attachment *att, struct cl
                          json_object *id, json_object *args);
 void imageops_cmd_snapshot(struct supervisor *s, struct attachment *att, struct client *c,
                            json_object *id, json_object *args);
+/* resume with "image": serve that overlay of the paused image's top. */
+void imageops_cmd_resume_onto(struct supervisor *s, struct attachment *att, struct client *c,
+                              json_object *id, json_object *args);
 /* The same with several descriptors (copies are sent; ours stay ours). */
 void attachment_call_worker_fds(struct supervisor *s, struct attachment *att, struct client *c,
                                 json_object *id, const char *command, json_object *args,

@@ -108,7 +108,8 @@ static const char *string_arg(struct worker *w, const char *key)
     return json_object_get_string(v);
 }
 
-/* The new top's descriptors, from the supervisor: [0] to serve it through
+/* "existing": resume on an overlay the operator made (image_take_overlay).
+ * The new top's descriptors, from the supervisor: [0] to serve it through
  * (buffered), [1] the one that holds its locks (shared with the
  * supervisor), [2] an O_DIRECT twin of [0] or none.  The old top's lock
  * descriptor stays with us: the supervisor turns its locks into a backing
@@ -117,10 +118,13 @@ static void run_snapshot(struct worker *w)
 {
     const char *path = string_arg(w, "path"), *backing = string_arg(w, "backing");
     int meta = w->op.fds[0], lock = w->op.fds[1], direct = w->op.fds[2];
-    json_object *ret;
+    json_object *ret, *v;
+    bool existing = json_object_object_get_ex(w->op.args, "existing", &v) &&
+                    json_object_get_boolean(v);
+    struct layer_info info;
     int r;
 
-    if (!path || !backing || meta < 0 || lock < 0) {
+    if (!path || (!backing && !existing) || meta < 0 || lock < 0) {
         worker_reply_error(w, w->op.id, "InvalidParameter",
                            "'snapshot' takes 'path', 'backing' and the new file's descriptors");
         return;
@@ -130,10 +134,14 @@ static void run_snapshot(struct worker *w)
         return;
     }
     w->op.fds[0] = w->op.fds[2] = -1;   /* image_snapshot takes them */
-    if ((r = image_snapshot(w->img, path, backing, meta, direct, &w->open_opts)) < 0) {
+    r = existing ? image_take_overlay(w->img, path, meta, direct, &w->open_opts)
+                 : image_snapshot(w->img, path, backing, meta, direct, &w->open_opts);
+    if (r < 0) {
         fail(w, r);
         return;
     }
+    layer_get_info(w->img->top, &info);
+    backing = info.backing_name;
     if (w->lock_fd >= 0)
         w->old_lock_fds[w->n_old_locks++] = w->lock_fd;
     w->lock_fd = lock;

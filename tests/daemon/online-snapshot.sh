@@ -7,7 +7,8 @@
 # QEMU's locks: no layer can be written by qemu-io while served.  A worker
 # killed afterwards comes back on the new chain.  Then a fault at each step
 # of the worker's snapshot (and its crash there) leaves the old chain
-# served, the data intact and no new file behind.
+# served, the data intact and no new file behind.  resume --image (tap-ctl's
+# flow) serves an overlay the operator made of the paused image's top.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
 require_qemu
@@ -64,14 +65,35 @@ wait_until grep -q '"worker-restarted"' "$T/events" || die "no worker-restarted 
 "$RINGIO" "$SOCK" d read 0 $SIZE | cmp - "$T/shadow" || die "the new worker reads other data"
 [ "$(chain_length d)" = $((N + 1)) ] || die "the new worker serves another chain"
 
+# tap-ctl's flow: pause, the operator makes the overlay, resume on it.  An
+# overlay of something else, or a running image, is refused.
+"$QEMU_IMG" create -u -f qcow -b "s$N.qcow" -F qcow "$T/tap.qcow" 16M >/dev/null || die "qemu-img create"
+"$QEMU_IMG" create -u -f qcow -b "s1.qcow" -F qcow "$T/other.qcow" 16M >/dev/null || die "qemu-img create"
+expect_exit 7 ctl resume --image "$T/tap.qcow" d
+ctl pause d >/dev/null || die "pause"
+expect_exit 1 ctl resume --image "$T/other.qcow" d
+grep -q "its backing file is $T/s1.qcow, not the image served ($T/s$N.qcow)" "$T/.err" ||
+    die "no clear word on a wrong overlay: $(cat "$T/.err")"
+[ "$(state d)" = paused ] && [ "$(chain_top d)" = "$T/s$N.qcow" ] ||
+    die "a refused overlay changed the image: $(ctl --json query d)"
+ctl resume --image "$T/tap.qcow" d >"$T/resume.out" || die "resume --image"
+grep -q "resumed d, served from $T/tap.qcow now" "$T/resume.out" || die "$(cat "$T/resume.out")"
+[ "$(state d)" = running ] && [ "$(chain_top d)" = "$T/tap.qcow" ] ||
+    die "resume --image: $(ctl --json query d)"
+head -c 65536 /dev/urandom >"$T/last"
+"$RINGIO" "$SOCK" d write 1048576 65536 <"$T/last" || die "write on the operator's overlay"
+dd if="$T/last" of="$T/shadow" bs=65536 seek=16 conv=notrunc status=none
+"$RINGIO" "$SOCK" d read 0 $SIZE | cmp - "$T/shadow" || die "the ring reads other data"
+wait_until events_seen snapshot-taken $((N + 1)) || die "no event for resume --image"
+
 kill -INT "$events_pid"
 wait "$events_pid" || die "qcowctl events did not end cleanly"
 ctl detach d >/dev/null || die "detach"
-"$QEMU_IMG" info --backing-chain "$T/s$N.qcow" >"$T/info" || die "qemu-img info"
-[ "$(grep -c '^image:' "$T/info")" = $((N + 1)) ] || die "qemu-img sees $(cat "$T/info")"
+"$QEMU_IMG" info --backing-chain "$T/tap.qcow" >"$T/info" || die "qemu-img info"
+[ "$(grep -c '^image:' "$T/info")" = $((N + 2)) ] || die "qemu-img sees $(cat "$T/info")"
 grep -qx "backing file: s$((N - 1)).qcow (actual path: $T/s$((N - 1)).qcow)" "$T/info" ||
-    die "the top's backing name is not relative: $(cat "$T/info")"
-"$QEMU_IMG" convert -O raw "$T/s$N.qcow" "$T/top.raw" || die "qemu-img convert"
+    die "the overlays' backing names are not relative: $(cat "$T/info")"
+"$QEMU_IMG" convert -O raw "$T/tap.qcow" "$T/top.raw" || die "qemu-img convert"
 cmp "$T/top.raw" "$T/shadow" || die "qemu-img reads the top other than the client's shadow"
 stop_daemon || die "qcowd did not exit cleanly"
 
