@@ -29,6 +29,9 @@
 #include "qcowring.h"
 #include "util.h"
 
+/* A worker's chain is at most this deep (IMAGE_DEFAULT_MAX_DEPTH). */
+#define SNAPSHOT_MAX_CHAIN 16
+
 struct snapshot_pending {
     char *path;                 /* canonical */
     char *backing;              /* the name its header stores */
@@ -276,6 +279,14 @@ static int prepare(struct attachment *att, const struct identity *who, const cha
     return worker_descriptors(att, p, fds);
 }
 
+static bool snapshot_call_pending(const struct attachment *att)
+{
+    for (const struct call *call = att->calls; call; call = call->next)
+        if (strcmp(call->command, "snapshot") == 0)
+            return true;
+    return false;
+}
+
 static void send_to_worker(struct supervisor *s, struct attachment *att, struct client *c,
                            json_object *id, struct snapshot_pending *p, int fds[3])
 {
@@ -292,6 +303,12 @@ static void send_to_worker(struct supervisor *s, struct attachment *att, struct 
     close(fds[0]);
     if (fds[2] >= 0)
         close(fds[2]);
+    /* No call was made (out of memory; the client was told): undo. */
+    if (att->snapshot == p && !snapshot_call_pending(att)) {
+        att->snapshot = NULL;
+        remove_new_top(p);
+        pending_free(p);
+    }
 }
 
 static bool attached_anywhere(struct supervisor *s, const struct stat *st)
@@ -353,6 +370,27 @@ void imageops_cmd_resume_onto(struct supervisor *s, struct attachment *att, stru
     send_to_worker(s, att, c, id, p, fds);
 }
 
+/* What the worker would refuse, said with its own class. */
+static bool snapshot_possible(struct client *c, json_object *id, const struct attachment *att)
+{
+    json_object *chain = json_read_array(att->proc.ready, "chain");
+    bool encrypted = false;
+
+    json_read_bool(att->proc.ready, "encrypted", &encrypted);
+    if (encrypted) {
+        client_error(c, id, "NotSupported", "'%s' is encrypted: an overlay here would need "
+                     "its key", att->name);
+        return false;
+    }
+    if (chain && json_object_array_length(chain) >= SNAPSHOT_MAX_CHAIN) {
+        client_error(c, id, "NotSupported", "'%s': its chain has %zu layers, the most a worker "
+                     "opens is %d", att->name, json_object_array_length(chain),
+                     SNAPSHOT_MAX_CHAIN);
+        return false;
+    }
+    return true;
+}
+
 void imageops_cmd_snapshot(struct supervisor *s, struct attachment *att, struct client *c,
                            json_object *id, json_object *args)
 {
@@ -364,7 +402,7 @@ void imageops_cmd_snapshot(struct supervisor *s, struct attachment *att, struct 
         client_error(c, id, "InvalidParameter", "'path' (an absolute path) is required");
         return;
     }
-    if (!may_operate(c, id, att))
+    if (!may_operate(c, id, att) || !snapshot_possible(c, id, att))
         return;
     if (!(p = calloc(1, sizeof *p))) {
         client_error(c, id, "GenericError", "out of memory");

@@ -5,7 +5,8 @@
 # end, and qemu-img reads the image back exactly as the client's shadow.
 # The L1 table must move (8 MiB to 64 MiB: 4 to 32 entries).  The event
 # image-resized is sent, query shows the new size, a shrink and a read-only
-# attachment are refused with a clear error, and a raw image grows too.
+# attachment are refused with a clear error, a paused image stays paused,
+# and a raw image grows too.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
 require_qemu
@@ -59,6 +60,18 @@ ctl detach g.qcow >/dev/null || die "detach"
 "$QEMU_IMG" compare -F raw "$T/g.qcow" "$T/g.raw" >/dev/null ||
     die "the image differs from the client's shadow"
 "$QCOWCTL" check "$T/g.qcow" >/dev/null || die "qcowctl check finds fault with the grown image"
+
+# A paused image grows and stays paused.
+ctl attach -n p "$T/g.qcow" >/dev/null || die "attach again"
+ctl pause p >/dev/null || die "pause"
+ctl resize p $((NEW + 1048576)) >/dev/null || die "resize a paused image"
+ctl --json query p | tr -d ' \n' | grep -q '"state":"paused"' || die "the image was resumed"
+[ "$(field p size)" = $((NEW + 1048576)) ] || die "query: $(ctl --json query p)"
+ctl resume p >/dev/null || die "resume"
+"$RINGIO" "$SOCK" p read 0 $NEW | cmp - "$T/g.raw" || die "the ring reads other data"
+ctl detach p >/dev/null || die "detach p"
+truncate -s $((NEW + 1048576)) "$T/g.raw"
+"$QEMU_IMG" compare -F raw "$T/g.qcow" "$T/g.raw" >/dev/null || die "the grown image reads wrong"
 
 # Read-only: refused.  Raw: grows as well.
 ctl attach --read-only -n ro "$T/g.qcow" >/dev/null || die "attach read-only"
