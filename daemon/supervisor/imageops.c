@@ -279,6 +279,49 @@ static int prepare(struct attachment *att, const struct identity *who, const cha
     return worker_descriptors(att, p, fds);
 }
 
+/* A worker that replaces this one opens the old top as a backing file:
+ * only inside the --backing-dir directories, when there are any. */
+static bool backing_allowed(const struct supervisor *s, const char *path)
+{
+    if (!s->backing_dirs[0])
+        return true;
+    for (unsigned i = 0; s->backing_dirs[i]; i++) {
+        size_t len = strlen(s->backing_dirs[i]);
+        if (strcmp(s->backing_dirs[i], "/") == 0 ||
+            (strncmp(path, s->backing_dirs[i], len) == 0 && path[len] == '/'))
+            return true;
+    }
+    return false;
+}
+
+/* What the worker would refuse, said with its own class. */
+static bool snapshot_possible(const struct supervisor *s, struct client *c, json_object *id,
+                              const struct attachment *att)
+{
+    json_object *chain = json_read_array(att->proc.ready, "chain");
+    bool encrypted = false;
+
+    json_read_bool(att->proc.ready, "encrypted", &encrypted);
+    if (encrypted) {
+        client_error(c, id, "NotSupported", "'%s' is encrypted: an overlay here would need "
+                     "its key", att->name);
+        return false;
+    }
+    if (chain && json_object_array_length(chain) >= SNAPSHOT_MAX_CHAIN) {
+        client_error(c, id, "NotSupported", "'%s': its chain has %zu layers, the most a worker "
+                     "opens is %d", att->name, json_object_array_length(chain),
+                     SNAPSHOT_MAX_CHAIN);
+        return false;
+    }
+    if (!backing_allowed(s, att->path)) {
+        client_error(c, id, "PermissionDenied", "'%s': %s would become a backing file, and it "
+                     "is outside the directories qcowd opens backing files in (--backing-dir)",
+                     att->name, att->path);
+        return false;
+    }
+    return true;
+}
+
 static bool snapshot_call_pending(const struct attachment *att)
 {
     for (const struct call *call = att->calls; call; call = call->next)
@@ -339,7 +382,7 @@ void imageops_cmd_resume_onto(struct supervisor *s, struct attachment *att, stru
                      attachment_state_name(att->state));
         return;
     }
-    if (!may_operate(c, id, att))
+    if (!may_operate(c, id, att) || !snapshot_possible(s, c, id, att))
         return;
     qc_clear_error();
     if ((r = caller_open_image(&c->who, path, -1, false, &img)) < 0) {
@@ -370,27 +413,6 @@ void imageops_cmd_resume_onto(struct supervisor *s, struct attachment *att, stru
     send_to_worker(s, att, c, id, p, fds);
 }
 
-/* What the worker would refuse, said with its own class. */
-static bool snapshot_possible(struct client *c, json_object *id, const struct attachment *att)
-{
-    json_object *chain = json_read_array(att->proc.ready, "chain");
-    bool encrypted = false;
-
-    json_read_bool(att->proc.ready, "encrypted", &encrypted);
-    if (encrypted) {
-        client_error(c, id, "NotSupported", "'%s' is encrypted: an overlay here would need "
-                     "its key", att->name);
-        return false;
-    }
-    if (chain && json_object_array_length(chain) >= SNAPSHOT_MAX_CHAIN) {
-        client_error(c, id, "NotSupported", "'%s': its chain has %zu layers, the most a worker "
-                     "opens is %d", att->name, json_object_array_length(chain),
-                     SNAPSHOT_MAX_CHAIN);
-        return false;
-    }
-    return true;
-}
-
 void imageops_cmd_snapshot(struct supervisor *s, struct attachment *att, struct client *c,
                            json_object *id, json_object *args)
 {
@@ -402,7 +424,7 @@ void imageops_cmd_snapshot(struct supervisor *s, struct attachment *att, struct 
         client_error(c, id, "InvalidParameter", "'path' (an absolute path) is required");
         return;
     }
-    if (!may_operate(c, id, att) || !snapshot_possible(c, id, att))
+    if (!may_operate(c, id, att) || !snapshot_possible(s, c, id, att))
         return;
     if (!(p = calloc(1, sizeof *p))) {
         client_error(c, id, "GenericError", "out of memory");

@@ -97,21 +97,32 @@ grep -qx "backing file: s$((N - 1)).qcow (actual path: $T/s$((N - 1)).qcow)" "$T
 cmp "$T/top.raw" "$T/shadow" || die "qemu-img reads the top other than the client's shadow"
 stop_daemon || die "qcowd did not exit cleanly"
 
-# ---- a raw image: the overlay has 512-byte clusters ------------------------
-start_daemon
-truncate -s 4M "$T/r.img"
+# ---- a raw image: the overlay has 512-byte clusters; --backing-dir --------
+mkdir "$T/bd"
+start_daemon --backing-dir "$T/bd"
+truncate -s 4M "$T/bd/r.img"
 head -c 65536 /dev/urandom >"$T/r1"
 head -c 4096 /dev/urandom >"$T/r2"
-ctl attach -f raw "$T/r.img" >/dev/null || die "attach raw"
+ctl attach -f raw "$T/bd/r.img" >/dev/null || die "attach raw"
 "$RINGIO" "$SOCK" r.img write 0 65536 <"$T/r1" || die "write raw"
-ctl snapshot r.img "$T/r.qcow" >/dev/null || die "snapshot of a raw image"
+ctl snapshot r.img "$T/bd/r.qcow" >/dev/null || die "snapshot of a raw image"
 "$RINGIO" "$SOCK" r.img write 512 4096 <"$T/r2" || die "write on the overlay"
 ctl detach r.img >/dev/null || die "detach raw"
-"$QEMU_IMG" info "$T/r.qcow" | grep -q "^cluster_size: 512$" || die "$("$QEMU_IMG" info "$T/r.qcow")"
-cp "$T/r.img" "$T/r.expect"
+"$QEMU_IMG" info "$T/bd/r.qcow" | grep -q "^cluster_size: 512$" ||
+    die "$("$QEMU_IMG" info "$T/bd/r.qcow")"
+cp "$T/bd/r.img" "$T/r.expect"
 dd if="$T/r2" of="$T/r.expect" bs=512 seek=1 conv=notrunc status=none
-"$QEMU_IMG" compare -F raw "$T/r.qcow" "$T/r.expect" >/dev/null || die "the raw image's overlay reads wrong"
-head -c 65536 "$T/r.img" | cmp - "$T/r1" || die "the raw image was written after the snapshot"
+"$QEMU_IMG" compare -F raw "$T/bd/r.qcow" "$T/r.expect" >/dev/null ||
+    die "the raw image's overlay reads wrong"
+head -c 65536 "$T/bd/r.img" | cmp - "$T/r1" || die "the raw image was written after the snapshot"
+# A top outside the --backing-dir directories would become a backing file a
+# restarted worker may not open: refused, nothing made.
+"$QEMU_IMG" create -f qcow "$T/out.qcow" 4M >/dev/null
+ctl attach "$T/out.qcow" >/dev/null || die "attach out.qcow"
+expect_exit 6 ctl snapshot out.qcow "$T/bd/o.qcow"
+grep -q "outside the directories qcowd opens backing files in" "$T/.err" || die "$(cat "$T/.err")"
+[ ! -e "$T/bd/o.qcow" ] || die "a refused snapshot left a file"
+ctl detach out.qcow >/dev/null || die "detach out.qcow"
 stop_daemon || die "qcowd did not exit cleanly"
 
 # ---- faults: each step fails once, and a crash -----------------------------
