@@ -148,6 +148,8 @@ static int open_path(const char *path, bool read_only)
 
 /* Open a layer on fd (taken over, even on failure; a negative errno when
  * opening it failed). */
+static bool same_file(const struct layer *a, const struct layer *b);
+
 static int layer_open_fds(const char *path, int fd, int direct_fd, enum image_format fmt,
                           bool read_only, const struct image_open_opts *o, struct layer **out)
 {
@@ -245,6 +247,55 @@ int image_push_top(struct image *img, const char *path, int fd, int direct_fd,
     img->top->read_only = true;
     img->top = l;
     img->depth++;
+    return 0;
+}
+
+int image_open_below(struct image *img, int fd, int direct_fd, const struct image_open_opts *o,
+                     struct image **base)
+{
+    struct layer *old = img->top->backing, *l;
+    struct image *view = calloc(1, sizeof *view);
+    int r;
+
+    if (!view || !old) {
+        if (fd >= 0)
+            close(fd);
+        if (direct_fd >= 0)
+            close(direct_fd);
+        free(view);
+        return view ? qc_fail(-EINVAL, "%s: has no backing file", img->top->path) : -ENOMEM;
+    }
+    if ((r = layer_open_fds(old->path, fd, direct_fd, old->ops->format, false, o, &l)) < 0) {
+        free(view);
+        return r;
+    }
+    if (!same_file(old, l)) {
+        layer_free(l);
+        free(view);
+        return qc_fail(-EINVAL, "%s: the descriptor is not the backing file", old->path);
+    }
+    l->backing = old->backing;
+    old->backing = NULL;
+    layer_free(old);
+    img->top->backing = l;
+    *view = (struct image){ .top = l, .depth = img->depth - 1, .size = l->size };
+    *base = view;
+    return 0;
+}
+
+int image_drop_top(struct image *img, struct image *base)
+{
+    struct layer *top = img->top;
+
+    if (top->backing != base->top || base->size != img->size)
+        return qc_fail(-EINVAL, "%s: cannot take the place of %s", base->top->path, top->path);
+    img->top = base->top;
+    img->depth--;
+    img->size = base->size;
+    top->backing = NULL;
+    top->read_only = true;      /* nothing more is written to it */
+    layer_free(top);
+    free(base);
     return 0;
 }
 

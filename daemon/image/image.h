@@ -353,6 +353,17 @@ int image_snapshot(struct image *img, const char *path, const char *backing_name
 int image_take_overlay(struct image *img, const char *path, int fd, int direct_fd,
                        const struct image_open_opts *o);
 
+/* A live commit's base: img's top's backing layer opened again for
+ * writing on fd (the same file; direct_fd its O_DIRECT twin or -1; both
+ * taken over) in place of the read-only one, and *base a view of the chain
+ * from there (free it with image_drop_top, or free() alone).  image.c */
+int image_open_below(struct image *img, int fd, int direct_fd, const struct image_open_opts *o,
+                     struct image **base);
+/* The end of a live commit: base (from image_open_below, holding all of
+ * the top's data, of its size) becomes img's top; the old top is
+ * closed.  base is freed. */
+int image_drop_top(struct image *img, struct image *base);
+
 /* Commit (commit.c): copy what img's top layer holds in [off, off+len)
  * into base, the top's backing file opened for writing with its own chain
  * (at least as large).  *copied: the guest bytes copied. */

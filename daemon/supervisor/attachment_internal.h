@@ -55,6 +55,14 @@ void imageops_worker_restarted(struct attachment *att);
 void imageops_snapshot_answered(struct supervisor *s, struct attachment *att, struct client *c,
                                 json_object *id, json_object *ret, const char *err);
 
+void imageops_commit_answered(struct supervisor *s, struct attachment *att, struct client *c,
+                              json_object *id, json_object *ret, const char *err);
+/* A worker's commit-* event: NULL, or what was wrong with it. */
+const char *imageops_commit_event(struct supervisor *s, struct attachment *att,
+                                  const char *name, json_object *data);
+/* The worker is gone (died, stopped, detached): a commit under way ends. */
+void imageops_worker_gone(struct supervisor *s, struct attachment *att);
+
 /* recovery.c */
 /* Kill the worker, which can no longer be trusted; it is restarted on the
  * same ring when it is reaped. */

@@ -56,7 +56,8 @@ static int call_send_args(struct attachment *att, struct call *call, json_object
     int r;
 
     json_object_object_add(msg, "execute", json_object_new_string(call->command));
-    json_object_object_add(msg, "arguments", json_object_get(args));
+    if (args)
+        json_object_object_add(msg, "arguments", json_object_get(args));
     json_object_object_add(msg, "id", json_object_new_int64((int64_t)call->seq));
     text = json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN |
                                                    JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -95,6 +96,8 @@ void call_finish(struct supervisor *s, struct attachment *att, struct call *call
                              "%s: the worker's answer to resize is malformed", att->name);
             attachment_kill_worker(s, att, "sent a malformed answer to resize");
         }
+    } else if (call->kind == CALL_FORWARD && strcmp(call->command, "commit") == 0) {
+        imageops_commit_answered(s, att, call->client, call->id, ret, err);
     } else if (call->kind == CALL_FORWARD && strcmp(call->command, "snapshot") == 0) {
         imageops_snapshot_answered(s, att, call->client, call->id, ret, err);
     } else if (ret && call->kind == CALL_FORWARD) {
@@ -149,6 +152,7 @@ void calls_fail(struct supervisor *s, struct attachment *att, const char *why)
 {
     struct call *call;
 
+    imageops_worker_gone(s, att);
     while ((call = call_pop_answerable(att, 0)))
         call_finish(s, att, call, NULL, why);
 }

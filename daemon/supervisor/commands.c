@@ -165,6 +165,14 @@ static void cmd_snapshot(struct supervisor *s, struct client *c, json_object *id
         imageops_cmd_snapshot(s, att, c, id, args);
 }
 
+static void cmd_commit(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+{
+    struct attachment *att = named_attachment(s, c, id, args);
+
+    if (att)
+        imageops_cmd_commit(s, att, c, id, args);
+}
+
 static void cmd_connect(struct supervisor *s, struct client *c, json_object *id, json_object *args)
 {
     struct attachment *att = named_attachment(s, c, id, args);
@@ -264,6 +272,7 @@ static const struct command commands[] = {
     { "limit", limit_args, cmd_limit },
     { "resize", resize_args, cmd_resize },
     { "snapshot", snapshot_args, cmd_snapshot },
+    { "commit", name_arg, cmd_commit },
     { "events", events_args, cmd_events },
     { "shutdown", no_args, cmd_shutdown },
     { "export-add", export_add_args, exports_cmd_add },

@@ -43,7 +43,7 @@ struct snapshot_pending {
 
 static bool operation_pending(const struct attachment *att)
 {
-    if (att->snapshot)
+    if (att->snapshot || att->commit)
         return true;
     for (const struct call *call = att->calls; call; call = call->next)
         if (strcmp(call->command, "resize") == 0 || strcmp(call->command, "snapshot") == 0)
@@ -512,4 +512,262 @@ void imageops_snapshot_answered(struct supervisor *s, struct attachment *att, st
         client_reply(c, id, json_object_get(data));
     broadcast_event(s, "snapshot-taken", data);
     pending_free(p);
+}
+
+/* ---- live commit --------------------------------------------------------- */
+
+struct commit_pending {
+    char *path;                 /* the backing file, canonical */
+    char *overlay;              /* the top */
+    int lock_fd;                /* the backing file, locked read-write */
+    struct stat st;
+    int64_t pass, done, total, copied;
+};
+
+static void commit_free(struct commit_pending *p)
+{
+    if (!p)
+        return;
+    if (p->lock_fd >= 0)
+        close(p->lock_fd);
+    free(p->path);
+    free(p->overlay);
+    free(p);
+}
+
+/* The second layer of the chain the worker serves: its path and size. */
+static bool chain_below(const struct attachment *att, const char **path, int64_t *size)
+{
+    json_object *chain = json_read_array(att->proc.ready, "chain");
+
+    if (!chain || json_object_array_length(chain) < 2)
+        return false;
+    *path = json_read_string(json_object_array_get_idx(chain, 1), "filename");
+    return *path && json_read_int(json_object_array_get_idx(chain, 1), "virtual-size", 0,
+                                  INT64_MAX, size);
+}
+
+/* Not for the top's own worker to refuse: ours to announce. */
+static void commit_event(struct supervisor *s, const struct attachment *att, const char *name,
+                         json_object *data)
+{
+    json_object_object_add(data, "name", json_object_new_string(att->name));
+    broadcast_event(s, name, data);
+}
+
+static int open_base(struct client *c, struct attachment *att, const char *path,
+                     struct commit_pending *p, int fds[3])
+{
+    struct opened_image img;
+    struct snapshot_pending tmp = { .lock_fd = -1 };
+    int r;
+
+    if ((r = caller_open_image(&c->who, path, -1, false, &img)) < 0)
+        return r;
+    p->path = img.path;
+    p->lock_fd = img.fd;
+    p->st = img.st;
+    /* Its only holder that does not share writing is our own worker (it
+     * holds it as a backing file): take the write locks beside it. */
+    if ((r = image_lock_fd_beside_backing(p->lock_fd, p->path)) < 0)
+        return r;
+    tmp.lock_fd = p->lock_fd;
+    tmp.path = p->path;
+    return worker_descriptors(att, &tmp, fds);
+}
+
+void imageops_cmd_commit(struct supervisor *s, struct attachment *att, struct client *c,
+                         json_object *id, json_object *args)
+{
+    struct commit_pending *p;
+    const char *below;
+    int64_t below_size;
+    int fds[3] = { -1, -1, -1 }, r;
+
+    (void)args;
+    if (!may_operate(c, id, att))
+        return;
+    if (att->commit) {
+        client_error(c, id, "Busy", "'%s': a commit is under way", att->name);
+        return;
+    }
+    if (!chain_below(att, &below, &below_size)) {
+        client_error(c, id, "InvalidParameter", "'%s' has no backing file to commit into",
+                     att->name);
+        return;
+    }
+    if (below_size > served_size(att)) {
+        client_error(c, id, "NotSupported", "'%s': its backing file is larger than it",
+                     att->name);
+        return;
+    }
+    if (!(p = calloc(1, sizeof *p)) || !(p->overlay = strdup(att->path))) {
+        client_error(c, id, "GenericError", "out of memory");
+        commit_free(p);
+        return;
+    }
+    p->lock_fd = -1;
+    qc_clear_error();
+    if ((r = open_base(c, att, below, p, fds)) < 0) {
+        client_error(c, id, error_class_of(r), "%s", qc_error_message(r));
+        commit_free(p);
+        return;
+    }
+    att->commit = p;
+    log_info("%s: commit of %s into %s (pid %d asks)", att->name, p->overlay, p->path,
+             (int)c->pid);
+    attachment_call_worker_fds(s, att, c, id, "commit", NULL, fds, fds[2] >= 0 ? 3 : 2);
+    close(fds[0]);
+    if (fds[2] >= 0)
+        close(fds[2]);
+}
+
+/* Our part of the locks on the backing file goes: what the worker keeps
+ * holds them, as a backing file's. */
+static void commit_ended(struct attachment *att)
+{
+    struct commit_pending *p = TAKE_PTR(att->commit);
+
+    if (p && p->lock_fd >= 0 && image_lock_to_backing(p->lock_fd) < 0)
+        log_warning("%s: cannot drop the write locks of %s", att->name, p->path);
+    commit_free(p);
+}
+
+void imageops_commit_answered(struct supervisor *s, struct attachment *att, struct client *c,
+                              json_object *id, json_object *ret, const char *err)
+{
+    json_object *reply;
+
+    (void)s;
+    if (!att->commit)
+        return;
+    if (!ret) {
+        log_warning("%s: commit did not start: %s", att->name, err);
+        commit_ended(att);
+        if (c)
+            client_error(c, id, "ImageError", "%s: commit failed: %s", att->name, err);
+        return;
+    }
+    reply = json_object_new_object();
+    json_object_object_add(reply, "name", json_object_new_string(att->name));
+    json_object_object_add(reply, "overlay", json_object_new_string(att->commit->overlay));
+    json_object_object_add(reply, "path", json_object_new_string(att->commit->path));
+    if (c)
+        client_reply(c, id, reply);
+    else
+        json_object_put(reply);
+}
+
+static const char *commit_progress(struct supervisor *s, struct attachment *att,
+                                   json_object *data)
+{
+    struct commit_pending *p = att->commit;
+    json_object *ev;
+
+    if (!json_read_int(data, "pass", 1, INT32_MAX, &p->pass) ||
+        !json_read_int(data, "done", 0, INT64_MAX, &p->done) ||
+        !json_read_int(data, "total", 0, INT64_MAX, &p->total) ||
+        !json_read_int(data, "copied", 0, INT64_MAX, &p->copied))
+        return "a malformed \"commit-progress\" event";
+    ev = json_object_new_object();
+    json_object_object_add(ev, "pass", json_object_new_int64(p->pass));
+    json_object_object_add(ev, "done", json_object_new_int64(p->done));
+    json_object_object_add(ev, "total", json_object_new_int64(p->total));
+    json_object_object_add(ev, "copied", json_object_new_int64(p->copied));
+    commit_event(s, att, "commit-progress", ev);
+    return NULL;
+}
+
+/* The backing file serves as the top: it is the attachment's image now. */
+static const char *commit_completed(struct supervisor *s, struct attachment *att,
+                                    json_object *data)
+{
+    struct commit_pending *p = att->commit;
+    const char *path = json_read_string(data, "path");
+    json_object *info = worker_checked_info(data), *ev;
+    int64_t copied, passes;
+    char *format = strdup(json_read_string(data, "format") ? json_read_string(data, "format")
+                                                           : "qcow");
+
+    if (!info || !format || !path || strcmp(path, p->path) != 0 ||
+        !json_read_int(data, "copied", 0, INT64_MAX, &copied) ||
+        !json_read_int(data, "passes", 0, INT32_MAX, &passes)) {
+        json_object_put(info);
+        free(format);
+        return "a malformed \"commit-completed\" event";
+    }
+    close(att->lock_fd);        /* the overlay's locks go with the worker's copy */
+    att->lock_fd = TAKE_FD(p->lock_fd);
+    free(att->path);
+    att->path = TAKE_PTR(p->path);
+    att->dev = p->st.st_dev;
+    att->ino = p->st.st_ino;
+    free(att->format);
+    att->format = format;
+    json_object_put(att->proc.ready);
+    att->proc.ready = info;
+    ev = json_object_new_object();
+    json_object_object_add(ev, "overlay", json_object_new_string(p->overlay));
+    json_object_object_add(ev, "path", json_object_new_string(att->path));
+    json_object_object_add(ev, "copied", json_object_new_int64(copied));
+    json_object_object_add(ev, "passes", json_object_new_int64(passes));
+    log_info("%s: committed %s; serving %s now", att->name, p->overlay, att->path);
+    commit_ended(att);
+    commit_event(s, att, "commit-completed", ev);
+    return NULL;
+}
+
+const char *imageops_commit_event(struct supervisor *s, struct attachment *att,
+                                  const char *name, json_object *data)
+{
+    const char *reason;
+    json_object *ev;
+
+    if (!att->commit)
+        return "a commit event without a commit";
+    if (strcmp(name, "commit-progress") == 0)
+        return commit_progress(s, att, data);
+    if (strcmp(name, "commit-completed") == 0)
+        return commit_completed(s, att, data);
+    if (!(reason = json_read_string(data, "reason")))
+        return "a \"commit-failed\" event without a reason";
+    log_warning("%s: commit of %s failed: %s", att->name, att->commit->overlay, reason);
+    ev = json_object_new_object();
+    json_object_object_add(ev, "error", json_object_new_string(reason));
+    commit_ended(att);
+    commit_event(s, att, "commit-failed", ev);
+    return NULL;
+}
+
+void imageops_worker_gone(struct supervisor *s, struct attachment *att)
+{
+    json_object *ev;
+
+    if (!att->commit)
+        return;
+    /* The old chain is served again (the top still holds everything); a new
+     * worker locks the backing file itself, so ours must go first. */
+    if (att->commit->lock_fd >= 0)
+        close(att->commit->lock_fd);
+    att->commit->lock_fd = -1;
+    commit_ended(att);
+    ev = json_object_new_object();
+    json_object_object_add(ev, "error", json_object_new_string("the worker stopped"));
+    commit_event(s, att, "commit-failed", ev);
+}
+
+void imageops_describe(const struct attachment *att, json_object *o)
+{
+    json_object *c;
+
+    if (!att->commit)
+        return;
+    c = json_object_new_object();
+    json_object_object_add(c, "overlay", json_object_new_string(att->commit->overlay));
+    json_object_object_add(c, "path", json_object_new_string(att->commit->path));
+    json_object_object_add(c, "pass", json_object_new_int64(att->commit->pass));
+    json_object_object_add(c, "done", json_object_new_int64(att->commit->done));
+    json_object_object_add(c, "total", json_object_new_int64(att->commit->total));
+    json_object_object_add(c, "copied", json_object_new_int64(att->commit->copied));
+    json_object_object_add(o, "commit", c);
 }

@@ -130,6 +130,7 @@ struct attachment {
     char *io_error;             /* a flush failed: the image serves reads only */
     struct client *owner;       /* the connection that holds the ring */
     struct snapshot_pending *snapshot;  /* a snapshot's new top, until the worker answers */
+    struct commit_pending *commit;      /* a live commit under way */
     struct call *calls;         /* in the order they were sent */
     uint64_t next_seq;
     struct attachment *next;
@@ -240,6 +241,10 @@ void imageops_cmd_resize(struct supervisor *s, struct attachment *att, struct cl
                          json_object *id, json_object *args);
 void imageops_cmd_snapshot(struct supervisor *s, struct attachment *att, struct client *c,
                            json_object *id, json_object *args);
+void imageops_cmd_commit(struct supervisor *s, struct attachment *att, struct client *c,
+                         json_object *id, json_object *args);
+/* A live commit's state for query, added to o. */
+void imageops_describe(const struct attachment *att, json_object *o);
 /* resume with "image": serve that overlay of the paused image's top. */
 void imageops_cmd_resume_onto(struct supervisor *s, struct attachment *att, struct client *c,
                               json_object *id, json_object *args);

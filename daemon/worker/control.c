@@ -8,6 +8,8 @@
  *   {"execute": "resize", "arguments": {"size": BYTES}, "id": ...} (imageops.c)
  *   {"execute": "snapshot", "arguments": {"path", "backing"}, "id": ...}
  *       (with the new top's descriptors: imageops.c)
+ *   {"execute": "commit", "id": ...} (with the backing file's descriptors:
+ *       commit.c, then the events commit-progress, -completed or -failed)
  * with {"return": {...}, "id": ...} or {"error": {"class", "desc"}, "id"}. */
 #include "config.h"
 
@@ -101,6 +103,14 @@ int worker_send_failed(int ctl_fd, const char *cls, const char *reason)
     json_object_object_add(ev, "event", json_object_new_string("failed"));
     json_object_object_add(ev, "data", data);
     return send_json(ctl_fd, ev, NULL, 0);
+}
+
+void worker_send_event(struct worker *w, json_object *ev)
+{
+    if (w->ctl_fd < 0 || send_json(w->ctl_fd, ev, NULL, 0) < 0)
+        log_warning("%s: cannot tell the supervisor", w->name);
+    if (w->ctl_fd < 0)
+        json_object_put(ev);
 }
 
 int worker_send_ring_broken(struct worker *w, const char *reason)
@@ -319,6 +329,8 @@ static void handle_command(struct worker *w, const char *cmd, json_object *msg, 
         worker_begin_op(w, WORKER_OP_RESIZE, id, msg, fds, 0);
     } else if (strcmp(cmd, "snapshot") == 0) {
         worker_begin_op(w, WORKER_OP_SNAPSHOT, id, msg, fds, nfds);
+    } else if (strcmp(cmd, "commit") == 0) {
+        worker_begin_op(w, WORKER_OP_COMMIT, id, msg, fds, nfds);
     } else {
         worker_reply_error(w, id, "CommandNotFound", "unknown worker command");
     }

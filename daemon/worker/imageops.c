@@ -18,7 +18,8 @@
 
 static const char *op_name(enum worker_op_kind kind)
 {
-    return kind == WORKER_OP_RESIZE ? "resize" : "snapshot";
+    return kind == WORKER_OP_RESIZE ? "resize" : kind == WORKER_OP_SNAPSHOT ? "snapshot"
+                                                                             : "commit";
 }
 
 static void op_clear(struct worker *w)
@@ -42,6 +43,8 @@ static const char *error_class(int err)
     case -ENOTSUP:
     case -ELOOP:
         return "NotSupported";
+    case -EBUSY:
+        return "Busy";
     default:
         return "ImageError";
     }
@@ -156,17 +159,32 @@ static void run_snapshot(struct worker *w)
 
 /* ---- waiting for quiet --------------------------------------------------- */
 
+static void run_commit(struct worker *w)
+{
+    json_object *ret = NULL;
+    int r = worker_commit_start(w, w->op.fds, &ret);
+
+    if (r < 0)
+        fail(w, r);
+    else
+        worker_reply(w, w->op.id, ret);
+}
+
 static void run_op(struct worker *w)
 {
     qc_clear_error();
-    if (w->read_only)
+    if (w->op.kind == WORKER_OP_COMMIT_FINISH)
+        worker_commit_finish(w);
+    else if (w->read_only)
         worker_reply_error(w, w->op.id, "ReadOnly", "the image is served read-only");
     else if (executor_flush_error(w->x))
         worker_reply_error(w, w->op.id, "ImageError", executor_flush_error(w->x));
     else if (w->op.kind == WORKER_OP_RESIZE)
         run_resize(w);
-    else
+    else if (w->op.kind == WORKER_OP_SNAPSHOT)
         run_snapshot(w);
+    else
+        run_commit(w);
     qc_clear_error();
     if (w->op.resume) {
         w->state = WORKER_RUNNING;
@@ -205,6 +223,21 @@ void worker_begin_op(struct worker *w, enum worker_op_kind kind, json_object *id
     log_info("%s: pausing for a %s", w->name, op_name(kind));
     w->state = WORKER_PAUSING;
     worker_quiesce(w);
+}
+
+bool worker_begin_internal_op(struct worker *w, enum worker_op_kind kind)
+{
+    if (w->op.kind != WORKER_OP_NONE || (w->state != WORKER_RUNNING && w->state != WORKER_PAUSED))
+        return false;
+    w->op = (struct worker_op){ .kind = kind, .args = json_object_new_object(),
+                                .fds = { -1, -1, -1 }, .resume = w->state == WORKER_RUNNING };
+    if (w->state == WORKER_PAUSED) {
+        run_op(w);
+        return true;
+    }
+    w->state = WORKER_PAUSING;
+    worker_quiesce(w);
+    return true;
 }
 
 bool worker_op_quiesced(struct worker *w)

@@ -370,6 +370,7 @@ int worker_init(struct worker *w, const struct worker_opts *o)
 void worker_destroy(struct worker *w)
 {
     worker_op_abandon(w);
+    worker_commit_abandon(w);
     if (w->x)
         executor_free(w->x);
     metalog_free(w->metalog);
@@ -416,6 +417,8 @@ static void on_complete(struct blk_req *req, int status)
                  " failed: %s", blk_op_name(req->op), req->len, req->off, req->error);
         log_warning("%s: %s", w->name, w->last_error);
     }
+    if (req->op == BLK_WRITE || req->op == BLK_DISCARD)
+        worker_commit_dirty(w, req->off, req->len);    /* a copy that raced it is redone */
     ring_server_respond_deferred(w->rs, wr->io, ring_status(status));
     first_sector_release(&wr->first);
     free(wr);
@@ -500,6 +503,8 @@ static void submit_io(struct worker *w, struct ring_io *io)
     wr->req.complete = on_complete;
     wr->io = io;
     wr->w = w;
+    if (wr->req.op == BLK_WRITE || wr->req.op == BLK_DISCARD)
+        worker_commit_dirty(w, wr->req.off, wr->req.len);
     executor_submit(w->x, &wr->req);
 }
 
@@ -614,6 +619,8 @@ static int wait_timeout(struct worker *w)
 {
     bool ring_open = w->state == WORKER_RUNNING && !w->ring_dead;
 
+    if (worker_commit_busy(w))
+        return 0;
     w->poll.rs = ring_open ? w->rs : NULL;
     if (!busy_poll_for_work(&w->poll))
         return aio_idle(&w->aio) ? TICK_MS : 100;
@@ -645,6 +652,7 @@ int worker_run(struct worker *w)
         for (int i = 0; i < n; i++)
             dispatch(w, ev[i].data.fd);
         poll_ring(w);
+        worker_commit_step(w);
         release_held(w);
         executor_tick(w->x);
         /* Answer first: the client can post more while the disk works. */

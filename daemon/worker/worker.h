@@ -26,7 +26,12 @@ enum worker_state { WORKER_RUNNING, WORKER_PAUSING, WORKER_PAUSED, WORKER_STOPPI
 struct json_object;
 
 /* An image operation (imageops.c) waiting for the worker to be quiet. */
-enum worker_op_kind { WORKER_OP_NONE, WORKER_OP_RESIZE, WORKER_OP_SNAPSHOT };
+enum worker_op_kind {
+    WORKER_OP_NONE, WORKER_OP_RESIZE, WORKER_OP_SNAPSHOT,
+    WORKER_OP_COMMIT,           /* a live commit starts (commit.c) */
+    WORKER_OP_COMMIT_FINISH,    /* and ends: our own, nobody is answered */
+};
+struct worker_commit;
 
 struct worker_op {
     enum worker_op_kind kind;
@@ -67,6 +72,7 @@ struct worker {
     struct busy_poll poll;
     struct limiter limiter;     /* I/O limits: requests held until their turn */
     struct worker_op op;        /* resize or snapshot, pausing for it */
+    struct worker_commit *commit;   /* a live commit under way (commit.c) */
     struct image_open_opts open_opts;   /* how the chain was opened (no key) */
     int old_lock_fds[WORKER_MAX_OLD_LOCKS]; /* earlier tops' lock descriptors (their
                                  * locks now a backing file's): kept like lock_fd */
@@ -144,6 +150,22 @@ void worker_begin_op(struct worker *w, enum worker_op_kind kind, struct json_obj
  * False when none was waiting. */
 bool worker_op_quiesced(struct worker *w);
 void worker_op_abandon(struct worker *w);
+/* An operation of the worker's own (no one to answer): false when another
+ * one is waiting (try again later). */
+bool worker_begin_internal_op(struct worker *w, enum worker_op_kind kind);
+/* Tell the supervisor something (an event object, consumed). */
+void worker_send_event(struct worker *w, struct json_object *ev);
+
+/* Live commit (commit.c). */
+int worker_commit_start(struct worker *w, int *fds, struct json_object **ret);
+void worker_commit_finish(struct worker *w);
+/* Copy a few granules, between the loop's rounds. */
+void worker_commit_step(struct worker *w);
+/* Whether there is copying to do now (the loop must not sleep). */
+bool worker_commit_busy(const struct worker *w);
+/* A write or discard of [off, off+len) is taken or done. */
+void worker_commit_dirty(struct worker *w, uint64_t off, uint64_t len);
+void worker_commit_abandon(struct worker *w);
 void worker_pause_done(struct worker *w);
 /* Pausing: once nothing is in flight, flush, then report paused. */
 void worker_quiesce(struct worker *w);

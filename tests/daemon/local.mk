@@ -51,6 +51,7 @@ DAEMON_TESTS = \
 	tests/daemon/ring-geometry.sh \
 	tests/daemon/online-resize.sh \
 	tests/daemon/online-snapshot.sh \
+	tests/daemon/online-commit.sh \
 	tests/daemon/recovery.sh \
 	tests/daemon/hostile-worker.sh \
 	tests/daemon/slow-clients.sh \
