@@ -281,6 +281,8 @@ int worker_commit_start(struct worker *w, int *fds, json_object **ret)
 
 void worker_commit_abandon(struct worker *w)
 {
+    if (w->commit && w->commit->base)
+        image_flush(w->commit->base);   /* what it allocated stays referenced */
     commit_free(w->commit);
     w->commit = NULL;
 }

@@ -6,7 +6,7 @@
 # takes the top's place (commit-completed) and the overlay is released (its
 # locks go).  Every read checks what was written; after detach qemu-img
 # reads the base as the client's shadow.  A commit without a backing file
-# is refused.
+# is refused; one whose worker is killed fails and leaves the old chain.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
 require_qemu
@@ -16,6 +16,10 @@ SIZE=$((16 * 1024 * 1024))
 chain_length() { ctl --json query "$1" | grep -c '"filename"'; }
 chain_top() { ctl --json query "$1" | tr -d ' \n' | sed -n 's/.*"chain":\[{"filename":"\([^"]*\)".*/\1/p'; }
 events_seen() { [ "$(grep -c "\"$1\"" "$T/events")" -ge "$2" ]; }
+commit_shown() { ctl --json query "$1" | grep -q '"commit"'; }
+state() { ctl --json query "$1" | tr -d ' \n' | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p'; }
+replaced() { [ "$(state "$1")" = paused ] || [ "$(state "$1")" = running ] &&
+             [ "$(worker_pid "$1")" != "$2" ]; }
 unlocked() { "$QEMU_IO" -f raw -c 'write 8388608 512' "$1" >/dev/null 2>&1; }
 
 start_daemon
@@ -36,6 +40,22 @@ for i in 1 2 3; do
 done
 [ "$(chain_length d)" = 4 ] || die "query shows $(ctl --json query d)"
 unlocked "$T/s3.qcow" && die "the top was not locked"
+# A commit stays at its start while the image is paused; its worker killed
+# then, the commit fails, the old chain is served by a new worker (which
+# could lock the backing file again), and nothing is lost.
+ctl pause d >/dev/null || die "pause"
+"$QCOWCTL" --socket "$SOCK" commit d >"$T/c0.out" 2>"$T/c0.err" &
+c0_pid=$!
+wait_until commit_shown d || die "the commit did not start: $(cat "$T/c0.err")"
+pid=$(worker_pid d)
+kill -9 "$pid"
+wait "$c0_pid" && die "a commit whose worker was killed succeeded"
+grep -q "commit failed: .*the worker stopped" "$T/c0.err" || die "commit said: $(cat "$T/c0.err")"
+wait_until replaced d "$pid" || die "the worker was not replaced"
+[ "$(chain_top d)" = "$T/s3.qcow" ] && [ "$(chain_length d)" = 4 ] ||
+    die "after a failed commit: $(ctl --json query d)"
+ctl resume d >/dev/null || die "resume"
+
 for i in 3 2 1; do
     ctl commit d >"$T/commit.out" || die "commit of s$i: $(cat "$T/commit.out")"
     below=$([ "$i" = 1 ] && echo base || echo "s$((i - 1))")
