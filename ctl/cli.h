@@ -67,6 +67,7 @@ extern const struct cli_group cli_check_group;
 extern const struct cli_group cli_convert_group;
 extern const struct cli_group cli_rw_group;
 extern const struct cli_group cli_space_group;
+extern const struct cli_group cli_imageops_group;
 extern const struct cli_group cli_online_group;
 extern const struct cli_group cli_export_group;
 

@@ -525,6 +525,8 @@ int ctl_follow_events(struct ctl_conn *c, volatile const sig_atomic_t *stop)
         if (is_event(msg))
             hand_on_event(c, msg, line);
         json_object_put(msg);
+        if (stop && *stop)
+            return CLI_EXIT_OK;
     }
 }
 

@@ -63,8 +63,8 @@ int ctl_call_fd(struct ctl_conn *c, const char *command, json_object *args, int 
                 json_object **ret);
 
 /* Wait for messages and hand each event to c->on_event, until the
- * connection ends (CLI_EXIT_OK), a signal interrupts the wait (CLI_EXIT_OK
- * when *stop is then set, else the wait goes on), or an error (printed). */
+ * connection ends (CLI_EXIT_OK), *stop is set (by a signal that interrupts
+ * the wait, or by the event handler: CLI_EXIT_OK), or an error (printed). */
 int ctl_follow_events(struct ctl_conn *c, volatile const sig_atomic_t *stop);
 
 /* Wait until the daemon closes the connection (events are handed on).

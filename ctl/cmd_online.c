@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "client.h"
+#include "imageops.h"
 #include "error.h"
 #include "key.h"
 #include "limits.h"
@@ -1262,10 +1263,15 @@ static const struct cli_command online_commands[] = {
     },
     {
         .name = "resume",
-        .synopsis = "NAME",
+        .synopsis = "[--image OVERLAY] NAME",
         .summary = "serve NAME's ring again after pause",
-        .help = ONLINE_HELP,
-        .run = run_named,
+        .help = "Options:\n"
+                "      --image OVERLAY   first serve OVERLAY, an overlay of NAME's top made while\n"
+                "                        it was paused (e.g. qemu-img create -f qcow -b TOP\n"
+                "                        OVERLAY): its backing file must name the top, its size\n"
+                "                        be the image's; the top becomes a read-only backing file\n"
+                ONLINE_HELP,
+        .run = imageops_run_resume,
     },
     CLI_LIMIT_COMMAND,
     {

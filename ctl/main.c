@@ -14,6 +14,9 @@
 #include "cli.h"
 #include "output.h"
 #include "util.h"
+#ifdef QCOWD_TEST_HOOKS
+#include "faultpoint_env.h"
+#endif
 
 static const struct cli_group *const groups[] = {
     &cli_create_group,
@@ -22,6 +25,7 @@ static const struct cli_group *const groups[] = {
     &cli_convert_group,
     &cli_rw_group,
     &cli_space_group,
+    &cli_imageops_group,
     &cli_online_group,
     &cli_export_group,
 };
@@ -140,6 +144,9 @@ int main(int argc, char **argv)
     const struct cli_command *cmd;
     int r;
 
+#ifdef QCOWD_TEST_HOOKS
+    faultpoint_from_env();
+#endif
     if ((r = parse_global(&cli, argc, argv)) != CLI_CONTINUE)
         return r;
     if (optind >= argc)

@@ -32,7 +32,9 @@ daemon_qcowd_worker_SOURCES = \
 	daemon/worker/backing.h daemon/worker/backing.c \
 	daemon/worker/first_sector.h daemon/worker/first_sector.c \
 	daemon/worker/sandbox.h daemon/worker/sandbox.c daemon/worker/seccomp.c \
-	daemon/worker/control.c
+	daemon/worker/control.c \
+	daemon/worker/imageops.c \
+	daemon/worker/commit.c
 daemon_qcowd_worker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common \
 	-I$(top_srcdir)/daemon/worker
 daemon_qcowd_worker_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(SECCOMP_CFLAGS)
@@ -71,6 +73,7 @@ daemon_qcowd_SOURCES = \
 	daemon/supervisor/commands.c \
 	daemon/supervisor/attachment_internal.h daemon/supervisor/attachments.c \
 	daemon/supervisor/calls.c \
+	daemon/supervisor/imageops.c \
 	daemon/supervisor/worker_messages.c \
 	daemon/supervisor/recovery.c \
 	daemon/supervisor/throttling.h daemon/supervisor/throttling.c \

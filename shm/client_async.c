@@ -106,14 +106,11 @@ void qcowring_req_free(struct qcowring *r, struct qcowring_req *q)
 /* Submitting                                                               */
 /* ------------------------------------------------------------------------ */
 
-static int check_range(const struct qcowring *r, uint64_t offset, uint64_t len)
+static int check_range(struct qcowring *r, uint64_t offset, uint64_t len)
 {
-    uint64_t start = offset >> QCOWRING_SECTOR_SHIFT;
-    uint64_t count = len >> QCOWRING_SECTOR_SHIFT;
-
     if (offset % QCOWRING_SECTOR_SIZE || len % QCOWRING_SECTOR_SIZE)
         return -EINVAL;
-    if (start > r->geo.capacity_sectors || count > r->geo.capacity_sectors - start)
+    if (!ring_covers(r, offset >> QCOWRING_SECTOR_SHIFT, len >> QCOWRING_SECTOR_SHIFT))
         return -EINVAL;
     return 0;
 }

@@ -91,6 +91,9 @@ struct qcowring {
     struct spin spin;           /* busy-wait before sleeping (client_spin.c) */
 };
 
+/* sectors [start, start+count) are on the disk, its capacity read again
+ * from the qcowd page when they seem not to be (F_RESIZE). */
+bool ring_covers(struct qcowring *r, uint64_t start, uint64_t count);
 /* Move responses from the ring to their requests; -errno when the server
  * misbehaved (the ring is then failed). */
 int ring_collect_responses(struct qcowring *r);

@@ -246,6 +246,35 @@ void qcowring_get_geometry(const struct qcowring *r, struct qcowring_geometry *o
     *out = r->geo;
 }
 
+/* The page is the server's to write and ours to doubt: a capacity that
+ * shrank or cannot be is not taken. */
+int qcowring_refresh_capacity(struct qcowring *r)
+{
+    uint64_t now;
+
+    if (!(r->geo.features & QCOWRING_F_RESIZE))
+        return 0;
+    now = __atomic_load_n(&r->info->capacity_sectors, __ATOMIC_ACQUIRE);
+    if (now < r->geo.capacity_sectors || now > QCOWRING_MAX_CAPACITY_SECTORS)
+        return -EPROTO;
+    if (now == r->geo.capacity_sectors)
+        return 0;
+    r->geo.capacity_sectors = now;
+    return 1;
+}
+
+bool ring_covers(struct qcowring *r, uint64_t start, uint64_t count)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        uint64_t cap = r->geo.capacity_sectors;
+        if (start <= cap && count <= cap - start)
+            return true;
+        if (pass == 0 && qcowring_refresh_capacity(r) != 1)
+            break;
+    }
+    return false;
+}
+
 int qcowring_fd(const struct qcowring *r)
 {
     return r->rsp_fd;

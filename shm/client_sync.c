@@ -138,14 +138,11 @@ static int run_job(struct qcowring *r, struct sync_job *j)
     return err ? err : j->error;
 }
 
-static int check_io_args(const struct qcowring *r, size_t len, uint64_t offset)
+static int check_io_args(struct qcowring *r, size_t len, uint64_t offset)
 {
-    uint64_t cap = r->geo.capacity_sectors;
-
     if (len % QCOWRING_SECTOR_SIZE || offset % QCOWRING_SECTOR_SIZE)
         return -EINVAL;
-    if ((offset >> QCOWRING_SECTOR_SHIFT) > cap ||
-        (len >> QCOWRING_SECTOR_SHIFT) > cap - (offset >> QCOWRING_SECTOR_SHIFT))
+    if (!ring_covers(r, offset >> QCOWRING_SECTOR_SHIFT, len >> QCOWRING_SECTOR_SHIFT))
         return -EINVAL;
     return 0;
 }

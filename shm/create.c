@@ -14,7 +14,8 @@
 #define KNOWN_FEATURES                                                          \
     (QCOWRING_F_READ_ONLY | QCOWRING_F_FLUSH | QCOWRING_F_BARRIER |             \
      QCOWRING_F_DISCARD | QCOWRING_F_INDIRECT | QCOWRING_F_PERSISTENT |         \
-     QCOWRING_F_DISCARD_SECURE | QCOWRING_F_MAP | QCOWRING_F_DISCARD_ZEROES)
+     QCOWRING_F_DISCARD_SECURE | QCOWRING_F_MAP | QCOWRING_F_DISCARD_ZEROES |  \
+     QCOWRING_F_RESIZE)
 
 static int check_indirect_params(const struct qcowring_params *p)
 {

@@ -108,6 +108,14 @@ struct qcowring_geometry {
 };
 void qcowring_get_geometry(const struct qcowring *ring, struct qcowring_geometry *out);
 
+/* With QCOWRING_F_RESIZE the server may grow the disk while it serves (qcowd
+ * then also sends the event "image-resized"): take the capacity again from
+ * the qcowd page into the geometry.  A request past the known end does this
+ * by itself before it is refused.  1: it grew; 0: unchanged (or no
+ * F_RESIZE); -EPROTO: the page claims a smaller or impossible capacity,
+ * which is not taken. */
+int qcowring_refresh_capacity(struct qcowring *ring);
+
 /* The response eventfd: readable when responses may have arrived.  Watch it
  * for POLLIN; call qcowring_reap() when it fires. */
 int qcowring_fd(const struct qcowring *ring);

@@ -1,5 +1,5 @@
 /*
- * qcowring.h - the qcowd shared-memory ring ABI, version 1.1.
+ * qcowring.h - the qcowd shared-memory ring ABI, version 1.2.
  *
  * This is the one public, versioned description of the memory shared between
  * a qcowd worker (the "server", Xen's "back end") and a client (Xen's "front
@@ -46,7 +46,7 @@ extern "C" {
  * built for.  Minor versions only add: new feature bits, new fields in the
  * reserved tail of the qcowd page.  A client ignores what it does not know. */
 #define QCOWRING_VERSION_MAJOR 1
-#define QCOWRING_VERSION_MINOR 1
+#define QCOWRING_VERSION_MINOR 2
 
 /* The 8 bytes at offset 0 of the memfd: ASCII "QCOWRING", no terminator. */
 #define QCOWRING_MAGIC "QCOWRING"
@@ -113,6 +113,7 @@ extern "C" {
 #define QCOWRING_F_DISCARD_SECURE (1ull << 6) /* DISCARD_SECURE honoured */
 #define QCOWRING_F_MAP (1ull << 7)         /* MAP accepted (minor 1) */
 #define QCOWRING_F_DISCARD_ZEROES (1ull << 8) /* discarded sectors read zeros (minor 1) */
+#define QCOWRING_F_RESIZE (1ull << 9)      /* capacity_sectors may grow (minor 2) */
 
 /* ------------------------------------------------------------------------ */
 /* Server state (qcowring_info.server_state)                                */
@@ -128,7 +129,9 @@ extern "C" {
 
 /*
  * Written once by whoever creates the ring, before any client sees it; from
- * then on only server_state changes (written by the server only).  The
+ * then on only server_state changes, and with F_RESIZE capacity_sectors,
+ * which only ever grows (both written by the server only, with release
+ * ordering: read them with acquire ordering).  The
  * server never reads this page back: it keeps its own trusted copy of the
  * geometry.  A client validates every field before using any of them.
  */
@@ -143,7 +146,8 @@ struct qcowring_info {
     uint64_t ring_offset;              /* @24 4096 */
     uint32_t ring_entries;             /* @32 slots: qcowring_ring_entries() */
     uint32_t sector_size;              /* @36 512 */
-    uint64_t capacity_sectors;         /* @40 disk size in 512-byte sectors */
+    uint64_t capacity_sectors;         /* @40 disk size in 512-byte sectors;
+                                        *     grows while served with F_RESIZE */
     uint64_t features;                 /* @48 QCOWRING_F_* */
     uint64_t data_offset;              /* @56 memfd offset of data page 0 */
     uint64_t data_pages;               /* @64 number of 4 KiB data pages */

@@ -100,3 +100,22 @@ int image_lock_fd(int fd, const char *path, enum image_lock_mode mode)
                        path, strerror(-r));
     return 0;
 }
+
+int image_lock_to_backing(int fd)
+{
+    int r = lock_byte(fd, F_OFD_SETLK, F_UNLCK, PERM_BASE + PERM_WRITE, NULL);
+
+    return r < 0 ? r : lock_byte(fd, F_OFD_SETLK, F_UNLCK, PERM_BASE + PERM_RESIZE, NULL);
+}
+
+int image_lock_fd_beside_backing(int fd, const char *path)
+{
+    struct lock_set set = lock_set_of(IMAGE_LOCK_READ_WRITE);
+    int r = 0;
+
+    for (int i = 0; i < set.nwant && r == 0; i++)
+        r = lock_byte(fd, F_OFD_SETLK, F_RDLCK, PERM_BASE + set.want[i], NULL);
+    for (int i = 0; i < set.nunshare && r == 0; i++)
+        r = lock_byte(fd, F_OFD_SETLK, F_RDLCK, SHARED_BASE + set.unshare[i], NULL);
+    return r < 0 ? qc_fail(r, "%s: cannot lock the image: %s", path, strerror(-r)) : 0;
+}

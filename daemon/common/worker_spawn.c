@@ -243,7 +243,7 @@ static json_object *checked_chain(json_object *data)
 /* The "data" of a worker's "ready", copied field by field with each type
  * checked: the supervisor shows it to clients and believes its sizes.
  * NULL when anything is missing or mistyped. */
-static json_object *checked_ready_info(json_object *data)
+json_object *worker_checked_info(json_object *data)
 {
     json_object *out = json_object_new_object(), *chain = checked_chain(data);
     bool ok = chain && copy_string(out, data, "format") && copy_int(out, data, "size", INT64_MAX) &&
@@ -276,7 +276,7 @@ static int take_ready(const struct worker_spawn_opts *o, struct worker_proc *p, 
                        desc ? desc : "the worker failed without saying why");
     if (!name || strcmp(name, "ready") != 0 || nfds != (o->adopt ? 0 : 4))
         return qc_fail(-EPROTO, "%s: the worker sent an unexpected first message", o->image);
-    if (!(info = checked_ready_info(data)))
+    if (!(info = worker_checked_info(data)))
         return qc_fail(-EPROTO, "%s: the worker's ready message is malformed", o->image);
     if (!o->adopt) {
         p->ring = (struct qcowring_fds){ fds[0], fds[1], fds[2] };

@@ -52,6 +52,11 @@ struct worker_proc {
     json_object *ready;         /* the "data" of the ready event, checked */
 };
 
+/* A worker's description of its image and ring ("ready", or the answer to
+ * "snapshot"), copied field by field with each type checked; NULL when
+ * anything is missing or mistyped. */
+json_object *worker_checked_info(json_object *data);
+
 /* Start a worker without waiting: pid and ctl_fd are set.  The worker's
  * first message (worker_read_ready) says whether it serves. */
 int worker_launch(const struct worker_spawn_opts *o, struct worker_proc *out);

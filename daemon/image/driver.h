@@ -25,6 +25,10 @@ struct layer_ops {
     void (*meta_finish)(struct layer *l, struct meta_writeback *wb, int err);
     bool (*meta_pressure)(const struct layer *l);
     int (*make_empty)(struct layer *l);
+    /* Set the virtual size (resize.c says when; metadata written back). */
+    int (*resize)(struct layer *l, uint64_t new_size);
+    /* Name another backing file (NULL: none) in the header, flushed. */
+    int (*set_backing)(struct layer *l, const char *name);
     void (*info)(const struct layer *l, struct layer_info *info);
     int (*decrypt)(struct layer *l, uint64_t first_sector, uint8_t *buf, uint64_t len);
     int (*encrypt)(struct layer *l, uint64_t first_sector, uint8_t *buf, uint64_t len);
@@ -49,6 +53,16 @@ struct layer {
 
 extern const struct layer_ops qcow_ops;
 extern const struct layer_ops raw_ops;
+
+/* Serve the layer opened on fd (and direct_fd, its O_DIRECT twin, or -1;
+ * both taken over) as img's top, over the current one, which becomes
+ * read-only (image.c). */
+int image_push_top(struct image *img, const char *path, int fd, int direct_fd,
+                   const struct image_open_opts *o);
+
+/* image_resize() without its fault point, for operations that resize as
+ * one of their steps (resize.c). */
+int image_set_size(struct image *img, uint64_t new_size, bool allow_shrink);
 
 /* Helpers for drivers. */
 int extent_vec_push(struct extent_vec *ev, const struct extent *e);

@@ -111,7 +111,7 @@ static int check_stated_raw(struct layer *l)
                    strcmp(found, "qcow") == 0 ? ", or as qcow" : "");
 }
 
-static int open_fds(struct layer *l, int fd, bool direct)
+static int open_fds(struct layer *l, int fd, int direct_fd, bool direct)
 {
     int flags = (l->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
     int mode = fd >= 0 ? fcntl(fd, F_GETFL) & O_ACCMODE : -1;
@@ -128,7 +128,10 @@ static int open_fds(struct layer *l, int fd, bool direct)
     if (r < 0)
         return qc_fail(r, "%s: cannot get its size: %s", l->path, strerror(-r));
     l->fd = l->meta_fd;
-    if (direct) {
+    if (direct_fd >= 0) {
+        l->fd = direct_fd;
+        l->direct = true;
+    } else if (direct) {
         int dfd = reopen_direct(l, flags);
         if (dfd >= 0) {
             l->fd = dfd;
@@ -149,12 +152,14 @@ static int open_path(const char *path, bool read_only)
     return fd;
 }
 
+static bool same_file(const struct layer *a, const struct layer *b);
+
 /* Open a layer on fd (taken over, even on failure; a negative errno when
- * opening it failed). */
-static int layer_open(const char *path, int fd, enum image_format fmt, bool read_only,
-                      const struct image_open_opts *o, struct layer **out)
+ * opening it failed) and direct_fd (its O_DIRECT twin, or -1). */
+static int layer_open_fds(const char *path, int fd, int direct_fd, enum image_format fmt,
+                          bool read_only, const struct image_open_opts *o, struct layer **out)
 {
-    _cleanup_close_ int owned_fd = fd;
+    _cleanup_close_ int owned_fd = fd, owned_direct = direct_fd;
     _cleanup_(layer_freep) struct layer *l = calloc(1, sizeof *l);
     int r;
 
@@ -163,8 +168,10 @@ static int layer_open(const char *path, int fd, enum image_format fmt, bool read
     *l = (struct layer){ .fd = -1, .meta_fd = -1, .read_only = read_only };
     if (!(l->path = strdup(path)))
         return -ENOMEM;
-    if ((r = open_fds(l, TAKE_FD(owned_fd), o->direct)) < 0)
+    /* open_fds takes fd in any case, the O_DIRECT twin only when it succeeds. */
+    if ((r = open_fds(l, TAKE_FD(owned_fd), owned_direct, o->direct)) < 0)
         return r;
+    owned_direct = -1;
     l->probed = fmt == IMAGE_FORMAT_AUTO;
     if (l->probed && (r = probe_format(l, &fmt)) < 0)
         return r;
@@ -176,6 +183,113 @@ static int layer_open(const char *path, int fd, enum image_format fmt, bool read
     if ((r = l->ops->open(l, o)) < 0)
         return r;
     *out = TAKE_PTR(l);
+    return 0;
+}
+
+static int layer_open(const char *path, int fd, enum image_format fmt, bool read_only,
+                      const struct image_open_opts *o, struct layer **out)
+{
+    return layer_open_fds(path, fd, -1, fmt, read_only, o, out);
+}
+
+/* l must name img's top as its backing file (by a name that resolves to
+ * the very path the top was opened by) and have its size. */
+static int check_overlay(const struct image *img, const struct layer *l)
+{
+    _cleanup_free_ char *resolved = NULL;
+    struct layer_info info;
+    int r;
+
+    layer_get_info(l, &info);
+    if (!l->backing_name)
+        return qc_fail(-EINVAL, "%s: has no backing file (it must name %s)", l->path,
+                       img->top->path);
+    if ((r = image_resolve_backing(l->path, l->backing_name, &resolved)) < 0)
+        return r;
+    if (strcmp(resolved, img->top->path) != 0)
+        return qc_fail(-EINVAL, "%s: its backing file is %s, not the image served (%s)", l->path,
+                       resolved, img->top->path);
+    if (l->size != img->size)
+        return qc_fail(-EINVAL, "%s: its size (%" PRIu64 " bytes) is not the image's (%" PRIu64
+                       ")", l->path, l->size, img->size);
+    if (info.encrypted)
+        return qc_fail(-ENOTSUP, "%s: encrypted: an overlay here takes no key", l->path);
+    return 0;
+}
+
+int image_push_top(struct image *img, const char *path, int fd, int direct_fd,
+                   const struct image_open_opts *o)
+{
+    unsigned max = o->max_depth ? o->max_depth : IMAGE_DEFAULT_MAX_DEPTH;
+    struct layer *l;
+    int r;
+
+    if (img->depth >= max) {
+        if (fd >= 0)
+            close(fd);
+        if (direct_fd >= 0)
+            close(direct_fd);
+        return qc_fail(-ELOOP, "%s: the backing chain would be longer than %u layers", path, max);
+    }
+    if ((r = layer_open_fds(path, fd, direct_fd, IMAGE_FORMAT_QCOW, false, o, &l)) < 0)
+        return r;
+    if ((r = check_overlay(img, l)) < 0) {
+        layer_free(l);
+        return r;
+    }
+    l->backing = img->top;
+    img->top->read_only = true;
+    img->top = l;
+    img->depth++;
+    return 0;
+}
+
+int image_open_below(struct image *img, int fd, int direct_fd, const struct image_open_opts *o,
+                     struct image **base)
+{
+    struct layer *old = img->top->backing, *l;
+    struct image *view = calloc(1, sizeof *view);
+    int r;
+
+    if (!view || !old) {
+        if (fd >= 0)
+            close(fd);
+        if (direct_fd >= 0)
+            close(direct_fd);
+        free(view);
+        return view ? qc_fail(-EINVAL, "%s: has no backing file", img->top->path) : -ENOMEM;
+    }
+    if ((r = layer_open_fds(old->path, fd, direct_fd, old->ops->format, false, o, &l)) < 0) {
+        free(view);
+        return r;
+    }
+    if (!same_file(old, l)) {
+        layer_free(l);
+        free(view);
+        return qc_fail(-EINVAL, "%s: the descriptor is not the backing file", old->path);
+    }
+    l->backing = old->backing;
+    old->backing = NULL;
+    layer_free(old);
+    img->top->backing = l;
+    *view = (struct image){ .top = l, .depth = img->depth - 1, .size = l->size };
+    *base = view;
+    return 0;
+}
+
+int image_drop_top(struct image *img, struct image *base)
+{
+    struct layer *top = img->top;
+
+    if (top->backing != base->top || base->size != img->size)
+        return qc_fail(-EINVAL, "%s: cannot take the place of %s", base->top->path, top->path);
+    img->top = base->top;
+    img->depth--;
+    img->size = base->size;
+    top->backing = NULL;
+    top->read_only = true;      /* nothing more is written to it */
+    layer_free(top);
+    free(base);
     return 0;
 }
 

@@ -313,6 +313,86 @@ int image_flush(struct image *img);
 /* Drop every allocation of the top layer (qcow: clear L1, truncate). */
 int image_make_empty(struct image *img);
 
+/* ---- whole-image operations ------------------------------------------ */
+
+/* Set the virtual size of the top layer (resize.c).  new_size is a
+ * multiple of 512.  Growing: what lies past the old end reads as zeros; a
+ * qcow L1 table that needs more entries is written anew at the end of the
+ * file and flushed before the header names it (a crash leaves the old size
+ * or the new one).  Shrinking only with allow_shrink (offline: what lay
+ * past the new end is dropped and leaked, see qcow_reclaim_leaks()).
+ * Writes metadata back before and after; no I/O may run meanwhile.
+ * -EPERM for a refused shrink, -ENOTSUP for images that cannot be resized
+ * (blktap's Xen header, block devices). */
+int image_resize(struct image *img, uint64_t new_size, bool allow_shrink);
+
+/* Offline changes (alone.c): take QEMU's lock bytes on the file of img's
+ * top layer (on fd), or fail with -EBUSY "in use: VERB it when it is not"
+ * when qcowd or QEMU holds them.  Held until the image (fd) is closed. */
+int image_lock_alone(struct image *img, const char *verb);
+int file_lock_alone(int fd, const char *path, const char *verb);
+
+/* True when a and b are the same file (device and inode). */
+bool layer_same_file(const struct layer *a, const struct layer *b);
+
+/* External snapshot (snapshot.c): make the empty file open on fd (path
+ * names it) a qcow overlay of img's top layer, backing_name stored as
+ * given, of the same size and cluster size (512-byte clusters over a raw
+ * layer, so that a discard still zeroes every sector it covers), and serve
+ * it as img's new top; the old top becomes read-only.  fd and direct_fd
+ * (its O_DIRECT twin, or -1) are taken over, even on failure.  o: how the
+ * chain was opened (direct, L2 cache).  A failure leaves img as it was (the
+ * file may hold a header: the caller removes it).  Refused for an encrypted
+ * top layer (-ENOTSUP) and a chain at its depth limit (-ELOOP). */
+int image_snapshot(struct image *img, const char *path, const char *backing_name, int fd,
+                   int direct_fd, const struct image_open_opts *o);
+/* The same with an overlay someone else made (tap-ctl's flow: pause, make
+ * the overlay, resume on it): it must name img's top as its backing file
+ * (resolving to the path the top was opened by) and have its size; not
+ * encrypted. */
+int image_take_overlay(struct image *img, const char *path, int fd, int direct_fd,
+                       const struct image_open_opts *o);
+
+/* A live commit's base: img's top's backing layer opened again for
+ * writing on fd (the same file; direct_fd its O_DIRECT twin or -1; both
+ * taken over) in place of the read-only one, and *base a view of the chain
+ * from there (free it with image_drop_top, or free() alone).  image.c */
+int image_open_below(struct image *img, int fd, int direct_fd, const struct image_open_opts *o,
+                     struct image **base);
+/* The end of a live commit: base (from image_open_below, holding all of
+ * the top's data, of its size) becomes img's top; the old top is
+ * closed.  base is freed. */
+int image_drop_top(struct image *img, struct image *base);
+
+/* Commit (commit.c): copy what img's top layer holds in [off, off+len)
+ * into base, the top's backing file opened for writing with its own chain
+ * (at least as large).  *copied: the guest bytes copied. */
+int image_commit_range(struct image *img, struct image *base, uint64_t off, uint64_t len,
+                       uint64_t *copied);
+
+struct image_commit_result {
+    uint64_t copied;            /* guest bytes copied down */
+    uint64_t base_old_size;     /* the base grows to the top's size if smaller */
+    bool emptied;
+};
+
+/* All of it, as qemu-img commit does: the base grows to the top's size if
+ * smaller, takes the top's clusters and is flushed; then, with empty, the
+ * top is emptied (it reads through to the base). */
+int image_commit(struct image *img, struct image *base, bool empty,
+                 struct image_commit_result *res);
+
+struct image_rebase_result {
+    uint64_t copied;            /* guest bytes kept in the overlay */
+};
+
+/* Rebase (rebase.c): img's top layer names `name` (NULL: no backing file)
+ * as its backing file.  Unless unsafe, every range the top leaves to its
+ * chain whose contents next (the new chain, NULL for none) would change is
+ * first copied into the top, so that it reads the same afterwards. */
+int image_rebase(struct image *img, struct image *next, const char *name, bool unsafe,
+                 struct image_rebase_result *res);
+
 /* ---- creation (qcow_create.c) ----------------------------------------- */
 
 enum prealloc_mode { PREALLOC_OFF = 0, PREALLOC_METADATA, PREALLOC_FULL };
@@ -332,6 +412,9 @@ struct qcow_create_opts {
 };
 
 int qcow_create(const char *path, const struct qcow_create_opts *opts);
+/* The same on an empty file already open for writing (fd stays the
+ * caller's): a plain image, size given, no preallocation, key or Xen header. */
+int qcow_create_on_fd(int fd, const char *path, const struct qcow_create_opts *opts);
 
 int raw_create(const char *path, uint64_t size, enum prealloc_mode prealloc);
 

@@ -7,6 +7,14 @@ daemon_image_libqcowimage_la_SOURCES = \
 	daemon/common/cleanup.h daemon/common/vec.h \
 	daemon/image/qcow_format.h daemon/image/qcow_format.c \
 	daemon/image/qcow.h daemon/image/qcow.c \
+	daemon/image/qcow_resize.c \
+	daemon/image/faultpoint.h daemon/image/faultpoint.c \
+	daemon/image/resize.c \
+	daemon/image/snapshot.c \
+	daemon/image/qcow_backing.c \
+	daemon/image/commit.c \
+	daemon/image/rebase.c \
+	daemon/image/alone.c \
 	daemon/image/qcow_create.c \
 	daemon/image/l2cache.h daemon/image/l2cache.c \
 	daemon/image/crypt.h daemon/image/crypt.c \

@@ -27,7 +27,7 @@ static int check_l1(struct layer *l, struct qcow_layer *q)
         enum qcow_fault f;
         if (!q->l1[i])
             continue;
-        f = qcow_l1_entry_fault(&q->g, q->front_end, l->file_size, q->l1[i], &s);
+        f = qcow_l1_entry_fault(&q->g, &q->lay, l->file_size, q->l1[i], &s);
         if (f != QCOW_FAULT_NONE)
             return qc_fail(-EINVAL, "%s: L1 entry %" PRIu64 " (L2 table at %#" PRIx64 ") %s",
                            l->path, i, q->l1[i], qcow_fault_text(f));
@@ -45,10 +45,10 @@ static int take_front(struct layer *l, struct qcow_layer *q, struct qcow_front *
     q->xen_checksum_ok = f->xen_checksum_ok;
     /* Keep the checksum right only where blktap trusts it now: never make
      * blktap trust an image it did not trust before. */
-    q->xen_maintained = f->xen_checksum_ok && f->l1_padding_zero;
+    q->xen_maintained = f->xen_checksum_ok && f->l1_padding_zero && !qcow_l1_detached(&f->lay);
     q->l1_little_endian = f->l1_little_endian;
     q->l1_area_bytes = f->l1_area_bytes;
-    q->front_end = f->front_end;
+    q->lay = f->lay;
     q->l1 = TAKE_PTR(f->l1);
     l->backing_name = TAKE_PTR(f->backing_name);
     if (!(q->l1_disk = calloc(q->g.l1_entries ? q->g.l1_entries : 1, sizeof *q->l1_disk)))
@@ -60,19 +60,33 @@ static int take_front(struct layer *l, struct qcow_layer *q, struct qcow_front *
 /* Metadata is written whole sectors at a time through the same descriptor
  * as the data: with O_DIRECT, a buffered write into a page that a direct
  * write also touches makes the kernel report EIO on the next fsync.  The
- * sectors around the header and L1 table are kept in memory to patch (not
- * the zeros of a long blktap L1, which never change). */
-static int load_front(struct layer *l, struct qcow_layer *q)
+ * sectors around the L1 table (and the header, when the L1 follows it) are
+ * kept in memory to patch (not the zeros of a long blktap L1, which never
+ * change). */
+int qcow_load_front(struct layer *l, struct qcow_layer *q)
 {
+    uint64_t end;
     ssize_t n;
 
-    q->front_len = align_up(qcow_front_metadata_end(&q->h, &q->g), QCOW_SECTOR_SIZE);
+    if (qcow_l1_detached(&q->lay)) {
+        q->front_off = align_down(q->h.l1_offset, QCOW_SECTOR_SIZE);
+        end = q->h.l1_offset + q->g.l1_bytes;
+    } else {
+        q->front_off = 0;
+        end = qcow_front_bytes_end(&q->h, &q->g, q->xen.present, &q->lay);
+    }
+    q->front_len = align_up(end, QCOW_SECTOR_SIZE) - q->front_off;
     free(q->front);
     if (!(q->front = alloc_aligned(4096, q->front_len)))
         return -ENOMEM;
     memset(q->front, 0, q->front_len);
-    n = read_full_at(l->meta_fd, q->front, q->front_len, 0);
+    n = read_full_at(l->meta_fd, q->front, q->front_len, q->front_off);
     return n < 0 ? qc_fail((int)n, "%s: cannot read: %s", l->path, strerror((int)-n)) : 0;
+}
+
+uint64_t qcow_metadata_end(const struct qcow_layer *q)
+{
+    return MAX(q->lay.front_end, MAX(q->lay.l1_end, q->lay.name_end));
 }
 
 static int write_l1_range(struct layer *l, const uint64_t *l1, uint64_t lo, uint64_t hi);
@@ -120,12 +134,12 @@ static int qcow_open(struct layer *l, const struct image_open_opts *o)
     if (r == 0)
         r = take_front(l, q, &f);
     qcow_front_free(&f);
-    if (r < 0 || (r = load_front(l, q)) < 0)
+    if (r < 0 || (r = qcow_load_front(l, q)) < 0)
         return r;
     l->size = qcow_virtual_size(&q->h);
     setup_xen(l, q);
     if (q->l1_little_endian && !l->read_only &&
-        ((r = convert_le_l1(l, q)) < 0 || (r = load_front(l, q)) < 0))
+        ((r = convert_le_l1(l, q)) < 0 || (r = qcow_load_front(l, q)) < 0))
         return r;
     if (q->h.crypt_method == QCOW_CRYPT_AES && o->key &&
         (r = qcow_crypt_new(o->key, o->key_len, &q->crypt)) < 0)
@@ -134,7 +148,7 @@ static int qcow_open(struct layer *l, const struct image_open_opts *o)
     if (!q->zcluster || l2_cache_init(&q->cache, MAX(cache_bytes / q->g.l2_bytes, 4),
                                       q->g.l2_entries) < 0)
         return -ENOMEM;
-    q->alloc_end = MAX(l->file_size, q->front_end);
+    q->alloc_end = MAX(l->file_size, qcow_metadata_end(q));
     q->file_extent = l->file_size;
     return 0;
 }
@@ -221,6 +235,11 @@ static uint64_t reserve(struct layer *l, struct qcow_layer *q, uint64_t len, uin
     return off;
 }
 
+uint64_t qcow_reserve(struct layer *l, struct qcow_layer *q, uint64_t len, uint64_t align)
+{
+    return reserve(l, q, len, align);
+}
+
 /* Make [off, off+len) part of the file (it reads as zeros), with disk
  * blocks behind it when `physical` (non-sparse images, full preallocation). */
 static int give_file_space(struct layer *l, uint64_t off, uint64_t len, bool physical)
@@ -292,7 +311,7 @@ static int check_l2_entry(struct layer *l, uint64_t guest_off, uint64_t e)
     struct qcow_layer *q = Q(l);
     uint64_t end = MAX(q->alloc_end, l->file_size);
     struct qcow_span s;
-    enum qcow_fault f = qcow_l2_entry_fault(&q->g, q->front_end, end, e, &s);
+    enum qcow_fault f = qcow_l2_entry_fault(&q->g, &q->lay, end, e, &s);
     char why[96];
 
     if (f == QCOW_FAULT_NONE)
@@ -425,6 +444,27 @@ static int set_entry(struct layer *l, uint64_t guest_off, uint64_t value)
     return 0;
 }
 
+int qcow_clear_entries_from(struct layer *l, uint64_t guest_off)
+{
+    struct qcow_layer *q = Q(l);
+    uint64_t l1_index = guest_off >> q->g.shift;
+    struct l2_table *t;
+    int r;
+
+    if (l1_index >= q->g.l1_entries)
+        return 0;
+    if ((r = get_l2(l, l1_index, false, &t)) < 0 || !t)
+        return r;
+    for (uint64_t i = (guest_off >> q->h.cluster_bits) & (q->g.l2_entries - 1);
+         i < q->g.l2_entries; i++)
+        if (t->entries[i]) {
+            t->entries[i] = 0;
+            l2_cache_set_dirty(&q->cache, t, true);
+        }
+    q->zcluster_entry = 0;
+    return 0;
+}
+
 static int qcow_commit_write(struct layer *l, const struct write_piece *p)
 {
     struct qcow_layer *q = Q(l);
@@ -447,7 +487,7 @@ static int qcow_adopt_cluster(struct layer *l, uint64_t guest_off, uint64_t host
     /* The file as it was opened: what the dead worker wrote is in it. */
     if (!is_aligned(guest_off, q->g.cluster_size) || guest_off >= q->h.size ||
         (host_off & QCOW_OFLAG_COMPRESSED) ||
-        qcow_l2_entry_fault(&q->g, q->front_end, q->file_extent, host_off, &s) != QCOW_FAULT_NONE)
+        qcow_l2_entry_fault(&q->g, &q->lay, q->file_extent, host_off, &s) != QCOW_FAULT_NONE)
         return qc_fail(-EINVAL, "%s: cannot adopt cluster %#" PRIx64 " at %#" PRIx64
                        ": outside the image or the file", l->path, guest_off, host_off);
     if ((r = get_l2(l, guest_off >> q->g.shift, true, &t)) < 0)
@@ -650,16 +690,17 @@ static int push_l1_and_checksum(struct wb_builder *b)
         return -ENOMEM;
     memcpy(front, q->front, q->front_len);
     for (uint64_t i = lo; i < hi; i++)
-        store_be64(front + q->h.l1_offset + i * 8, b->st->l1_next[i]);
-    first = align_down(q->h.l1_offset + lo * 8, QCOW_SECTOR_SIZE);
-    end = align_up(q->h.l1_offset + hi * 8, QCOW_SECTOR_SIZE);
+        store_be64(front + (q->h.l1_offset - q->front_off) + i * 8, b->st->l1_next[i]);
+    first = align_down(q->h.l1_offset + lo * 8, QCOW_SECTOR_SIZE) - q->front_off;
+    end = align_up(q->h.l1_offset + hi * 8, QCOW_SECTOR_SIZE) - q->front_off;
     if (q->xen_maintained) {
+        /* Only with the L1 in the front (front_off 0): see take_front. */
         store_be32(front + QCOW_HEADER_SIZE + 4,
                    qcow_xen_area_checksum(front + q->h.l1_offset, q->g.l1_bytes,
                                           q->l1_area_bytes));
         first = 0;
     }
-    w.off = first;
+    w.off = q->front_off + first;
     w.len = end - first;
     if (!(w.buf = alloc_aligned(4096, w.len)))
         return -ENOMEM;
@@ -794,6 +835,22 @@ static int write_xen_header(struct layer *l)
 
 /* ---- whole-image operations ------------------------------------------- */
 
+/* With a piece detached at the end of the file, what lay between the front
+ * and it was data that nothing references any more: a hole. */
+static void free_detached_gap(struct layer *l, struct qcow_layer *q)
+{
+    uint64_t lo = align_up(q->lay.front_end, QCOW_SECTOR_SIZE), hi = UINT64_MAX;
+
+    if (q->lay.l1_end)
+        hi = MIN(hi, q->lay.l1_start);
+    if (q->lay.name_end)
+        hi = MIN(hi, q->lay.name_start);
+    hi = align_down(MIN(hi, q->alloc_end), QCOW_SECTOR_SIZE);
+    if (hi > lo)
+        fallocate(l->meta_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)lo,
+                  (off_t)(hi - lo));
+}
+
 static int qcow_make_empty(struct layer *l)
 {
     struct qcow_layer *q = Q(l);
@@ -808,12 +865,13 @@ static int qcow_make_empty(struct layer *l)
     if (fdatasync(l->meta_fd) < 0)
         return qc_fail(-errno, "%s: fdatasync: %s", l->path, strerror(errno));
     memset(q->l1_disk, 0, q->g.l1_bytes);
-    if ((r = load_front(l, q)) < 0)
+    if ((r = qcow_load_front(l, q)) < 0)
         return r;
     q->zcluster_entry = 0;
-    q->alloc_end = align_up(q->front_end, QCOW_SECTOR_SIZE);
+    q->alloc_end = align_up(qcow_metadata_end(q), QCOW_SECTOR_SIZE);
     if (ftruncate(l->meta_fd, (off_t)q->alloc_end) < 0)
         return qc_fail(-errno, "%s: cannot truncate: %s", l->path, strerror(errno));
+    free_detached_gap(l, q);
     l->file_size = q->file_extent = q->alloc_end;
     return 0;
 }
@@ -909,6 +967,8 @@ const struct layer_ops qcow_ops = {
     .meta_finish = qcow_meta_finish,
     .meta_pressure = qcow_meta_pressure,
     .make_empty = qcow_make_empty,
+    .resize = qcow_resize,
+    .set_backing = qcow_set_backing,
     .info = qcow_info,
     .decrypt = qcow_decrypt,
     .encrypt = qcow_encrypt,

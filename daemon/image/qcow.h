@@ -21,10 +21,12 @@ struct qcow_layer {
     struct qcow_geometry g;
     uint64_t *l1;               /* in memory, host order; may point at fresh tables */
     uint64_t *l1_disk;          /* what the file's L1 holds */
-    uint64_t front_end;         /* end of header, backing name and L1 area */
-    uint8_t *front;             /* the file's first front_len bytes, as on disk */
-    size_t front_len;           /* header, backing name and L1 (not a long L1's
-                                 * zeros), rounded up to a sector */
+    struct qcow_layout lay;     /* the front, and the pieces detached from it */
+    uint8_t *front;             /* the sectors that hold the L1 table, as on disk: with
+                                 * the L1 in the front, the file's first front_len bytes
+                                 * (header, backing name and L1, not a long L1's zeros) */
+    uint64_t front_off;         /* where they start: 0, or a detached L1's first sector */
+    size_t front_len;
     uint64_t alloc_end;         /* next free byte at the end of the file */
     uint64_t file_extent;       /* the file's size: kept ahead of alloc_end */
     struct l2_cache cache;
@@ -32,6 +34,44 @@ struct qcow_layer {
     uint8_t *zcluster;          /* last inflated cluster */
     uint64_t zcluster_entry;    /* its L2 entry; 0 = none */
 };
+
+/* (Re)read the sectors that hold the L1 table (qcow.c). */
+int qcow_load_front(struct layer *l, struct qcow_layer *q);
+
+/* The end of the last piece of metadata at the front or detached from it. */
+uint64_t qcow_metadata_end(const struct qcow_layer *q);
+
+/* Reserve len bytes at the end of the file, aligned to align. */
+uint64_t qcow_reserve(struct layer *l, struct qcow_layer *q, uint64_t len, uint64_t align);
+
+/* Clear the L2 entries from the cluster at guest_off (cluster aligned) to
+ * the end of its table (they reach the disk at the next writeback). */
+int qcow_clear_entries_from(struct layer *l, uint64_t guest_off);
+
+/* Change the header's size (qcow_resize.c): the layer op. */
+int qcow_resize(struct layer *l, uint64_t new_size);
+
+/* Sector 0 rewritten (qcow_resize.c): the header h, and len bytes at off
+ * (off + len <= 512), the rest as it is; whole and through the data
+ * descriptor (see qcow_load_front).  Not flushed. */
+int qcow_write_first_sector(struct layer *l, struct qcow_layer *q, const struct qcow_header *h,
+                            const void *bytes, size_t off, size_t len);
+
+/* fdatasync the layer's file, with a message on failure. */
+int qcow_sync(struct layer *l);
+
+/* The end of the front without the L1 table: header, Xen extension and a
+ * backing name that lies in the front. */
+uint64_t qcow_rest_of_front(const struct qcow_layer *q);
+
+/* [start, end) held a piece of metadata nothing names any more (an old L1
+ * table, an old backing name): its whole sectors become a hole, the ones it
+ * shares are zeroed in its part; at the end of the file, it is cut off when
+ * the layer closes.  Best effort: what stays is leaked space. */
+void qcow_release_area(struct layer *l, struct qcow_layer *q, uint64_t start, uint64_t end);
+
+/* Name another backing file in the header (qcow_backing.c): the layer op. */
+int qcow_set_backing(struct layer *l, const char *name);
 
 /* Allocate the L2 table of one L1 entry (and, for PREALLOC_FULL, all its
  * clusters) in a new, empty image.  Used by qcow_create. */

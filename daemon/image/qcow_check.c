@@ -229,7 +229,7 @@ static int judge_l1_entry(struct checker *c, uint64_t i)
     struct ref t = { .kind = REF_L2, .entry_pos = c->f.h.l1_offset + i * 8,
                      .guest_off = i << c->f.g.shift, .l1_index = i };
     struct qcow_span s;
-    enum qcow_fault f = qcow_l1_entry_fault(&c->f.g, c->f.front_end, c->file_size, e, &s);
+    enum qcow_fault f = qcow_l1_entry_fault(&c->f.g, &c->f.lay, c->file_size, e, &s);
 
     t.start = s.start;
     t.len = s.len;
@@ -272,13 +272,38 @@ static int judge_l2_overlaps(struct checker *c)
     return 0;
 }
 
+/* The pieces of metadata detached from the front (a moved L1 table or
+ * backing name), each taken to its whole sectors. */
+static size_t detached_pieces(const struct checker *c, struct ref out[2])
+{
+    const struct qcow_layout *lay = &c->f.lay;
+    size_t n = 0;
+
+    if (lay->l1_end)
+        out[n++] = (struct ref){ .kind = REF_FRONT, .start = lay->l1_start,
+                                 .len = align_up(lay->l1_end, QCOW_SECTOR_SIZE) - lay->l1_start };
+    if (lay->name_end)
+        out[n++] = (struct ref){ .kind = REF_FRONT, .start = lay->name_start,
+                                 .len = align_up(lay->name_end, QCOW_SECTOR_SIZE) - lay->name_start };
+    if (n == 2 && out[1].start < out[0].start) {
+        struct ref t = out[0];
+        out[0] = out[1];
+        out[1] = t;
+    }
+    return n;
+}
+
 static int check_l1(struct checker *c)
 {
-    struct ref front = { .kind = REF_FRONT, .start = 0, .len = c->f.front_end };
+    struct ref front = { .kind = REF_FRONT, .start = 0, .len = c->f.lay.front_end }, pieces[2];
+    size_t npieces = detached_pieces(c, pieces);
     int r;
 
     if ((r = ref_push(&c->meta, &front)) < 0)
         return r;
+    for (size_t i = 0; i < npieces; i++)
+        if ((r = ref_push(&c->meta, &pieces[i])) < 0)
+            return r;
     for (uint64_t i = 0; i < c->f.g.l1_entries; i++)
         if (c->f.l1[i] && (r = judge_l1_entry(c, i)) < 0)
             return r;
@@ -290,7 +315,7 @@ static int check_l1(struct checker *c)
 static int judge_l2_entry(struct checker *c, struct ref *ref, uint64_t e)
 {
     struct qcow_span s;
-    enum qcow_fault f = qcow_l2_entry_fault(&c->f.g, c->f.front_end, c->file_size, e, &s);
+    enum qcow_fault f = qcow_l2_entry_fault(&c->f.g, &c->f.lay, c->file_size, e, &s);
 
     ref->kind = s.compressed ? REF_COMPRESSED : REF_DATA;
     ref->start = s.start;
@@ -458,8 +483,11 @@ static int judge_clusters(struct checker *c)
  * QEMU writes the L1 table in whole sectors from its (unaligned) start. */
 static uint64_t front_used_end(const struct checker *c)
 {
-    return MAX(align_up(c->f.front_end, QCOW_SECTOR_SIZE),
-               c->f.h.l1_offset + align_up(c->f.g.l1_bytes, QCOW_SECTOR_SIZE));
+    uint64_t end = align_up(c->f.lay.front_end, QCOW_SECTOR_SIZE);
+
+    if (qcow_l1_detached(&c->f.lay))
+        return end;
+    return MAX(end, c->f.h.l1_offset + align_up(c->f.g.l1_bytes, QCOW_SECTOR_SIZE));
 }
 
 static int report_leak(struct checker *c, uint64_t start, uint64_t len, bool tail)
@@ -522,6 +550,33 @@ static bool next_data(struct checker *c, uint64_t from, uint64_t end, uint64_t *
     return true;
 }
 
+/* A file system makes holes in whole blocks only: a cluster smaller than a
+ * page that shares one with referenced data stays "data" once punched.
+ * Such a cluster holds data only if it is not all zeros. */
+#define HOLE_UNIT 4096
+
+static bool zero_cluster(struct checker *c, uint64_t off)
+{
+    uint32_t cs = c->f.g.cluster_size;
+
+    return cs < HOLE_UNIT && !c->block_device &&
+           read_full_at(c->fd, c->cluster_buf, cs, off) == (ssize_t)cs &&
+           all_zero(c->cluster_buf, cs);
+}
+
+/* The data run [*start, *stop) without the zero clusters at its ends
+ * (between data, they cost nothing either, but runs are short: the ends
+ * are enough for what a punched cluster leaves). */
+static void trim_zero_clusters(struct checker *c, uint64_t *start, uint64_t *stop)
+{
+    uint32_t cs = c->f.g.cluster_size;
+
+    while (*start < *stop && zero_cluster(c, *start))
+        *start += cs;
+    while (*stop > *start && zero_cluster(c, *stop - cs))
+        *stop -= cs;
+}
+
 /* Whole clusters of [gap_start, gap_end) that nothing references and that
  * hold data. */
 static int report_gap(struct checker *c, uint64_t gap_start, uint64_t gap_end)
@@ -534,6 +589,9 @@ static int report_gap(struct checker *c, uint64_t gap_start, uint64_t gap_end)
     for (uint64_t pos = lo; pos < hi && next_data(c, pos, hi, &start, &stop); pos = stop) {
         start = align_down(start, cs);
         stop = MIN(align_up(stop, cs), hi);
+        trim_zero_clusters(c, &start, &stop);
+        if (start >= stop)
+            continue;           /* all zeros: stop is still the run's end */
         if (run_hi && start <= run_hi) {
             run_hi = MAX(run_hi, stop);
             continue;
@@ -548,21 +606,43 @@ static int report_gap(struct checker *c, uint64_t gap_start, uint64_t gap_end)
 
 /* Every in-file reference counts as used, the corrupt ones too: a leak
  * report should only name space nothing claims. */
+/* The next of three lists sorted by start, merged. */
+static const struct ref *next_used(const struct ref *a, size_t na, size_t *ia, const struct ref *b,
+                                   size_t nb, size_t *ib, const struct ref *p, size_t np, size_t *ip)
+{
+    const struct ref *best = NULL;
+    size_t *which = NULL;
+
+    if (*ia < na) {
+        best = &a[*ia];
+        which = ia;
+    }
+    if (*ib < nb && (!best || b[*ib].start < best->start)) {
+        best = &b[*ib];
+        which = ib;
+    }
+    if (*ip < np && (!best || p[*ip].start < best->start)) {
+        best = &p[*ip];
+        which = ip;
+    }
+    if (which)
+        (*which)++;
+    return best;
+}
+
 static int find_leaks(struct checker *c)
 {
     uint64_t front = front_used_end(c), used_end = front, refs_end = 0, tail;
-    size_t ti = 0, ci = 0;
+    struct ref pieces[2];
+    size_t ti = 0, ci = 0, pi = 0, np = detached_pieces(c, pieces);
+    const struct ref *ref;
     int r;
 
-    /* Tables and clusters are each sorted by start: merge them. */
+    /* Tables, clusters and detached metadata are each sorted by start:
+     * merge them. */
     sort_refs(&c->tables, cmp_by_start);
-    while (ti < c->tables.n || ci < c->clusters.n) {
-        const struct ref *ref;
-        if (ci == c->clusters.n ||
-            (ti < c->tables.n && c->tables.v[ti].start < c->clusters.v[ci].start))
-            ref = &c->tables.v[ti++];
-        else
-            ref = &c->clusters.v[ci++];
+    while ((ref = next_used(c->tables.v, c->tables.n, &ti, c->clusters.v, c->clusters.n, &ci,
+                            pieces, np, &pi))) {
         if (ref->start > used_end && (r = report_gap(c, used_end, ref->start)) < 0)
             return r;
         used_end = MAX(used_end, ref_end(ref));
@@ -883,6 +963,21 @@ static int fix_round(const char *path, struct qcow_check_report *out, bool leaks
         r = leaks ? reclaim_leaks(&c, out) : repair_xen(&c, out);
     checker_free(&c);
     qcow_check_report_free(&now);
+    return r;
+}
+
+int qcow_reclaim_leaks(const char *path, uint64_t *bytes)
+{
+    struct qcow_check_report out = { 0 };
+    int r;
+
+    qc_clear_error();
+    *bytes = 0;
+    r = fix_round(path, &out, true);
+    for (size_t k = 0; k < out.n_problems; k++)
+        if (out.problems[k].repaired)
+            *bytes += out.problems[k].length;
+    qcow_check_report_free(&out);
     return r;
 }
 

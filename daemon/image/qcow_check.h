@@ -109,6 +109,10 @@ int qcow_check(const char *path, bool repair, struct qcow_check_report *r);
 
 void qcow_check_report_free(struct qcow_check_report *r);
 
+/* Give back leaked space only (as check --repair does for leaks), for
+ * what a shrink dropped: *bytes gets how much. */
+int qcow_reclaim_leaks(const char *path, uint64_t *bytes);
+
 /* "leak", "past-eof", "misaligned", "overlap", "bad-compressed", "xen-checksum",
  * "xen-padding", "xen-extent". */
 const char *qcow_problem_kind_name(enum qcow_problem_kind k);

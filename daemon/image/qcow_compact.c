@@ -6,7 +6,9 @@
  * (encrypted ones stay encrypted, compressed ones compressed), so no key is
  * needed; an all-zero cluster is dropped (without a backing file, where
  * unallocated reads as zeros too) or becomes a hole.  The front (header, Xen
- * extension, backing name, L1 area) keeps its layout.  Each L2 table is
+ * extension, backing name, L1 area) keeps its layout, but an L1 table or
+ * backing name that a resize or rebase moved to the end of the file comes
+ * back to the front, right after the header.  Each L2 table is
  * followed by its clusters; where blktap trusts the image for whole-extent
  * allocation, by all of them, at the places its fast path expects. */
 #include "config.h"
@@ -20,6 +22,7 @@
 
 #include "compress.h"
 #include "error.h"
+#include "image.h"
 #include "qcow_compact.h"
 #include "util.h"
 
@@ -28,6 +31,8 @@ struct compactor {
     int src, dst;
     char *tmp_path;
     struct qcow_front f;
+    struct qcow_header out;     /* the copy's header: f.h, with the front laid out again */
+    bool relaid;                /* a detached piece comes back to the front */
     bool extents;               /* keep blktap's whole extents */
     bool sparse;
     bool drop_zeros;            /* no backing file: an all-zero cluster needs no entry */
@@ -38,31 +43,6 @@ struct compactor {
     uint8_t *cluster;
     struct qcow_compact_result *res;
 };
-
-/* ---- being alone with the file ---------------------------------------- */
-
-/* QEMU's lock bytes (qcowd takes the same): 100 + n for users of
- * permission n, 200 + n for those that do not share it.  Consistent read
- * (0) and write (1) are what a compaction needs alone. */
-static const off_t lock_bytes[] = { 100, 101, 200, 201 };
-
-static int lock_alone(struct compactor *c)
-{
-    for (size_t i = 0; i < ARRAY_SIZE(lock_bytes); i++) {
-        struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = lock_bytes[i],
-                            .l_len = 1 };
-        if (fcntl(c->src, F_OFD_GETLK, &fl) < 0)
-            return qc_fail(-errno, "%s: cannot test its locks: %s", c->path, strerror(errno));
-        if (fl.l_type != F_UNLCK)
-            return qc_fail(-EBUSY, "%s: the image is in use (attached to qcowd, or open in "
-                           "QEMU): compact it when it is not", c->path);
-        fl = (struct flock){ .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = lock_bytes[i],
-                             .l_len = 1 };
-        if (fcntl(c->src, F_OFD_SETLK, &fl) < 0)
-            return qc_fail(-errno, "%s: cannot lock it: %s", c->path, strerror(errno));
-    }
-    return 0;
-}
 
 /* ---- reading the old file ---------------------------------------------- */
 
@@ -86,7 +66,7 @@ static int corrupt(struct compactor *c, const char *what, uint64_t entry, enum q
 static int load_l2(struct compactor *c, uint64_t i)
 {
     struct qcow_span s;
-    enum qcow_fault f = qcow_l1_entry_fault(&c->f.g, c->f.front_end, c->f.file_size, c->f.l1[i], &s);
+    enum qcow_fault f = qcow_l1_entry_fault(&c->f.g, &c->f.lay, c->f.file_size, c->f.l1[i], &s);
     int r;
 
     if (f != QCOW_FAULT_NONE)
@@ -147,7 +127,7 @@ static int copy_entry(struct compactor *c, uint64_t entry, uint64_t *out)
     int r;
 
     if (entry)
-        f = qcow_l2_entry_fault(g, c->f.front_end, c->f.file_size, entry, &s);
+        f = qcow_l2_entry_fault(g, &c->f.lay, c->f.file_size, entry, &s);
     if (f != QCOW_FAULT_NONE)
         return corrupt(c, "cluster at", entry, f);
     if (!entry && !c->extents) {
@@ -212,26 +192,65 @@ static int copy_table(struct compactor *c, uint64_t i)
     return 0;
 }
 
-/* The front as it was, with the new L1 table (big-endian, flagged so in an
- * old blktap image) and, where blktap trusted it, its checksum. */
+/* Where the copy's front puts things: as they are, unless a piece was
+ * detached; then the backing name right after the header and the L1 table
+ * after it, as qcow_create lays them out. */
+static void lay_out_front(struct compactor *c)
+{
+    const struct qcow_front *f = &c->f;
+    uint64_t pos = QCOW_HEADER_SIZE + (f->xen.present ? QCOW_XEN_HEADER_SIZE : 0);
+
+    c->out = f->h;
+    c->relaid = f->lay.l1_end || f->lay.name_end;
+    if (!c->relaid)
+        return;
+    if (f->h.backing_offset) {
+        c->out.backing_offset = pos;
+        pos += f->h.backing_len;
+    }
+    c->out.l1_offset = align_up(pos, f->xen.present ? QCOW_XEN_L1_OFFSET : 8);
+}
+
+/* The front's bytes: as they were, or laid out again. */
+static int read_front(struct compactor *c, uint8_t *front, uint64_t len)
+{
+    const struct qcow_front *f = &c->f;
+    uint8_t xen[QCOW_XEN_HEADER_SIZE];
+    int r;
+
+    if (!c->relaid)
+        return read_exact(c, front, MIN(len, f->file_size), 0, "the header");
+    qcow_header_encode(&c->out, front);
+    if (f->xen.present) {
+        if ((r = read_exact(c, xen, sizeof xen, QCOW_HEADER_SIZE, "the Xen header")) < 0)
+            return r;
+        memcpy(front + QCOW_HEADER_SIZE, xen, sizeof xen);
+    }
+    if (f->backing_name)
+        memcpy(front + c->out.backing_offset, f->backing_name, f->h.backing_len);
+    return 0;
+}
+
+/* The front with the new L1 table (big-endian, flagged so in an old blktap
+ * image) and, where blktap trusted it, its checksum. */
 static int write_front(struct compactor *c)
 {
     const struct qcow_front *f = &c->f;
-    uint64_t len = align_up(qcow_front_metadata_end(&f->h, &f->g), QCOW_SECTOR_SIZE);
+    uint64_t len = align_up(qcow_front_metadata_end(&c->out, &f->g), QCOW_SECTOR_SIZE);
     _cleanup_free_ uint8_t *front = calloc(1, len);
     int r;
 
     if (!front)
         return -ENOMEM;
-    if ((r = read_exact(c, front, MIN(len, f->file_size), 0, "the header")) < 0)
+    if ((r = read_front(c, front, len)) < 0)
         return r;
     for (uint64_t i = 0; i < f->g.l1_entries; i++)
-        store_be64(front + f->h.l1_offset + i * 8, c->l1[i]);
+        store_be64(front + c->out.l1_offset + i * 8, c->l1[i]);
     if (f->l1_little_endian)
         store_be32(front + QCOW_HEADER_SIZE + 12, f->xen.flags | QCOW_XEN_FLAG_L1_BIG_ENDIAN);
     if (f->xen_honoured && f->xen_checksum_ok && f->l1_padding_zero)
         store_be32(front + QCOW_HEADER_SIZE + 4,
-                   qcow_xen_area_checksum(front + f->h.l1_offset, f->g.l1_bytes,
+                   qcow_xen_area_checksum(front + c->out.l1_offset, f->g.l1_bytes,
                                           f->l1_area_bytes));
     return write_exact(c, front, len, 0);
 }
@@ -261,7 +280,9 @@ static int copy_image(struct compactor *c)
     c->cluster = malloc(g->cluster_size);
     if (!c->l1 || !c->l2 || !c->l2_raw || !c->cluster)
         return qc_fail(-ENOMEM, "%s: out of memory", c->path);
-    c->cursor = align_up(c->f.front_end, QCOW_SECTOR_SIZE);
+    lay_out_front(c);
+    c->cursor = c->relaid ? c->out.l1_offset + c->f.l1_area_bytes : c->f.lay.front_end;
+    c->cursor = align_up(c->cursor, QCOW_SECTOR_SIZE);
     for (uint64_t i = 0; i < g->l1_entries; i++)
         if (c->f.l1[i] && (r = copy_table(c, i)) < 0)
             return r;
@@ -343,7 +364,8 @@ static int open_source(struct compactor *c, struct stat *st)
     if (fstat(c->src, st) < 0)
         return qc_fail(-errno, "%s: %s", c->path, strerror(errno));
     c->res->old_size = size;
-    if ((r = lock_alone(c)) < 0 || (r = qcow_front_read(c->src, c->path, size, &c->f)) < 0)
+    if ((r = file_lock_alone(c->src, c->path, "compact")) < 0 ||
+        (r = qcow_front_read(c->src, c->path, size, &c->f)) < 0)
         return r;
     c->extents = c->f.xen_honoured && c->f.xen_checksum_ok && c->f.l1_padding_zero &&
                  c->f.xen.min_cluster_alloc == c->f.g.l2_entries;

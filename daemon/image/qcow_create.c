@@ -144,6 +144,22 @@ static int check_options(const char *path, const struct qcow_create_opts *o)
     return 0;
 }
 
+int qcow_create_on_fd(int fd, const char *path, const struct qcow_create_opts *o)
+{
+    struct qcow_header h;
+    struct qcow_geometry g;
+    int r;
+
+    qc_clear_error();
+    if (o->size == 0 || o->size % QCOW_SECTOR_SIZE || o->prealloc != PREALLOC_OFF || o->key ||
+        o->xen_header)
+        return qc_fail(-EINVAL, "%s: only a plain image of a given size is made on a descriptor",
+                       path);
+    if ((r = fill_header(path, o, o->size, &h, &g)) < 0)
+        return r;
+    return write_front(fd, path, o, &h, &g);
+}
+
 int qcow_create(const char *path, const struct qcow_create_opts *o)
 {
     struct qcow_header h;

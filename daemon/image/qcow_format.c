@@ -146,6 +146,65 @@ uint64_t qcow_front_metadata_end(const struct qcow_header *h, const struct qcow_
     return end;
 }
 
+/* ---- where the metadata lies ------------------------------------------- */
+
+/* QEMU puts the backing name and the L1 right after the header (8-byte
+ * aligned), blktap its L1 at the next 4 KiB boundary: a piece that starts
+ * later does not follow. */
+#define QCOW_FRONT_SLACK 4096
+
+struct piece {
+    uint64_t start, end;
+    bool is_l1;
+};
+
+uint64_t qcow_layout_detached_min(uint64_t end_without)
+{
+    return align_up(end_without, QCOW_FRONT_SLACK) + QCOW_SECTOR_SIZE;
+}
+
+void qcow_layout_compute(const struct qcow_header *h, bool xen_header, uint64_t l1_area_bytes,
+                         struct qcow_layout *lay)
+{
+    struct piece p[2];
+    size_t n = 0;
+    uint64_t end = QCOW_HEADER_SIZE + (xen_header ? QCOW_XEN_HEADER_SIZE : 0);
+
+    *lay = (struct qcow_layout){ 0 };
+    if (h->backing_offset)
+        p[n++] = (struct piece){ h->backing_offset, h->backing_offset + h->backing_len, false };
+    p[n++] = (struct piece){ h->l1_offset, h->l1_offset + l1_area_bytes, true };
+    if (n == 2 && p[1].start < p[0].start) {
+        struct piece t = p[0];
+        p[0] = p[1];
+        p[1] = t;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (p[i].start <= align_up(end, QCOW_FRONT_SLACK)) {
+            end = MAX(end, p[i].end);
+        } else if (p[i].is_l1) {
+            lay->l1_start = p[i].start;
+            lay->l1_end = p[i].end;
+        } else {
+            lay->name_start = p[i].start;
+            lay->name_end = p[i].end;
+        }
+    }
+    lay->front_end = end;
+}
+
+uint64_t qcow_front_bytes_end(const struct qcow_header *h, const struct qcow_geometry *g,
+                              bool xen_header, const struct qcow_layout *lay)
+{
+    uint64_t end = QCOW_HEADER_SIZE + (xen_header ? QCOW_XEN_HEADER_SIZE : 0);
+
+    if (h->backing_offset && !lay->name_end)
+        end = MAX(end, h->backing_offset + h->backing_len);
+    if (!qcow_l1_detached(lay))
+        end = MAX(end, h->l1_offset + g->l1_bytes);
+    return end;
+}
+
 /* blktap took the first four digest bytes as a host (little-endian x86)
  * integer and stored that integer big-endian; images in the field do. */
 static uint32_t digest_word(const unsigned char *md)
@@ -365,8 +424,7 @@ int qcow_front_read(int fd, const char *path, uint64_t file_size, struct qcow_fr
     if ((r = read_l1(fd, path, f, l1_raw)) < 0)
         return r;
     choose_l1_area(f);
-    f->front_end = qcow_front_metadata_end(&f->h, &f->g);
-    f->front_end = MAX(f->front_end, f->h.l1_offset + f->l1_area_bytes);
+    qcow_layout_compute(&f->h, f->xen.present, f->l1_area_bytes, &f->lay);
     return f->xen_honoured ? checksum_l1_area(fd, path, f, l1_raw) : 0;
 }
 
@@ -380,25 +438,32 @@ void qcow_front_free(struct qcow_front *f)
 
 /* ---- entries ------------------------------------------------------------ */
 
-static enum qcow_fault judge_span(const struct qcow_span *s, uint64_t front_end, uint64_t file_end)
+static bool overlaps_piece(const struct qcow_span *s, uint64_t start, uint64_t end)
 {
-    if (s->start < front_end)
+    return end && ranges_overlap(s->start, s->len, start, end - start);
+}
+
+static enum qcow_fault judge_span(const struct qcow_span *s, const struct qcow_layout *lay,
+                                  uint64_t file_end)
+{
+    if (s->start < lay->front_end || overlaps_piece(s, lay->l1_start, lay->l1_end) ||
+        overlaps_piece(s, lay->name_start, lay->name_end))
         return QCOW_FAULT_IN_FRONT;
     if (s->start > file_end || s->len > file_end - s->start)
         return QCOW_FAULT_PAST_EOF;
     return QCOW_FAULT_NONE;
 }
 
-enum qcow_fault qcow_l1_entry_fault(const struct qcow_geometry *g, uint64_t front_end,
+enum qcow_fault qcow_l1_entry_fault(const struct qcow_geometry *g, const struct qcow_layout *lay,
                                     uint64_t file_end, uint64_t entry, struct qcow_span *s)
 {
     *s = (struct qcow_span){ .start = entry, .len = g->l2_bytes };
     if ((entry & QCOW_OFLAG_COMPRESSED) || !is_aligned(entry, QCOW_SECTOR_SIZE))
         return QCOW_FAULT_MISALIGNED;
-    return judge_span(s, front_end, file_end);
+    return judge_span(s, lay, file_end);
 }
 
-enum qcow_fault qcow_l2_entry_fault(const struct qcow_geometry *g, uint64_t front_end,
+enum qcow_fault qcow_l2_entry_fault(const struct qcow_geometry *g, const struct qcow_layout *lay,
                                     uint64_t file_end, uint64_t entry, struct qcow_span *s)
 {
     if (entry & QCOW_OFLAG_COMPRESSED) {
@@ -406,12 +471,12 @@ enum qcow_fault qcow_l2_entry_fault(const struct qcow_geometry *g, uint64_t fron
                                  .len = qcow_compressed_length(g, entry), .compressed = true };
         if (s->len == 0)
             return QCOW_FAULT_EMPTY;
-        return judge_span(s, front_end, file_end);
+        return judge_span(s, lay, file_end);
     }
     *s = (struct qcow_span){ .start = entry, .len = g->cluster_size };
     if (!is_aligned(entry, QCOW_SECTOR_SIZE))
         return QCOW_FAULT_MISALIGNED;
-    return judge_span(s, front_end, file_end);
+    return judge_span(s, lay, file_end);
 }
 
 const char *qcow_fault_text(enum qcow_fault f)

@@ -79,6 +79,39 @@ int qcow_header_validate(const char *path, const struct qcow_header *h, bool xen
 /* Where metadata at the front of the file ends (header, backing name, L1). */
 uint64_t qcow_front_metadata_end(const struct qcow_header *h, const struct qcow_geometry *g);
 
+/* Where the metadata lies.  The front [0, front_end) holds the header, the
+ * Xen extension and, each where it follows what comes before it (starts no
+ * later than the next 4 KiB boundary after it, as QEMU and blktap lay them
+ * out), the backing name and the L1 area.  A piece that does not follow is
+ * detached: a resize that grew the L1 table, or a rebase whose longer backing
+ * name did not fit, put it at the end of the file, and the space between the
+ * front and it is ordinary file space.  No table or cluster may start in the
+ * front or overlap a detached piece. */
+struct qcow_layout {
+    uint64_t front_end;
+    uint64_t l1_start, l1_end;          /* a detached L1 area; both 0 when in the front */
+    uint64_t name_start, name_end;      /* a detached backing name; both 0 when in the front */
+};
+
+/* The layout of a valid header whose L1 area is l1_area_bytes long. */
+void qcow_layout_compute(const struct qcow_header *h, bool xen_header, uint64_t l1_area_bytes,
+                         struct qcow_layout *lay);
+
+static inline bool qcow_l1_detached(const struct qcow_layout *lay)
+{
+    return lay->l1_end != 0;
+}
+
+/* The lowest offset at which a piece taken out of the front is detached:
+ * past the 4 KiB boundary after the rest of the front (end_without). */
+uint64_t qcow_layout_detached_min(uint64_t end_without);
+
+/* The end of the front's bytes that metadata writes touch: the header, the
+ * Xen extension and what of the backing name and the (short) L1 table lies
+ * in the front (not the zeros of a long L1). */
+uint64_t qcow_front_bytes_end(const struct qcow_header *h, const struct qcow_geometry *g,
+                              bool xen_header, const struct qcow_layout *lay);
+
 /* ---- the front of a file ------------------------------------------------ */
 
 /* Header, Xen extension, backing file name and L1 table, read and checked
@@ -102,7 +135,7 @@ struct qcow_front {
     bool l1_padding_zero;       /* the L1 area past g.l1_bytes holds zeros */
     uint32_t xen_checksum_now;  /* the checksum of the L1 area as it is (honoured only) */
     uint64_t l1_area_bytes;     /* g.l1_bytes, or blktap's long table */
-    uint64_t front_end;         /* end of header, backing name and L1 area */
+    struct qcow_layout lay;     /* the front and the pieces detached from it */
 };
 
 /* Read and validate the front of the qcow file open as fd (file_size bytes;
@@ -143,14 +176,14 @@ struct qcow_span {
 };
 
 /* Judge a non-zero L1 entry (its L2 table) or L2 entry (its cluster or
- * compressed stream) of an image with geometry g whose front ends at
- * front_end, in a file of file_end bytes.  Everything an entry names must
+ * compressed stream) of an image with geometry g whose metadata lies as lay
+ * says, in a file of file_end bytes.  Everything an entry names must
  * lie entirely inside the file: no writer leaves a table or cluster that
  * runs past the end (each grows the file first), so one that does means the
  * file was cut short.  *s is filled either way. */
-enum qcow_fault qcow_l1_entry_fault(const struct qcow_geometry *g, uint64_t front_end,
+enum qcow_fault qcow_l1_entry_fault(const struct qcow_geometry *g, const struct qcow_layout *lay,
                                     uint64_t file_end, uint64_t entry, struct qcow_span *s);
-enum qcow_fault qcow_l2_entry_fault(const struct qcow_geometry *g, uint64_t front_end,
+enum qcow_fault qcow_l2_entry_fault(const struct qcow_geometry *g, const struct qcow_layout *lay,
                                     uint64_t file_end, uint64_t entry, struct qcow_span *s);
 
 /* "is not 512-byte aligned", "overlaps the header or L1 table", "lies past

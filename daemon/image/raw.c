@@ -75,6 +75,19 @@ static int raw_make_empty(struct layer *l)
     return 0;
 }
 
+/* New bytes of a file read as zeros. */
+static int raw_resize(struct layer *l, uint64_t new_size)
+{
+    if (l->block_device)
+        return qc_fail(-ENOTSUP, "%s: a block device has the size it has", l->path);
+    if (ftruncate(l->meta_fd, (off_t)new_size) < 0)
+        return qc_fail(-errno, "%s: cannot set the size: %s", l->path, strerror(errno));
+    if (fsync(l->meta_fd) < 0)
+        return qc_fail(-errno, "%s: fsync: %s", l->path, strerror(errno));
+    l->size = l->file_size = new_size;
+    return 0;
+}
+
 static void raw_info(const struct layer *l, struct layer_info *info)
 {
 }
@@ -92,6 +105,7 @@ const struct layer_ops raw_ops = {
     .meta_finish = raw_meta_finish,
     .meta_pressure = raw_meta_pressure,
     .make_empty = raw_make_empty,
+    .resize = raw_resize,
     .info = raw_info,
 };
 

@@ -45,6 +45,24 @@ void attachment_forget_ctl(struct supervisor *s, struct attachment *att);
 /* Handle whatever the worker said before it exited. */
 void attachment_drain_messages(struct supervisor *s, struct attachment *att);
 
+/* imageops.c */
+/* The worker's answer to a resize: false when it is malformed. */
+bool imageops_resize_answered(struct supervisor *s, struct attachment *att, struct client *c,
+                              json_object *id, json_object *ret);
+void imageops_worker_restarted(struct attachment *att);
+/* The worker's answer to a snapshot (ret, or NULL and err): switch to the
+ * new top, or remove it. */
+void imageops_snapshot_answered(struct supervisor *s, struct attachment *att, struct client *c,
+                                json_object *id, json_object *ret, const char *err);
+
+void imageops_commit_answered(struct supervisor *s, struct attachment *att, struct client *c,
+                              json_object *id, json_object *ret, const char *err);
+/* A worker's commit-* event: NULL, or what was wrong with it. */
+const char *imageops_commit_event(struct supervisor *s, struct attachment *att,
+                                  const char *name, json_object *data);
+/* The worker is gone (died, stopped, detached): a commit under way ends. */
+void imageops_worker_gone(struct supervisor *s, struct attachment *att);
+
 /* recovery.c */
 /* Kill the worker, which can no longer be trusted; it is restarted on the
  * same ring when it is reaped. */

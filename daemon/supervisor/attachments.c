@@ -95,6 +95,7 @@ json_object *attachment_describe(const struct attachment *att, bool full)
         json_object_object_add(o, "error", json_object_new_string(att->error));
     if (att->io_error)
         json_object_object_add(o, "io-error", json_object_new_string(att->io_error));
+    imageops_describe(att, o);
     return o;
 }
 
@@ -160,6 +161,7 @@ void attachment_free(struct supervisor *s, struct attachment *att)
         att->calls = call->next;
         call_finish(s, att, call, NULL, "detached");
     }
+    imageops_worker_gone(s, att);
     unwatch_fd(s, att->proc.ctl_fd);
     worker_proc_release(&att->proc);
     throttling_release(s, att);

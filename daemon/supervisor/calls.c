@@ -47,19 +47,21 @@ int call_send(struct attachment *att, struct call *call)
     return fdpass_send(att->proc.ctl_fd, buf, (size_t)n, NULL, 0);
 }
 
-/* A command with arguments, and a descriptor unless fd is -1. */
-static int call_send_args(struct attachment *att, struct call *call, json_object *args, int fd)
+/* A command with arguments, and descriptors. */
+static int call_send_args(struct attachment *att, struct call *call, json_object *args,
+                          const int *fds, unsigned nfds)
 {
     json_object *msg = json_object_new_object();
     const char *text;
     int r;
 
     json_object_object_add(msg, "execute", json_object_new_string(call->command));
-    json_object_object_add(msg, "arguments", json_object_get(args));
+    if (args)
+        json_object_object_add(msg, "arguments", json_object_get(args));
     json_object_object_add(msg, "id", json_object_new_int64((int64_t)call->seq));
     text = json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN |
                                                    JSON_C_TO_STRING_NOSLASHESCAPE);
-    r = fdpass_send(att->proc.ctl_fd, text, strlen(text), &fd, fd >= 0 ? 1 : 0);
+    r = fdpass_send(att->proc.ctl_fd, text, strlen(text), fds, nfds);
     json_object_put(msg);
     return r;
 }
@@ -87,6 +89,17 @@ void call_finish(struct supervisor *s, struct attachment *att, struct call *call
 {
     if (call->kind == CALL_STATS_ALL) {
         stats_all_answer(att, call->all, ret);
+    } else if (ret && call->kind == CALL_FORWARD && strcmp(call->command, "resize") == 0) {
+        if (!imageops_resize_answered(s, att, call->client, call->id, ret)) {
+            if (call->client)
+                client_error(call->client, call->id, "WorkerError",
+                             "%s: the worker's answer to resize is malformed", att->name);
+            attachment_kill_worker(s, att, "sent a malformed answer to resize");
+        }
+    } else if (call->kind == CALL_FORWARD && strcmp(call->command, "commit") == 0) {
+        imageops_commit_answered(s, att, call->client, call->id, ret, err);
+    } else if (call->kind == CALL_FORWARD && strcmp(call->command, "snapshot") == 0) {
+        imageops_snapshot_answered(s, att, call->client, call->id, ret, err);
     } else if (ret && call->kind == CALL_FORWARD) {
         if (strcmp(call->command, "pause") == 0) {
             att->state = ATT_PAUSED;
@@ -139,6 +152,7 @@ void calls_fail(struct supervisor *s, struct attachment *att, const char *why)
 {
     struct call *call;
 
+    imageops_worker_gone(s, att);
     while ((call = call_pop_answerable(att, 0)))
         call_finish(s, att, call, NULL, why);
 }
@@ -159,6 +173,13 @@ void attachment_forward(struct supervisor *s, struct attachment *att, struct cli
 void attachment_call_worker(struct supervisor *s, struct attachment *att, struct client *c,
                             json_object *id, const char *command, json_object *args, int fd)
 {
+    attachment_call_worker_fds(s, att, c, id, command, args, &fd, fd >= 0 ? 1 : 0);
+}
+
+void attachment_call_worker_fds(struct supervisor *s, struct attachment *att, struct client *c,
+                                json_object *id, const char *command, json_object *args,
+                                const int *fds, unsigned nfds)
+{
     struct call *call = call_push(att, c ? CALL_FORWARD : CALL_INTERNAL, c, id, command);
 
     if (!call) {
@@ -166,7 +187,7 @@ void attachment_call_worker(struct supervisor *s, struct attachment *att, struct
             client_error(c, id, "GenericError", "out of memory");
         return;
     }
-    if (call_send_args(att, call, args, fd) < 0)
+    if (call_send_args(att, call, args, fds, nfds) < 0)
         call_finish(s, att, call_pop_answerable(att, call->seq), NULL, "the worker is not answering");
 }
 

@@ -128,6 +128,10 @@ static void cmd_resume(struct supervisor *s, struct client *c, json_object *id, 
 
     if (!att)
         return;
+    if (json_object_object_get_ex(args, "image", NULL)) {
+        imageops_cmd_resume_onto(s, att, c, id, args);
+        return;
+    }
     if (att->state != ATT_PAUSED) {
         client_error(c, id, "InvalidState", "'%s' is %s, not paused", att->name,
                      attachment_state_name(att->state));
@@ -142,6 +146,31 @@ static void cmd_limit(struct supervisor *s, struct client *c, json_object *id, j
 
     if (att)
         throttling_command(s, att, c, id, args);
+}
+
+static void cmd_resize(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+{
+    struct attachment *att = named_attachment(s, c, id, args);
+
+    if (att)
+        imageops_cmd_resize(s, att, c, id, args);
+}
+
+static void cmd_snapshot(struct supervisor *s, struct client *c, json_object *id,
+                         json_object *args)
+{
+    struct attachment *att = named_attachment(s, c, id, args);
+
+    if (att)
+        imageops_cmd_snapshot(s, att, c, id, args);
+}
+
+static void cmd_commit(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+{
+    struct attachment *att = named_attachment(s, c, id, args);
+
+    if (att)
+        imageops_cmd_commit(s, att, c, id, args);
 }
 
 static void cmd_connect(struct supervisor *s, struct client *c, json_object *id, json_object *args)
@@ -222,6 +251,9 @@ static const char *const attach_args[] = { "path", "name", "read-only", "cache",
                                            "poll-us", "ring-page-order", "data-pages", "io-limits",
                                            "fd", NULL };
 static const char *const limit_args[] = { "name", "io-limits", "reset", NULL };
+static const char *const resize_args[] = { "name", "size", NULL };
+static const char *const snapshot_args[] = { "name", "path", NULL };
+static const char *const resume_args[] = { "name", "image", NULL };
 static const char *const events_args[] = { "enable", NULL };
 static const char *const export_add_args[] = { "name", "nbd", "tls-certs", "read-only",
                                                "insecure", NULL };
@@ -236,8 +268,11 @@ static const struct command commands[] = {
     { "connect", name_arg, cmd_connect },
     { "disconnect", name_arg, cmd_disconnect },
     { "pause", name_arg, cmd_pause },
-    { "resume", name_arg, cmd_resume },
+    { "resume", resume_args, cmd_resume },
     { "limit", limit_args, cmd_limit },
+    { "resize", resize_args, cmd_resize },
+    { "snapshot", snapshot_args, cmd_snapshot },
+    { "commit", name_arg, cmd_commit },
     { "events", events_args, cmd_events },
     { "shutdown", no_args, cmd_shutdown },
     { "export-add", export_add_args, exports_cmd_add },

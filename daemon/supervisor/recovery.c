@@ -101,6 +101,8 @@ void attachment_started(struct supervisor *s, struct attachment *att)
     att->state = att->paused ? ATT_PAUSED : ATT_RUNNING;
     if (!restart)
         snapshot_ring_page(att);
+    else
+        imageops_worker_restarted(att);
     json_object_object_add(d, "name", json_object_new_string(att->name));
     if (att->renewing) {
         att->renewing = false;

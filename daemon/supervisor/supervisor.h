@@ -129,12 +129,15 @@ struct attachment {
     struct attachment_limits limits;    /* I/O limits (throttling.c) */
     char *io_error;             /* a flush failed: the image serves reads only */
     struct client *owner;       /* the connection that holds the ring */
+    struct snapshot_pending *snapshot;  /* a snapshot's new top, until the worker answers */
+    struct commit_pending *commit;      /* a live commit under way */
     struct call *calls;         /* in the order they were sent */
     uint64_t next_seq;
     struct attachment *next;
 };
 
 struct export;
+struct snapshot_pending;
 
 struct supervisor {
     int listen_fd;
@@ -234,6 +237,22 @@ void attachment_forward(struct supervisor *s, struct attachment *att, struct cli
  * its answer goes to c, or nowhere when c is NULL. */
 void attachment_call_worker(struct supervisor *s, struct attachment *att, struct client *c,
                             json_object *id, const char *command, json_object *args, int fd);
+/* imageops.c: protocol resize (args checked against the command's list) */
+void imageops_cmd_resize(struct supervisor *s, struct attachment *att, struct client *c,
+                         json_object *id, json_object *args);
+void imageops_cmd_snapshot(struct supervisor *s, struct attachment *att, struct client *c,
+                           json_object *id, json_object *args);
+void imageops_cmd_commit(struct supervisor *s, struct attachment *att, struct client *c,
+                         json_object *id, json_object *args);
+/* A live commit's state for query, added to o. */
+void imageops_describe(const struct attachment *att, json_object *o);
+/* resume with "image": serve that overlay of the paused image's top. */
+void imageops_cmd_resume_onto(struct supervisor *s, struct attachment *att, struct client *c,
+                              json_object *id, json_object *args);
+/* The same with several descriptors (copies are sent; ours stay ours). */
+void attachment_call_worker_fds(struct supervisor *s, struct attachment *att, struct client *c,
+                                json_object *id, const char *command, json_object *args,
+                                const int *fds, unsigned nfds);
 void attachments_stats_all(struct supervisor *s, struct client *c, json_object *id);
 json_object *attachment_describe(const struct attachment *att, bool full);
 void attachment_worker_readable(struct supervisor *s, struct attachment *att);

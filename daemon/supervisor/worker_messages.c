@@ -67,6 +67,9 @@ static const char *take_event(struct supervisor *s, struct attachment *att, json
         if (!(reason = json_read_string(data, "reason")))
             return "a \"ring-broken\" event without a reason";
         attachment_ring_broken(s, att, reason);
+    } else if (strncmp(name, "commit-", 7) == 0 && (strcmp(name, "commit-progress") == 0 ||
+               strcmp(name, "commit-completed") == 0 || strcmp(name, "commit-failed") == 0)) {
+        return imageops_commit_event(s, att, name, data);
     } else if (strcmp(name, "io-error") == 0) {
         if (!(reason = json_read_string(data, "reason")))
             return "an \"io-error\" event without a reason";

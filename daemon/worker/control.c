@@ -5,6 +5,11 @@
  *   {"execute": "stats" | "query" | "pause" | "resume" | "stop", "id": ...}
  *   {"execute": "limit", "arguments": {"io-limits": {...}, "group-slot": N}, "id": ...}
  *       (with the limit group's page as a descriptor when they name one)
+ *   {"execute": "resize", "arguments": {"size": BYTES}, "id": ...} (imageops.c)
+ *   {"execute": "snapshot", "arguments": {"path", "backing"}, "id": ...}
+ *       (with the new top's descriptors: imageops.c)
+ *   {"execute": "commit", "id": ...} (with the backing file's descriptors:
+ *       commit.c, then the events commit-progress, -completed or -failed)
  * with {"return": {...}, "id": ...} or {"error": {"class", "desc"}, "id"}. */
 #include "config.h"
 
@@ -32,7 +37,7 @@ static int send_json(int fd, json_object *obj, const int *fds, unsigned nfds)
     return r;
 }
 
-static json_object *geometry_json(const struct worker *w)
+json_object *worker_geometry_json(const struct worker *w)
 {
     json_object *o = json_object_new_object();
     struct layer_info info;
@@ -73,7 +78,7 @@ int worker_send_ready(struct worker *w, bool with_fds)
     if (w->ctl_fd < 0)
         return 0;
     json_object_object_add(ev, "event", json_object_new_string("ready"));
-    json_object_object_add(ev, "data", geometry_json(w));
+    json_object_object_add(ev, "data", worker_geometry_json(w));
     return send_json(w->ctl_fd, ev, fds, with_fds ? 4 : 0);
 }
 
@@ -98,6 +103,14 @@ int worker_send_failed(int ctl_fd, const char *cls, const char *reason)
     json_object_object_add(ev, "event", json_object_new_string("failed"));
     json_object_object_add(ev, "data", data);
     return send_json(ctl_fd, ev, NULL, 0);
+}
+
+void worker_send_event(struct worker *w, json_object *ev)
+{
+    if (w->ctl_fd < 0 || send_json(w->ctl_fd, ev, NULL, 0) < 0)
+        log_warning("%s: cannot tell the supervisor", w->name);
+    if (w->ctl_fd < 0)
+        json_object_put(ev);
 }
 
 int worker_send_ring_broken(struct worker *w, const char *reason)
@@ -212,7 +225,7 @@ static const char *state_name(enum worker_state s)
     return names[s];
 }
 
-static void reply(struct worker *w, json_object *id, json_object *ret)
+void worker_reply(struct worker *w, json_object *id, json_object *ret)
 {
     json_object *msg = json_object_new_object();
 
@@ -223,7 +236,7 @@ static void reply(struct worker *w, json_object *id, json_object *ret)
         log_warning("%s: cannot answer the supervisor", w->name);
 }
 
-static void reply_error(struct worker *w, json_object *id, const char *cls, const char *desc)
+void worker_reply_error(struct worker *w, json_object *id, const char *cls, const char *desc)
 {
     json_object *msg = json_object_new_object();
     json_object *err = json_object_new_object();
@@ -238,9 +251,11 @@ static void reply_error(struct worker *w, json_object *id, const char *cls, cons
 
 void worker_pause_done(struct worker *w)
 {
+    if (worker_op_quiesced(w))
+        return;
     w->state = WORKER_PAUSED;
     log_info("%s: paused", w->name);
-    reply(w, pending_pause_id, NULL);
+    worker_reply(w, pending_pause_id, NULL);
     json_object_put(pending_pause_id);
     pending_pause_id = NULL;
 }
@@ -248,7 +263,7 @@ void worker_pause_done(struct worker *w)
 static void do_pause(struct worker *w, json_object *id)
 {
     if (w->state != WORKER_RUNNING) {
-        reply_error(w, id, "InvalidState", "the image is not running");
+        worker_reply_error(w, id, "InvalidState", "the image is not running");
         return;
     }
     w->state = WORKER_PAUSING;
@@ -260,13 +275,13 @@ static void do_pause(struct worker *w, json_object *id)
 static void do_resume(struct worker *w, json_object *id)
 {
     if (w->state != WORKER_PAUSED && w->state != WORKER_PAUSING) {
-        reply_error(w, id, "InvalidState", "the image is not paused");
+        worker_reply_error(w, id, "InvalidState", "the image is not paused");
         return;
     }
     w->state = WORKER_RUNNING;
     w->ring_pending = true;
     log_info("%s: resumed", w->name);
-    reply(w, id, NULL);
+    worker_reply(w, id, NULL);
 }
 
 /* New limits from the supervisor (it checked them; so do we). */
@@ -277,42 +292,55 @@ static void do_limit(struct worker *w, json_object *msg, json_object *id, int gr
 
     json_object_object_get_ex(msg, "arguments", &args);
     if (!json_object_object_get_ex(args, "io-limits", &limits)) {
-        reply_error(w, id, "InvalidParameter", "'limit' takes 'io-limits'");
+        worker_reply_error(w, id, "InvalidParameter", "'limit' takes 'io-limits'");
         return;
     }
     json_object_object_get_ex(args, "group-slot", &slot);
     if (limiter_set(&w->limiter, limits, group_fd, slot ? json_object_get_int(slot) : -1, now_ns(),
                     why, sizeof why) < 0) {
-        reply_error(w, id, "InvalidParameter", why);
+        worker_reply_error(w, id, "InvalidParameter", why);
         return;
     }
     log_info("%s: I/O limits now %s", w->name,
              json_object_to_json_string_ext(limits, JSON_C_TO_STRING_PLAIN));
-    reply(w, id, io_limits_to_json(&w->limiter.limits));
+    worker_reply(w, id, io_limits_to_json(&w->limiter.limits));
 }
 
 static void handle_command(struct worker *w, const char *cmd, json_object *msg, json_object *id,
-                           int fd)
+                           int *fds, unsigned nfds)
 {
     if (strcmp(cmd, "stats") == 0) {
-        reply(w, id, stats_json(w));
+        worker_reply(w, id, stats_json(w));
     } else if (strcmp(cmd, "query") == 0) {
-        json_object *q = geometry_json(w);
+        json_object *q = worker_geometry_json(w);
         json_object_object_add(q, "state", json_object_new_string(state_name(w->state)));
         add_io_error(w, q);
-        reply(w, id, q);
+        worker_reply(w, id, q);
     } else if (strcmp(cmd, "pause") == 0) {
         do_pause(w, id);
     } else if (strcmp(cmd, "resume") == 0) {
         do_resume(w, id);
     } else if (strcmp(cmd, "stop") == 0) {
         w->state = WORKER_STOPPING;
-        reply(w, id, NULL);
+        worker_reply(w, id, NULL);
     } else if (strcmp(cmd, "limit") == 0) {
-        do_limit(w, msg, id, fd);
+        do_limit(w, msg, id, fds[0]);
+    } else if (strcmp(cmd, "resize") == 0) {
+        worker_begin_op(w, WORKER_OP_RESIZE, id, msg, fds, 0);
+    } else if (strcmp(cmd, "snapshot") == 0) {
+        worker_begin_op(w, WORKER_OP_SNAPSHOT, id, msg, fds, nfds);
+    } else if (strcmp(cmd, "commit") == 0) {
+        worker_begin_op(w, WORKER_OP_COMMIT, id, msg, fds, nfds);
     } else {
-        reply_error(w, id, "CommandNotFound", "unknown worker command");
+        worker_reply_error(w, id, "CommandNotFound", "unknown worker command");
     }
+}
+
+static void close_all(int *fds, unsigned nfds)
+{
+    for (unsigned i = 0; i < nfds; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
 }
 
 void worker_handle_control(struct worker *w)
@@ -323,12 +351,12 @@ void worker_handle_control(struct worker *w)
     ssize_t n = fdpass_recv(w->ctl_fd, buf, sizeof buf - 1, fds, FDPASS_MAX, &nfds);
     json_object *msg, *cmd, *id = NULL;
 
-    /* Only "limit" takes a descriptor: the first one, while it runs. */
-    for (unsigned i = 1; i < nfds; i++)
-        close(fds[i]);
+    /* "limit" takes one descriptor, "snapshot" up to three (imageops.c);
+     * those a command does not take are closed here. */
+    for (unsigned i = nfds; i < FDPASS_MAX; i++)
+        fds[i] = -1;
     if (n <= 0) {
-        if (nfds)
-            close(fds[0]);
+        close_all(fds, nfds);
         if (n < 0 && n != -EAGAIN)
             log_warning("%s: control channel: %s", w->name, strerror((int)-n));
         if (n == 0 || n != -EAGAIN) {
@@ -344,10 +372,9 @@ void worker_handle_control(struct worker *w)
     json_object_object_get_ex(msg, "id", &id);
     if (!msg || !json_object_object_get_ex(msg, "execute", &cmd) ||
         !json_object_is_type(cmd, json_type_string))
-        reply_error(w, id, "GenericError", "expected {\"execute\": COMMAND}");
+        worker_reply_error(w, id, "GenericError", "expected {\"execute\": COMMAND}");
     else
-        handle_command(w, json_object_get_string(cmd), msg, id, nfds ? fds[0] : -1);
-    if (nfds)
-        close(fds[0]);
+        handle_command(w, json_object_get_string(cmd), msg, id, fds, nfds);
+    close_all(fds, nfds);
     json_object_put(msg);
 }

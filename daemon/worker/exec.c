@@ -2,6 +2,7 @@
  * between overlapping requests.  Metadata writeback is in writeback.c. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -808,6 +809,15 @@ int executor_new(struct image *img, struct aio_ctx *aio, const struct exec_opts 
     }
     *out = x;
     return 0;
+}
+
+void executor_top_changed(struct executor *x)
+{
+    struct layer_info info;
+
+    assert(executor_idle(x));
+    layer_get_info(x->img->top, &info);
+    x->granule = info.cluster_size ? info.cluster_size : 4096;
 }
 
 void executor_free(struct executor *x)

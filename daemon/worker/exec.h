@@ -45,6 +45,10 @@ bool executor_idle(const struct executor *x);
 /* Start a background writeback if metadata piles up. */
 void executor_tick(struct executor *x);
 
+/* The image's top layer changed (a live commit ended; the executor is
+ * idle): track conflicts at its cluster size. */
+void executor_top_changed(struct executor *x);
+
 /* NULL, or why the image is write-failed: a flush failed (here, or in an
  * earlier worker of the same metadata log).  From then on every request but
  * a read fails: writes, because nothing they allocate can be published and

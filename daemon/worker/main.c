@@ -17,6 +17,9 @@
 #include "log.h"
 #include "sandbox.h"
 #include "worker.h"
+#ifdef QCOWD_TEST_HOOKS
+#include "faultpoint_env.h"
+#endif
 
 #define DEFAULT_RING_ORDER 2        /* 4 pages: 128 requests in flight */
 #define DEFAULT_DATA_PAGES 8192     /* 32 MiB of buffers */
@@ -228,6 +231,9 @@ int main(int argc, char **argv)
         return 2;
     }
     o.path = argv[optind];
+#ifdef QCOWD_TEST_HOOKS
+    faultpoint_from_env();
+#endif
     /* Everything that needs rights (opening the chain, the ring, libaio)
      * happens in worker_init; then the sandbox (sandbox.h). */
     r = worker_init(&w, &o);

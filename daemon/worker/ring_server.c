@@ -54,6 +54,13 @@ void ring_log(struct ring_server *rs, const char *fmt, ...)
     rs->log(rs->log_opaque, msg);
 }
 
+void ring_server_set_capacity(struct ring_server *rs, uint64_t sectors)
+{
+    assert(sectors >= rs->geo.capacity_sectors && sectors <= QCOWRING_MAX_CAPACITY_SECTORS);
+    rs->geo.capacity_sectors = sectors;
+    __atomic_store_n(&rs->info->capacity_sectors, sectors, __ATOMIC_RELEASE);
+}
+
 static int mark_broken(struct ring_server *rs, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

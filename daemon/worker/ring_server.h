@@ -140,6 +140,10 @@ size_t ring_server_journal_size(const struct ring_server_geometry *geo);
 int ring_server_map(int memfd, const struct ring_server_geometry *geo,
                     void **base, size_t *size);
 
+/* The disk grew to `sectors` (never less than now): accept requests up to
+ * there and tell the client through the qcowd page (QCOWRING_F_RESIZE). */
+void ring_server_set_capacity(struct ring_server *rs, uint64_t sectors);
+
 /* Take the requests the client published (req_prod read once).  Invalid
  * requests are answered at once; up to max valid ones are returned in out
  * and stay the caller's until ring_server_respond().  Returns how many, or

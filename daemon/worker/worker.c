@@ -43,7 +43,8 @@ static void log_ring(void *opaque, const char *msg)
  * discard-alignment (0).  Never DISCARD_SECURE. */
 static uint64_t ring_features(const struct worker *w)
 {
-    uint64_t f = QCOWRING_F_FLUSH | QCOWRING_F_BARRIER | QCOWRING_F_INDIRECT | QCOWRING_F_MAP;
+    uint64_t f = QCOWRING_F_FLUSH | QCOWRING_F_BARRIER | QCOWRING_F_INDIRECT | QCOWRING_F_MAP |
+                 QCOWRING_F_RESIZE;
 
     if (image_discard_granularity(w->img))
         f |= QCOWRING_F_DISCARD;
@@ -136,6 +137,9 @@ static int start_ring_server(struct worker *w, const struct worker_opts *o)
     cfg.journal_size = ring_server_journal_size(&geo);
     if ((r = ring_server_new(&cfg, &w->rs)) < 0)
         return qc_fail(r, "%s: bad ring geometry: %s", w->name, strerror(-r));
+    /* A predecessor may have died between growing the image and saying so. */
+    if (o->adopt.memfd >= 0)
+        ring_server_set_capacity(w->rs, geo.capacity_sectors);
     return 0;
 }
 
@@ -282,6 +286,8 @@ static void release_image_lock(struct worker *w)
     if (w->lock_fd >= 0)
         close(w->lock_fd);
     w->lock_fd = -1;
+    while (w->n_old_locks > 0)
+        close(w->old_lock_fds[--w->n_old_locks]);
 }
 
 /* O_DIRECT needs every piece, data and metadata, aligned to the device's
@@ -294,6 +300,9 @@ static int open_image(struct worker *w, const struct worker_opts *o)
 
     open.open_backing = backing_open;
     open.open_backing_opaque = (void *)&o->backing;
+    w->open_opts = open;
+    w->open_opts.key = NULL;
+    w->open_opts.key_len = 0;
     if ((r = image_open_fd(o->path, top_fd(o, open.read_only), &open, &w->img)) < 0 ||
         (r = check_key(w, &open)) < 0)
         return r;
@@ -304,6 +313,7 @@ static int open_image(struct worker *w, const struct worker_opts *o)
     image_close(w->img);
     w->img = NULL;              /* worker_destroy() must not close it again */
     open.direct = false;
+    w->open_opts.direct = false;
     return image_open_fd(o->path, top_fd(o, open.read_only), &open, &w->img);
 }
 
@@ -325,7 +335,7 @@ int worker_init(struct worker *w, const struct worker_opts *o)
                           .read_only = o->open.read_only, .epfd = -1, .sigfd = -1,
                           .ring_fds = { -1, -1, -1 }, .journal_fd = -1, .lock_fd = -1,
                           .aio = { .efd = -1 },
-                          .limiter = { .timer_fd = -1 } };
+                          .limiter = { .timer_fd = -1 }, .op = { .fds = { -1, -1, -1 } } };
     w->lock_fd = o->image_fd;
     if ((r = open_image(w, o)) < 0)
         return r;
@@ -361,6 +371,8 @@ int worker_init(struct worker *w, const struct worker_opts *o)
 
 void worker_destroy(struct worker *w)
 {
+    worker_op_abandon(w);
+    worker_commit_abandon(w);
     if (w->x)
         executor_free(w->x);
     metalog_free(w->metalog);
@@ -407,6 +419,8 @@ static void on_complete(struct blk_req *req, int status)
                  " failed: %s", blk_op_name(req->op), req->len, req->off, req->error);
         log_warning("%s: %s", w->name, w->last_error);
     }
+    if (req->op == BLK_WRITE || req->op == BLK_DISCARD)
+        worker_commit_dirty(w, req->off, req->len);    /* a copy that raced it is redone */
     ring_server_respond_deferred(w->rs, wr->io, ring_status(status));
     first_sector_release(&wr->first);
     free(wr);
@@ -491,6 +505,8 @@ static void submit_io(struct worker *w, struct ring_io *io)
     wr->req.complete = on_complete;
     wr->io = io;
     wr->w = w;
+    if (wr->req.op == BLK_WRITE || wr->req.op == BLK_DISCARD)
+        worker_commit_dirty(w, wr->req.off, wr->req.len);
     executor_submit(w->x, &wr->req);
 }
 
@@ -605,6 +621,8 @@ static int wait_timeout(struct worker *w)
 {
     bool ring_open = w->state == WORKER_RUNNING && !w->ring_dead;
 
+    if (worker_commit_busy(w))
+        return 0;
     w->poll.rs = ring_open ? w->rs : NULL;
     if (!busy_poll_for_work(&w->poll))
         return aio_idle(&w->aio) ? TICK_MS : 100;
@@ -636,6 +654,7 @@ int worker_run(struct worker *w)
         for (int i = 0; i < n; i++)
             dispatch(w, ev[i].data.fd);
         poll_ring(w);
+        worker_commit_step(w);
         release_held(w);
         executor_tick(w->x);
         /* Answer first: the client can post more while the disk works. */

@@ -23,6 +23,26 @@
 
 enum worker_state { WORKER_RUNNING, WORKER_PAUSING, WORKER_PAUSED, WORKER_STOPPING };
 
+struct json_object;
+
+/* An image operation (imageops.c) waiting for the worker to be quiet. */
+enum worker_op_kind {
+    WORKER_OP_NONE, WORKER_OP_RESIZE, WORKER_OP_SNAPSHOT,
+    WORKER_OP_COMMIT,           /* a live commit starts (commit.c) */
+    WORKER_OP_COMMIT_FINISH,    /* and ends: our own, nobody is answered */
+};
+struct worker_commit;
+
+struct worker_op {
+    enum worker_op_kind kind;
+    struct json_object *id;     /* the supervisor's, echoed in the answer */
+    struct json_object *args;
+    int fds[3];                 /* descriptors that came with it, or -1 */
+    bool resume;                /* serving when it came: serve again after */
+};
+
+#define WORKER_MAX_OLD_LOCKS 16
+
 struct worker {
     const char *name;           /* for messages: the image path or attach name */
     struct image *img;
@@ -51,6 +71,12 @@ struct worker {
     struct blk_req quiesce_flush;
     struct busy_poll poll;
     struct limiter limiter;     /* I/O limits: requests held until their turn */
+    struct worker_op op;        /* resize or snapshot, pausing for it */
+    struct worker_commit *commit;   /* a live commit under way (commit.c) */
+    struct image_open_opts open_opts;   /* how the chain was opened (no key) */
+    int old_lock_fds[WORKER_MAX_OLD_LOCKS]; /* earlier tops' lock descriptors (their
+                                 * locks now a backing file's): kept like lock_fd */
+    unsigned n_old_locks;
     uint64_t started_ns;
     const char *fail_class;     /* why worker_init failed, when not the image's fault */
     char last_error[BLK_ERROR_MAX + 64];        /* the last failed request, and why */
@@ -108,6 +134,38 @@ int worker_send_ring_broken(struct worker *w, const char *reason);
 /* Tell the supervisor the image is write-failed (executor_flush_error). */
 int worker_send_io_error(struct worker *w, const char *reason);
 void worker_handle_control(struct worker *w);
+/* The image and ring as "ready" and "query" describe them. */
+struct json_object *worker_geometry_json(const struct worker *w);
+void worker_reply(struct worker *w, struct json_object *id, struct json_object *ret);
+void worker_reply_error(struct worker *w, struct json_object *id, const char *cls,
+                        const char *desc);
+
+/* Image operations while serving (imageops.c): resize and snapshot run
+ * once nothing is in flight and everything is flushed, with the ring's
+ * requests held meanwhile (the client sees a pause).  The first nfds of
+ * fds (a snapshot's new top) become the operation's and are set to -1. */
+void worker_begin_op(struct worker *w, enum worker_op_kind kind, struct json_object *id,
+                     struct json_object *msg, int *fds, unsigned nfds);
+/* The worker is quiet: run the waiting operation, answer, serve again.
+ * False when none was waiting. */
+bool worker_op_quiesced(struct worker *w);
+void worker_op_abandon(struct worker *w);
+/* An operation of the worker's own (no one to answer): false when another
+ * one is waiting (try again later). */
+bool worker_begin_internal_op(struct worker *w, enum worker_op_kind kind);
+/* Tell the supervisor something (an event object, consumed). */
+void worker_send_event(struct worker *w, struct json_object *ev);
+
+/* Live commit (commit.c). */
+int worker_commit_start(struct worker *w, int *fds, struct json_object **ret);
+void worker_commit_finish(struct worker *w);
+/* Copy a few granules, between the loop's rounds. */
+void worker_commit_step(struct worker *w);
+/* Whether there is copying to do now (the loop must not sleep). */
+bool worker_commit_busy(const struct worker *w);
+/* A write or discard of [off, off+len) is taken or done. */
+void worker_commit_dirty(struct worker *w, uint64_t off, uint64_t len);
+void worker_commit_abandon(struct worker *w);
 void worker_pause_done(struct worker *w);
 /* Pausing: once nothing is in flight, flush, then report paused. */
 void worker_quiesce(struct worker *w);

@@ -7,6 +7,8 @@ CLI_TESTS = \
 	tests/cli/map.sh \
 	tests/cli/check.sh \
 	tests/cli/space.sh \
+	tests/cli/imageops.sh \
+	tests/cli/imageops-crash.sh \
 	tests/cli/convert.sh \
 	tests/cli/encrypted.sh \
 	tests/cli/online-basic.sh \

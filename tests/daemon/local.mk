@@ -5,11 +5,14 @@ noinst_PROGRAMS += tests/daemon/ringio
 check_PROGRAMS += tests/daemon/ctlraw tests/daemon/ringabuse tests/daemon/badworker \
 	tests/daemon/ctlhog
 # The worker with its test hooks (SIGUSR1: make a system call the seccomp
-# filter forbids).  Built for the tests only, never installed: the hooks
+# filter forbids; QCOWD_FAULTPOINT: fail or crash at a step of a resize or
+# snapshot, tests/tools/faultpoint_env.c).  Built for the tests only, never installed: the hooks
 # are not in daemon/qcowd-worker.
 check_PROGRAMS += tests/daemon/qcowd-worker-hooks
-tests_daemon_qcowd_worker_hooks_SOURCES = $(daemon_qcowd_worker_SOURCES)
-tests_daemon_qcowd_worker_hooks_CPPFLAGS = $(daemon_qcowd_worker_CPPFLAGS) -DQCOWD_TEST_HOOKS
+tests_daemon_qcowd_worker_hooks_SOURCES = $(daemon_qcowd_worker_SOURCES) \
+	tests/tools/faultpoint_env.h tests/tools/faultpoint_env.c
+tests_daemon_qcowd_worker_hooks_CPPFLAGS = $(daemon_qcowd_worker_CPPFLAGS) -DQCOWD_TEST_HOOKS \
+	-I$(top_srcdir)/tests/tools
 tests_daemon_qcowd_worker_hooks_CFLAGS = $(daemon_qcowd_worker_CFLAGS)
 tests_daemon_qcowd_worker_hooks_LDADD = $(daemon_qcowd_worker_LDADD)
 tests_daemon_ringio_SOURCES = tests/daemon/ringio.c
@@ -46,6 +49,9 @@ DAEMON_TESTS = \
 	tests/daemon/aio-budget.sh \
 	tests/daemon/limits.sh \
 	tests/daemon/ring-geometry.sh \
+	tests/daemon/online-resize.sh \
+	tests/daemon/online-snapshot.sh \
+	tests/daemon/online-commit.sh \
 	tests/daemon/recovery.sh \
 	tests/daemon/hostile-worker.sh \
 	tests/daemon/slow-clients.sh \

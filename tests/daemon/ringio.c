@@ -7,7 +7,8 @@
  *   ringio SOCKET NAME discard OFFSET LENGTH
  *   ringio SOCKET NAME geometry      (capacity, features, discard unit)
  *   ringio SOCKET NAME random SHADOW_OUT [-n OPS] [-q QD] [-s SEED] [-m MAXLEN]
- *                             [-K KILL_AT] [-w WORKER_PID]
+ *                             [-K KILL_AT] [-w WORKER_PID] [-G BYTES -M MARK]
+ *                             [-M MARK -S STOP]
  *   ringio SOCKET NAME load [-q QD] [-t SECONDS] [-b BYTES] [-W]
  *   ringio SOCKET NAME order OP...
  *   ringio SOCKET NAME attach PATH [ro|FORMAT...]  (qcowring_attach)
@@ -17,6 +18,13 @@
  * against an in-memory shadow; with -K, the worker (pid from -w) is killed
  * with SIGKILL after KILL_AT requests: every request must still complete
  * without error.  At the end a flush, then the shadow goes to SHADOW_OUT.
+ * With -G (online resize): after the first half of the requests, create
+ * the file MARK and go on with requests over the old size until the
+ * capacity reaches BYTES (qcowring_refresh_capacity, at most a minute),
+ * then the second half over the whole new size; SHADOW_OUT has the new
+ * size (what the disk gained reads as zeros).  With -S instead (live
+ * snapshots): after the first half, create MARK and go on until the file
+ * STOP exists (at most a minute), then the second half.
  *
  * load: keep QD random reads (writes with -W) of BYTES in flight for
  * SECONDS, then print what this client achieved, measured by itself:
@@ -100,6 +108,8 @@ static int cmd_discard(struct qcowring *ring, uint64_t off, uint64_t len)
     return r < 0 ? die("discard", r) : 0;
 }
 
+static double seconds_now(void);
+
 struct pending {
     int op;
     uint64_t off, len;
@@ -158,6 +168,9 @@ struct random_opts {
     unsigned ops, qd, kill_at;
     uint64_t maxlen;
     pid_t worker;
+    uint64_t grow_to;           /* -G: the capacity to wait for */
+    const char *mark;           /* -M: created when waiting starts */
+    const char *stop;           /* -S: the file to wait for */
 };
 
 static int run_random(struct qcowring *ring, uint8_t *shadow, uint64_t size,
@@ -189,6 +202,63 @@ static int run_random(struct qcowring *ring, uint8_t *shadow, uint64_t size,
     return 0;
 }
 
+/* -S: requests go on until the file o->stop exists. */
+static int run_until_stopped(struct qcowring *ring, uint8_t *shadow, uint64_t size,
+                             const struct random_opts *o)
+{
+    struct random_opts more = *o;
+    double give_up = seconds_now() + 60;
+    FILE *f = fopen(o->mark, "w");
+    int r;
+
+    if (!f || fclose(f))
+        return -EIO;
+    more.ops = 8;
+    more.kill_at = 0;
+    while (access(o->stop, F_OK) != 0) {
+        if (seconds_now() > give_up)
+            return -ETIMEDOUT;
+        if ((r = run_random(ring, shadow, size, &more)) < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* -G: requests go on over the old size until the disk has grown. */
+static int run_until_grown(struct qcowring *ring, uint8_t **shadow, uint64_t *size,
+                           const struct random_opts *o)
+{
+    struct random_opts more = *o;
+    struct qcowring_geometry g;
+    double give_up = seconds_now() + 60;
+    FILE *f = fopen(o->mark, "w");
+    uint8_t *grown;
+    int r;
+
+    if (!f || fclose(f))
+        return -EIO;
+    more.ops = 8;
+    more.kill_at = 0;
+    for (;;) {
+        if ((r = qcowring_refresh_capacity(ring)) < 0)
+            return r;
+        qcowring_get_geometry(ring, &g);
+        if (g.capacity_sectors * 512 >= o->grow_to)
+            break;
+        if (seconds_now() > give_up)
+            return -ETIMEDOUT;
+        if ((r = run_random(ring, *shadow, *size, &more)) < 0)
+            return r;
+    }
+    if (!(grown = realloc(*shadow, g.capacity_sectors * 512)))
+        return -ENOMEM;
+    memset(grown + *size, 0, g.capacity_sectors * 512 - *size);
+    printf("capacity %" PRIu64 " -> %" PRIu64 "\n", *size, g.capacity_sectors * 512);
+    *shadow = grown;
+    *size = g.capacity_sectors * 512;
+    return 0;
+}
+
 static int cmd_random(struct qcowring *ring, int argc, char **argv)
 {
     struct random_opts o = { .ops = 2000, .qd = 32, .maxlen = 262144 };
@@ -198,7 +268,7 @@ static int cmd_random(struct qcowring *ring, int argc, char **argv)
     int c, r;
 
     optind = 1;
-    while ((c = getopt(argc, argv, "n:q:s:m:K:w:")) != -1) {
+    while ((c = getopt(argc, argv, "n:q:s:m:K:w:G:M:S:")) != -1) {
         switch (c) {
         case 'n': o.ops = (unsigned)atoi(optarg); break;
         case 'q': o.qd = (unsigned)atoi(optarg); break;
@@ -206,10 +276,13 @@ static int cmd_random(struct qcowring *ring, int argc, char **argv)
         case 'm': o.maxlen = strtoull(optarg, NULL, 0); break;
         case 'K': o.kill_at = (unsigned)atoi(optarg); break;
         case 'w': o.worker = (pid_t)atoi(optarg); break;
+        case 'G': o.grow_to = strtoull(optarg, NULL, 0); break;
+        case 'M': o.mark = optarg; break;
+        case 'S': o.stop = optarg; break;
         default: return 2;
         }
     }
-    if (optind != argc - 1)
+    if (optind != argc - 1 || (o.grow_to && !o.mark) || (o.stop && (!o.mark || o.grow_to)))
         return 2;
     qcowring_get_geometry(ring, &g);
     if (o.maxlen > g.max_request_bytes)
@@ -219,12 +292,22 @@ static int cmd_random(struct qcowring *ring, int argc, char **argv)
         return die("memory", -ENOMEM);
     if ((r = qcowring_pread(ring, shadow, size, 0)) < 0)
         return die("initial read", r);
+    unsigned total = o.ops;
+    if (o.grow_to || o.stop) {
+        struct random_opts half = o;
+        half.ops = o.ops / 2;
+        o.ops -= half.ops;
+        if ((r = run_random(ring, shadow, size, &half)) < 0 ||
+            (r = o.stop ? run_until_stopped(ring, shadow, size, &o)
+                        : run_until_grown(ring, &shadow, &size, &o)) < 0)
+            return die("random I/O while waiting", r);
+    }
     if ((r = run_random(ring, shadow, size, &o)) < 0 || (r = qcowring_flush(ring)) < 0)
         return die("random I/O", r);
     if (!(f = fopen(argv[optind], "w")) || fwrite(shadow, 1, size, f) != size || fclose(f))
         return die(argv[optind], -EIO);
     free(shadow);
-    printf("%u requests, %u failures\n", o.ops, failures);
+    printf("%u requests, %u failures\n", total, failures);
     return failures ? 1 : 0;
 }
 

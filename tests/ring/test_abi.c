@@ -139,7 +139,7 @@ static void check_created_info(const struct qcowring_info *i, const struct qcowr
 {
     CHECK(memcmp(i->magic, "QCOWRING", 8) == 0);
     CHECK_EQ(i->version_major, 1);
-    CHECK_EQ(i->version_minor, 1);
+    CHECK_EQ(i->version_minor, 2);
     CHECK_EQ(i->info_size, 128);
     CHECK_EQ(i->page_size, 4096);
     CHECK_EQ(i->ring_page_order, p->ring_page_order);

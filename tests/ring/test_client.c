@@ -547,11 +547,51 @@ static void test_open_validation(void)
     test_unsealed_memfd();
 }
 
+/* A capacity the server grows (F_RESIZE): taken when larger, refused when
+ * smaller or impossible, and taken by a request past the known end. */
+static void test_refresh_capacity(uint64_t features)
+{
+    struct qcowring_params p = { .capacity_sectors = 64, .data_pages = 4, .features = features };
+    struct qcowring_geometry g;
+    struct qcowring_fds fds;
+    struct qcowring *ring;
+    struct qcowring_info *info;
+    struct qcowring_req *req;
+    bool resize = features & QCOWRING_F_RESIZE;
+
+    CHECK_EQ(qcowring_create(&p, &fds), 0);
+    info = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fds.memfd, 0);
+    CHECK(info != MAP_FAILED);
+    CHECK_EQ(qcowring_open_fds(fds.memfd, fds.req_eventfd, fds.rsp_eventfd, &ring), 0);
+    CHECK_EQ(qcowring_refresh_capacity(ring), 0);
+    info->capacity_sectors = 128;
+    CHECK_EQ(qcowring_req_alloc(ring, 4096, &req), 0);
+    /* Past the old end: with F_RESIZE the page is read again first. */
+    CHECK_EQ(qcowring_submit(ring, req, QCOWRING_OP_READ, 100 * 512, 4096, NULL),
+             resize ? 0 : -EINVAL);
+    qcowring_get_geometry(ring, &g);
+    CHECK_EQ(g.capacity_sectors, resize ? 128u : 64u);
+    CHECK_EQ(qcowring_refresh_capacity(ring), 0);
+    info->capacity_sectors = 96;
+    CHECK_EQ(qcowring_refresh_capacity(ring), resize ? -EPROTO : 0);
+    info->capacity_sectors = UINT64_MAX;
+    CHECK_EQ(qcowring_refresh_capacity(ring), resize ? -EPROTO : 0);
+    info->capacity_sectors = 1024;
+    CHECK_EQ(qcowring_refresh_capacity(ring), resize ? 1 : 0);
+    qcowring_get_geometry(ring, &g);
+    CHECK_EQ(g.capacity_sectors, resize ? 1024u : 64u);
+    qcowring_close(ring);
+    munmap(info, 4096);
+    qcowring_close_fds(&fds);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     alarm(300);
     test_open_validation();
+    test_refresh_capacity(QCOWRING_F_RESIZE);
+    test_refresh_capacity(0);
     for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++)
         run_pair(&configs[i]);
     return 0;

@@ -241,30 +241,79 @@ static void test_entry_faults(void)
     struct qcow_header h = good();
     struct qcow_geometry g;
     struct qcow_span s;
+    const struct qcow_layout front = { .front_end = 8192 };
 
     CHECK_OK(qcow_header_validate(PATH, &h, false, GOOD_FILE, &g));
-    CHECK(qcow_l2_entry_fault(&g, 8192, 65536, 61440, &s) == QCOW_FAULT_NONE);
+    CHECK(qcow_l2_entry_fault(&g, &front, 65536, 61440, &s) == QCOW_FAULT_NONE);
     CHECK_U64(s.start, 61440);
     CHECK_U64(s.len, 4096);
     /* Starts inside the file, runs past its end: the file was cut short. */
-    CHECK(qcow_l2_entry_fault(&g, 8192, 65536, 63488, &s) == QCOW_FAULT_PAST_EOF);
-    CHECK(qcow_l2_entry_fault(&g, 8192, 65536, 65536, &s) == QCOW_FAULT_PAST_EOF);
-    CHECK(qcow_l2_entry_fault(&g, 8192, 65536, UINT64_C(1) << 62, &s) == QCOW_FAULT_PAST_EOF);
-    CHECK(qcow_l2_entry_fault(&g, 8192, 65536, 8192 + 100, &s) == QCOW_FAULT_MISALIGNED);
-    CHECK(qcow_l2_entry_fault(&g, 8192, 65536, 4096, &s) == QCOW_FAULT_IN_FRONT);
+    CHECK(qcow_l2_entry_fault(&g, &front, 65536, 63488, &s) == QCOW_FAULT_PAST_EOF);
+    CHECK(qcow_l2_entry_fault(&g, &front, 65536, 65536, &s) == QCOW_FAULT_PAST_EOF);
+    CHECK(qcow_l2_entry_fault(&g, &front, 65536, UINT64_C(1) << 62, &s) == QCOW_FAULT_PAST_EOF);
+    CHECK(qcow_l2_entry_fault(&g, &front, 65536, 8192 + 100, &s) == QCOW_FAULT_MISALIGNED);
+    CHECK(qcow_l2_entry_fault(&g, &front, 65536, 4096, &s) == QCOW_FAULT_IN_FRONT);
     /* Compressed: length 0, inside, past the end. */
-    CHECK(qcow_l2_entry_fault(&g, 8192, 65536, qcow_compressed_entry(&g, 9000, 0), &s) ==
+    CHECK(qcow_l2_entry_fault(&g, &front, 65536, qcow_compressed_entry(&g, 9000, 0), &s) ==
           QCOW_FAULT_EMPTY);
-    CHECK(qcow_l2_entry_fault(&g, 8192, 65536, qcow_compressed_entry(&g, 9000, 500), &s) ==
+    CHECK(qcow_l2_entry_fault(&g, &front, 65536, qcow_compressed_entry(&g, 9000, 500), &s) ==
           QCOW_FAULT_NONE);
     CHECK(s.compressed && s.start == 9000 && s.len == 500);
-    CHECK(qcow_l2_entry_fault(&g, 8192, 65536, qcow_compressed_entry(&g, 65400, 500), &s) ==
+    CHECK(qcow_l2_entry_fault(&g, &front, 65536, qcow_compressed_entry(&g, 65400, 500), &s) ==
           QCOW_FAULT_PAST_EOF);
     /* L1 entries name a whole L2 table (4096 bytes here). */
-    CHECK(qcow_l1_entry_fault(&g, 8192, 65536, 61440, &s) == QCOW_FAULT_NONE);
-    CHECK(qcow_l1_entry_fault(&g, 8192, 65536, 62976, &s) == QCOW_FAULT_PAST_EOF);
-    CHECK(qcow_l1_entry_fault(&g, 8192, 65536, 8192 | QCOW_OFLAG_COMPRESSED, &s) ==
+    CHECK(qcow_l1_entry_fault(&g, &front, 65536, 61440, &s) == QCOW_FAULT_NONE);
+    CHECK(qcow_l1_entry_fault(&g, &front, 65536, 62976, &s) == QCOW_FAULT_PAST_EOF);
+    CHECK(qcow_l1_entry_fault(&g, &front, 65536, 8192 | QCOW_OFLAG_COMPRESSED, &s) ==
           QCOW_FAULT_MISALIGNED);
+}
+
+/* Where the front ends, and the pieces a resize or rebase detached. */
+static void test_layout(void)
+{
+    struct qcow_header h = good();
+    struct qcow_geometry g;
+    struct qcow_layout lay;
+    struct qcow_span s;
+
+    CHECK_OK(qcow_header_validate(PATH, &h, false, GOOD_FILE, &g));
+    /* QEMU's layout: the L1 right after the header. */
+    qcow_layout_compute(&h, false, g.l1_bytes, &lay);
+    CHECK_U64(lay.front_end, 48 + 256);
+    CHECK(!qcow_l1_detached(&lay) && lay.name_end == 0);
+    CHECK_U64(qcow_front_bytes_end(&h, &g, false, &lay), 48 + 256);
+    /* blktap's: a backing name, the L1 at the next 4 KiB boundary. */
+    h.backing_offset = 64;
+    h.backing_len = 100;
+    h.l1_offset = 4096;
+    qcow_layout_compute(&h, true, g.l1_bytes, &lay);
+    CHECK_U64(lay.front_end, 4096 + 256);
+    CHECK(!qcow_l1_detached(&lay) && lay.name_end == 0);
+    /* A moved L1 table: detached; the space before it is the file's. */
+    h = good();
+    h.l1_offset = 1 << 20;
+    qcow_layout_compute(&h, false, g.l1_bytes, &lay);
+    CHECK_U64(lay.front_end, 48);
+    CHECK(qcow_l1_detached(&lay));
+    CHECK_U64(lay.l1_start, 1 << 20);
+    CHECK_U64(lay.l1_end, (1 << 20) + 256);
+    CHECK_U64(qcow_front_bytes_end(&h, &g, false, &lay), 48);
+    CHECK(qcow_l2_entry_fault(&g, &lay, 2 << 20, 4096, &s) == QCOW_FAULT_NONE);
+    CHECK(qcow_l2_entry_fault(&g, &lay, 2 << 20, (1 << 20) - 2048, &s) == QCOW_FAULT_IN_FRONT);
+    CHECK(qcow_l2_entry_fault(&g, &lay, 2 << 20, (1 << 20) + 4096, &s) == QCOW_FAULT_NONE);
+    CHECK(qcow_l1_entry_fault(&g, &lay, 2 << 20, 1 << 20, &s) == QCOW_FAULT_IN_FRONT);
+    CHECK(qcow_layout_detached_min(48) == 4096 + 512);
+    /* A moved backing name, the L1 still in the front. */
+    h = good();
+    h.backing_offset = 1 << 20;
+    h.backing_len = 700;
+    qcow_layout_compute(&h, false, g.l1_bytes, &lay);
+    CHECK_U64(lay.front_end, 48 + 256);
+    CHECK(!qcow_l1_detached(&lay));
+    CHECK_U64(lay.name_start, 1 << 20);
+    CHECK_U64(lay.name_end, (1 << 20) + 700);
+    CHECK(qcow_l2_entry_fault(&g, &lay, 2 << 20, (1 << 20) + 512, &s) == QCOW_FAULT_IN_FRONT);
+    CHECK(qcow_l2_entry_fault(&g, &lay, 2 << 20, (1 << 20) + 1024, &s) == QCOW_FAULT_NONE);
 }
 
 /* blktap's L1: round_up(size, 2^shift) entries, within its int sizes. */
@@ -295,6 +344,7 @@ int main(void)
     test_compressed_entries();
     test_validate();
     test_entry_faults();
+    test_layout();
     test_blktap_l1();
     return unit_result("test-header");
 }

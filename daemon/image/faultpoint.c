@@ -1,0 +1,5 @@
+#include "config.h"
+
+#include "faultpoint.h"
+
+int (*image_faultpoint_hook)(const char *step);
