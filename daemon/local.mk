@@ -71,6 +71,7 @@ daemon_qcowd_SOURCES = \
 	daemon/supervisor/attachment_internal.h daemon/supervisor/attachments.c \
 	daemon/supervisor/calls.c \
 	daemon/supervisor/worker_messages.c \
+	daemon/supervisor/state_file.c \
 	daemon/supervisor/recovery.c \
 	daemon/supervisor/throttling.h daemon/supervisor/throttling.c \
 	daemon/supervisor/exports.c \

@@ -3,6 +3,7 @@
  * its starts, deaths and restarts in recovery.c. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include "error.h"
 #include "fdpass.h"
 #include "attachment_internal.h"
+#include "json_read.h"
 #include "lock.h"
 #include "log.h"
 
@@ -172,7 +174,10 @@ void attachment_free(struct supervisor *s, struct attachment *att)
     free(att->format);
     free(att->error);
     free(att->io_error);
+    json_object_put(att->restore_entry);
     bury(s, &att->watch, att);
+    if (att->recorded)
+        state_save(s);
     status_to_systemd(s);
 }
 
@@ -329,20 +334,22 @@ static bool admissible(struct supervisor *s, struct client *c, json_object *id,
     return limits_admit_image(s, c, id);
 }
 
-/* The image, opened with the caller's rights (caller.c); an error reply
- * when that fails. */
+/* The image, opened with the rights of who (caller.c); an error reply
+ * when that fails.  c is NULL for a restore, which passes no descriptor. */
 static int open_for_caller(struct supervisor *s, struct client *c, json_object *id,
-                           const struct attach_args *a, struct opened_image *img)
+                           const struct attach_args *a, const struct identity *who,
+                           struct opened_image *img)
 {
     int passed = -1, r;
 
+    assert(c || !a->fd);
     if (a->fd && (passed = client_take_fd(c)) < 0) {
         client_error(c, id, "InvalidParameter",
                      "'fd' is true, but no descriptor came with the request");
         return -EINVAL;
     }
     qc_clear_error();
-    r = caller_open_image(&c->who, a->path, passed, a->read_only, img);
+    r = caller_open_image(who, a->path, passed, a->read_only, img);
     if (passed >= 0)
         close(passed);
     if (r < 0) {
@@ -388,7 +395,10 @@ static struct attachment *attachment_new(const struct attach_args *a, struct ope
     return att;
 }
 
-int attachment_start(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+/* An attach by who (c NULL: a restore, whose errors go to the log).  The
+ * new attachment, or NULL after an error reply. */
+static struct attachment *attach_as(struct supervisor *s, struct client *c, json_object *id,
+                                    json_object *args, const struct identity *who)
 {
     struct attach_args a;
     struct opened_image img;
@@ -396,20 +406,20 @@ int attachment_start(struct supervisor *s, struct client *c, json_object *id, js
     int r;
 
     if (!parse_attach(c, id, args, &a) || !admissible(s, c, id, &a) ||
-        open_for_caller(s, c, id, &a, &img) < 0)
-        return -EINVAL;
-    if (!(att = attachment_new(&a, &img, &c->who))) {
+        open_for_caller(s, c, id, &a, who, &img) < 0)
+        return NULL;
+    if (!(att = attachment_new(&a, &img, who))) {
         client_error(c, id, "GenericError", "out of memory");
         close(img.fd);
         free(img.path);
-        return -ENOMEM;
+        return NULL;
     }
     att->next = s->attachments;
     s->attachments = att;
     s->nimages++;
-    if ((r = throttling_attach(s, att, c, id, args)) < 0) {
+    if (throttling_attach(s, att, c, id, args) < 0) {
         attachment_free(s, att);
-        return r;
+        return NULL;
     }
     /* Every worker of the attachment gets a copy of the locked descriptor,
      * and the lock lasts while any copy is open. */
@@ -419,7 +429,7 @@ int attachment_start(struct supervisor *s, struct client *c, json_object *id, js
     if (r < 0) {
         client_error(c, id, error_class_of(r), "%s", qc_error_message(r));
         attachment_free(s, att);
-        return r;
+        return NULL;
     }
     if ((r = attachment_launch(s, att, false)) < 0) {
         char why[512];
@@ -430,12 +440,69 @@ int attachment_start(struct supervisor *s, struct client *c, json_object *id, js
             client_error(c, id, "WorkerError", "%s: cannot run %s: %s", att->name,
                          s->worker_path, strerror(-r));
         attachment_free(s, att);
-        return r;
+        return NULL;
     }
     call_push(att, CALL_ATTACH, c, id, "attach");
     log_info("%s: attaching %s (worker pid %d)", att->name, att->path, (int)att->proc.pid);
+    return att;
+}
+
+int attachment_start(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+{
+    return attach_as(s, c, id, args, &c->who) ? 0 : -EINVAL;
+}
+
+/* A recorded attachment that cannot be attached again (its file is gone,
+ * unreadable, locked by someone else...): it stays listed as failed, with
+ * the reason, and recorded as it was, until it is detached. */
+static int restore_failed(struct supervisor *s, const struct attach_args *a,
+                          const struct identity *who, json_object *entry, const char *why)
+{
+    struct opened_image none = { .fd = -1, .path = strdup(a->path) };
+    struct attachment *att;
+
+    if (!none.path || !(att = attachment_new(a, &none, who))) {
+        free(none.path);
+        return -ENOMEM;
+    }
+    att->limits.spawn.group_fd = -1;
+    att->restore_entry = json_object_get(entry);
+    att->recorded = true;
+    att->next = s->attachments;
+    s->attachments = att;
+    s->nimages++;
+    attachment_mark_failed(s, att, why);
+    return -EIO;
+}
+
+int attachment_restore(struct supervisor *s, json_object *args, const struct identity *who,
+                       json_object *entry)
+{
+    struct attach_args a;
+    struct attachment *att;
+    bool key_given = false;
+    char why[1100];
+
+    if (!parse_attach(NULL, NULL, args, &a))
+        return -EINVAL;         /* logged: it names the option */
+    if (attachment_find(s, a.name)) {
+        log_error("%s: recorded twice in the state file: the second is dropped", a.name);
+        return -EEXIST;
+    }
+    if (json_read_bool(entry, "key-given", &key_given) && key_given)
+        return restore_failed(s, &a, who, entry,
+                              "it was attached with a key, which qcowd does not record: "
+                              "detach it and attach it again with its key");
+    if (!(att = attach_as(s, NULL, NULL, args, who))) {
+        snprintf(why, sizeof why, "cannot attach it again: %s", client_unsent_error());
+        return restore_failed(s, &a, who, entry, why);
+    }
+    att->recorded = true;
+    att->restoring = true;
     return 0;
 }
+
+
 
 /* ---- detach and housekeeping -------------------------------------------- */
 

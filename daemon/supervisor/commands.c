@@ -140,8 +140,10 @@ static void cmd_limit(struct supervisor *s, struct client *c, json_object *id, j
 {
     struct attachment *att = named_attachment(s, c, id, args);
 
-    if (att)
+    if (att) {
         throttling_command(s, att, c, id, args);
+        state_save(s);          /* the image's limits, or its group's */
+    }
 }
 
 static void cmd_connect(struct supervisor *s, struct client *c, json_object *id, json_object *args)

@@ -7,7 +7,8 @@ QCOWD_PID=
 
 # start_daemon [qcowd options...]: a private qcowd on $SOCK, logging to $T/qcowd.log.
 start_daemon() {
-    "$QCOWD" --socket "$SOCK" --worker "$QCOWD_WORKER" "$@" 2>>"$T/qcowd.log" &
+    "$QCOWD" --socket "$SOCK" --worker "$QCOWD_WORKER" --state-file "$T/qcowd-state.json" "$@" \
+        2>>"$T/qcowd.log" &
     QCOWD_PID=$!
     wait_until daemon_listening || die "qcowd did not create $SOCK"
 }
