@@ -59,5 +59,6 @@ DAEMON_TESTS = \
 	tests/daemon/io-limits-rate.sh \
 	tests/daemon/io-errors.sh \
 	tests/daemon/restart-state.sh \
+	tests/daemon/restart-bad-state.sh \
 	tests/daemon/flush-fail.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh
