@@ -4,3 +4,4 @@ dist_man_MANS += doc/qcowd.8
 EXTRA_DIST += doc/protocol.md doc/qcow-format.md doc/security.md
 EXTRA_DIST += doc/nbd.md
 EXTRA_DIST += doc/io-limits.md
+EXTRA_DIST += doc/restart.md
