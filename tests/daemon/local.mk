@@ -60,5 +60,6 @@ DAEMON_TESTS = \
 	tests/daemon/io-errors.sh \
 	tests/daemon/restart-state.sh \
 	tests/daemon/restart-bad-state.sh \
+	tests/daemon/restart-rights.sh \
 	tests/daemon/flush-fail.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh
