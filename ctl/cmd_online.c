@@ -449,7 +449,7 @@ static int run_attach(struct cli *cli, const struct cli_command *cmd, int argc, 
     struct ctl_conn c;
     struct cli_key key;
     json_object *args, *ret = NULL;
-    char *path;
+    char *path, *key_path = NULL;
     bool have_key;
     int r, fd;
 
@@ -506,6 +506,10 @@ static int run_attach(struct cli *cli, const struct cli_command *cmd, int argc, 
                                                                         (int)key.len));
         key_wipe(&key);
     }
+    /* Recorded by qcowd, which reads the key there again after a restart. */
+    if (a.key_file && (key_path = absolute_path(a.key_file)))
+        json_object_object_add(args, "key-file", json_object_new_string(key_path));
+    free(key_path);
     r = ctl_call_fd(&c, "attach", args, fd, &ret);
     close(fd);
     wipe_key_arg(args);

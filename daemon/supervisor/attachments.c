@@ -169,6 +169,7 @@ void attachment_free(struct supervisor *s, struct attachment *att)
     if (att->key)
         explicit_bzero(att->key, strlen(att->key));
     free(att->key);
+    free(att->key_file);
     free(att->path);
     free(att->caller_arg);
     free(att->format);
@@ -263,7 +264,7 @@ static bool same_file_attached(struct supervisor *s, const struct stat *st)
 }
 
 struct attach_args {
-    const char *path, *name, *cache, *format, *key;
+    const char *path, *name, *cache, *format, *key, *key_file;
     bool read_only;
     bool fd;                    /* the image's descriptor came with the request */
     unsigned poll_us;
@@ -285,6 +286,7 @@ static bool parse_attach(struct client *c, json_object *id, json_object *args, s
     a->cache = string_arg(args, "cache", &bad);
     a->format = string_arg(args, "format", &bad);
     a->key = string_arg(args, "key", &bad);
+    a->key_file = string_arg(args, "key-file", &bad);
     a->read_only = bool_arg(args, "read-only", &bad);
     a->fd = bool_arg(args, "fd", &bad);
     a->poll_us = uint_arg(args, "poll-us", MAX_POLL_US, &bad);
@@ -295,10 +297,15 @@ static bool parse_attach(struct client *c, json_object *id, json_object *args, s
         bad = true;
     if (bad || !a->path || !*a->path) {
         client_error(c, id, "InvalidParameter",
-                     "attach takes 'path' (string, required), 'name', 'cache', 'format', 'key' "
-                     "(strings), 'read-only', 'fd' (booleans), 'poll-us' (integer, 0 to %d), "
+                     "attach takes 'path' (string, required), 'name', 'cache', 'format', 'key', "
+                     "'key-file' (strings), 'read-only', 'fd' (booleans), 'poll-us' (integer, 0 "
+                     "to %d), "
                      "'ring-page-order' (integer, 0 to %u) and 'data-pages' (integer, %u to %u)",
                      MAX_POLL_US, QCOWRING_MAX_RING_PAGE_ORDER, MIN_DATA_PAGES, MAX_DATA_PAGES);
+        return false;
+    }
+    if (a->key_file && a->key_file[0] != '/') {
+        client_error(c, id, "InvalidParameter", "'key-file' must be an absolute path");
         return false;
     }
     if (!a->name)
@@ -365,6 +372,45 @@ static int open_for_caller(struct supervisor *s, struct client *c, json_object *
     return 0;
 }
 
+/* The password in path's first line (as qcowctl reads a --key-file), read
+ * with the rights of who.  0, or an error reply. */
+static int read_key_file(struct client *c, json_object *id, const struct identity *who,
+                         const char *path, char key[static KEY_FILE_MAX + 1])
+{
+    int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, fd;
+    ssize_t n;
+    char *end;
+
+    if (!caller_privileged(who))
+        fd = identity_open(who, path, flags);
+    else if ((fd = open(path, flags)) < 0)
+        fd = -errno;
+    if (fd < 0) {
+        client_error(c, id, error_class_of(fd), "%s: cannot open the key file: %s", path,
+                     strerror(-fd));
+        return fd;
+    }
+    n = read(fd, key, KEY_FILE_MAX + 1);
+    close(fd);
+    if (n < 0) {
+        client_error(c, id, "ImageError", "%s: cannot read the key file: %s", path,
+                     strerror(errno));
+        return -EIO;
+    }
+    key[n < KEY_FILE_MAX ? n : KEY_FILE_MAX] = '\0';
+    if ((end = memchr(key, '\n', (size_t)n)))
+        *end = '\0';
+    else if (n > KEY_FILE_MAX)
+        key[0] = '\0';         /* longer than qcowctl takes */
+    if (key[0] == '\0' || strlen(key) != (size_t)(end ? end - key : n)) {
+        explicit_bzero(key, KEY_FILE_MAX + 1);
+        client_error(c, id, "InvalidParameter", "%s: the key file holds no password of 1 to %d "
+                     "bytes on its first line (or it holds a NUL byte)", path, KEY_FILE_MAX);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* The new attachment takes over img's descriptor and path. */
 static struct attachment *attachment_new(const struct attach_args *a, struct opened_image *img,
                                          const struct identity *who)
@@ -384,6 +430,7 @@ static struct attachment *attachment_new(const struct attach_args *a, struct ope
         att->caller_arg = strdup(caller);
     att->format = a->format ? strdup(a->format) : NULL;
     att->key = a->key ? strdup(a->key) : NULL;
+    att->key_file = a->key_file ? strdup(a->key_file) : NULL;
     att->read_only = a->read_only;
     att->writeback = a->cache && strcmp(a->cache, "writeback") == 0;
     att->poll_us = a->poll_us;
@@ -403,12 +450,23 @@ static struct attachment *attach_as(struct supervisor *s, struct client *c, json
     struct attach_args a;
     struct opened_image img;
     struct attachment *att;
+    char key[KEY_FILE_MAX + 1];
     int r;
 
-    if (!parse_attach(c, id, args, &a) || !admissible(s, c, id, &a) ||
-        open_for_caller(s, c, id, &a, who, &img) < 0)
+    if (!parse_attach(c, id, args, &a) || !admissible(s, c, id, &a))
         return NULL;
-    if (!(att = attachment_new(&a, &img, who))) {
+    if (a.key_file && !a.key) {
+        if (read_key_file(c, id, who, a.key_file, key) < 0)
+            return NULL;
+        a.key = key;
+    }
+    r = open_for_caller(s, c, id, &a, who, &img);
+    att = r < 0 ? NULL : attachment_new(&a, &img, who);
+    if (a.key == key)
+        explicit_bzero(key, sizeof key);
+    if (r < 0)
+        return NULL;
+    if (!att) {
         client_error(c, id, "GenericError", "out of memory");
         close(img.fd);
         free(img.path);
@@ -489,7 +547,7 @@ int attachment_restore(struct supervisor *s, json_object *args, const struct ide
         log_error("%s: recorded twice in the state file: the second is dropped", a.name);
         return -EEXIST;
     }
-    if (json_read_bool(entry, "key-given", &key_given) && key_given)
+    if (json_read_bool(entry, "key-given", &key_given) && key_given && !a.key_file)
         return restore_failed(s, &a, who, entry,
                               "it was attached with a key, which qcowd does not record: "
                               "detach it and attach it again with its key");

@@ -221,7 +221,7 @@ static void cmd_shutdown(struct supervisor *s, struct client *c, json_object *id
 static const char *const no_args[] = { NULL };
 static const char *const name_arg[] = { "name", NULL };
 static const char *const attach_args[] = { "path", "name", "read-only", "cache", "format", "key",
-                                           "poll-us", "ring-page-order", "data-pages", "io-limits",
+                                           "key-file", "poll-us", "ring-page-order", "data-pages", "io-limits",
                                            "fd", NULL };
 static const char *const limit_args[] = { "name", "io-limits", "reset", NULL };
 static const char *const events_args[] = { "enable", NULL };

@@ -90,7 +90,9 @@ static json_object *entry_of(const struct attachment *att)
         json_object_object_add(o, "data-pages", json_object_new_int64(att->data_pages));
     json_object_object_add(o, "io-limits", throttling_describe(att));
     json_object_object_add(o, "caller", identity_to_json(&att->caller));
-    if (att->key)
+    if (att->key_file)
+        json_object_object_add(o, "key-file", json_object_new_string(att->key_file));
+    else if (att->key)
         json_object_object_add(o, "key-given", json_object_new_boolean(true));
     if (att->proc.pid > 0)
         json_object_object_add(o, "worker-pid", json_object_new_int64(att->proc.pid));
@@ -268,7 +270,7 @@ static json_object *attach_args_of(json_object *entry)
         { "read-only", json_type_boolean }, { "cache", json_type_string },
         { "format", json_type_string }, { "poll-us", json_type_int },
         { "ring-page-order", json_type_int }, { "data-pages", json_type_int },
-        { "io-limits", json_type_object },
+        { "io-limits", json_type_object }, { "key-file", json_type_string },
     };
     json_object *args = json_object_new_object(), *v;
 

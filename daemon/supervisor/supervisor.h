@@ -25,6 +25,7 @@
 #define IDLE_TIMEOUT_DEFAULT_S 10
 #define MAX_PASSED_FDS 4        /* descriptors a connection may have sent and not used */
 #define MAX_BACKING_DIRS 8
+#define KEY_FILE_MAX 1024       /* a password's bytes, as qcowctl reads a --key-file */
 
 enum watch_kind { WATCH_LISTEN, WATCH_SIGNAL, WATCH_CLIENT, WATCH_WORKER };
 
@@ -109,6 +110,7 @@ struct attachment {
     unsigned data_pages;        /* 0: the worker's default */
     char *format;
     char *key;
+    char *key_file;             /* where the key came from, when the attach said */
     enum attachment_state state;
     bool paused;                /* by a client: a restarted worker starts paused too */
     struct worker_proc proc;

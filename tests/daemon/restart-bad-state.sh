@@ -86,3 +86,14 @@ jq -e '[.attachments[].name] | sort == ["a", "gone", "locked"]' "$STATE" >/dev/n
 ctl detach gone >/dev/null && ctl detach locked >/dev/null || die "cannot detach a failed image"
 jq -e '[.attachments[].name] == ["a"]' "$STATE" >/dev/null || die "detach not recorded"
 ctl detach a >/dev/null || die "detach a"
+
+# key-file: absolute, and readable by the caller, or the attach is refused.
+raw_attach() { printf '{"execute":"attach","arguments":%s}\n' "$1" | "$DAEMON_TOOLS/ctlraw" "$SOCK" 1 | tail -n 1; }
+raw_attach "{\"path\":\"$T/a.qcow\",\"key-file\":\"pw\"}" |
+    grep -q "'key-file' must be an absolute path" || die "a relative key-file was taken"
+raw_attach "{\"path\":\"$T/a.qcow\",\"key-file\":\"$T/nopw\"}" |
+    grep -q "$T/nopw: cannot open the key file: No such file" || die "a missing key-file was taken"
+: >"$T/empty-pw"
+raw_attach "{\"path\":\"$T/a.qcow\",\"key-file\":\"$T/empty-pw\"}" |
+    grep -q "the key file holds no password" || die "an empty key-file was taken"
+nothing_attached

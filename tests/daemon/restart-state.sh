@@ -5,6 +5,8 @@
 # with the same options (qcowctl --json list and query say so), the data
 # reads back byte-exact through new rings and, after detach, in qemu-img.
 # A detach is recorded too: the next start does not bring that image back.
+# An encrypted image comes back when its attach named a key file (qcowd
+# reads it again), and is listed failed when the key came alone.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
 require_qemu
@@ -84,3 +86,24 @@ ctl detach a >/dev/null && ctl detach c >/dev/null || die "detach"
 "$QEMU_IMG" compare -F raw "$T/a.qcow" "$T/a.shadow" >/dev/null || die "qemu-img: a differs"
 "$QEMU_IMG" compare -f raw -F raw "$T/b.raw" "$T/b.shadow" >/dev/null || die "qemu-img: b differs"
 jq -e '.attachments == []' "$STATE" >/dev/null || die "the state file still lists images"
+
+printf 'restart-secret\n' >"$T/pw"
+"$QCOWCTL" create -q --encrypt --key-file "$T/pw" "$T/e.qcow" 4M || die "create e"
+"$QCOWCTL" create -q --encrypt --key-file "$T/pw" "$T/k.qcow" 4M || die "create k"
+ctl attach --key-file "$T/pw" "$T/e.qcow" >/dev/null || die "attach e"
+printf '{"execute":"attach","arguments":{"path":"%s","key":"restart-secret"}}\n' "$T/k.qcow" |
+    "$DAEMON_TOOLS/ctlraw" "$SOCK" 1 | tail -n 1 | grep -q '"return"' || die "attach k"
+head -c 8192 /dev/urandom >"$T/e.data"
+"$DAEMON_TOOLS/ringio" "$SOCK" e.qcow write 0 8192 <"$T/e.data" || die "write e"
+"$DAEMON_TOOLS/ringio" "$SOCK" e.qcow flush || die "flush e"
+grep -q restart-secret "$STATE" && die "the state file holds a password"
+jq -e --arg pw "$T/pw" '[.attachments[] | select(.name == "e.qcow") | .["key-file"]] == [$pw]' \
+    "$STATE" >/dev/null || die "the key file is not recorded: $(cat "$STATE")"
+stop_daemon || die "qcowd exited non-zero at SIGTERM"
+start_daemon
+e_back() { [ "$(ctl --json query e.qcow | jq -r .state)" = running ]; }
+wait_until e_back || die "the encrypted image did not come back: $(ctl list)"
+"$DAEMON_TOOLS/ringio" "$SOCK" e.qcow read 0 8192 | cmp - "$T/e.data" || die "e differs"
+ctl --json query k.qcow | jq -r .error | grep -q "attached with a key, which qcowd does not record" ||
+    die "k: $(ctl --json query k.qcow)"
+ctl detach e.qcow >/dev/null && ctl detach k.qcow >/dev/null || die "detach e, k"
