@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +54,32 @@ static void make_parents(const char *path)
         mkdir(dir, 0700);
         *p = '/';
     }
+}
+
+/* One qcowd per state file: two would attach the same images and write
+ * over each other's records.  The lock (on PATH.lock, which the atomic
+ * rename never replaces) lasts as long as this qcowd.  false: the file is
+ * not ours, and qcowd goes on without one. */
+static bool lock_state(const char *path)
+{
+    char lock[PATH_MAX];
+    int fd;
+
+    if (snprintf(lock, sizeof lock, "%s.lock", path) >= (int)sizeof lock)
+        return false;
+    if ((fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
+        log_error("%s: cannot open: %s; running without a state file", lock, strerror(errno));
+        return false;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK)
+            log_error("%s: another qcowd uses this state file; running without one", path);
+        else
+            log_error("%s: cannot lock: %s; running without a state file", lock, strerror(errno));
+        close(fd);
+        return false;
+    }
+    return true;                /* fd stays open, with the lock, until we exit */
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -432,6 +459,12 @@ void state_restore(struct supervisor *s)
 
     if (!s->state_path)
         return;
+    make_parents(s->state_path);
+    if (!lock_state(s->state_path)) {
+        free(s->state_path);
+        s->state_path = NULL;
+        return;
+    }
     if (!(text = read_state(s->state_path, &r))) {
         if (r == -EPERM)
             log_error("%s: not re-attaching: the state file must belong to uid %u and not be "

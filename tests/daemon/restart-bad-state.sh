@@ -97,3 +97,17 @@ raw_attach "{\"path\":\"$T/a.qcow\",\"key-file\":\"$T/nopw\"}" |
 raw_attach "{\"path\":\"$T/a.qcow\",\"key-file\":\"$T/empty-pw\"}" |
     grep -q "the key file holds no password" || die "an empty key-file was taken"
 nothing_attached
+
+# One qcowd per state file: a second one on another socket runs without it.
+ctl attach "$T/a.qcow" >/dev/null || die "attach"
+cp "$STATE" "$T/state.before"
+"$QCOWD" --socket "$T/second.sock" --worker "$QCOWD_WORKER" --state-file "$STATE" \
+    2>"$T/second.log" &
+second=$!
+wait_until test -S "$T/second.sock" || die "the second qcowd did not start: $(cat "$T/second.log")"
+kill "$second"; wait "$second"
+grep -q "$STATE: another qcowd uses this state file; running without one" "$T/second.log" ||
+    die "the second qcowd did not say why: $(cat "$T/second.log")"
+cmp "$STATE" "$T/state.before" || die "the second qcowd changed the state file"
+[ "$(ctl --json query a.qcow | jq -r .state)" = running ] || die "the first qcowd lost a.qcow"
+ctl detach a.qcow >/dev/null || die "detach"

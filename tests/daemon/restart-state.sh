@@ -48,7 +48,7 @@ rm -f "$SOCK"                   # left by the killed qcowd: start_daemon waits f
 [ -f "$STATE" ] || die "no state file at $STATE"
 [ "$(stat -c %a "$STATE")" = 600 ] || die "the state file is mode $(stat -c %a "$STATE")"
 grep -q '"key' "$STATE" && die "the state file mentions a key"
-ls "$T" | grep -q 'qcowd-state.json\.' && die "a temporary state file was left behind"
+ls "$T" | grep -Eq '^qcowd-state\.json\.[A-Za-z0-9]{6}$' && die "a temporary state file was left behind"
 
 start_daemon
 all_running() { [ "$(ctl --json list | jq '[.[] | select(.state == "running")] | length')" = 3 ]; }
