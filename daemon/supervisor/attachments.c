@@ -573,7 +573,8 @@ void attachment_detach(struct supervisor *s, struct attachment *att, struct clie
         if (att->proc.pid > 0)
             kill(att->proc.pid, SIGKILL);
         attachment_release_image(att);
-        client_reply(c, id, NULL);
+        if (c)                  /* NULL: qcowd is stopping */
+            client_reply(c, id, NULL);
         attachment_free(s, att);
         return;
     }

@@ -8,10 +8,11 @@
 . "$top_srcdir/tests/daemon/lib.sh"
 require_qemu
 STATE=$T/qcowd-state.json
+DAEMON_STATE=$STATE
 "$QEMU_IMG" create -f qcow "$T/a.qcow" 8M >/dev/null
 
 restart() {
-    stop_daemon >/dev/null 2>&1
+    stop_daemon || die "qcowd did not stop cleanly (exit $?)"
     : >"$T/qcowd.log"
     start_daemon
 }
@@ -83,6 +84,10 @@ ctl --json query locked | jq -r .error | grep -q "attached with a key, which qco
     die "locked: $(ctl --json query locked)"
 jq -e '[.attachments[].name] | sort == ["a", "gone", "locked"]' "$STATE" >/dev/null ||
     die "the failed images are no longer recorded: $(cat "$STATE")"
+# Stopping with failed images: a clean exit, and they stay recorded.
+restart
+wait_until running || die "a did not come back: $(ctl list)"
+[ "$(ctl --json query gone | jq -r .state)" = failed ] || die "gone did not stay failed"
 ctl detach gone >/dev/null && ctl detach locked >/dev/null || die "cannot detach a failed image"
 jq -e '[.attachments[].name] == ["a"]' "$STATE" >/dev/null || die "detach not recorded"
 ctl detach a >/dev/null || die "detach a"

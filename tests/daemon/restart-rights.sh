@@ -15,6 +15,7 @@ GROUP=$(getent group 65534 | cut -d: -f1)
 [ -n "$GROUP" ] || skip "no group 65534"
 chmod 755 "$T"
 STATE=$T/qcowd-state.json
+DAEMON_STATE=$STATE
 
 as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
 nobody_ctl() { as_nobody "$QCOWCTL" --socket "$SOCK" "$@"; }

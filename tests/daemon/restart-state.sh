@@ -11,6 +11,7 @@
 . "$top_srcdir/tests/daemon/lib.sh"
 require_qemu
 STATE=$T/qcowd-state.json
+DAEMON_STATE=$STATE
 start_daemon
 
 "$QEMU_IMG" create -f qcow "$T/a.qcow" 32M >/dev/null
