@@ -524,6 +524,7 @@ static int restore_failed(struct supervisor *s, const struct attach_args *a,
         return -ENOMEM;
     }
     att->limits.spawn.group_fd = -1;
+    json_object_object_del(entry, "worker-pid");        /* gone; its number may be reused */
     att->restore_entry = json_object_get(entry);
     att->recorded = true;
     att->next = s->attachments;
@@ -626,6 +627,7 @@ void attachment_detached(struct supervisor *s, struct attachment *att, const cha
 
 void attachments_stop_all(struct supervisor *s)
 {
+    state_flush(s);             /* what this round changed; stopping changes nothing */
     s->stopping = true;
     sd_notify(0, "STOPPING=1");
     for (struct attachment *att = s->attachments, *next; att; att = next) {

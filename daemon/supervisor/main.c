@@ -364,6 +364,7 @@ static int run(struct supervisor *s)
         attachments_tick(s);
         exports_tick(s);
         clients_tick(s);
+        state_flush(s);
         clients_flush(s);
         empty_graveyard(s);
     }

@@ -200,13 +200,20 @@ static int replace_file(const char *path, const char *text)
 
 void state_save(struct supervisor *s)
 {
+    /* Stopping detaches everything: what was attached stays recorded, to
+     * be attached again at the next start. */
+    if (s->state_path && !s->stopping)
+        s->state_dirty = true;
+}
+
+void state_flush(struct supervisor *s)
+{
     json_object *state;
     int r;
 
-    /* Stopping detaches everything: what was attached stays recorded, to
-     * be attached again at the next start. */
-    if (!s->state_path || s->stopping)
+    if (!s->state_dirty)
         return;
+    s->state_dirty = false;
     state = state_of(s);
     make_parents(s->state_path);
     r = replace_file(s->state_path,
@@ -498,4 +505,5 @@ void state_restore(struct supervisor *s)
     }
     json_object_put(list);
     state_save(s);
+    state_flush(s);
 }

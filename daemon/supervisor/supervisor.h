@@ -168,6 +168,7 @@ struct supervisor {
     struct export *exports;
     struct limit_group *limit_groups;   /* throttling.c */
     char *state_path;           /* the state file (state_file.c), NULL: none */
+    bool state_dirty;           /* the table changed since it was written */
 };
 
 /* server.c: the socket and connections */
@@ -279,8 +280,13 @@ uint64_t mono_ns(void);
 /* state_file.c: attachments recorded for the next start (doc/restart.md) */
 /* The default state file for this user, or NULL (no $HOME). */
 char *state_default_path(void);
-/* Record what is attached now (nothing while stopping). */
+/* What is attached changed: it is recorded by state_flush (nothing changes
+ * while stopping). */
 void state_save(struct supervisor *s);
+/* Write the state file if it changed: at the end of each round of events,
+ * before any answer goes out, so an attach is recorded before it is
+ * acknowledged; and before stopping. */
+void state_flush(struct supervisor *s);
 /* Attach again what the state file records; a damaged file is put aside. */
 void state_restore(struct supervisor *s);
 
