@@ -240,8 +240,9 @@ static int check_state_file(int fd, struct stat *st)
     return 0;
 }
 
-/* The file's text, NUL-terminated; NULL with *err (-ENOENT: there is none). */
-static char *read_state(const char *path, int *err)
+/* The file's text (*len bytes, and a NUL after them); NULL with *err
+ * (-ENOENT: there is none). */
+static char *read_state(const char *path, size_t *len, int *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     struct stat st;
@@ -270,7 +271,8 @@ static char *read_state(const char *path, int *err)
         free(buf);
         return NULL;
     }
-    buf[(size_t)n < size ? (size_t)n : size] = '\0';
+    *len = (size_t)n < size ? (size_t)n : size;
+    buf[*len] = '\0';
     return buf;
 }
 
@@ -399,12 +401,12 @@ static void wait_for_old_workers(json_object *list)
 }
 
 /* The entries of a state file, checked; NULL (and why) when unusable. */
-static json_object *parse_state(const char *text, char *why, size_t len)
+static json_object *parse_state(const char *text, size_t end, char *why, size_t len)
 {
     struct json_tokener *tok = json_tokener_new_ex(JSON_READ_MAX_DEPTH);
     json_object *state, *list;
     enum json_tokener_error e;
-    size_t end = strlen(text), parsed;
+    size_t parsed;
     int64_t version;
 
     while (end > 0 && strchr(" \t\r\n", text[end - 1]))
@@ -461,7 +463,7 @@ void state_restore(struct supervisor *s)
     json_object *list;
     char why[256];
     char *text;
-    size_t n;
+    size_t n, len;
     int r;
 
     if (!s->state_path)
@@ -472,15 +474,17 @@ void state_restore(struct supervisor *s)
         s->state_path = NULL;
         return;
     }
-    if (!(text = read_state(s->state_path, &r))) {
-        if (r == -EPERM)
-            log_error("%s: not re-attaching: the state file must belong to uid %u and not be "
-                      "writable by others", s->state_path, (unsigned)geteuid());
-        else if (r != -ENOENT)
+    if (!(text = read_state(s->state_path, &len, &r))) {
+        if (r == -EPERM) {
+            snprintf(why, sizeof why, "it must belong to uid %u and be writable by nobody else",
+                     (unsigned)geteuid());
+            put_aside(s->state_path, why);
+        } else if (r != -ENOENT) {
             log_error("%s: cannot read the state file: %s", s->state_path, strerror(-r));
+        }
         return;
     }
-    list = parse_state(text, why, sizeof why);
+    list = parse_state(text, len, why, sizeof why);
     free(text);
     if (list && !entries_usable(list, why, sizeof why)) {
         json_object_put(list);

@@ -60,15 +60,21 @@ for bad in '{"qcowd-state": 2, "attachments": []}' '{"qcowd-state": 1, "attachme
     grep -q "error: $STATE: .*nothing is re-attached" "$T/qcowd.log" || die "no error for: $bad"
 done
 
-# A file others may write is not believed (and left where it is).
+# A file others may write is not believed; nor is one with a NUL byte.
 write_state "$(entry a "$T/a.qcow")"
 chmod 666 "$STATE"
 rm -f "$STATE.bad"
 restart
 nothing_attached
-grep -q "$STATE: not re-attaching: the state file must belong to uid $(id -u) and not be writable" \
+grep -q "$STATE: it must belong to uid $(id -u) and be writable by nobody else; nothing is re-attached" \
     "$T/qcowd.log" || die "a world-writable state file was not refused"
-[ -f "$STATE" ] && [ ! -f "$STATE.bad" ] || die "the refused file was moved"
+[ ! -e "$STATE" ] && [ -f "$STATE.bad" ] || die "the refused file was not put aside"
+rm -f "$STATE.bad"
+{ printf '{"qcowd-state": 1, "attachments": [%s]}' "$(entry a "$T/a.qcow")"; printf '\0junk'; } >"$STATE"
+chmod 600 "$STATE"
+restart
+nothing_attached
+grep -q "$STATE: is not JSON: .*nothing is re-attached" "$T/qcowd.log" || die "a NUL byte was taken"
 
 # Images that cannot come back: listed as failed, still recorded, and
 # detachable; the others come back.
