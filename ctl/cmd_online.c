@@ -459,7 +459,7 @@ static int run_attach(struct cli *cli, const struct cli_command *cmd, int argc, 
     _cleanup_(ctl_close) struct ctl_conn c = CTL_CONN_CLOSED;
     struct cli_key key;
     _cleanup_json_ json_object *args = NULL, *ret = NULL;
-    _cleanup_free_ char *path = NULL;
+    _cleanup_free_ char *path = NULL, *key_path = NULL;
     _cleanup_close_ int fd = -1;
     bool have_key;
     int r;
@@ -501,6 +501,9 @@ static int run_attach(struct cli *cli, const struct cli_command *cmd, int argc, 
                                                                         (int)key.len));
         key_wipe(&key);
     }
+    /* Recorded by qcowd, which reads the key there again after a restart. */
+    if (a.key_file && (key_path = absolute_path(a.key_file)))
+        json_object_object_add(args, "key-file", json_object_new_string(key_path));
     r = ctl_call_fd(&c, "attach", args, fd, &ret);
     wipe_key_arg(args);
     if (r != CLI_EXIT_OK)

@@ -25,7 +25,7 @@ say "An image, as qemu-img would make it"
 step "$QCOWCTL" create disk.qcow 64M
 
 say "The daemon, on a private socket (logs go to qcowd.log)"
-"$QCOWD" --socket "$sock" --worker "$WORKER" 2>qcowd.log &
+"$QCOWD" --socket "$sock" --worker "$WORKER" --no-state 2>qcowd.log &
 daemon=$!
 for _ in $(seq 1 600); do [ -S "$sock" ] && break; sleep 0.05; done
 echo "qcowd running as pid $daemon on $sock"

@@ -3,6 +3,7 @@
  * its starts, deaths and restarts in recovery.c. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include "error.h"
 #include "fdpass.h"
 #include "attachment_internal.h"
+#include "json_read.h"
 #include "lock.h"
 #include "log.h"
 
@@ -169,12 +171,16 @@ void attachment_free(struct supervisor *s, struct attachment *att)
     if (att->key)
         explicit_bzero(att->key, strlen(att->key));
     free(att->key);
+    free(att->key_file);
     free(att->path);
     free(att->caller_arg);
     free(att->format);
     free(att->error);
     free(att->io_error);
+    json_object_put(att->restore_entry);
     bury(s, &att->watch, att);
+    if (att->recorded)
+        state_save(s);
     status_to_systemd(s);
 }
 
@@ -260,7 +266,7 @@ static bool same_file_attached(struct supervisor *s, const struct stat *st)
 }
 
 struct attach_args {
-    const char *path, *name, *cache, *format, *key;
+    const char *path, *name, *cache, *format, *key, *key_file;
     bool read_only;
     bool fd;                    /* the image's descriptor came with the request */
     unsigned poll_us;
@@ -282,6 +288,7 @@ static bool parse_attach(struct client *c, json_object *id, json_object *args, s
     a->cache = string_arg(args, "cache", &bad);
     a->format = string_arg(args, "format", &bad);
     a->key = string_arg(args, "key", &bad);
+    a->key_file = string_arg(args, "key-file", &bad);
     a->read_only = bool_arg(args, "read-only", &bad);
     a->fd = bool_arg(args, "fd", &bad);
     a->poll_us = uint_arg(args, "poll-us", MAX_POLL_US, &bad);
@@ -292,10 +299,15 @@ static bool parse_attach(struct client *c, json_object *id, json_object *args, s
         bad = true;
     if (bad || !a->path || !*a->path) {
         client_error(c, id, "InvalidParameter",
-                     "attach takes 'path' (string, required), 'name', 'cache', 'format', 'key' "
-                     "(strings), 'read-only', 'fd' (booleans), 'poll-us' (integer, 0 to %d), "
+                     "attach takes 'path' (string, required), 'name', 'cache', 'format', 'key', "
+                     "'key-file' (strings), 'read-only', 'fd' (booleans), 'poll-us' (integer, 0 "
+                     "to %d), "
                      "'ring-page-order' (integer, 0 to %u) and 'data-pages' (integer, %u to %u)",
                      MAX_POLL_US, QCOWRING_MAX_RING_PAGE_ORDER, MIN_DATA_PAGES, MAX_DATA_PAGES);
+        return false;
+    }
+    if (a->key_file && a->key_file[0] != '/') {
+        client_error(c, id, "InvalidParameter", "'key-file' must be an absolute path");
         return false;
     }
     if (!a->name)
@@ -331,20 +343,22 @@ static bool admissible(struct supervisor *s, struct client *c, json_object *id,
     return limits_admit_image(s, c, id);
 }
 
-/* The image, opened with the caller's rights (caller.c); an error reply
- * when that fails. */
+/* The image, opened with the rights of who (caller.c); an error reply
+ * when that fails.  c is NULL for a restore, which passes no descriptor. */
 static int open_for_caller(struct supervisor *s, struct client *c, json_object *id,
-                           const struct attach_args *a, struct opened_image *img)
+                           const struct attach_args *a, const struct identity *who,
+                           struct opened_image *img)
 {
     int passed = -1, r;
 
+    assert(c || !a->fd);
     if (a->fd && (passed = client_take_fd(c)) < 0) {
         client_error(c, id, "InvalidParameter",
                      "'fd' is true, but no descriptor came with the request");
         return -EINVAL;
     }
     qc_clear_error();
-    r = caller_open_image(&c->who, a->path, passed, a->read_only, img);
+    r = caller_open_image(who, a->path, passed, a->read_only, img);
     if (passed >= 0)
         close(passed);
     if (r < 0) {
@@ -356,6 +370,45 @@ static int open_for_caller(struct supervisor *s, struct client *c, json_object *
         close(img->fd);
         free(img->path);
         return -EEXIST;
+    }
+    return 0;
+}
+
+/* The password in path's first line (as qcowctl reads a --key-file), read
+ * with the rights of who.  0, or an error reply. */
+static int read_key_file(struct client *c, json_object *id, const struct identity *who,
+                         const char *path, char key[static KEY_FILE_MAX + 1])
+{
+    int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, fd;
+    ssize_t n;
+    char *end;
+
+    if (!caller_privileged(who))
+        fd = identity_open(who, path, flags);
+    else if ((fd = open(path, flags)) < 0)
+        fd = -errno;
+    if (fd < 0) {
+        client_error(c, id, error_class_of(fd), "%s: cannot open the key file: %s", path,
+                     strerror(-fd));
+        return fd;
+    }
+    n = read(fd, key, KEY_FILE_MAX + 1);
+    close(fd);
+    if (n < 0) {
+        client_error(c, id, "ImageError", "%s: cannot read the key file: %s", path,
+                     strerror(errno));
+        return -EIO;
+    }
+    key[n < KEY_FILE_MAX ? n : KEY_FILE_MAX] = '\0';
+    if ((end = memchr(key, '\n', (size_t)n)))
+        *end = '\0';
+    else if (n > KEY_FILE_MAX)
+        key[0] = '\0';         /* longer than qcowctl takes */
+    if (key[0] == '\0' || strlen(key) != (size_t)(end ? end - key : n)) {
+        explicit_bzero(key, KEY_FILE_MAX + 1);
+        client_error(c, id, "InvalidParameter", "%s: the key file holds no password of 1 to %d "
+                     "bytes on its first line (or it holds a NUL byte)", path, KEY_FILE_MAX);
+        return -EINVAL;
     }
     return 0;
 }
@@ -379,6 +432,7 @@ static struct attachment *attachment_new(const struct attach_args *a, struct ope
         att->caller_arg = strdup(caller);
     att->format = a->format ? strdup(a->format) : NULL;
     att->key = a->key ? strdup(a->key) : NULL;
+    att->key_file = a->key_file ? strdup(a->key_file) : NULL;
     att->read_only = a->read_only;
     att->writeback = a->cache && strcmp(a->cache, "writeback") == 0;
     att->poll_us = a->poll_us;
@@ -390,28 +444,42 @@ static struct attachment *attachment_new(const struct attach_args *a, struct ope
     return att;
 }
 
-int attachment_start(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+/* An attach by who (c NULL: a restore, whose errors go to the log).  The
+ * new attachment, or NULL after an error reply. */
+static struct attachment *attach_as(struct supervisor *s, struct client *c, json_object *id,
+                                    json_object *args, const struct identity *who)
 {
     struct attach_args a;
     struct opened_image img;
     struct attachment *att;
+    char key[KEY_FILE_MAX + 1];
     int r;
 
-    if (!parse_attach(c, id, args, &a) || !admissible(s, c, id, &a) ||
-        open_for_caller(s, c, id, &a, &img) < 0)
-        return -EINVAL;
-    if (!(att = attachment_new(&a, &img, &c->who))) {
+    if (!parse_attach(c, id, args, &a) || !admissible(s, c, id, &a))
+        return NULL;
+    if (a.key_file && !a.key) {
+        if (read_key_file(c, id, who, a.key_file, key) < 0)
+            return NULL;
+        a.key = key;
+    }
+    r = open_for_caller(s, c, id, &a, who, &img);
+    att = r < 0 ? NULL : attachment_new(&a, &img, who);
+    if (a.key == key)
+        explicit_bzero(key, sizeof key);
+    if (r < 0)
+        return NULL;
+    if (!att) {
         client_error(c, id, "GenericError", "out of memory");
         close(img.fd);
         free(img.path);
-        return -ENOMEM;
+        return NULL;
     }
     att->next = s->attachments;
     s->attachments = att;
     s->nimages++;
-    if ((r = throttling_attach(s, att, c, id, args)) < 0) {
+    if (throttling_attach(s, att, c, id, args) < 0) {
         attachment_free(s, att);
-        return r;
+        return NULL;
     }
     /* Every worker of the attachment gets a copy of the locked descriptor,
      * and the lock lasts while any copy is open. */
@@ -421,7 +489,7 @@ int attachment_start(struct supervisor *s, struct client *c, json_object *id, js
     if (r < 0) {
         client_error(c, id, error_class_of(r), "%s", qc_error_message(r));
         attachment_free(s, att);
-        return r;
+        return NULL;
     }
     if ((r = attachment_launch(s, att, false)) < 0) {
         char why[512];
@@ -432,12 +500,70 @@ int attachment_start(struct supervisor *s, struct client *c, json_object *id, js
             client_error(c, id, "WorkerError", "%s: cannot run %s: %s", att->name,
                          s->worker_path, strerror(-r));
         attachment_free(s, att);
-        return r;
+        return NULL;
     }
     call_push(att, CALL_ATTACH, c, id, "attach");
     log_info("%s: attaching %s (worker pid %d)", att->name, att->path, (int)att->proc.pid);
+    return att;
+}
+
+int attachment_start(struct supervisor *s, struct client *c, json_object *id, json_object *args)
+{
+    return attach_as(s, c, id, args, &c->who) ? 0 : -EINVAL;
+}
+
+/* A recorded attachment that cannot be attached again (its file is gone,
+ * unreadable, locked by someone else...): it stays listed as failed, with
+ * the reason, and recorded as it was, until it is detached. */
+static int restore_failed(struct supervisor *s, const struct attach_args *a,
+                          const struct identity *who, json_object *entry, const char *why)
+{
+    struct opened_image none = { .fd = -1, .path = strdup(a->path) };
+    struct attachment *att;
+
+    if (!none.path || !(att = attachment_new(a, &none, who))) {
+        free(none.path);
+        return -ENOMEM;
+    }
+    att->limits.spawn.group_fd = -1;
+    json_object_object_del(entry, "worker-pid");        /* gone; its number may be reused */
+    att->restore_entry = json_object_get(entry);
+    att->recorded = true;
+    att->next = s->attachments;
+    s->attachments = att;
+    s->nimages++;
+    attachment_mark_failed(s, att, why);
+    return -EIO;
+}
+
+int attachment_restore(struct supervisor *s, json_object *args, const struct identity *who,
+                       json_object *entry)
+{
+    struct attach_args a;
+    struct attachment *att;
+    bool key_given = false;
+    char why[1100];
+
+    if (!parse_attach(NULL, NULL, args, &a))
+        return -EINVAL;         /* logged: it names the option */
+    if (attachment_find(s, a.name)) {
+        log_error("%s: recorded twice in the state file: the second is dropped", a.name);
+        return -EEXIST;
+    }
+    if (json_read_bool(entry, "key-given", &key_given) && key_given && !a.key_file)
+        return restore_failed(s, &a, who, entry,
+                              "it was attached with a key, which qcowd does not record: "
+                              "detach it and attach it again with its key");
+    if (!(att = attach_as(s, NULL, NULL, args, who))) {
+        snprintf(why, sizeof why, "cannot attach it again: %s", client_unsent_error());
+        return restore_failed(s, &a, who, entry, why);
+    }
+    att->recorded = true;
+    att->restoring = true;
     return 0;
 }
+
+
 
 /* ---- detach and housekeeping -------------------------------------------- */
 
@@ -450,7 +576,8 @@ void attachment_detach(struct supervisor *s, struct attachment *att, struct clie
         if (att->proc.pid > 0)
             kill(att->proc.pid, SIGKILL);
         attachment_release_image(att);
-        client_reply(c, id, NULL);
+        if (c)                  /* NULL: qcowd is stopping */
+            client_reply(c, id, NULL);
         attachment_free(s, att);
         return;
     }
@@ -502,6 +629,7 @@ void attachment_detached(struct supervisor *s, struct attachment *att, const cha
 
 void attachments_stop_all(struct supervisor *s)
 {
+    state_flush(s);             /* what this round changed; stopping changes nothing */
     s->stopping = true;
     sd_notify(0, "STOPPING=1");
     for (struct attachment *att = s->attachments, *next; att; att = next) {

@@ -144,8 +144,10 @@ static void cmd_limit(struct supervisor *s, struct client *c, json_object *id, j
 {
     struct attachment *att = named_attachment(s, c, id, args);
 
-    if (att)
+    if (att) {
         throttling_command(s, att, c, id, args);
+        state_save(s);          /* the image's limits, or its group's */
+    }
 }
 
 static void cmd_resize(struct supervisor *s, struct client *c, json_object *id, json_object *args)
@@ -248,7 +250,7 @@ static void cmd_shutdown(struct supervisor *s, struct client *c, json_object *id
 static const char *const no_args[] = { NULL };
 static const char *const name_arg[] = { "name", NULL };
 static const char *const attach_args[] = { "path", "name", "read-only", "cache", "format", "key",
-                                           "poll-us", "ring-page-order", "data-pages", "io-limits",
+                                           "key-file", "poll-us", "ring-page-order", "data-pages", "io-limits",
                                            "fd", NULL };
 static const char *const limit_args[] = { "name", "io-limits", "reset", NULL };
 static const char *const resize_args[] = { "name", "size", NULL };

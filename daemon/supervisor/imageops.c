@@ -506,6 +506,7 @@ void imageops_snapshot_answered(struct supervisor *s, struct attachment *att, st
     json_object_object_add(data, "path", json_object_new_string(att->path));
     json_object_object_add(data, "backing", json_object_new_string(p->backing));
     log_info("%s: serving %s now, over %s", att->name, att->path, p->backing);
+    state_save(s);              /* a restart must attach the new top, not the old */
     if (p->existing)
         attachment_forward(s, att, c, id, "resume");    /* its answer is the client's */
     else if (c)
@@ -712,6 +713,7 @@ static const char *commit_completed(struct supervisor *s, struct attachment *att
     json_object_object_add(ev, "copied", json_object_new_int64(copied));
     json_object_object_add(ev, "passes", json_object_new_int64(passes));
     log_info("%s: committed %s; serving %s now", att->name, p->overlay, att->path);
+    state_save(s);              /* a restart must attach the backing file now */
     commit_ended(att);
     commit_event(s, att, "commit-completed", ev);
     return NULL;

@@ -35,6 +35,7 @@
 static const char *log_file;
 static const char *worker_user_name;    /* --worker-user */
 static char worker_user_arg[32];        /* "UID:GID" for the workers */
+static const char *state_file_arg;      /* --state-file, "" for none */
 
 static void usage(FILE *f)
 {
@@ -59,6 +60,11 @@ static void usage(FILE *f)
         "                          default: qcowd, or nobody when there is no qcowd user)\n"
         "      --nbdkit=PATH       nbdkit, for NBD exports (default: nbdkit in $PATH)\n"
         "      --nbdkit-plugin=PATH  nbdkit-qcowd-plugin.so (default %s)\n"
+        "      --state-file=PATH   record attachments there and attach them again at start\n"
+        "                          (default /var/lib/qcowd/attachments.json as root,\n"
+        "                          $XDG_STATE_HOME/qcowd/attachments.json otherwise;\n"
+        "                          an empty PATH: none; see doc/restart.md)\n"
+        "      --no-state          record nothing, attach nothing at start\n"
         "  -l, --log-level=LEVEL   error, warning, info (default) or debug\n"
         "      --log-file=PATH     log there instead of stderr (reopened on SIGHUP)\n"
         "  -h, --help              show this help\n"
@@ -191,7 +197,8 @@ static int resolve_worker_user(struct supervisor *s)
 static int parse_options(int argc, char **argv, struct supervisor *s)
 {
     enum { OPT_MAX_CLIENTS = 256, OPT_MAX_IMAGES, OPT_WORKER, OPT_LOG_FILE, OPT_NBDKIT,
-           OPT_NBDKIT_PLUGIN, OPT_IDLE_TIMEOUT, OPT_BACKING_DIR, OPT_WORKER_USER };
+           OPT_NBDKIT_PLUGIN, OPT_IDLE_TIMEOUT, OPT_BACKING_DIR, OPT_WORKER_USER,
+           OPT_STATE_FILE, OPT_NO_STATE };
     static const struct option opts[] = {
         { "socket", required_argument, NULL, 's' },
         { "group", required_argument, NULL, 'g' },
@@ -205,6 +212,8 @@ static int parse_options(int argc, char **argv, struct supervisor *s)
         { "nbdkit-plugin", required_argument, NULL, OPT_NBDKIT_PLUGIN },
         { "backing-dir", required_argument, NULL, OPT_BACKING_DIR },
         { "worker-user", required_argument, NULL, OPT_WORKER_USER },
+        { "state-file", required_argument, NULL, OPT_STATE_FILE },
+        { "no-state", no_argument, NULL, OPT_NO_STATE },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -237,6 +246,8 @@ static int parse_options(int argc, char **argv, struct supervisor *s)
             break;
         case OPT_WORKER: s->worker_path = optarg; break;
         case OPT_WORKER_USER: worker_user_name = optarg; break;
+        case OPT_STATE_FILE: state_file_arg = optarg; break;
+        case OPT_NO_STATE: state_file_arg = ""; break;
         case 'l':
             if ((level = log_level_parse(optarg)) < 0) {
                 fprintf(stderr, "qcowd: unknown log level '%s'\n", optarg);
@@ -353,6 +364,7 @@ static int run(struct supervisor *s)
         attachments_tick(s);
         exports_tick(s);
         clients_tick(s);
+        state_flush(s);
         clients_flush(s);
         empty_graveyard(s);
     }
@@ -406,6 +418,11 @@ int main(int argc, char **argv)
     limits_init(&s);
     log_info("%s ready (worker %s, running as %s)", PACKAGE_STRING, s.worker_path,
              s.worker_user ? s.worker_user : "qcowd's user");
+    if (state_file_arg)
+        s.state_path = state_file_arg[0] ? strdup(state_file_arg) : NULL;
+    else if (!(s.state_path = state_default_path()))
+        log_warning("no state file (no $HOME): attachments are not re-attached at the next start");
+    state_restore(&s);
     r = run(&s);
     stop_listening(&s);
     exports_free_all(&s);
@@ -415,6 +432,7 @@ int main(int argc, char **argv)
     empty_graveyard(&s);
     log_info("stopped");
     free(s.socket_path);
+    free(s.state_path);
     free(s.exiting);
     for (unsigned i = 0; s.backing_dirs[i]; i++)
         free((char *)s.backing_dirs[i]);

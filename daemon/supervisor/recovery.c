@@ -115,8 +115,16 @@ void attachment_started(struct supervisor *s, struct attachment *att)
         broadcast_event(s, "worker-restarted", d);
     } else {
         json_object_object_add(d, "path", json_object_new_string(att->path));
+        if (att->restoring)
+            json_object_object_add(d, "restored", json_object_new_boolean(true));
         broadcast_event(s, "image-attached", d);
     }
+    if (att->restoring)
+        log_info("%s: attached again from the state file (worker pid %d)", att->name,
+                 (int)att->proc.pid);
+    att->restoring = false;
+    att->recorded = true;
+    state_save(s);              /* a new attachment, or its worker's new pid */
     if (call && call->client)
         client_reply(call->client, call->id, attachment_describe(att, true));
     if (call)
@@ -365,6 +373,17 @@ static void start_ended(struct supervisor *s, struct attachment *att)
         return;
     }
     attachment_release_image(att);
+    if (att->restoring) {
+        /* Recorded: it stays, failed, until someone detaches it. */
+        char why[600];
+        att->restoring = false;
+        if ((call = call_take(att, CALL_ATTACH)))
+            call_free(call);
+        snprintf(why, sizeof why, "cannot attach it again: %s",
+                 att->error ? att->error : "the worker exited during start-up");
+        attachment_mark_failed(s, att, why);
+        return;
+    }
     if ((call = call_take(att, CALL_ATTACH))) {
         if (call->client)
             client_error(call->client, call->id, start_error_class(att->start_error), "%s",

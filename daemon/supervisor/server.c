@@ -278,6 +278,13 @@ void client_reply(struct client *c, json_object *id, json_object *ret)
     client_send(c, msg, NULL, 0);
 }
 
+static char unsent_error[1024];
+
+const char *client_unsent_error(void)
+{
+    return unsent_error;
+}
+
 void client_error(struct client *c, json_object *id, const char *cls, const char *fmt, ...)
 {
     json_object *msg = json_object_new_object(), *err = json_object_new_object();
@@ -287,6 +294,13 @@ void client_error(struct client *c, json_object *id, const char *cls, const char
     va_start(ap, fmt);
     vsnprintf(desc, sizeof desc, fmt, ap);
     va_end(ap);
+    if (!c) {
+        log_error("%s", desc);
+        snprintf(unsent_error, sizeof unsent_error, "%s", desc);
+        json_object_put(msg);
+        json_object_put(err);
+        return;
+    }
     json_object_object_add(err, "class", json_object_new_string(cls));
     json_object_object_add(err, "desc", json_object_new_string(desc));
     json_object_object_add(msg, "error", err);

@@ -25,6 +25,7 @@
 #define IDLE_TIMEOUT_DEFAULT_S 10
 #define MAX_PASSED_FDS 4        /* descriptors a connection may have sent and not used */
 #define MAX_BACKING_DIRS 8
+#define KEY_FILE_MAX 1024       /* a password's bytes, as qcowctl reads a --key-file */
 
 enum watch_kind { WATCH_LISTEN, WATCH_SIGNAL, WATCH_CLIENT, WATCH_WORKER };
 
@@ -109,6 +110,7 @@ struct attachment {
     unsigned data_pages;        /* 0: the worker's default */
     char *format;
     char *key;
+    char *key_file;             /* where the key came from, when the attach said */
     enum attachment_state state;
     bool paused;                /* by a client: a restarted worker starts paused too */
     struct worker_proc proc;
@@ -131,6 +133,9 @@ struct attachment {
     struct client *owner;       /* the connection that holds the ring */
     struct snapshot_pending *snapshot;  /* a snapshot's new top, until the worker answers */
     struct commit_pending *commit;      /* a live commit under way */
+    bool recorded;              /* in the state file (state_file.c) */
+    bool restoring;             /* attached again from the state file, not serving yet */
+    json_object *restore_entry; /* recorded, never started here: kept as it was read */
     struct call *calls;         /* in the order they were sent */
     uint64_t next_seq;
     struct attachment *next;
@@ -166,6 +171,8 @@ struct supervisor {
     const char *nbdkit_plugin;
     struct export *exports;
     struct limit_group *limit_groups;   /* throttling.c */
+    char *state_path;           /* the state file (state_file.c), NULL: none */
+    bool state_dirty;           /* the table changed since it was written */
 };
 
 /* server.c: the socket and connections */
@@ -184,8 +191,11 @@ void clients_tick(struct supervisor *s);
  * much unread, and close those marked closing. */
 void clients_flush(struct supervisor *s);
 void client_reply(struct client *c, json_object *id, json_object *ret);
+/* c may be NULL (an attach from the state file): the error is logged, and
+ * kept for client_unsent_error. */
 void client_error(struct client *c, json_object *id, const char *cls, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+const char *client_unsent_error(void);
 /* Queue msg (consumed) for the client, with copies of fds that go with its
  * first byte.  It goes out at the end of this round of events (clients_flush),
  * after whatever else the round changes: a detach is answered once the
@@ -262,6 +272,11 @@ void attachments_forget_client(struct supervisor *s, struct client *c);
 /* The owner let go of att's ring (disconnect, or its connection closed). */
 void attachment_ring_released(struct attachment *att);
 void attachments_stop_all(struct supervisor *s);
+/* Attach again what the state file recorded (args: its attach arguments,
+ * who: the rights its attach used, entry: as read).  One that cannot be
+ * stays listed (and recorded) as failed.  0 or -errno. */
+int attachment_restore(struct supervisor *s, json_object *args, const struct identity *who,
+                       json_object *entry);
 const char *attachment_state_name(enum attachment_state st);
 
 /* exports.c: supervised NBD exports (nbdkit with nbdkit-qcowd-plugin) */
@@ -281,6 +296,19 @@ json_object *exports_describe_for(struct supervisor *s, const struct attachment 
 void exports_free_all(struct supervisor *s);
 
 uint64_t mono_ns(void);
+
+/* state_file.c: attachments recorded for the next start (doc/restart.md) */
+/* The default state file for this user, or NULL (no $HOME). */
+char *state_default_path(void);
+/* What is attached changed: it is recorded by state_flush (nothing changes
+ * while stopping). */
+void state_save(struct supervisor *s);
+/* Write the state file if it changed: at the end of each round of events,
+ * before any answer goes out, so an attach is recorded before it is
+ * acknowledged; and before stopping. */
+void state_flush(struct supervisor *s);
+/* Attach again what the state file records; a damaged file is put aside. */
+void state_restore(struct supervisor *s);
 
 /* limits.c: open files, kernel AIO slots, --max-images */
 /* Raise RLIMIT_NOFILE to the hard limit and settle --max-images. */

@@ -58,7 +58,7 @@ NBD_SOCK=$W/nbd.sock
 
 # ---- the three servers ---------------------------------------------------------
 
-"$QCOWD" --socket "$SOCK" --worker "$QCOWD_WORKER" --nbdkit "$NBDKIT" \
+"$QCOWD" --socket "$SOCK" --worker "$QCOWD_WORKER" --no-state --nbdkit "$NBDKIT" \
     --nbdkit-plugin "$NBDKIT_PLUGIN" --log-level warning 2>"$W/qcowd.log" &
 QCOWD_PID=$!
 CLEANUP_PIDS+=("$QCOWD_PID")

@@ -140,7 +140,7 @@ echo "$TOP empty 64 MiB images, $CHURN_IMAGES for the churn, busy.qcow fully all
 # ---- qcowd ---------------------------------------------------------------------
 
 AIO_BASE=$(aio_nr)
-(ulimit -Sn 1024 && exec "$QCOWD" --socket "$SOCK" --worker "$QCOWD_WORKER" --log-level warning \
+(ulimit -Sn 1024 && exec "$QCOWD" --socket "$SOCK" --worker "$QCOWD_WORKER" --no-state --log-level warning \
     2>"$W/qcowd.log") &
 QCOWD_PID=$!
 CLEANUP_PIDS+=("$QCOWD_PID")

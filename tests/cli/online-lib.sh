@@ -41,7 +41,7 @@ trap online_cleanup EXIT
 
 # start_daemon [QCOWD OPTIONS...]: a qcowd on $SOCK; waits for the socket.
 start_daemon() {
-    "$QCOWD" --socket "$SOCK" --worker "$QCOWD_WORKER" --log-level debug "$@" \
+    "$QCOWD" --socket "$SOCK" --worker "$QCOWD_WORKER" --no-state --log-level debug "$@" \
         2>>"$T/qcowd.log" &
     DAEMON_PID=$!
     wait_until daemon_listening || fail "qcowd did not create $SOCK within 30 s"

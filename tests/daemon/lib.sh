@@ -6,8 +6,11 @@ SOCK=$T/qcowd.sock
 QCOWD_PID=
 
 # start_daemon [qcowd options...]: a private qcowd on $SOCK, logging to $T/qcowd.log.
+# Its state file is $DAEMON_STATE when the test sets it, else none (never
+# the user's own).
 start_daemon() {
-    "$QCOWD" --socket "$SOCK" --worker "$QCOWD_WORKER" "$@" 2>>"$T/qcowd.log" &
+    "$QCOWD" --socket "$SOCK" --worker "$QCOWD_WORKER" --state-file="${DAEMON_STATE:-}" "$@" \
+        2>>"$T/qcowd.log" &
     QCOWD_PID=$!
     wait_until daemon_listening || die "qcowd did not create $SOCK"
 }

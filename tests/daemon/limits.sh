@@ -13,7 +13,7 @@ done
 nofile() { awk '/^Max open files/ { print $4, $5 }' "/proc/$QCOWD_PID/limits"; }
 
 # Hard limit 80, soft 40: qcowd takes all 80.
-(ulimit -Sn 40 && ulimit -Hn 80 && exec "$QCOWD" --socket "$SOCK" --worker "$QCOWD_WORKER" \
+(ulimit -Sn 40 && ulimit -Hn 80 && exec "$QCOWD" --socket "$SOCK" --worker "$QCOWD_WORKER" --no-state \
     --max-clients 4 2>>"$T/qcowd.log") &
 QCOWD_PID=$!
 wait_until daemon_listening || die "qcowd did not start under ulimit -n 40/80"

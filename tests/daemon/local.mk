@@ -64,6 +64,9 @@ DAEMON_TESTS = \
 	tests/daemon/io-limits.sh \
 	tests/daemon/io-limits-rate.sh \
 	tests/daemon/io-errors.sh \
+	tests/daemon/restart-state.sh \
+	tests/daemon/restart-bad-state.sh \
+	tests/daemon/restart-rights.sh \
 	tests/daemon/flush-fail.sh \
 	tests/daemon/version.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh

@@ -6,7 +6,7 @@
 command -v systemd-socket-activate >/dev/null || skip "systemd-socket-activate not installed"
 
 systemd-socket-activate -l "$SOCK" -E NOTIFY_SOCKET= \
-    "$QCOWD" --worker "$QCOWD_WORKER" --socket "$T/unused.sock" 2>>"$T/qcowd.log" &
+    "$QCOWD" --worker "$QCOWD_WORKER" --no-state --socket "$T/unused.sock" 2>>"$T/qcowd.log" &
 QCOWD_PID=$!
 wait_until test -S "$SOCK" || die "systemd-socket-activate did not listen"
 
