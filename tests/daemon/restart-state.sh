@@ -4,7 +4,8 @@
 # qcowd started again on the same state file attaches every image again
 # with the same options (qcowctl --json list and query say so), the data
 # reads back byte-exact through new rings and, after detach, in qemu-img.
-# A detach is recorded too: the next start does not bring that image back.
+# A detach is recorded too: the next start does not bring that image back,
+# and a live snapshot is: the image comes back on its new top.
 # An encrypted image comes back when its attach named a key file (qcowd
 # reads it again), and is listed failed when the key came alone.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
@@ -30,6 +31,9 @@ ctl limit a --iops 4000 --iops-burst 8000 >/dev/null || die "limit a"
     >/dev/null || die "ring I/O on a"
 "$DAEMON_TOOLS/ringio" "$SOCK" b random "$T/b.shadow" -s "$((QCOWD_TEST_SEED + 1))" -n 600 \
     -q 8 >/dev/null || die "ring I/O on b"
+# A live snapshot moves a onto a new top: the state file must follow, or
+# the restart would attach the old top (now a backing file) read-write.
+ctl snapshot a "$T/a-top.qcow" >/dev/null || die "snapshot a"
 head -c 65536 /dev/urandom >"$T/last"
 "$DAEMON_TOOLS/ringio" "$SOCK" a write 1048576 65536 <"$T/last" || die "write a"
 "$DAEMON_TOOLS/ringio" "$SOCK" a flush || die "flush a"
@@ -58,6 +62,8 @@ grep -q 're-attaching 3 image(s)' "$T/qcowd.log" || die "the restore was not log
 for pid in $old_workers; do
     [ "$(pgrep -P "$QCOWD_PID" | grep -cx "$pid")" = 0 ] || die "old worker $pid adopted?"
 done
+[ "$(ctl --json query a | jq -r .path)" = "$T/a-top.qcow" ] ||
+    die "a came back on $(ctl --json query a | jq -r .path), not on its snapshot's top"
 for n in a b c; do
     options $n >"$T/$n.after"
     diff -u "$T/$n.before" "$T/$n.after" >&2 || die "$n came back with other options"
@@ -84,7 +90,7 @@ two_running() { [ "$(ctl --json list | jq '[.[] | select(.state == "running")] |
 wait_until two_running || die "a and c did not come back after SIGTERM: $(ctl list)"
 ctl query b >/dev/null 2>&1 && die "b came back though it was detached"
 ctl detach a >/dev/null && ctl detach c >/dev/null || die "detach"
-"$QEMU_IMG" compare -F raw "$T/a.qcow" "$T/a.shadow" >/dev/null || die "qemu-img: a differs"
+"$QEMU_IMG" compare -F raw "$T/a-top.qcow" "$T/a.shadow" >/dev/null || die "qemu-img: a differs"
 "$QEMU_IMG" compare -f raw -F raw "$T/b.raw" "$T/b.shadow" >/dev/null || die "qemu-img: b differs"
 jq -e '.attachments == []' "$STATE" >/dev/null || die "the state file still lists images"
 
