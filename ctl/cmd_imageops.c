@@ -2,6 +2,7 @@
  * offline on the files (the online forms are in cmd_imageops_online.c). */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -314,6 +315,7 @@ static int commit_offline(struct cli *cli, const struct commit_args *a)
         return cli_engine_fail(r);
     if ((r = open_base(a, img, &base_path, &base)) != CLI_EXIT_OK)
         return r;
+    assert(base);               /* cli_open_image sets it when it succeeds */
     qc_clear_error();
     if ((r = image_commit(img, base, !a->keep, &res)) < 0)
         return cli_engine_fail(r);

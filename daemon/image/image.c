@@ -171,7 +171,7 @@ static int layer_open_fds(const char *path, int fd, int direct_fd, enum image_fo
     /* open_fds takes fd in any case, the O_DIRECT twin only when it succeeds. */
     if ((r = open_fds(l, TAKE_FD(owned_fd), owned_direct, o->direct)) < 0)
         return r;
-    owned_direct = -1;
+    (void)TAKE_FD(owned_direct);
     l->probed = fmt == IMAGE_FORMAT_AUTO;
     if (l->probed && (r = probe_format(l, &fmt)) < 0)
         return r;

@@ -11,6 +11,7 @@
  * image (what a restarted worker opens); on any failure the file goes. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -169,8 +170,13 @@ void imageops_worker_restarted(struct attachment *att)
 static bool same_dir(const char *a, const char *b)
 {
     _cleanup_free_ char *da = strdup(a), *db = strdup(b);
+    const char *dir_a, *dir_b;
 
-    return da && db && strcmp(dirname(da), dirname(db)) == 0;
+    if (!da || !db)
+        return false;
+    dir_a = dirname(da);
+    dir_b = dirname(db);
+    return dir_a && dir_b && strcmp(dir_a, dir_b) == 0;
 }
 
 /* The name the overlay stores: relative in the same directory, as
@@ -272,6 +278,7 @@ static int prepare(struct attachment *att, const struct identity *who, const cha
 
     if ((r = create_new_top(who, path, p)) < 0)
         return r;
+    assert(p->path);            /* create_new_top names what it made */
     if (!(p->backing = backing_name_for(p->path, att->path)))
         return -ENOMEM;
     if ((r = image_lock_fd(p->lock_fd, p->path, IMAGE_LOCK_READ_WRITE)) < 0)
