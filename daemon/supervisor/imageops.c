@@ -31,7 +31,7 @@
 #include "util.h"
 
 /* A worker's chain is at most this deep (IMAGE_DEFAULT_MAX_DEPTH). */
-#define SNAPSHOT_MAX_CHAIN 16
+#define SNAPSHOT_MAX_CHAIN 64
 
 struct snapshot_pending {
     char *path;                 /* canonical */

@@ -41,7 +41,8 @@ struct worker_op {
     bool resume;                /* serving when it came: serve again after */
 };
 
-#define WORKER_MAX_OLD_LOCKS 16
+/* One per earlier top of a chain this worker snapshotted: at most the chain. */
+#define WORKER_MAX_OLD_LOCKS IMAGE_DEFAULT_MAX_DEPTH
 
 struct worker {
     const char *name;           /* for messages: the image path or attach name */

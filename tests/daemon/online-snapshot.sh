@@ -1,8 +1,8 @@
 #!/bin/bash
 # Live external snapshots (protocol snapshot, qcowctl snapshot NAME NEW): a
-# client doing verified random I/O through the ring while snapshot runs 12
+# client doing verified random I/O through the ring while snapshot runs 20
 # times keeps its ring; every read checks what was written before, across
-# snapshots; the chain is 13 deep; after detach qemu-img reads the top as
+# snapshots; the chain is 21 deep; after detach qemu-img reads the top as
 # the client's shadow, and each overlay names its backing file relatively.
 # QEMU's locks: no layer can be written by qemu-io while served.  A worker
 # killed afterwards comes back on the new chain.  Then a fault at each step
@@ -14,7 +14,7 @@
 require_qemu
 RINGIO=$DAEMON_TOOLS/ringio
 SIZE=$((16 * 1024 * 1024))
-N=12
+N=20
 
 chain_length() { ctl --json query "$1" | grep -c '"filename"'; }
 chain_top() { ctl --json query "$1" | tr -d ' \n' | sed -n 's/.*"chain":\[{"filename":"\([^"]*\)".*/\1/p'; }
