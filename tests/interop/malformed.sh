@@ -97,8 +97,8 @@ header-only                IRC  header-only\.qcow               L1 table .*past 
 half-l1                    IRC  half-l1\.qcow                   L1 table .*past the end
 loop-a                     IRC  loop-[ab]\.qcow                 backing chain loops
 self-loop                  IRC  self-loop\.qcow                 backing chain loops
-deep-00                    IRC  deep-0[0-9]\.qcow               longer than 16
-deep-01                    IRC  deep-0[0-9]\.qcow               longer than 16
+deep-00                    IRC  deep-0[0-9]\.qcow               longer than 64
+deep-01                    IRC  deep-0[0-9]\.qcow               longer than 64
 missing-backing            IRC  missing-backing\.qcow           does-not-exist\.qcow (does not exist|No such file)
 '
 

@@ -268,6 +268,29 @@ int open64(const char *path, int flags, ...)
     return r;
 }
 
+/* With _FORTIFY_SOURCE, an open() whose flags the compiler cannot see is a
+ * call to __open_2 (or __open64_2): the worker's are such calls. */
+int __open_2(const char *path, int flags);
+int __open64_2(const char *path, int flags);
+
+static int open_fortified(const char *name, const char *path, int flags)
+{
+    int (*real)(const char *, int) = next(name);
+    int err = fault(C_OPEN, -1, path ? path : "");
+
+    return err ? fail(err) : real(path, flags);
+}
+
+int __open_2(const char *path, int flags)
+{
+    return open_fortified("__open_2", path, flags);
+}
+
+int __open64_2(const char *path, int flags)
+{
+    return open_fortified("__open64_2", path, flags);
+}
+
 #define RW_CALL(name, kind, type, buftype)                                              \
     ssize_t name(int fd, buftype buf, size_t n, type off)                               \
     {                                                                                   \

@@ -380,15 +380,16 @@ int main(int argc, char **argv)
     one("half-l1.qcow", NULL, 0, NULL, 48 + 16);
 
     /* Backing chains: a loop of two, a self-loop, a missing file, and a chain
-     * of 18 layers (deep-00 → … → deep-17); deep-02 has exactly 16. */
+     * of 66 layers (deep-00 → … → deep-65); deep-02 has exactly 64
+     * (IMAGE_DEFAULT_MAX_DEPTH). */
     one("loop-a.qcow", "loop-b.qcow", 0, NULL, 0);
     one("loop-b.qcow", "loop-a.qcow", 0, NULL, 0);
     one("self-loop.qcow", "self-loop.qcow", 0, NULL, 0);
     one("missing-backing.qcow", "does-not-exist.qcow", 0, NULL, 0);
-    for (int i = 0; i < 18; i++) {
+    for (int i = 0; i < 66; i++) {
         snprintf(name, sizeof name, "deep-%02d.qcow", i);
         snprintf(next, sizeof next, "deep-%02d.qcow", i + 1);
-        one(name, i < 17 ? next : NULL, 0, NULL, 0);
+        one(name, i < 65 ? next : NULL, 0, NULL, 0);
     }
     return 0;
 }
