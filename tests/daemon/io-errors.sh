@@ -21,8 +21,6 @@ cp "$img" "$T/before.qcow"
 # is of the first L2 table it loads (tables are read asynchronously); the
 # write at 8 MiB submits the read of its table (the second io_submit), then
 # its data (the third, refused); the next write's completes with EIO.
-# (Matching by O_DIRECT rather than by path: the shim cannot readlink in a
-# sandboxed worker.)
 LD_PRELOAD="$FAULT_SHIM" QCOWD_FAULT_PROGRAM=qcowd-worker QCOWD_FAULT_LOG="$FAULT_LOG" \
     QCOWD_FAULT='aio-read@O_DIRECT:1:EIO,io_submit@O_DIRECT:3:EIO,aio-write@O_DIRECT:1:EIO' \
     ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0" start_daemon
