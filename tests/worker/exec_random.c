@@ -175,6 +175,9 @@ int main(int argc, char **argv)
         }
         pump(&aio);
     }
+    /* A background writeback may still run: the executor must be idle. */
+    while (!executor_idle(x))
+        pump(&aio);
     uint64_t size = img->size;
     executor_free(x);
     aio_ctx_destroy(&aio);
