@@ -622,10 +622,10 @@ int image_write_compressed(struct image *img, uint64_t cluster_guest_off, const 
     return r;
 }
 
-void image_defer_meta(struct image *img)
+void image_defer_meta(struct image *img, bool defer)
 {
     for (struct layer *l = img->top; l; l = l->backing)
-        l->need = &img->need;
+        l->need = defer ? &img->need : NULL;
 }
 
 int image_meta_loaded(struct image *img, const struct meta_need *n, const uint8_t *buf, long res)

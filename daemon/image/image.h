@@ -276,17 +276,18 @@ int image_discard(struct image *img, uint64_t off, uint64_t len, uint64_t *disca
 /* ---- metadata the plans need ------------------------------------------ */
 
 /* A plan needs an L2 table that is not cached.  By default the engine reads
- * it at once (pread) and goes on: the synchronous executor and the offline
- * tools never see this.  After image_defer_meta(), image_map(),
- * image_map_fill(), image_plan_write() and image_plan_discard() return
- * IMAGE_NEED_META instead, having done nothing else (no space reserved, no
+ * it at once (pread) and goes on: the synchronous executor, the offline
+ * tools and the worker's own synchronous operations (map, live commit,
+ * resize) never see this.  While image_defer_meta(img, true) holds,
+ * image_map(), image_map_fill(), image_plan_write() and image_plan_discard()
+ * return IMAGE_NEED_META instead, having done nothing else (no space reserved, no
  * extent to use), and img->need says which table: the caller reads it (an
  * aligned buffer of need.len bytes), hands it to image_meta_loaded(), and
  * plans again.  The planning code is the same either way; only who reads
  * the table differs. */
 #define IMAGE_NEED_META (-EINPROGRESS)
 
-void image_defer_meta(struct image *img);
+void image_defer_meta(struct image *img, bool defer);
 
 /* The read of n's table ended with res (bytes, or -errno) into buf: check
  * and cache it, pinned (image_meta_unpin) so that it stays until the plans
@@ -295,10 +296,6 @@ void image_defer_meta(struct image *img);
  * nothing to unpin). */
 int image_meta_loaded(struct image *img, const struct meta_need *n, const uint8_t *buf, long res);
 void image_meta_unpin(const struct meta_need *n);
-
-/* Satisfy img->need with a synchronous read (for the rare plan a deferred
- * image's owner runs outside its asynchronous machinery): 0 or -errno. */
-int image_meta_read_sync(struct image *img);
 
 /* ---- metadata writeback ---------------------------------------------- */
 

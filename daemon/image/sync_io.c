@@ -267,17 +267,3 @@ int image_pwrite(struct image *img, const void *buf, uint64_t len, uint64_t off)
     memcpy(tmp + (off - start), buf, len);
     return image_write(img, tmp, span, start);
 }
-
-int image_meta_read_sync(struct image *img)
-{
-    struct meta_need n = img->need;
-    _cleanup_free_ uint8_t *buf = alloc_aligned(4096, n.len);
-    int r;
-
-    if (!buf)
-        return -ENOMEM;
-    r = image_meta_loaded(img, &n, buf, (long)read_full_at(n.fd, buf, n.len, n.off));
-    if (r == 0)
-        image_meta_unpin(&n);
-    return r == -EAGAIN ? 0 : r;
-}

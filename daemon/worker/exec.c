@@ -376,7 +376,11 @@ static int start_read(struct executor *x, struct xreq *xr)
 {
     struct blk_req *req = xr->req;
     struct extent_vec ev = { 0 };
-    int r = image_map(x->img, req->off, req->len, &ev);
+    int r;
+
+    image_defer_meta(x->img, true);     /* for the plans only: see image.h */
+    r = image_map(x->img, req->off, req->len, &ev);
+    image_defer_meta(x->img, false);
 
     if (r == 0)
         r = read_extents(x, xr, NULL, &ev, req->iov, req->niov, req->off);
@@ -517,7 +521,9 @@ static void fill_map_and_read(struct executor *x, struct fill *f)
     int r;
 
     qc_clear_error();
+    image_defer_meta(x->img, true);
     r = image_map_fill(x->img, p, &ev);
+    image_defer_meta(x->img, false);
     if (r == IMAGE_NEED_META) {
         extent_vec_free(&ev);
         f->wait.ready = fill_table_ready;
@@ -561,7 +567,11 @@ static int start_fill(struct executor *x, struct xreq *xr, const struct write_pi
 static int start_write(struct executor *x, struct xreq *xr)
 {
     struct blk_req *req = xr->req;
-    int r = image_plan_write(x->img, req->off, req->len, &xr->pieces, &xr->npieces, &xr->cap);
+    int r;
+
+    image_defer_meta(x->img, true);
+    r = image_plan_write(x->img, req->off, req->len, &xr->pieces, &xr->npieces, &xr->cap);
+    image_defer_meta(x->img, false);
 
     for (size_t i = 0, n; r == 0 && i < xr->npieces; i += n) {
         const struct write_piece *p = &xr->pieces[i];
@@ -601,7 +611,11 @@ static int do_discard(struct executor *x, struct xreq *xr)
     struct metalog *log = x->opts.metalog;
     struct discard_piece *v = NULL;
     size_t n = 0, cap = 0;
-    int r = image_plan_discard(x->img, req->off, req->len, &v, &n, &cap);
+    int r;
+
+    image_defer_meta(x->img, true);
+    r = image_plan_discard(x->img, req->off, req->len, &v, &n, &cap);
+    image_defer_meta(x->img, false);
 
     for (size_t i = 0; r == 0 && i < n; i++) {
         r = image_run_discard_piece(x->img, &v[i]);
@@ -854,8 +868,6 @@ int executor_new(struct image *img, struct aio_ctx *aio, const struct exec_opts 
     layer_get_info(img->top, &info);
     x->granule = info.cluster_size ? info.cluster_size : 4096;
     x->wb.fd = -1;
-    if (!o->null_backend)
-        image_defer_meta(img);
     if (o->metalog && (r = metalog_flush_error(o->metalog)) < 0) {
         image_flush_failed(img, r);
         snprintf(x->failed_reason, sizeof x->failed_reason,
