@@ -64,11 +64,8 @@ static int answer_range(struct image *img, uint64_t off, uint64_t len, struct ma
 
     len = MIN(len, MAP_MAX_BYTES);
     for (uint64_t done = 0; done < len && !a->full && r == 0; done += MAP_STEP_BYTES) {
-        /* Answered at once (a control request): tables are read here. */
-        do {
-            extent_vec_reset(&ev);
-            r = image_map(img, off + done, MIN(MAP_STEP_BYTES, len - done), &ev);
-        } while (r == IMAGE_NEED_META && (r = image_meta_read_sync(img)) == 0);
+        extent_vec_reset(&ev);
+        r = image_map(img, off + done, MIN(MAP_STEP_BYTES, len - done), &ev);
         for (size_t i = 0; r == 0 && i < ev.n; i++)
             if (!answer_add(a, ev.v[i].len, map_flags(&ev.v[i])))
                 break;
