@@ -138,6 +138,7 @@ static void open_log(void)
 __attribute__((constructor)) static void load_rules(void)
 {
     const char *spec = getenv("QCOWD_FAULT"), *only = getenv("QCOWD_FAULT_PROGRAM");
+    const char *release = getenv("QCOWD_FAULT_RELEASE");
     char buf[1024], *save = NULL;
 
     if (!spec || (only && strcmp(only, program_invocation_short_name) != 0))
@@ -151,9 +152,8 @@ __attribute__((constructor)) static void load_rules(void)
     active = nrules > 0;
     if (active)
         open_log();     /* now: a worker is soon another user, in a sandbox */
-    if (active && getenv("QCOWD_FAULT_RELEASE"))
-        release_fd = openat(AT_FDCWD, getenv("QCOWD_FAULT_RELEASE"),
-                            O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (active && release)
+        release_fd = openat(AT_FDCWD, release, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 }
 
 /* True once something was written to the release FIFO (it stays so). */
