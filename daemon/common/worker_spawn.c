@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -46,6 +47,8 @@ static void build_argv(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
         ARG_NUM("--max-indirect", "%u", o->max_indirect);
     if (o->poll_us)
         ARG_NUM("--poll-us", "%u", o->poll_us);
+    if (o->l2_cache_bytes)
+        ARG_NUM("--l2-cache", "%" PRIu64, o->l2_cache_bytes);
     if (o->adopt)
         ARG_NUM("--ring-fds", "%d,%d,%d,%d", o->adopt->memfd, o->adopt->req_eventfd,
                 o->adopt->rsp_eventfd, o->adopt_journal_fd);

@@ -6,6 +6,7 @@
 
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "qcowring-client.h"
@@ -35,6 +36,7 @@ struct worker_spawn_opts {
     int adopt_journal_fd;       /* with its journal */
     bool start_paused;          /* take no request until told to resume */
     unsigned poll_us;           /* busy-poll before sleeping (0: the worker's default) */
+    uint64_t l2_cache_bytes;    /* L2 cache per qcow layer (0: the worker's default) */
     int stderr_fd;              /* -1: inherit */
     const struct worker_limits *limits; /* NULL: none */
     int image_fd;               /* the image, already open (and locked); -1: the worker

@@ -33,6 +33,12 @@ int image_plan_discard(struct image *img, uint64_t off, uint64_t len,
     if (!l->ops->plan_discard)
         return qc_fail(-EOPNOTSUPP, "%s: %s images cannot discard", l->path,
                        image_format_name(l->ops->format));
+    /* Every table first (see image_plan_write). */
+    if (l->need && l->ops->need_tables) {
+        int r = l->ops->need_tables(l, off, len);
+        if (r < 0)
+            return r;
+    }
     *n = 0;
     while (len > 0) {
         struct discard_piece p;

@@ -33,6 +33,12 @@ struct layer_ops {
     int (*decrypt)(struct layer *l, uint64_t first_sector, uint8_t *buf, uint64_t len);
     int (*encrypt)(struct layer *l, uint64_t first_sector, uint8_t *buf, uint64_t len);
     int (*inflate)(struct layer *l, const struct extent *e, const uint8_t *stream, uint8_t *out);
+    /* Deferred metadata (image_defer_meta); NULL for drivers without any.
+     * need_tables: IMAGE_NEED_META (and *l->need) for the first table that
+     * [off, off+len) needs and the cache does not hold, else 0. */
+    int (*need_tables)(struct layer *l, uint64_t off, uint64_t len);
+    int (*meta_loaded)(struct layer *l, const struct meta_need *n, const uint8_t *buf, long res);
+    void (*meta_unpin)(struct layer *l, const struct meta_need *n);
 };
 
 struct layer {
@@ -48,6 +54,7 @@ struct layer {
     bool block_device;
     char *backing_name;         /* as stored, NULL if none */
     struct layer *backing;
+    struct meta_need *need;     /* deferred mode: where to say what is needed */
     void *priv;
 };
 

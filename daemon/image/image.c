@@ -531,13 +531,18 @@ int image_plan_write(struct image *img, uint64_t off, uint64_t len,
                      struct write_piece **pieces, size_t *n, size_t *cap)
 {
     struct layer *l = img->top;
+    int r;
 
     if (l->read_only)
         return qc_fail(-EROFS, "%s: image is open read-only", l->path);
+    /* Every table first: a plan that stopped half way would have reserved
+     * space for its first pieces. */
+    if (l->need && l->ops->need_tables && (r = l->ops->need_tables(l, off, len)) < 0)
+        return r;
     *n = 0;
     while (len > 0) {
         struct write_piece p;
-        int r = l->ops->plan_write(l, off, len, &p);
+        r = l->ops->plan_write(l, off, len, &p);
         if (r < 0)
             return r;
         if ((r = array_reserve(*pieces, *cap, *n, 1)) < 0)
@@ -615,6 +620,23 @@ int image_write_compressed(struct image *img, uint64_t cluster_guest_off, const 
                            cluster_guest_off);
     }
     return r;
+}
+
+void image_defer_meta(struct image *img, bool defer)
+{
+    for (struct layer *l = img->top; l; l = l->backing)
+        l->need = defer ? &img->need : NULL;
+}
+
+int image_meta_loaded(struct image *img, const struct meta_need *n, const uint8_t *buf, long res)
+{
+    (void)img;
+    return n->layer->ops->meta_loaded(n->layer, n, buf, res);
+}
+
+void image_meta_unpin(const struct meta_need *n)
+{
+    n->layer->ops->meta_unpin(n->layer, n);
 }
 
 bool image_meta_pressure(const struct image *img)

@@ -24,6 +24,7 @@
 #ifndef QCOWD_IMAGE_H
 #define QCOWD_IMAGE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -54,11 +55,22 @@ struct image_open_opts {
 
 struct layer;
 
+/* An L2 table a plan needs that the cache does not hold (see "metadata the
+ * plans need" below). */
+struct meta_need {
+    struct layer *layer;
+    uint64_t key;               /* which table of the layer (qcow: L1 index) */
+    int fd;                     /* read len bytes at off of fd */
+    uint64_t off;
+    size_t len;
+};
+
 struct image {
     struct layer *top;
     unsigned depth;             /* number of layers */
     uint64_t size;              /* virtual size of the top layer in bytes */
     int flush_error;            /* a flush failed: -errno, sticky (image_flush_failed) */
+    struct meta_need need;      /* the last IMAGE_NEED_META's table */
 };
 
 /* Open path and its whole backing chain.  Relative backing names resolve
@@ -260,6 +272,30 @@ uint32_t image_discard_granularity(const struct image *img);
 /* Plan and run a whole discard (offline); *discarded gets the guest bytes
  * that now read as zeros because of it. */
 int image_discard(struct image *img, uint64_t off, uint64_t len, uint64_t *discarded);
+
+/* ---- metadata the plans need ------------------------------------------ */
+
+/* A plan needs an L2 table that is not cached.  By default the engine reads
+ * it at once (pread) and goes on: the synchronous executor, the offline
+ * tools and the worker's own synchronous operations (map, live commit,
+ * resize) never see this.  While image_defer_meta(img, true) holds,
+ * image_map(), image_map_fill(), image_plan_write() and image_plan_discard()
+ * return IMAGE_NEED_META instead, having done nothing else (no space reserved, no
+ * extent to use), and img->need says which table: the caller reads it (an
+ * aligned buffer of need.len bytes), hands it to image_meta_loaded(), and
+ * plans again.  The planning code is the same either way; only who reads
+ * the table differs. */
+#define IMAGE_NEED_META (-EINPROGRESS)
+
+void image_defer_meta(struct image *img, bool defer);
+
+/* The read of n's table ended with res (bytes, or -errno) into buf: check
+ * and cache it, pinned (image_meta_unpin) so that it stays until the plans
+ * that waited for it have run.  0 or -errno (with a message): a failed or
+ * short read, or an L1 entry that changed meanwhile (nothing cached then,
+ * nothing to unpin). */
+int image_meta_loaded(struct image *img, const struct meta_need *n, const uint8_t *buf, long res);
+void image_meta_unpin(const struct meta_need *n);
 
 /* ---- metadata writeback ---------------------------------------------- */
 

@@ -82,7 +82,7 @@ static void evict_clean(struct l2_cache *c)
     /* Never the table at the front: the caller is about to use it. */
     while (c->count > c->capacity && t != &c->lru && t != c->lru.lru_next) {
         struct l2_table *prev = t->lru_prev;
-        if (!t->dirty && !t->writeback)
+        if (!t->dirty && !t->writeback && !t->pins)
             table_free(c, t);
         t = prev;
     }
@@ -122,6 +122,12 @@ void l2_cache_set_dirty(struct l2_cache *c, struct l2_table *t, bool dirty)
         c->dirty++;
     else
         c->dirty--;
+}
+
+void l2_table_unpin(struct l2_table *t)
+{
+    assert(t->pins > 0);
+    t->pins--;
 }
 
 int l2_cache_foreach(struct l2_cache *c, int (*fn)(struct l2_table *t, void *opaque), void *opaque)

@@ -1,9 +1,14 @@
 /* An LRU cache of L2 tables for one qcow layer.
  *
  * Entries are kept in host byte order.  A dirty table (changed in memory, not
- * yet written back) and a table whose writeback is in flight are never
- * evicted, so the cache may run over its capacity while metadata is pending;
- * l2_cache_over() tells the owner to write back. */
+ * yet written back), a table whose writeback is in flight and a pinned table
+ * are never evicted, so the cache may run over its capacity while metadata is
+ * pending; l2_cache_over() tells the owner to write back.
+ *
+ * Pins: a table that something will change or read later, without looking it
+ * up again, is pinned until then (a planned allocation until it commits; a
+ * table just read from the file until the requests that waited for it have
+ * looked at it).  Eviction goes by LRU among the others. */
 #ifndef QCOWD_L2CACHE_H
 #define QCOWD_L2CACHE_H
 
@@ -18,6 +23,7 @@ struct l2_table {
     bool dirty;
     bool fresh;                 /* newly allocated: not yet referenced by the on-disk L1 */
     bool writeback;             /* a snapshot of it is being written */
+    unsigned pins;              /* users that keep it cached (see above) */
     struct l2_table *lru_prev, *lru_next;
     struct l2_table *hash_next;
 };
@@ -43,6 +49,14 @@ struct l2_table *l2_cache_lookup(struct l2_cache *c, uint64_t l1_index);
 struct l2_table *l2_cache_insert(struct l2_cache *c, uint64_t l1_index, uint64_t offset);
 
 void l2_cache_set_dirty(struct l2_cache *c, struct l2_table *t, bool dirty);
+
+static inline void l2_table_pin(struct l2_table *t)
+{
+    t->pins++;
+}
+
+/* Drop a pin; a table over the cache's capacity is evicted at the next insert. */
+void l2_table_unpin(struct l2_table *t);
 
 /* Call fn for every table (in no particular order); stop on a non-zero return. */
 int l2_cache_foreach(struct l2_cache *c, int (*fn)(struct l2_table *t, void *opaque), void *opaque);

@@ -2,6 +2,7 @@
  * allocations, and write metadata back in a crash-safe order. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -174,30 +175,100 @@ static void qcow_close(struct layer *l)
 
 /* ---- L2 tables -------------------------------------------------------- */
 
-static int load_l2(struct layer *l, uint64_t l1_index, struct l2_table **out)
+/* Where the table of l1_index is and how to read it.  Through the data
+ * descriptor: see load_front. */
+static struct meta_need table_need(struct layer *l, uint64_t l1_index)
 {
     struct qcow_layer *q = Q(l);
-    uint64_t off = q->l1[l1_index];
-    _cleanup_free_ uint8_t *raw = alloc_aligned(4096, q->g.l2_bytes);
-    struct l2_table *t;
-    ssize_t n;
 
-    if (!raw)
-        return -ENOMEM;
-    /* Through the data descriptor: see load_front. */
-    n = read_full_at(l->fd, raw, q->g.l2_bytes, off);
-    if (n < 0)
-        return qc_fail((int)n, "%s: cannot read the L2 table at %#" PRIx64 ": %s", l->path, off,
-                       strerror((int)-n));
-    if ((uint64_t)n != q->g.l2_bytes)
-        return qc_fail(-EIO, "%s: L2 table at %#" PRIx64 " is truncated", l->path, off);
-    t = l2_cache_insert(&q->cache, l1_index, off);
-    if (!t)
+    return (struct meta_need){ .layer = l, .key = l1_index, .fd = l->fd,
+                               .off = q->l1[l1_index], .len = q->g.l2_bytes };
+}
+
+/* The table n describes was read (res: bytes or -errno): cache it. */
+static int install_l2(struct layer *l, const struct meta_need *n, const uint8_t *raw, long res,
+                      struct l2_table **out)
+{
+    struct qcow_layer *q = Q(l);
+    struct l2_table *t;
+
+    if (res < 0)
+        return qc_fail((int)res, "%s: cannot read the L2 table at %#" PRIx64 ": %s", l->path,
+                       n->off, strerror((int)-res));
+    if ((uint64_t)res != q->g.l2_bytes)
+        return qc_fail(-EIO, "%s: L2 table at %#" PRIx64 " is truncated", l->path, n->off);
+    if (!(t = l2_cache_insert(&q->cache, n->key, n->off)))
         return -ENOMEM;
     for (uint32_t i = 0; i < q->g.l2_entries; i++)
         t->entries[i] = load_be64(raw + (size_t)i * 8);
     *out = t;
     return 0;
+}
+
+static int load_l2(struct layer *l, uint64_t l1_index, struct l2_table **out)
+{
+    struct qcow_layer *q = Q(l);
+    struct meta_need n = table_need(l, l1_index);
+    _cleanup_free_ uint8_t *raw = alloc_aligned(4096, q->g.l2_bytes);
+
+    if (!raw)
+        return -ENOMEM;
+    return install_l2(l, &n, raw, (long)read_full_at(n.fd, raw, n.len, n.off), out);
+}
+
+/* In deferred mode: say which table is needed instead of reading it. */
+static int need_l2(struct layer *l, uint64_t l1_index)
+{
+    *l->need = table_need(l, l1_index);
+    return IMAGE_NEED_META;
+}
+
+static bool l2_missing(struct layer *l, uint64_t l1_index)
+{
+    struct qcow_layer *q = Q(l);
+
+    return q->l1[l1_index] && !l2_cache_lookup(&q->cache, l1_index);
+}
+
+static int qcow_need_tables(struct layer *l, uint64_t off, uint64_t len)
+{
+    struct qcow_layer *q = Q(l);
+    uint64_t last = len ? (off + len - 1) >> q->g.shift : off >> q->g.shift;
+
+    for (uint64_t i = off >> q->g.shift; i <= last && i < q->g.l1_entries; i++)
+        if (l2_missing(l, i))
+            return need_l2(l, i);
+    return 0;
+}
+
+static int qcow_meta_loaded(struct layer *l, const struct meta_need *n, const uint8_t *buf,
+                            long res)
+{
+    struct qcow_layer *q = Q(l);
+    struct l2_table *t;
+    int r;
+
+    /* Meanwhile the table may have been cached (a synchronous load) or the
+     * L1 entry changed (make_empty): the read is of no use then. */
+    if (n->key >= q->g.l1_entries || q->l1[n->key] != n->off)
+        return qc_fail(-EAGAIN, "%s: the L2 table at %#" PRIx64 " moved while it was read",
+                       l->path, n->off);
+    if ((t = l2_cache_lookup(&q->cache, n->key))) {
+        l2_table_pin(t);
+        return 0;
+    }
+    if ((r = install_l2(l, n, buf, res, &t)) < 0)
+        return r;
+    l2_table_pin(t);
+    return 0;
+}
+
+static void qcow_meta_unpin(struct layer *l, const struct meta_need *n)
+{
+    struct l2_table *t = l2_cache_lookup(&Q(l)->cache, n->key);
+
+    assert(t);
+    l2_table_unpin(t);
 }
 
 /* Writes past the end of the file are slow: the kernel runs an O_DIRECT
@@ -349,6 +420,8 @@ static int qcow_map(struct layer *l, uint64_t off, uint64_t len, struct extent *
 
     if (l1_index >= q->g.l1_entries)
         return qc_fail(-EINVAL, "%s: offset %" PRIu64 " is beyond the image", l->path, off);
+    if (l->need && l2_missing(l, l1_index))
+        return need_l2(l, l1_index);
     if ((r = get_l2(l, l1_index, false, &t)) < 0)
         return r;
     i = (uint32_t)((off >> q->h.cluster_bits) & (q->g.l2_entries - 1));
@@ -973,4 +1046,7 @@ const struct layer_ops qcow_ops = {
     .decrypt = qcow_decrypt,
     .encrypt = qcow_encrypt,
     .inflate = qcow_inflate,
+    .need_tables = qcow_need_tables,
+    .meta_loaded = qcow_meta_loaded,
+    .meta_unpin = qcow_meta_unpin,
 };

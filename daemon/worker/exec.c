@@ -24,6 +24,7 @@ struct fill {
     uint8_t *cluster;
     int pending;
     int error;
+    struct meta_waiter wait;    /* for a table the fill's map needs */
 };
 
 struct xop;
@@ -375,7 +376,11 @@ static int start_read(struct executor *x, struct xreq *xr)
 {
     struct blk_req *req = xr->req;
     struct extent_vec ev = { 0 };
-    int r = image_map(x->img, req->off, req->len, &ev);
+    int r;
+
+    image_defer_meta(x->img, true);     /* for the plans only: see image.h */
+    r = image_map(x->img, req->off, req->len, &ev);
+    image_defer_meta(x->img, false);
 
     if (r == 0)
         r = read_extents(x, xr, NULL, &ev, req->iov, req->niov, req->off);
@@ -503,12 +508,49 @@ static void fill_op_done(struct fill *f, int err)
     sub_done(xr, err);          /* the fill's own hold on the request */
 }
 
+static void fill_table_ready(struct meta_waiter *w, int err, const char *why);
+
+/* Map the fill and read it; the setup hold is dropped when all is issued,
+ * or kept while a table the map needs is read. */
+static void fill_map_and_read(struct executor *x, struct fill *f)
+{
+    struct xreq *xr = f->xr;
+    const struct write_piece *p = f->p;
+    struct extent_vec ev = { 0 };
+    struct iovec whole = { f->cluster, p->cluster_size };
+    int r;
+
+    qc_clear_error();
+    image_defer_meta(x->img, true);
+    r = image_map_fill(x->img, p, &ev);
+    image_defer_meta(x->img, false);
+    if (r == IMAGE_NEED_META) {
+        extent_vec_free(&ev);
+        f->wait.ready = fill_table_ready;
+        if ((r = metaread_wait(x, &f->wait)) == 0)
+            return;
+    }
+    if (r == 0)
+        r = read_extents(x, xr, f, &ev, &whole, 1, p->cluster_guest_off);
+    extent_vec_free(&ev);
+    fill_op_done(f, engine_result(xr->req, r));     /* drop the setup hold */
+}
+
+static void fill_table_ready(struct meta_waiter *w, int err, const char *why)
+{
+    struct fill *f = (struct fill *)((char *)w - offsetof(struct fill, wait));
+
+    if (err) {
+        exec_note_failure(f->xr->req, "%s", why);
+        fill_op_done(f, err);
+        return;
+    }
+    fill_map_and_read(f->xr->x, f);
+}
+
 static int start_fill(struct executor *x, struct xreq *xr, const struct write_piece *p)
 {
     struct fill *f = calloc(1, sizeof *f);
-    struct extent_vec ev = { 0 };
-    struct iovec whole;
-    int r;
 
     if (!f)
         return -ENOMEM;
@@ -518,20 +560,18 @@ static int start_fill(struct executor *x, struct xreq *xr, const struct write_pi
         return -ENOMEM;
     }
     xr->pending++;              /* released by fill_op_done */
-    whole = (struct iovec){ f->cluster, p->cluster_size };
-    qc_clear_error();
-    r = image_map_fill(x->img, p, &ev);
-    if (r == 0)
-        r = read_extents(x, xr, f, &ev, &whole, 1, p->cluster_guest_off);
-    extent_vec_free(&ev);
-    fill_op_done(f, engine_result(xr->req, r));     /* drop the setup hold */
+    fill_map_and_read(x, f);
     return 0;
 }
 
 static int start_write(struct executor *x, struct xreq *xr)
 {
     struct blk_req *req = xr->req;
-    int r = image_plan_write(x->img, req->off, req->len, &xr->pieces, &xr->npieces, &xr->cap);
+    int r;
+
+    image_defer_meta(x->img, true);
+    r = image_plan_write(x->img, req->off, req->len, &xr->pieces, &xr->npieces, &xr->cap);
+    image_defer_meta(x->img, false);
 
     for (size_t i = 0, n; r == 0 && i < xr->npieces; i += n) {
         const struct write_piece *p = &xr->pieces[i];
@@ -571,7 +611,11 @@ static int do_discard(struct executor *x, struct xreq *xr)
     struct metalog *log = x->opts.metalog;
     struct discard_piece *v = NULL;
     size_t n = 0, cap = 0;
-    int r = image_plan_discard(x->img, req->off, req->len, &v, &n, &cap);
+    int r;
+
+    image_defer_meta(x->img, true);
+    r = image_plan_discard(x->img, req->off, req->len, &v, &n, &cap);
+    image_defer_meta(x->img, false);
 
     for (size_t i = 0; r == 0 && i < n; i++) {
         r = image_run_discard_piece(x->img, &v[i]);
@@ -692,6 +736,11 @@ static void sub_done(struct xreq *xr, int err)
         io_done(xr);
 }
 
+static void table_ready(struct meta_waiter *w, int err, const char *why);
+
+/* Plan and issue the request's I/O.  A plan that needs an L2 table has
+ * done nothing yet: the request waits for the table (still holding its
+ * place against conflicting requests) and starts again when it is read. */
 static void start(struct executor *x, struct xreq *xr)
 {
     int r = 0;
@@ -707,7 +756,24 @@ static void start(struct executor *x, struct xreq *xr)
         writeback_queue(x, xr);
         return;
     }
+    if (r == IMAGE_NEED_META) {
+        xr->wait.ready = table_ready;
+        if ((r = metaread_wait(x, &xr->wait)) == 0)
+            return;
+    }
     sub_done(xr, engine_result(xr->req, r));
+}
+
+static void table_ready(struct meta_waiter *w, int err, const char *why)
+{
+    struct xreq *xr = (struct xreq *)((char *)w - offsetof(struct xreq, wait));
+
+    if (err) {
+        exec_note_failure(xr->req, "%s", why);
+        sub_done(xr, err);
+        return;
+    }
+    start(xr->x, xr);
 }
 
 static void schedule(struct executor *x)

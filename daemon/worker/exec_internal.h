@@ -4,6 +4,13 @@
 
 #include "exec.h"
 
+/* Something that waits for an L2 table (metaread.c): ready() runs once the
+ * table is cached (err 0: plan again) or its read failed (err, and why). */
+struct meta_waiter {
+    struct meta_waiter *next;
+    void (*ready)(struct meta_waiter *w, int err, const char *why);
+};
+
 struct xreq {
     struct blk_req *req;
     struct executor *x;
@@ -16,6 +23,7 @@ struct xreq {
     size_t npieces, cap;
     struct xreq *prev, *next;   /* active list, in arrival order */
     struct xreq *flush_next;    /* in a flush batch */
+    struct meta_waiter wait;    /* for a table its plan needs */
 };
 
 struct executor {
@@ -36,6 +44,7 @@ struct executor {
     char wb_reason[BLK_ERROR_MAX];      /* why the running writeback failed */
     char failed_reason[BLK_ERROR_MAX];  /* why the image is write-failed */
     struct io_stats stats;
+    struct meta_read *meta_reads;       /* L2 tables being read */
 };
 
 /* A request is done: answer it, free it, start what waited for it. */
@@ -50,6 +59,9 @@ void exec_flush_failed(struct executor *x, int err, const char *reason);
 
 /* 0, or -errno for a failed or (unless short_ok) short transfer. */
 int exec_io_result(long res, uint64_t want, bool short_ok);
+
+/* Wait for the table x->img->need names: w->ready() runs when it is read. */
+int metaread_wait(struct executor *x, struct meta_waiter *w);
 
 /* Complete xr once a writeback has made everything before it durable. */
 void writeback_queue(struct executor *x, struct xreq *xr);

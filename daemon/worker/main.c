@@ -16,6 +16,7 @@
 #include "error.h"
 #include "log.h"
 #include "sandbox.h"
+#include "util.h"
 #include "worker.h"
 #ifdef QCOWD_TEST_HOOKS
 #include "faultpoint_env.h"
@@ -33,6 +34,8 @@ static void usage(FILE *f)
         "  -f, --format=FMT        image format: auto (default), qcow, raw\n"
         "  -r, --read-only         open the image read-only\n"
         "      --cache=MODE        none (O_DIRECT, default) or writeback (page cache)\n"
+        "      --l2-cache=SIZE     L2 tables cached per qcow layer, in bytes (K, M, G\n"
+        "                          suffixes; default 16M; at least 4 tables are kept)\n"
         "      --key-fd=FD         read the encryption password from FD (up to a newline)\n"
         "      --name=NAME         name used in messages\n"
         "      --ring-order=N      ring pages = 2^N (default %d)\n"
@@ -122,12 +125,14 @@ static int read_key(int fd, uint8_t *key, size_t cap, size_t *len)
 
 enum { OPT_CACHE = 256, OPT_KEY_FD, OPT_NAME, OPT_RING_ORDER, OPT_DATA_PAGES, OPT_MAX_INDIRECT,
        OPT_CONTROL_FD, OPT_RING_FDS, OPT_NULL, OPT_PAUSED, OPT_LOG_LEVEL, OPT_POLL_US,
-       OPT_LIMITS, OPT_LIMIT_GROUP, OPT_IMAGE_FD, OPT_CALLER, OPT_BACKING_DIR, OPT_USER };
+       OPT_LIMITS, OPT_LIMIT_GROUP, OPT_IMAGE_FD, OPT_CALLER, OPT_BACKING_DIR, OPT_USER,
+       OPT_L2_CACHE };
 
 static const struct option long_options[] = {
     { "format", required_argument, NULL, 'f' },
     { "read-only", no_argument, NULL, 'r' },
     { "cache", required_argument, NULL, OPT_CACHE },
+    { "l2-cache", required_argument, NULL, OPT_L2_CACHE },
     { "key-fd", required_argument, NULL, OPT_KEY_FD },
     { "name", required_argument, NULL, OPT_NAME },
     { "ring-order", required_argument, NULL, OPT_RING_ORDER },
@@ -164,6 +169,9 @@ static int parse_option(int c, const char *arg, struct worker_opts *o)
             return -EINVAL;
         o->open.direct = strcmp(arg, "none") == 0;
         return 0;
+    case OPT_L2_CACHE:
+        return parse_size(arg, &o->open.l2_cache_bytes) < 0 || o->open.l2_cache_bytes == 0
+                   ? -EINVAL : 0;
     case OPT_KEY_FD:
         if (parse_fd(arg, &fd) < 0 || read_key(fd, key_buf, sizeof key_buf, &len) < 0)
             return -EINVAL;

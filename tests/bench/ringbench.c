@@ -67,6 +67,7 @@ struct opts {
     bool end_fsync;             /* a flush at the end, inside the measured time */
     int spin_us;                /* qcowring_set_spin(); -1: the library's default */
     unsigned worker_poll_us;    /* qcowd-worker --poll-us */
+    uint64_t l2_cache_bytes;    /* qcowd-worker --l2-cache; 0: its default */
     unsigned ring_order, data_pages, max_indirect;
     bool ring_order_given;
     const char *worker_log;     /* file for the worker's stderr */
@@ -583,6 +584,7 @@ static void usage(FILE *f)
         "      --spin=USEC        busy-wait before sleeping (qcowring_set_spin();\n"
         "                         default: the library's, 0: sleep at once)\n"
         "      --worker-poll=USEC the worker busy-polls before sleeping (default 0)\n"
+        "      --l2-cache=BYTES   the worker's L2 cache per qcow layer (worker default)\n"
         "      --end-fsync        flush when the I/O is done, inside the measured time\n"
         "                         (as fio's end_fsync=1)\n"
         "      --ring-order=N     ring pages = 2^N (worker default: 2, 128 slots)\n"
@@ -597,7 +599,7 @@ static void usage(FILE *f)
 enum { O_RW = 256, O_BS, O_IODEPTH, O_RUNTIME, O_RAMP, O_SIZE, O_OFFSET, O_TIME_BASED,
        O_RWMIX, O_SEED, O_WORKER, O_CACHE, O_NULL, O_POLL, O_RING_ORDER, O_DATA_PAGES,
        O_MAX_INDIRECT, O_WORKER_LOG, O_JSON, O_END_FSYNC, O_SPIN, O_WORKER_POLL, O_SOCKET,
-       O_WORKER_PID };
+       O_WORKER_PID, O_L2_CACHE };
 
 static const struct option long_options[] = {
     { "rw", required_argument, NULL, O_RW },
@@ -616,6 +618,7 @@ static const struct option long_options[] = {
     { "poll", no_argument, NULL, O_POLL },
     { "spin", required_argument, NULL, O_SPIN },
     { "worker-poll", required_argument, NULL, O_WORKER_POLL },
+    { "l2-cache", required_argument, NULL, O_L2_CACHE },
     { "ring-order", required_argument, NULL, O_RING_ORDER },
     { "data-pages", required_argument, NULL, O_DATA_PAGES },
     { "max-indirect", required_argument, NULL, O_MAX_INDIRECT },
@@ -659,6 +662,7 @@ static int parse_option(int c, const char *arg, struct opts *o)
     case O_NULL: o->null_backend = true; return 0;
     case O_POLL: o->poll_mode = true; return 0;
     case O_WORKER_POLL: return parse_unsigned(arg, 1000, &o->worker_poll_us);
+    case O_L2_CACHE: return parse_bytes(arg, &o->l2_cache_bytes);
     case O_SPIN: {
         unsigned us = 0;
         int r = parse_unsigned(arg, 1000000, &us);
@@ -737,6 +741,7 @@ static int spawn_worker(const struct opts *o, int log_fd, struct worker_proc *wp
     so.data_pages = o->data_pages;
     so.max_indirect = o->max_indirect;
     so.poll_us = o->worker_poll_us;
+    so.l2_cache_bytes = o->l2_cache_bytes;
     so.stderr_fd = log_fd;
     so.log_level = "warning";
     if ((r = worker_spawn(&so, 30000, wp)) < 0) {

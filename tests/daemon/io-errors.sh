@@ -17,25 +17,26 @@ img=$T/victim.qcow
     die "qemu-io write"
 cp "$img" "$T/before.qcow"
 
-# In the worker: the alignment probe is the first pread on its O_DIRECT
-# descriptor, the first L2 table it loads the second (a read: no io_submit);
-# then the first io_submit fails, and the first write that completes.
+# In the worker, on its O_DIRECT descriptor: the first read that completes
+# is of the first L2 table it loads (tables are read asynchronously); the
+# write at 8 MiB submits the read of its table (the second io_submit), then
+# its data (the third, refused); the next write's completes with EIO.
 LD_PRELOAD="$FAULT_SHIM" QCOWD_FAULT_PROGRAM=qcowd-worker QCOWD_FAULT_LOG="$FAULT_LOG" \
-    QCOWD_FAULT='pread@O_DIRECT:2:EIO,io_submit@victim.qcow:1:EIO,aio-write@victim.qcow:1:EIO' \
+    QCOWD_FAULT='aio-read@O_DIRECT:1:EIO,io_submit@O_DIRECT:3:EIO,aio-write@O_DIRECT:1:EIO' \
     ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0" start_daemon
 ctl attach "$img" >/dev/null || die "attach"
 rio() { "$DAEMON_TOOLS/ringio" "$SOCK" victim.qcow "$@"; }
 pattern() { head -c "$2" /dev/zero | tr '\0' "\\$(printf '%03o' "$1")"; }
 
 rio read 0 4096 >/dev/null 2>"$T/rio.err" && die "a read whose L2 table fails succeeded"
-fault_injected 'pread #2 @O_DIRECT -> EIO' || die "the L2 read was not failed"
+fault_injected 'aio-read #1 @O_DIRECT -> EIO' || die "the L2 read was not failed"
 pattern 0x33 4096 >"$T/d33"
 rio write 8388608 4096 <"$T/d33" 2>"$T/rio.err" && die "a write io_submit refused succeeded"
-fault_injected 'io_submit #1 @victim.qcow -> EIO' || die "io_submit was not failed"
+fault_injected 'io_submit #3 @O_DIRECT -> EIO' || die "io_submit was not failed"
 grep -q 'Input/output error' "$T/rio.err" || die "the client was not told EIO: $(cat "$T/rio.err")"
 pattern 0x55 4096 >"$T/d55"
 rio write 8388608 4096 <"$T/d55" 2>"$T/rio.err" && die "a failed data write succeeded"
-fault_injected 'aio-write #1 @victim.qcow -> EIO' || die "the data write was not failed"
+fault_injected 'aio-write #1 @O_DIRECT -> EIO' || die "the data write was not failed"
 grep -q 'Input/output error' "$T/rio.err" || die "the client was not told EIO: $(cat "$T/rio.err")"
 
 grep -q "victim.qcow: read of 4096 bytes at 0 failed: .*victim.qcow: cannot read the L2 table" \

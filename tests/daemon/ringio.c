@@ -33,9 +33,11 @@
  * request fails the run.
  *
  * order: submit the OPs all at once, in order, then print the indexes of
- * the OPs in the order they completed ("order: 0 2 1").  An OP is r:LEN
- * (read at offset 0), w:LEN (write at offset 0), f (a flush without data),
- * b (a barrier without data), d:LEN (discard).  Any failure fails the run.
+ * the OPs in the order they completed ("order: 0 2 1", each index printed
+ * as it completes).  An OP is r:LEN (read at offset 0), w:LEN (write at
+ * offset 0), f (a flush without data), b (a barrier without data), d:LEN
+ * (discard); r, w and d take @OFFSET after the length, and r takes =XX
+ * after that: every byte read must be XX (hex).  Any failure fails the run.
  */
 #include "config.h"
 
@@ -420,6 +422,40 @@ static int cmd_load(struct qcowring *ring, int argc, char **argv)
 
 /* ---- order ----------------------------------------------------------------- */
 
+static int parse_op(const char *s, int *op, uint64_t *len);
+
+/* "r:LEN[@OFF][=XX]" etc.: the offset and the expected byte (-1: any). */
+static int parse_op_at(const char *s, int *op, uint64_t *len, uint64_t *off, int *expect)
+{
+    char head[64], *at, *eq;
+
+    snprintf(head, sizeof head, "%s", s);
+    *off = 0;
+    *expect = -1;
+    if ((eq = strchr(head, '='))) {
+        char *end;
+        unsigned long v = strtoul(eq + 1, &end, 16);
+        if (head[0] != 'r' || *end || v > 255 || end == eq + 1)
+            return -EINVAL;
+        *expect = (int)v;
+        *eq = '\0';
+    }
+    if ((at = strchr(head, '@'))) {
+        if (parse_u64(at + 1, off) < 0 || *off % 512)
+            return -EINVAL;
+        *at = '\0';
+    }
+    return parse_op(head, op, len);
+}
+
+static bool all_bytes(const uint8_t *p, uint64_t len, int expect)
+{
+    for (uint64_t i = 0; i < len; i++)
+        if (p[i] != expect)
+            return false;
+    return true;
+}
+
 static int parse_op(const char *s, int *op, uint64_t *len)
 {
     static const struct { char c; int op; bool has_len; } ops[] = {
@@ -445,18 +481,21 @@ static int cmd_order(struct qcowring *ring, int argc, char **argv)
 {
     struct qcowring_completion c[64];
     struct qcowring_req *req;
-    uint64_t len;
-    int op, r, n;
+    uint64_t len, off, lens[64];
+    int op, r, n, expect[64];
 
+    if (argc - 1 > 64)
+        return 2;
     for (int i = 1; i < argc; i++) {
-        if (parse_op(argv[i], &op, &len) < 0)
+        if (parse_op_at(argv[i], &op, &len, &off, &expect[i - 1]) < 0)
             return 2;
+        lens[i - 1] = len;
         bool buffered = op == QCOWRING_OP_READ || op == QCOWRING_OP_WRITE;
         if ((r = qcowring_req_alloc(ring, buffered ? len : 0, &req)) < 0)
             return die("request", r);
         if (op == QCOWRING_OP_WRITE)
             memset(qcowring_req_buf(req), 0x5a, len);
-        if ((r = qcowring_submit(ring, req, op, 0, len, (void *)(intptr_t)(i - 1))) < 0)
+        if ((r = qcowring_submit(ring, req, op, off, len, (void *)(intptr_t)(i - 1))) < 0)
             return die("submit", r);
     }
     printf("order:");
@@ -465,10 +504,17 @@ static int cmd_order(struct qcowring *ring, int argc, char **argv)
             return die("wait", r ? r : -ETIMEDOUT);
         while ((n = qcowring_reap(ring, c, 64)) > 0)
             for (int i = 0; i < n; i++) {
-                printf(" %d", (int)(intptr_t)c[i].user_data);
+                int k = (int)(intptr_t)c[i].user_data;
+                printf(" %d", k);
+                fflush(stdout);
                 if (c[i].result != 0) {
-                    fprintf(stderr, "ringio: order: op %d failed: %s\n",
-                            (int)(intptr_t)c[i].user_data, strerror(-c[i].result));
+                    fprintf(stderr, "ringio: order: op %d failed: %s\n", k,
+                            strerror(-c[i].result));
+                    failures++;
+                } else if (expect[k] >= 0 &&
+                           !all_bytes(qcowring_req_buf(c[i].req), lens[k], expect[k])) {
+                    fprintf(stderr, "ringio: order: op %d read other bytes than %02x\n", k,
+                            expect[k]);
                     failures++;
                 }
                 qcowring_req_free(ring, c[i].req);

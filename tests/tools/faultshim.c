@@ -5,10 +5,11 @@
  *   RULE  = CALL[@MATCH]:N[+]:ERR
  *   CALL  = open | pread | pwrite | pwritev | fdatasync | fsync | io_submit
  *           | aio-read | aio-write | aio-fdsync
- *   MATCH = a part of the file's path, or O_DIRECT (descriptors opened with it);
+ *   MATCH = a part of the file's path, O_DIRECT (descriptors opened with it),
+ *           or #OFFSET (pread and aio-read at that file offset, in bytes);
  *           only matching calls are counted
  *   N     = the matching call that fails, from 1; N+ fails it and every later one
- *   ERR   = EIO, ENOSPC, EINVAL, EACCES, EAGAIN or a number
+ *   ERR   = EIO, ENOSPC, EINVAL, EACCES, EAGAIN or a number, or HOLD
  *
  * open/pread/pwrite/pwritev/fdatasync/fsync (and their 64 variants) fail with
  * -1 and errno ERR without running.  io_submit fails whole (libaio returns
@@ -17,6 +18,13 @@
  * operation ran, but its event says -ERR, as when the device failed it.
  * libaio's io_submit and io_getevents are interposed by name, which works
  * because programs call them in libaio.so (a dynamic symbol).
+ *
+ * HOLD (pread, aio-read) delays instead of failing, until the FIFO named by
+ * QCOWD_FAULT_RELEASE has been written to: a pread blocks; an aio-read is
+ * counted when io_submit() is given it, and a matching one is kept back from
+ * the kernel (io_submit reports it submitted) and submitted by a thread of
+ * the shim once released, so that its completion comes the usual way.  The
+ * FIFO is opened when the shim loads (a sandboxed worker polls it).
  *
  * QCOWD_FAULT_LOG=FILE appends one line per injected fault (tests check that
  * the fault they asked for happened).  QCOWD_FAULT_PROGRAM=NAME limits the
@@ -31,6 +39,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libaio.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -54,9 +64,13 @@ struct rule {
     char match[128];            /* "" for every call */
     unsigned long nth;
     bool and_later;
-    int err;
+    int err;                    /* HOLD: delay the call instead */
+    bool by_offset;             /* MATCH is #OFFSET */
+    long long offset;
     unsigned long seen;         /* matching calls so far */
 };
+
+#define HOLD (-1)
 
 static struct rule rules[MAX_RULES];
 static unsigned nrules;
@@ -66,12 +80,13 @@ static bool active;
 static bool sandboxed;                  /* seccomp_load ran: paths come from the notes */
 static char *noted_paths[MAX_NOTED_FDS];
 static int log_fd = -1;
+static int release_fd = -1;             /* QCOWD_FAULT_RELEASE, opened early */
 
 static int parse_errno(const char *s)
 {
     static const struct { const char *name; int err; } names[] = {
         { "EIO", EIO }, { "ENOSPC", ENOSPC }, { "EINVAL", EINVAL }, { "EACCES", EACCES },
-        { "EAGAIN", EAGAIN },
+        { "EAGAIN", EAGAIN }, { "HOLD", HOLD },
     };
 
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -94,6 +109,10 @@ static void parse_rule(char *text)
     if ((at = strchr(call, '@'))) {
         *at = '\0';
         snprintf(r->match, sizeof r->match, "%s", at + 1);
+        if (r->match[0] == '#') {
+            r->by_offset = true;
+            r->offset = strtoll(r->match + 1, NULL, 0);
+        }
     }
     for (enum call c = 0; c < C__COUNT; c++)
         if (strcmp(call, call_names[c]) == 0) {
@@ -119,6 +138,7 @@ static void open_log(void)
 __attribute__((constructor)) static void load_rules(void)
 {
     const char *spec = getenv("QCOWD_FAULT"), *only = getenv("QCOWD_FAULT_PROGRAM");
+    const char *release = getenv("QCOWD_FAULT_RELEASE");
     char buf[1024], *save = NULL;
 
     if (!spec || (only && strcmp(only, program_invocation_short_name) != 0))
@@ -132,6 +152,16 @@ __attribute__((constructor)) static void load_rules(void)
     active = nrules > 0;
     if (active)
         open_log();     /* now: a worker is soon another user, in a sandbox */
+    if (active && release)
+        release_fd = openat(AT_FDCWD, release, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+}
+
+/* True once something was written to the release FIFO (it stays so). */
+static bool released(int timeout_ms)
+{
+    struct pollfd p = { .fd = release_fd, .events = POLLIN };
+
+    return release_fd < 0 || (poll(&p, 1, timeout_ms) > 0 && (p.revents & (POLLIN | POLLHUP)));
 }
 
 static void *next(const char *name)
@@ -183,7 +213,7 @@ static void log_fault(enum call c, const struct rule *r, const char *what)
         return;
     dprintf(log_fd, "%s[%d]: %s #%lu%s%s -> %s (%s)\n", program_invocation_short_name,
             (int)getpid(), call_names[c], r->seen, r->match[0] ? " @" : "", r->match,
-            strerrorname_np(r->err), what);
+            r->err == HOLD ? "HOLD" : strerrorname_np(r->err), what);
 }
 
 /* What the filter will forbid, done while it is still allowed. */
@@ -214,7 +244,17 @@ int seccomp_load(void *ctx)
 
 /* The error to inject for this call (0: let it run).  path is for open(),
  * fd for the others. */
-static int fault(enum call c, int fd, const char *path)
+enum rule_kind { ANY_RULE, HOLD_RULES, FAIL_RULES };
+
+static bool call_matches(const struct rule *r, int fd, const char *path, long long off)
+{
+    if (r->by_offset)
+        return off == r->offset;
+    return path ? strstr(path, r->match) != NULL : fd_matches(fd, r->match);
+}
+
+/* off: of a pread or aio-read (else -1); kind: which rules count. */
+static int fault_at(enum call c, int fd, const char *path, long long off, enum rule_kind kind)
 {
     int err = 0;
 
@@ -222,7 +262,8 @@ static int fault(enum call c, int fd, const char *path)
         return 0;
     for (unsigned i = 0; i < nrules; i++) {
         struct rule *r = &rules[i];
-        if (r->call != c || !(path ? strstr(path, r->match) != NULL : fd_matches(fd, r->match)))
+        if (r->call != c || (kind == HOLD_RULES && r->err != HOLD) ||
+            (kind == FAIL_RULES && r->err == HOLD) || !call_matches(r, fd, path, off))
             continue;
         r->seen++;
         if (!err && (r->seen == r->nth || (r->and_later && r->seen > r->nth))) {
@@ -231,6 +272,11 @@ static int fault(enum call c, int fd, const char *path)
         }
     }
     return err;
+}
+
+static int fault(enum call c, int fd, const char *path)
+{
+    return fault_at(c, fd, path, -1, ANY_RULE);
 }
 
 static int fail(int err)
@@ -301,8 +347,22 @@ int __open64_2(const char *path, int flags)
         return err ? fail(err) : real(fd, buf, n, off);                                 \
     }
 
-RW_CALL(pread, C_PREAD, off_t, void *)
-RW_CALL(pread64, C_PREAD, off64_t, void *)
+#define PREAD_CALL(name, type)                                                          \
+    ssize_t name(int fd, void *buf, size_t n, type off)                                 \
+    {                                                                                   \
+        static ssize_t (*real)(int, void *, size_t, type);                              \
+        int err = fault_at(C_PREAD, fd, NULL, (long long)off, ANY_RULE);                \
+        if (!real)                                                                      \
+            real = next(#name);                                                         \
+        if (err == HOLD) {                                                              \
+            released(-1);                                                               \
+            err = 0;                                                                    \
+        }                                                                               \
+        return err ? fail(err) : real(fd, buf, n, off);                                 \
+    }
+
+PREAD_CALL(pread, off_t)
+PREAD_CALL(pread64, off64_t)
 RW_CALL(pwrite, C_PWRITE, off_t, const void *)
 RW_CALL(pwrite64, C_PWRITE, off64_t, const void *)
 
@@ -341,14 +401,72 @@ int fsync(int fd)
 
 /* ---- libaio ------------------------------------------------------------- */
 
+static enum call aio_call_of(const struct iocb *cb);
+static int (*real_io_submit)(io_context_t, long, struct iocb *[]);
+
+struct held_submission {
+    io_context_t ctx;
+    struct iocb *cb;
+};
+
+static void *submit_when_released(void *arg)
+{
+    struct held_submission *h = arg;
+    int r;
+
+    released(-1);
+    if ((r = real_io_submit(h->ctx, 1, &h->cb)) != 1)
+        fprintf(stderr, "qcowfault: held io_submit: %d\n", r);
+    free(h);
+    return NULL;
+}
+
+/* An aio-read a HOLD rule matches: submitted later, by a thread. */
+static bool hold_submission(io_context_t ctx, struct iocb *cb)
+{
+    struct held_submission *h;
+    pthread_t t;
+
+    if (aio_call_of(cb) != C_AIO_READ || released(0) ||
+        fault_at(C_AIO_READ, cb->aio_fildes, NULL, cb->u.c.offset, HOLD_RULES) != HOLD ||
+        !(h = malloc(sizeof *h)))
+        return false;
+    *h = (struct held_submission){ ctx, cb };
+    if (pthread_create(&t, NULL, submit_when_released, h) != 0) {
+        free(h);
+        return false;
+    }
+    pthread_detach(t);
+    return true;
+}
+
 int io_submit(io_context_t ctx, long nr, struct iocb *ios[])
 {
-    static int (*real)(io_context_t, long, struct iocb *[]);
     int err = fault(C_IO_SUBMIT, nr > 0 ? ios[0]->aio_fildes : -1, NULL);
+    struct iocb *rest[256];
+    long n = 0, held = 0;
+    int r;
 
-    if (!real)
-        real = next("io_submit");
-    return err ? -err : real(ctx, nr, ios);
+    if (!real_io_submit)
+        real_io_submit = next("io_submit");
+    if (err)
+        return -err;
+    if (!active || nr > (long)(sizeof rest / sizeof rest[0]))
+        return real_io_submit(ctx, nr, ios);
+    for (long i = 0; i < nr; i++) {
+        if (hold_submission(ctx, ios[i]))
+            held++;
+        else
+            rest[n++] = ios[i];
+    }
+    if (held == 0)
+        return real_io_submit(ctx, nr, ios);
+    if (n == 0)
+        return (int)held;
+    /* (A partial submission of the rest is reported as a prefix of the
+     * whole, which is not quite what ran: good enough for a test shim.) */
+    r = real_io_submit(ctx, n, rest);
+    return r < 0 ? (int)held : r + (int)held;
 }
 
 static enum call aio_call_of(const struct iocb *cb)
@@ -375,7 +493,7 @@ int io_getevents(io_context_t ctx, long min_nr, long nr, struct io_event *ev,
     n = real(ctx, min_nr, nr, ev, timeout);
     for (int i = 0; i < n; i++) {
         enum call c = aio_call_of(ev[i].obj);
-        int err = c == C__COUNT ? 0 : fault(c, ev[i].obj->aio_fildes, NULL);
+        int err = c == C__COUNT ? 0 : fault_at(c, ev[i].obj->aio_fildes, NULL, -1, FAIL_RULES);
         if (err) {
             ev[i].res = (unsigned long)(long)-err;
             ev[i].res2 = 0;

@@ -22,6 +22,16 @@ make_filled_qemu_image "$T/base.qcow"
 run "$T/over.qcow" "$T/over.raw" -n 1500 -q 64 -m 65536
 compare_with_shadow "$T/over.qcow" "$T/over.raw"
 
+# The same with 4 L2 tables cached per layer: most plans (reads, writes,
+# the fills from the backing file) wait for asynchronous table reads.
+"$QEMU_IMG" create -f qcow -b base.qcow -F qcow "$T/miss.qcow" >/dev/null
+run "$T/miss.qcow" "$T/miss.raw" -n 1500 -q 64 -m 65536 -c 1 -d
+compare_with_shadow "$T/miss.qcow" "$T/miss.raw"
+head -c 32M /dev/urandom >"$T/full.raw"
+"$QEMU_IMG" convert -f raw -O qcow "$T/full.raw" "$T/full.qcow"
+run "$T/full.qcow" "$T/full.shadow" -n 1500 -q 32 -c 1 -d
+compare_with_shadow "$T/full.qcow" "$T/full.shadow"
+
 "$QEMU_IMG" convert -O raw "$T/base.qcow" "$T/base.raw"
 "$QEMU_IMG" create -f qcow -b base.raw -F raw -o cluster_size=4096 "$T/over4k.qcow" >/dev/null 2>&1 ||
     "$QEMU_IMG" create -f qcow -b base.raw -F raw "$T/over4k.qcow" >/dev/null
@@ -32,6 +42,9 @@ compare_with_shadow "$T/over4k.qcow" "$T/over4k.raw"
 "$QEMU_IMG" compare "$T/base.qcow" "$T/comp.qcow" >/dev/null || die "qemu-img convert -c"
 run "$T/comp.qcow" "$T/comp.raw" -n 1500 -q 16 -m 20000
 compare_with_shadow "$T/comp.qcow" "$T/comp.raw"
+"$QEMU_IMG" convert -c -O qcow "$T/base.qcow" "$T/comp2.qcow" 2>/dev/null || true
+run "$T/comp2.qcow" "$T/comp2.raw" -n 1500 -q 16 -m 20000 -c 1
+compare_with_shadow "$T/comp2.qcow" "$T/comp2.raw"
 
 "$QEMU_IMG" create -f qcow --object secret,id=s0,data=sesame \
     -o encrypt.format=aes,encrypt.key-secret=s0 "$T/enc.qcow" 64M >/dev/null

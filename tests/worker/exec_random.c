@@ -4,6 +4,10 @@
  * calling script can compare the image with it using qemu-img.
  *
  * exec_random IMAGE SHADOW_OUT [-n OPS] [-q QD] [-s SEED] [-m MAXLEN] [-d] [-k KEY]
+ *             [-c L2_CACHE_BYTES]
+ *
+ * A small -c (1: the fewest tables a layer keeps) makes most plans wait for
+ * L2 tables, read asynchronously.
  */
 #include "config.h"
 
@@ -134,13 +138,14 @@ int main(int argc, char **argv)
     int c, r;
 
     rng_state = 0x9e3779b97f4a7c15u;
-    while ((c = getopt(argc, argv, "n:q:s:m:dk:")) != -1) {
+    while ((c = getopt(argc, argv, "n:q:s:m:dk:c:")) != -1) {
         switch (c) {
         case 'n': ops = (unsigned)atoi(optarg); break;
         case 'q': qd = (unsigned)atoi(optarg); break;
         case 's': rng_state = strtoull(optarg, NULL, 0) | 1; break;
         case 'm': maxlen = strtoull(optarg, NULL, 0); break;
         case 'd': o.direct = true; break;
+        case 'c': o.l2_cache_bytes = strtoull(optarg, NULL, 0); break;
         case 'k': o.key = (const uint8_t *)optarg; o.key_len = strlen(optarg); break;
         default: return 2;
         }
@@ -170,6 +175,9 @@ int main(int argc, char **argv)
         }
         pump(&aio);
     }
+    /* A background writeback may still run: the executor must be idle. */
+    while (!executor_idle(x))
+        pump(&aio);
     uint64_t size = img->size;
     executor_free(x);
     aio_ctx_destroy(&aio);
