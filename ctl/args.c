@@ -98,10 +98,31 @@ int cli_parse_uint(const struct cli_command *cmd, const char *what, const char *
     v = strtoul(hex ? s + 2 : s, &end, hex ? 16 : 10);
     if (end == (hex ? s + 2 : s) || *s == '-' || (hex && s[2] == '-') || *end != '\0' ||
         errno || v < min || v > max)
-        return cli_usage_error(cmd, "%s: invalid %s '%s' (expected %lu to %lu)", cmd->name, what,
-                               s, min, max);
+        return cli_usage_error(cmd, "%s%sinvalid %s '%s' (expected %lu to %lu)",
+                               cmd ? cmd->name : "", cmd ? ": " : "", what, s, min, max);
     *out = v;
     return CLI_CONTINUE;
+}
+
+int cli_connection_option(struct cli *cli, const struct cli_command *cmd, int opt,
+                          const char *arg)
+{
+    unsigned long v;
+    int r;
+
+    switch (opt) {
+    case CLI_OPT_SOCKET:
+        if (!*arg)
+            return cli_usage_error(cmd, "%s%s--socket needs a path", cmd ? cmd->name : "",
+                                   cmd ? ": " : "");
+        cli->socket = arg;
+        return CLI_CONTINUE;
+    case CLI_OPT_TIMEOUT:
+        if ((r = cli_parse_uint(cmd, "timeout", arg, 0, 86400, &v)) == CLI_CONTINUE)
+            cli->timeout_s = (unsigned)v;
+        return r;
+    }
+    return CLI_NOT_MINE;
 }
 
 int cli_parse_cluster_size(const struct cli_command *cmd, const char *s, unsigned *bits)

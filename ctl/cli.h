@@ -90,6 +90,11 @@ enum {
     { "verbose", no_argument, NULL, 'v' },                      \
     { "help", no_argument, NULL, 'h' }
 
+/* The options of every command that talks to qcowd. */
+#define CLI_CONNECTION_OPTIONS                                  \
+    { "socket", required_argument, NULL, CLI_OPT_SOCKET },      \
+    { "timeout", required_argument, NULL, CLI_OPT_TIMEOUT }
+
 /* Short options every command takes, to start a command's optstring with
  * (the leading ':' reports a missing argument as ':'). */
 #define CLI_COMMON_SHORT ":qvh"
@@ -114,6 +119,11 @@ int cli_parse_size(const struct cli_command *cmd, const char *what, const char *
 int cli_parse_format(const struct cli_command *cmd, const char *s, enum image_format *out);
 int cli_parse_uint(const struct cli_command *cmd, const char *what, const char *s,
                    unsigned long min, unsigned long max, unsigned long *out);
+
+/* --socket PATH and --timeout SECS (CLI_CONNECTION_OPTIONS) into cli;
+ * CLI_NOT_MINE for any other option.  cmd is NULL before the command name. */
+int cli_connection_option(struct cli *cli, const struct cli_command *cmd, int opt,
+                          const char *arg);
 
 /* A qcow cluster size in bytes (a power of two, 512 to 64K) as its bits. */
 int cli_parse_cluster_size(const struct cli_command *cmd, const char *s, unsigned *bits);

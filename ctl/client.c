@@ -506,6 +506,19 @@ int ctl_call_fd(struct ctl_conn *c, const char *command, json_object *args, int 
 
 /* ---- following the stream ----------------------------------------------- */
 
+int ctl_call_once(struct cli *cli, const char *command, json_object *args, json_object **ret)
+{
+    struct ctl_conn c;
+    int r;
+
+    *ret = NULL;
+    if ((r = ctl_connect(&c, cli)) != CLI_EXIT_OK)
+        return r;
+    r = ctl_call(&c, command, args, ret);
+    ctl_close(&c);
+    return r;
+}
+
 int ctl_follow_events(struct ctl_conn *c, volatile const sig_atomic_t *stop)
 {
     for (;;) {

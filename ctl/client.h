@@ -57,7 +57,10 @@ int ctl_connect(struct ctl_conn *c, const struct cli *cli);
  * class's exit status returned. */
 int ctl_call(struct ctl_conn *c, const char *command, json_object *args, json_object **ret);
 
-/* The same, passing the descriptor `pass` with the request (SCM_RIGHTS);
+/* Connect, run one command as ctl_call does, close. */
+int ctl_call_once(struct cli *cli, const char *command, json_object *args, json_object **ret);
+
+/* The same as ctl_call, passing the descriptor `pass` with the request (SCM_RIGHTS);
  * the caller keeps it. */
 int ctl_call_fd(struct ctl_conn *c, const char *command, json_object *args, int pass,
                 json_object **ret);

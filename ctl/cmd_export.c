@@ -28,19 +28,11 @@ struct export_args {
 static int export_option(struct cli *cli, const struct cli_command *cmd, int opt,
                          struct export_args *a)
 {
-    unsigned long v;
     int r;
 
-    switch (opt) {
-    case CLI_OPT_SOCKET:
-        if (!*optarg)
-            return cli_usage_error(cmd, "%s: --socket needs a path", cmd->name);
-        cli->socket = optarg;
-        return CLI_CONTINUE;
-    case CLI_OPT_TIMEOUT:
-        if ((r = cli_parse_uint(cmd, "timeout", optarg, 0, 86400, &v)) == CLI_CONTINUE)
-            cli->timeout_s = (unsigned)v;
+    if ((r = cli_connection_option(cli, cmd, opt, optarg)) != CLI_NOT_MINE)
         return r;
+    switch (opt) {
     case OPT_NBD: a->nbd = optarg; return CLI_CONTINUE;
     case OPT_TLS_CERTS: a->tls_certs = optarg; return CLI_CONTINUE;
     case OPT_INSECURE: a->insecure = true; return CLI_CONTINUE;
@@ -72,8 +64,7 @@ static int parse_export(struct cli *cli, const struct cli_command *cmd, int argc
         { "tls-certs", required_argument, NULL, OPT_TLS_CERTS },
         { "insecure", no_argument, NULL, OPT_INSECURE },
         { "read-only", no_argument, NULL, 'r' },
-        { "socket", required_argument, NULL, CLI_OPT_SOCKET },
-        { "timeout", required_argument, NULL, CLI_OPT_TIMEOUT },
+        CLI_CONNECTION_OPTIONS,
         CLI_COMMON_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
@@ -105,19 +96,6 @@ static int parse_export(struct cli *cli, const struct cli_command *cmd, int argc
         return cli_usage_error(cmd, "export %s: --nbd, --tls-certs, --read-only and "
                                "--insecure belong to export add", a->sub);
     return CLI_CONTINUE;
-}
-
-static int call_once(struct cli *cli, const char *command, json_object *args, json_object **ret)
-{
-    struct ctl_conn c;
-    int r;
-
-    *ret = NULL;
-    if ((r = ctl_connect(&c, cli)) != CLI_EXIT_OK)
-        return r;
-    r = ctl_call(&c, command, args, ret);
-    ctl_close(&c);
-    return r;
 }
 
 static const char *str_of(json_object *o, const char *key)
@@ -161,7 +139,7 @@ static int run_add(struct cli *cli, const struct export_args *a)
 {
     char *owned = NULL, *uri;
     json_object *args = add_args(a, &owned), *ret;
-    int r = call_once(cli, "export-add", args, &ret);
+    int r = ctl_call_once(cli, "export-add", args, &ret);
 
     json_object_put(args);
     free(owned);
@@ -216,7 +194,7 @@ static int run_list(struct cli *cli)
     json_object *ret;
     int r;
 
-    if ((r = call_once(cli, "export-list", NULL, &ret)) != CLI_EXIT_OK)
+    if ((r = ctl_call_once(cli, "export-list", NULL, &ret)) != CLI_EXIT_OK)
         return r;
     if (cli->json)
         return cli_print_json(ret);
@@ -231,7 +209,7 @@ static int run_remove(struct cli *cli, const struct export_args *a)
     int r;
 
     json_object_object_add(args, "name", json_object_new_string(a->name));
-    r = call_once(cli, "export-remove", args, &ret);
+    r = ctl_call_once(cli, "export-remove", args, &ret);
     json_object_put(args);
     if (r != CLI_EXIT_OK)
         return r;

@@ -16,7 +16,7 @@
 #include "qcow_check.h"
 #include "util.h"
 
-enum { OPT_KEY_FILE = CLI_OPT_COMMAND, OPT_SHRINK, OPT_OFFLINE, OPT_ONLINE, OPT_SOCKET };
+enum { OPT_KEY_FILE = CLI_OPT_COMMAND, OPT_SHRINK, OPT_OFFLINE, OPT_ONLINE };
 
 /* An open image that is closed (and its writeback failure reported) when
  * the variable goes out of scope, unless taken. */
@@ -52,20 +52,21 @@ static const struct option resize_options[] = {
     { "shrink", no_argument, NULL, OPT_SHRINK },
     { "offline", no_argument, NULL, OPT_OFFLINE },
     { "online", no_argument, NULL, OPT_ONLINE },
-    { "socket", required_argument, NULL, OPT_SOCKET },
+    CLI_CONNECTION_OPTIONS,
     CLI_COMMON_OPTIONS,
     { NULL, 0, NULL, 0 },
 };
 
-/* --offline, --online, --socket: where the operand is looked for. */
-static int target_option(struct cli *cli, int opt, struct imageops_target *t)
+/* --offline, --online, --socket: where the operand is looked for (and
+ * --timeout, for an image qcowd serves). */
+static int target_option(struct cli *cli, const struct cli_command *cmd, int opt,
+                         struct imageops_target *t)
 {
     switch (opt) {
     case OPT_OFFLINE: t->where = IMAGEOPS_OFFLINE; return CLI_CONTINUE;
     case OPT_ONLINE: t->where = IMAGEOPS_ONLINE; return CLI_CONTINUE;
-    case OPT_SOCKET: cli->socket = optarg; return CLI_CONTINUE;
     }
-    return CLI_NOT_MINE;
+    return cli_connection_option(cli, cmd, opt, optarg);
 }
 
 static int resize_option(struct cli *cli, const struct cli_command *cmd, int opt,
@@ -76,7 +77,7 @@ static int resize_option(struct cli *cli, const struct cli_command *cmd, int opt
     case OPT_KEY_FILE: a->key_file = optarg; return CLI_CONTINUE;
     case OPT_SHRINK: a->shrink = true; return CLI_CONTINUE;
     }
-    return target_option(cli, opt, &a->target);
+    return target_option(cli, cmd, opt, &a->target);
 }
 
 static int parse_resize(struct cli *cli, const struct cli_command *cmd, int argc, char **argv,
@@ -217,7 +218,7 @@ static const struct option commit_options[] = {
     { "key-file", required_argument, NULL, OPT_KEY_FILE },
     { "offline", no_argument, NULL, OPT_OFFLINE },
     { "online", no_argument, NULL, OPT_ONLINE },
-    { "socket", required_argument, NULL, OPT_SOCKET },
+    CLI_CONNECTION_OPTIONS,
     CLI_COMMON_OPTIONS,
     { NULL, 0, NULL, 0 },
 };
@@ -234,7 +235,7 @@ static int parse_commit(struct cli *cli, const struct cli_command *cmd, int argc
         case 'd': a->keep = true; r = CLI_CONTINUE; break;
         case OPT_KEY_FILE: a->key_file = optarg; r = CLI_CONTINUE; break;
         default:
-            r = target_option(cli, opt, &a->target);
+            r = target_option(cli, cmd, opt, &a->target);
             if (r == CLI_NOT_MINE)
                 r = cli_common_option(cli, cmd, opt, argv);
         }
@@ -480,6 +481,7 @@ static const struct cli_command imageops_commands[] = {
             "                        name\n"
             "      --online          NAME is an image qcowd serves (also with --socket)\n"
             "      --socket PATH     qcowd's control socket\n"
+            "      --timeout SECS    online: fail when qcowd does not answer within SECS\n"
             "SIZE is bytes with an optional K, M, G or T suffix, rounded up to a multiple\n"
             "of 512; +SIZE and -SIZE change the size by that much.  What a grown disk\n"
             "gains reads as zeros.  A qcow image whose L1 table must grow gets a new one\n"
@@ -502,7 +504,7 @@ static const struct cli_command imageops_commands[] = {
             "                        emptied, as qemu-img commit does)\n"
             "  -f, --format FMT      format of IMAGE (probed when not given)\n"
             "      --key-file FILE   the password of an encrypted chain\n"
-            "      --offline, --online, --socket PATH   as for resize\n"
+            "      --offline, --online, --socket PATH, --timeout SECS   as for resize\n"
             "Copies every cluster the overlay holds into its backing file (which grows to\n"
             "the overlay's size if smaller), flushes it, then empties the overlay.  Both\n"
             "files must not be in use.  Online, the copy runs in the background while\n"

@@ -139,18 +139,6 @@ static int print_result(const struct cli *cli, json_object *ret, const char *fmt
     return CLI_EXIT_OK;
 }
 
-static int call_once(struct cli *cli, const char *command, json_object *args, json_object **ret)
-{
-    struct ctl_conn c;
-    int r;
-
-    if ((r = ctl_connect(&c, cli)) != CLI_EXIT_OK)
-        return r;
-    r = ctl_call(&c, command, args, ret);
-    ctl_close(&c);
-    return r;
-}
-
 /* ---- resize ------------------------------------------------------------------ */
 
 int imageops_resize_online(struct cli *cli, const struct imageops_target *t, uint64_t size)
@@ -160,7 +148,7 @@ int imageops_resize_online(struct cli *cli, const struct imageops_target *t, uin
     int r;
 
     json_object_object_add(args, "size", json_object_new_int64((int64_t)size));
-    r = call_once(cli, "resize", args, &ret);
+    r = ctl_call_once(cli, "resize", args, &ret);
     json_object_put(args);
     if (r != CLI_EXIT_OK)
         return r;
@@ -274,32 +262,12 @@ static char *new_file_path(const char *path)
     return out;
 }
 
-/* Options of snapshot and resume: the connection's, and resume's --image. */
-static int connection_option(struct cli *cli, const struct cli_command *cmd, int opt)
-{
-    unsigned long v;
-    int r;
-
-    if (opt == CLI_OPT_SOCKET) {
-        cli->socket = optarg;
-        return CLI_CONTINUE;
-    }
-    if (opt == CLI_OPT_TIMEOUT) {
-        if ((r = cli_parse_uint(cmd, "timeout", optarg, 0, 86400, &v)) != CLI_CONTINUE)
-            return r;
-        cli->timeout_s = (unsigned)v;
-        return CLI_CONTINUE;
-    }
-    return CLI_NOT_MINE;
-}
-
 int imageops_run_resume(struct cli *cli, const struct cli_command *cmd, int argc, char **argv)
 {
     enum { OPT_IMAGE = CLI_OPT_COMMAND };
     static const struct option opts[] = {
         { "image", required_argument, NULL, OPT_IMAGE },
-        { "socket", required_argument, NULL, CLI_OPT_SOCKET },
-        { "timeout", required_argument, NULL, CLI_OPT_TIMEOUT },
+        CLI_CONNECTION_OPTIONS,
         CLI_COMMON_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
@@ -315,7 +283,7 @@ int imageops_run_resume(struct cli *cli, const struct cli_command *cmd, int argc
                 return cli_fail("%s: %s", optarg, strerror(errno));
             continue;
         }
-        if ((r = connection_option(cli, cmd, opt)) == CLI_NOT_MINE)
+        if ((r = cli_connection_option(cli, cmd, opt, optarg)) == CLI_NOT_MINE)
             r = cli_common_option(cli, cmd, opt, argv);
         if (r != CLI_CONTINUE)
             return r;
@@ -325,7 +293,7 @@ int imageops_run_resume(struct cli *cli, const struct cli_command *cmd, int argc
     args = name_args(argv[optind]);
     if (image)
         json_object_object_add(args, "image", json_object_new_string(image));
-    r = call_once(cli, "resume", args, &ret);
+    r = ctl_call_once(cli, "resume", args, &ret);
     json_object_put(args);
     if (r != CLI_EXIT_OK)
         return r;
@@ -338,29 +306,19 @@ int imageops_run_resume(struct cli *cli, const struct cli_command *cmd, int argc
 int imageops_run_snapshot(struct cli *cli, const struct cli_command *cmd, int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "socket", required_argument, NULL, CLI_OPT_SOCKET },
-        { "timeout", required_argument, NULL, CLI_OPT_TIMEOUT },
+        CLI_CONNECTION_OPTIONS,
         CLI_COMMON_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     _cleanup_free_ char *path = NULL;
     json_object *args, *ret;
-    unsigned long v;
     int opt, r;
 
     cli_begin_options();
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1) {
-        if (opt == CLI_OPT_SOCKET) {
-            cli->socket = optarg;
-            continue;
-        }
-        if (opt == CLI_OPT_TIMEOUT) {
-            if ((r = cli_parse_uint(cmd, "timeout", optarg, 0, 86400, &v)) != CLI_CONTINUE)
-                return r;
-            cli->timeout_s = (unsigned)v;
-            continue;
-        }
-        if ((r = cli_common_option(cli, cmd, opt, argv)) != CLI_CONTINUE)
+        if ((r = cli_connection_option(cli, cmd, opt, optarg)) == CLI_NOT_MINE)
+            r = cli_common_option(cli, cmd, opt, argv);
+        if (r != CLI_CONTINUE)
             return r;
     }
     if ((r = cli_operands(cmd, argc, 2, 2)) != CLI_CONTINUE)
@@ -369,7 +327,7 @@ int imageops_run_snapshot(struct cli *cli, const struct cli_command *cmd, int ar
         return CLI_EXIT_FAILURE;
     args = name_args(argv[optind]);
     json_object_object_add(args, "path", json_object_new_string(path));
-    r = call_once(cli, "snapshot", args, &ret);
+    r = ctl_call_once(cli, "snapshot", args, &ret);
     json_object_put(args);
     if (r != CLI_EXIT_OK)
         return r;

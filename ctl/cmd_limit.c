@@ -213,19 +213,11 @@ struct limit_args {
 static int limit_option(struct cli *cli, const struct cli_command *cmd, int opt,
                         struct limit_args *a)
 {
-    unsigned long v;
     int r;
 
-    switch (opt) {
-    case CLI_OPT_SOCKET:
-        if (!*optarg)
-            return cli_usage_error(cmd, "%s: --socket needs a path", cmd->name);
-        cli->socket = optarg;
-        return CLI_CONTINUE;
-    case CLI_OPT_TIMEOUT:
-        if ((r = cli_parse_uint(cmd, "timeout", optarg, 0, 86400, &v)) == CLI_CONTINUE)
-            cli->timeout_s = (unsigned)v;
+    if ((r = cli_connection_option(cli, cmd, opt, optarg)) != CLI_NOT_MINE)
         return r;
+    switch (opt) {
     case OPT_RESET:
         a->reset = true;
         return CLI_CONTINUE;
@@ -239,8 +231,7 @@ static int parse_limit(struct cli *cli, const struct cli_command *cmd, int argc,
     static const struct option opts[] = {
         CLI_LIMIT_OPTIONS,
         { "reset", no_argument, NULL, OPT_RESET },
-        { "socket", required_argument, NULL, CLI_OPT_SOCKET },
-        { "timeout", required_argument, NULL, CLI_OPT_TIMEOUT },
+        CLI_CONNECTION_OPTIONS,
         CLI_COMMON_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
@@ -264,7 +255,6 @@ static int parse_limit(struct cli *cli, const struct cli_command *cmd, int argc,
 int cli_run_limit(struct cli *cli, const struct cli_command *cmd, int argc, char **argv)
 {
     struct limit_args a = { .reset = false };
-    struct ctl_conn c;
     json_object *args, *ret = NULL;
     int r;
 
@@ -278,10 +268,7 @@ int cli_run_limit(struct cli *cli, const struct cli_command *cmd, int argc, char
         json_object_object_add(args, "io-limits", a.limits.obj);
     if (a.reset)
         json_object_object_add(args, "reset", json_object_new_boolean(true));
-    if ((r = ctl_connect(&c, cli)) == CLI_EXIT_OK) {
-        r = ctl_call(&c, "limit", args, &ret);
-        ctl_close(&c);
-    }
+    r = ctl_call_once(cli, "limit", args, &ret);
     json_object_put(args);
     if (r != CLI_EXIT_OK)
         return r;

@@ -35,8 +35,7 @@ enum {
 };
 
 #define ONLINE_OPTIONS                                                  \
-    { "socket", required_argument, NULL, CLI_OPT_SOCKET },              \
-    { "timeout", required_argument, NULL, CLI_OPT_TIMEOUT },            \
+    CLI_CONNECTION_OPTIONS,                                             \
     CLI_COMMON_OPTIONS
 
 #define ONLINE_HELP                                                                       \
@@ -115,16 +114,9 @@ static int online_option(struct cli *cli, const struct cli_command *cmd, int opt
     unsigned long v;
     int r;
 
-    switch (opt) {
-    case CLI_OPT_SOCKET:
-        if (!*optarg)
-            return cli_usage_error(cmd, "%s: --socket needs a path", cmd->name);
-        cli->socket = optarg;
-        return CLI_CONTINUE;
-    case CLI_OPT_TIMEOUT:
-        if ((r = cli_parse_uint(cmd, "timeout", optarg, 0, 86400, &v)) == CLI_CONTINUE)
-            cli->timeout_s = (unsigned)v;
+    if ((r = cli_connection_option(cli, cmd, opt, optarg)) != CLI_NOT_MINE)
         return r;
+    switch (opt) {
     case 'n':
         a->name = optarg;
         return CLI_CONTINUE;
@@ -265,20 +257,6 @@ static const char *human_size_or_dash(json_object *o, const char *key, char buf[
 }
 
 /* ---- the connection for one command ------------------------------------- */
-
-/* Connect, run one command, close.  On success *ret holds the return value. */
-static int call_once(struct cli *cli, const char *command, json_object *args, json_object **ret)
-{
-    struct ctl_conn c;
-    int r;
-
-    *ret = NULL;
-    if ((r = ctl_connect(&c, cli)) != CLI_EXIT_OK)
-        return r;
-    r = ctl_call(&c, command, args, ret);
-    ctl_close(&c);
-    return r;
-}
 
 static json_object *name_args(const char *name)
 {
@@ -528,7 +506,7 @@ static int run_named(struct cli *cli, const struct cli_command *cmd, int argc, c
         CLI_CONTINUE)
         return r;
     args = name_args(a.operand);
-    r = call_once(cli, cmd->name, args, &ret);
+    r = ctl_call_once(cli, cmd->name, args, &ret);
     json_object_put(args);
     if (r != CLI_EXIT_OK)
         return r;
@@ -598,7 +576,7 @@ static int run_list(struct cli *cli, const struct cli_command *cmd, int argc, ch
     if ((r = parse_online(cli, cmd, argc, argv, opts, CLI_COMMON_SHORT, 0, 0, &a)) !=
         CLI_CONTINUE)
         return r;
-    if ((r = call_once(cli, "list", NULL, &ret)) != CLI_EXIT_OK)
+    if ((r = ctl_call_once(cli, "list", NULL, &ret)) != CLI_EXIT_OK)
         return r;
     if (cli->json)
         return cli_print_json(ret);
@@ -725,7 +703,7 @@ static int run_query(struct cli *cli, const struct cli_command *cmd, int argc, c
         CLI_CONTINUE)
         return r;
     args = name_args(a.operand);
-    r = call_once(cli, "query", args, &ret);
+    r = ctl_call_once(cli, "query", args, &ret);
     json_object_put(args);
     if (r != CLI_EXIT_OK)
         return r;
@@ -993,7 +971,7 @@ static int run_stats(struct cli *cli, const struct cli_command *cmd, int argc, c
         json_object_put(args);
         return r;
     }
-    r = call_once(cli, "stats", args, &ret);
+    r = ctl_call_once(cli, "stats", args, &ret);
     json_object_put(args);
     if (r != CLI_EXIT_OK)
         return r;
@@ -1085,7 +1063,7 @@ static int run_version(struct cli *cli, const struct cli_command *cmd, int argc,
     cli_say(cli, "client: " CLI_PROGRAM " (%s) %s, protocol %d\n", PACKAGE_NAME, PACKAGE_VERSION,
             CTL_PROTOCOL);
     fflush(stdout);
-    if ((r = call_once(cli, "version", NULL, &ret)) != CLI_EXIT_OK)
+    if ((r = ctl_call_once(cli, "version", NULL, &ret)) != CLI_EXIT_OK)
         return r;
     if (cli->json) {
         doc = json_object_new_object();

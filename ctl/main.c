@@ -81,13 +81,10 @@ static int parse_global(struct cli *cli, int argc, char **argv)
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
-        { "socket", required_argument, NULL, CLI_OPT_SOCKET },
-        { "timeout", required_argument, NULL, CLI_OPT_TIMEOUT },
+        CLI_CONNECTION_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
-    unsigned long v;
-    char *end;
-    int opt;
+    int opt, r;
 
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "+:qvhV", options, NULL)) != -1) {
@@ -102,17 +99,9 @@ static int parse_global(struct cli *cli, int argc, char **argv)
             printf(CLI_PROGRAM " (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
             return cli_finish_stdout();
         case CLI_OPT_SOCKET:
-            if (!*optarg)
-                return cli_usage_error(NULL, "--socket needs a path");
-            cli->socket = optarg;
-            break;
         case CLI_OPT_TIMEOUT:
-            errno = 0;
-            v = strtoul(optarg, &end, 10);
-            if (!isdigit((unsigned char)*optarg) || *end || errno || v > 86400)
-                return cli_usage_error(NULL, "invalid timeout '%s' (expected 0 to 86400 seconds)",
-                                       optarg);
-            cli->timeout_s = (unsigned)v;
+            if ((r = cli_connection_option(cli, NULL, opt, optarg)) != CLI_CONTINUE)
+                return r;
             break;
         case ':':
             return cli_usage_error(NULL, "option '%s' needs an argument", argv[optind - 1]);

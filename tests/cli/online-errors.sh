@@ -58,6 +58,14 @@ expect_rc 2 --socket
 err_has "needs an argument"
 expect_rc 2 list --socket ""
 err_has "--socket needs a path"
+# Every online command shares the connection options' checks.
+# (resize stops at its first operand, since -SIZE is one: options first.)
+for c in "snapshot" "resume" "limit" "export list" "commit" "resize"; do
+    expect_rc 2 $c --socket "" a b
+    err_has "--socket needs a path"
+    expect_rc 2 $c --timeout -1 a b
+    err_has "invalid timeout '-1'"
+done
 
 # No daemon: 1, naming the socket and the reason.
 expect_rc 1 --socket "$S" list
