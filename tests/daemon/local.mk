@@ -52,6 +52,7 @@ DAEMON_TESTS = \
 	tests/daemon/online-resize.sh \
 	tests/daemon/online-snapshot.sh \
 	tests/daemon/online-commit.sh \
+	tests/daemon/online-flatten.sh \
 	tests/daemon/recovery.sh \
 	tests/daemon/hostile-worker.sh \
 	tests/daemon/slow-clients.sh \

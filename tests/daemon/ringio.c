@@ -24,7 +24,7 @@
  * then the second half over the whole new size; SHADOW_OUT has the new
  * size (what the disk gained reads as zeros).  With -S instead (live
  * snapshots): after the first half, create MARK and go on until the file
- * STOP exists (at most a minute), then the second half.
+ * STOP exists (at most 5 minutes), then the second half.
  *
  * load: keep QD random reads (writes with -W) of BYTES in flight for
  * SECONDS, then print what this client achieved, measured by itself:
@@ -209,7 +209,7 @@ static int run_until_stopped(struct qcowring *ring, uint8_t *shadow, uint64_t si
                              const struct random_opts *o)
 {
     struct random_opts more = *o;
-    double give_up = seconds_now() + 60;
+    double give_up = seconds_now() + 300;
     FILE *f = fopen(o->mark, "w");
     int r;
 
