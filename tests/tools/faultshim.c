@@ -6,8 +6,8 @@
  *   CALL  = open | pread | pwrite | pwritev | fdatasync | fsync | io_submit
  *           | aio-read | aio-write | aio-fdsync
  *   MATCH = a part of the file's path, O_DIRECT (descriptors opened with it),
- *           or #OFFSET (pread and aio-read at that file offset, in bytes);
- *           only matching calls are counted
+ *           or #OFFSET (pread, pwrite, pwritev and aio-read at that file
+ *           offset, in bytes); only matching calls are counted
  *   N     = the matching call that fails, from 1; N+ fails it and every later one
  *   ERR   = EIO, ENOSPC, EINVAL, EACCES, EAGAIN or a number, or HOLD
  *
@@ -19,8 +19,9 @@
  * libaio's io_submit and io_getevents are interposed by name, which works
  * because programs call them in libaio.so (a dynamic symbol).
  *
- * HOLD (pread, aio-read) delays instead of failing, until the FIFO named by
- * QCOWD_FAULT_RELEASE has been written to: a pread blocks; an aio-read is
+ * HOLD delays instead of failing, until the FIFO named by
+ * QCOWD_FAULT_RELEASE has been written to: a plain call (open, pread,
+ * pwrite, fdatasync, ...) blocks, then runs; an aio-read is
  * counted when io_submit() is given it, and a matching one is kept back from
  * the kernel (io_submit reports it submitted) and submitted by a thread of
  * the shim once released, so that its completion comes the usual way.  The
@@ -33,7 +34,9 @@
  * A worker's seccomp filter forbids opening files and reading links, so the
  * shim does both first: it opens its log when it loads (while the worker is
  * still root) and, when seccomp_load is called (interposed too), notes the
- * path of every open descriptor; rules with a path then match those notes. */
+ * path and the inode of every open descriptor; rules with a path then match
+ * those notes, and a descriptor received later (a live commit's backing
+ * file, sent by qcowd) has the path of a noted one of the same inode. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -46,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -79,6 +83,7 @@ static bool active;
 #define MAX_NOTED_FDS 1024
 static bool sandboxed;                  /* seccomp_load ran: paths come from the notes */
 static char *noted_paths[MAX_NOTED_FDS];
+static struct stat noted_stats[MAX_NOTED_FDS];
 static int log_fd = -1;
 static int release_fd = -1;             /* QCOWD_FAULT_RELEASE, opened early */
 
@@ -156,12 +161,19 @@ __attribute__((constructor)) static void load_rules(void)
         release_fd = openat(AT_FDCWD, release, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 }
 
-/* True once something was written to the release FIFO (it stays so). */
+/* True once something was written to the release FIFO (it stays so).  A
+ * signal the program handles does not end a wait. */
 static bool released(int timeout_ms)
 {
     struct pollfd p = { .fd = release_fd, .events = POLLIN };
+    int saved = errno, n;
 
-    return release_fd < 0 || (poll(&p, 1, timeout_ms) > 0 && (p.revents & (POLLIN | POLLHUP)));
+    if (release_fd < 0)
+        return true;
+    while ((n = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR)
+        ;
+    errno = saved;
+    return n > 0 && (p.revents & (POLLIN | POLLHUP));
 }
 
 static void *next(const char *name)
@@ -175,17 +187,33 @@ static void *next(const char *name)
     return f;
 }
 
+/* A noted descriptor's path, or that of a noted one of the same file. */
+static bool noted_path_of(int fd, char *path, size_t len)
+{
+    struct stat st;
+
+    if (fd >= 0 && fd < MAX_NOTED_FDS && noted_paths[fd]) {
+        snprintf(path, len, "%s", noted_paths[fd]);
+        return true;
+    }
+    if (fd < 0 || fstat(fd, &st) != 0)
+        return false;
+    for (int i = 0; i < MAX_NOTED_FDS; i++)
+        if (noted_paths[i] && noted_stats[i].st_dev == st.st_dev &&
+            noted_stats[i].st_ino == st.st_ino) {
+            snprintf(path, len, "%s", noted_paths[i]);
+            return true;
+        }
+    return false;
+}
+
 static bool path_of(int fd, char *path, size_t len)
 {
     char link[64];
     ssize_t n;
 
-    if (sandboxed) {
-        if (fd < 0 || fd >= MAX_NOTED_FDS || !noted_paths[fd])
-            return false;
-        snprintf(path, len, "%s", noted_paths[fd]);
-        return true;
-    }
+    if (sandboxed)
+        return noted_path_of(fd, path, len);
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     if ((n = readlink(link, path, len - 1)) < 0)
         return false;
@@ -223,7 +251,7 @@ static void prepare_for_sandbox(void)
 
     open_log();
     for (int fd = 0; fd < MAX_NOTED_FDS; fd++)
-        if (path_of(fd, path, sizeof path))
+        if (path_of(fd, path, sizeof path) && fstat(fd, &noted_stats[fd]) == 0)
             noted_paths[fd] = strdup(path);
     sandboxed = true;
 }
@@ -253,7 +281,7 @@ static bool call_matches(const struct rule *r, int fd, const char *path, long lo
     return path ? strstr(path, r->match) != NULL : fd_matches(fd, r->match);
 }
 
-/* off: of a pread or aio-read (else -1); kind: which rules count. */
+/* off: of a pread, pwrite or aio-read (else -1); kind: which rules count. */
 static int fault_at(enum call c, int fd, const char *path, long long off, enum rule_kind kind)
 {
     int err = 0;
@@ -285,13 +313,25 @@ static int fail(int err)
     return -1;
 }
 
+/* A plain call's fault: its errno, or 0 to run it (after a HOLD's release). */
+static int inject(enum call c, int fd, const char *path, long long off)
+{
+    int err = fault_at(c, fd, path, off, ANY_RULE);
+
+    if (err == HOLD) {
+        released(-1);
+        err = 0;
+    }
+    return err;
+}
+
 /* ---- plain calls -------------------------------------------------------- */
 
 static int open_common(const char *name, const char *path, int flags, va_list ap)
 {
     int (*real)(const char *, int, ...) = next(name);
     mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
-    int err = fault(C_OPEN, -1, path ? path : "");
+    int err = inject(C_OPEN, -1, path ? path : "", -1);
 
     return err ? fail(err) : real(path, flags, mode);
 }
@@ -322,7 +362,7 @@ int __open64_2(const char *path, int flags);
 static int open_fortified(const char *name, const char *path, int flags)
 {
     int (*real)(const char *, int) = next(name);
-    int err = fault(C_OPEN, -1, path ? path : "");
+    int err = inject(C_OPEN, -1, path ? path : "", -1);
 
     return err ? fail(err) : real(path, flags);
 }
@@ -341,7 +381,7 @@ int __open64_2(const char *path, int flags)
     ssize_t name(int fd, buftype buf, size_t n, type off)                               \
     {                                                                                   \
         static ssize_t (*real)(int, buftype, size_t, type);                             \
-        int err = fault(kind, fd, NULL);                                                \
+        int err = inject(kind, fd, NULL, (long long)off);                               \
         if (!real)                                                                      \
             real = next(#name);                                                         \
         return err ? fail(err) : real(fd, buf, n, off);                                 \
@@ -351,13 +391,9 @@ int __open64_2(const char *path, int flags)
     ssize_t name(int fd, void *buf, size_t n, type off)                                 \
     {                                                                                   \
         static ssize_t (*real)(int, void *, size_t, type);                              \
-        int err = fault_at(C_PREAD, fd, NULL, (long long)off, ANY_RULE);                \
+        int err = inject(C_PREAD, fd, NULL, (long long)off);                            \
         if (!real)                                                                      \
             real = next(#name);                                                         \
-        if (err == HOLD) {                                                              \
-            released(-1);                                                               \
-            err = 0;                                                                    \
-        }                                                                               \
         return err ? fail(err) : real(fd, buf, n, off);                                 \
     }
 
@@ -370,7 +406,7 @@ RW_CALL(pwrite64, C_PWRITE, off64_t, const void *)
     ssize_t name(int fd, const struct iovec *iov, int n, type off)                      \
     {                                                                                   \
         static ssize_t (*real)(int, const struct iovec *, int, type);                   \
-        int err = fault(C_PWRITEV, fd, NULL);                                           \
+        int err = inject(C_PWRITEV, fd, NULL, (long long)off);                          \
         if (!real)                                                                      \
             real = next(#name);                                                         \
         return err ? fail(err) : real(fd, iov, n, off);                                 \
@@ -382,7 +418,7 @@ RWV_CALL(pwritev64, off64_t)
 int fdatasync(int fd)
 {
     static int (*real)(int);
-    int err = fault(C_FDATASYNC, fd, NULL);
+    int err = inject(C_FDATASYNC, fd, NULL, -1);
 
     if (!real)
         real = next("fdatasync");
@@ -392,7 +428,7 @@ int fdatasync(int fd)
 int fsync(int fd)
 {
     static int (*real)(int);
-    int err = fault(C_FSYNC, fd, NULL);
+    int err = inject(C_FSYNC, fd, NULL, -1);
 
     if (!real)
         real = next("fsync");
