@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "faultpoint.h"
 #include "log.h"
 #include "util.h"
 #include "worker.h"
@@ -97,16 +98,17 @@ static void commit_free(struct worker_commit *c)
 static void commit_failed(struct worker *w, int err)
 {
     struct worker_commit *c = w->commit;
-    const char *why = qc_error_message(err);
+    /* A copy: the flush below may fail too, and say so in the same place. */
+    _cleanup_free_ char *why = strdup(qc_error_message(err));
     json_object *data = json_object_new_object();
 
-    log_error("%s: commit into %s failed: %s", w->name, top_path(c->base), why);
+    log_error("%s: commit into %s failed: %s", w->name, top_path(c->base), why ? why : "?");
     image_flush(c->base);
     if (w->n_old_locks < WORKER_MAX_OLD_LOCKS) {
         w->old_lock_fds[w->n_old_locks++] = c->lock_fd;
         c->lock_fd = -1;
     }
-    json_object_object_add(data, "reason", json_object_new_string(why));
+    json_object_object_add(data, "reason", json_object_new_string(why ? why : "out of memory"));
     send_event(w, "commit-failed", data);
     w->commit = NULL;
     commit_free(c);
@@ -204,6 +206,7 @@ void worker_commit_finish(struct worker *w)
     uint64_t passes = c->pass;
     int r = 0;
 
+    r = faultpoint("commit-finishing");
     for (uint64_t g = 0; g < c->ngranules && r == 0 && c->ndirty > 0; g++)
         if (is_dirty(c, g))
             r = copy_granule(w, g);
@@ -218,6 +221,9 @@ void worker_commit_finish(struct worker *w)
     release_locks_of(w, w->lock_fd);    /* the overlay's locks go */
     w->lock_fd = c->lock_fd;
     c->lock_fd = -1;
+    /* Switched and released, qcowd not told yet: only a crash here (a
+     * test's hold or crash) says anything; the base holds it all. */
+    (void)faultpoint("commit-switched");
     log_info("%s: committed %s into %s (%" PRIu64 " bytes in %" PRIu64 " passes)", w->name,
              c->overlay, top_path(w->img), c->copied, passes);
     data = worker_geometry_json(w);
@@ -240,6 +246,8 @@ int worker_commit_start(struct worker *w, int *fds, json_object **ret)
 
     if (w->commit)
         return qc_fail(-EBUSY, "%s: a commit is under way", w->name);
+    if ((r = faultpoint("begin-commit")) < 0)
+        return r;
     if (!layer_backing(w->img->top))
         return qc_fail(-EINVAL, "%s: has no backing file to commit into", w->name);
     if (fds[0] < 0 || fds[1] < 0)
