@@ -53,6 +53,7 @@ DAEMON_TESTS = \
 	tests/daemon/online-snapshot.sh \
 	tests/daemon/online-commit.sh \
 	tests/daemon/online-flatten.sh \
+	tests/daemon/online-commit-faults.sh \
 	tests/daemon/recovery.sh \
 	tests/daemon/hostile-worker.sh \
 	tests/daemon/slow-clients.sh \
