@@ -6,8 +6,9 @@
  *   CALL  = open | pread | pwrite | pwritev | fdatasync | fsync | io_submit
  *           | aio-read | aio-write | aio-fdsync
  *   MATCH = a part of the file's path, O_DIRECT (descriptors opened with it),
- *           or #OFFSET (pread, pwrite, pwritev and aio-read at that file
- *           offset, in bytes); only matching calls are counted
+ *           or [PATH]#OFFSET (pread, pwrite, pwritev and aio-read at that
+ *           file offset, in bytes; with PATH, of a file whose path has
+ *           it); only matching calls are counted
  *   N     = the matching call that fails, from 1; N+ fails it and every later one
  *   ERR   = EIO, ENOSPC, EINVAL, EACCES, EAGAIN or a number, or HOLD
  *
@@ -65,7 +66,7 @@ static const char *const call_names[C__COUNT] = {
 
 struct rule {
     enum call call;
-    char match[128];            /* "" for every call */
+    char match[128];            /* "" for every call; [PATH]#OFFSET: the PATH */
     unsigned long nth;
     bool and_later;
     int err;                    /* HOLD: delay the call instead */
@@ -114,9 +115,11 @@ static void parse_rule(char *text)
     if ((at = strchr(call, '@'))) {
         *at = '\0';
         snprintf(r->match, sizeof r->match, "%s", at + 1);
-        if (r->match[0] == '#') {
+        char *hash = strchr(r->match, '#');
+        if (hash) {
             r->by_offset = true;
-            r->offset = strtoll(r->match + 1, NULL, 0);
+            r->offset = strtoll(hash + 1, NULL, 0);
+            *hash = '\0';
         }
     }
     for (enum call c = 0; c < C__COUNT; c++)
@@ -237,11 +240,15 @@ static void log_fault(enum call c, const struct rule *r, const char *what)
 {
     if (!sandboxed)
         open_log();
+    char offset[32] = "";
+
     if (log_fd < 0)
         return;
-    dprintf(log_fd, "%s[%d]: %s #%lu%s%s -> %s (%s)\n", program_invocation_short_name,
-            (int)getpid(), call_names[c], r->seen, r->match[0] ? " @" : "", r->match,
-            r->err == HOLD ? "HOLD" : strerrorname_np(r->err), what);
+    if (r->by_offset)
+        snprintf(offset, sizeof offset, "#%lld", r->offset);
+    dprintf(log_fd, "%s[%d]: %s #%lu%s%s%s -> %s (%s)\n", program_invocation_short_name,
+            (int)getpid(), call_names[c], r->seen, r->match[0] || r->by_offset ? " @" : "",
+            r->match, offset, r->err == HOLD ? "HOLD" : strerrorname_np(r->err), what);
 }
 
 /* What the filter will forbid, done while it is still allowed. */
@@ -276,8 +283,10 @@ enum rule_kind { ANY_RULE, HOLD_RULES, FAIL_RULES };
 
 static bool call_matches(const struct rule *r, int fd, const char *path, long long off)
 {
-    if (r->by_offset)
-        return off == r->offset;
+    if (r->by_offset && off != r->offset)
+        return false;
+    if (r->by_offset && !r->match[0])
+        return true;
     return path ? strstr(path, r->match) != NULL : fd_matches(fd, r->match);
 }
 
