@@ -199,6 +199,21 @@ static int write_new_l1(struct layer *l, struct qcow_layer *q, uint64_t n, uint6
     return 0;
 }
 
+/* The header says nh now (in the file, if not yet on the disk): whatever
+ * fails from here, the layer follows it, as a reader of the file would.
+ * Kept on the old table, it would write new L2 tables' places into the
+ * table the header no longer names, and lose them at the next open. */
+static int header_written(struct layer *l, struct qcow_layer *q, const struct qcow_header *nh,
+                          const struct qcow_geometry *ng, uint64_t *l1, uint64_t *l1_disk)
+{
+    int r = faultpoint("resize-header-written"), t;
+
+    if (r == 0)
+        r = qcow_sync(l);
+    t = take_header(l, q, nh, ng, l1, l1_disk);
+    return r < 0 ? r : t;
+}
+
 static int grow_l1(struct layer *l, struct qcow_layer *q, struct qcow_header *nh,
                    const struct qcow_geometry *ng)
 {
@@ -213,13 +228,12 @@ static int grow_l1(struct layer *l, struct qcow_layer *q, struct qcow_header *nh
         return r;
     if ((r = write_new_l1(l, q, ng->l1_entries, nh->l1_offset)) < 0 ||
         (r = qcow_sync(l)) < 0 || (r = faultpoint("resize-l1-written")) < 0 ||
-        (r = write_header(l, q, nh)) < 0 || (r = faultpoint("resize-header-written")) < 0 ||
-        (r = qcow_sync(l)) < 0) {
+        (r = write_header(l, q, nh)) < 0) {
         free(l1);
         free(l1_disk);
         return r;
     }
-    if ((r = take_header(l, q, nh, ng, l1, l1_disk)) < 0 ||
+    if ((r = header_written(l, q, nh, ng, l1, l1_disk)) < 0 ||
         (r = faultpoint("resize-l1-moved")) < 0)
         return r;
     qcow_release_area(l, q, old_start, old_end);
@@ -236,13 +250,12 @@ static int grow(struct layer *l, struct qcow_layer *q, struct qcow_header *nh,
         return grow_l1(l, q, nh, ng);
     if ((r = resize_tables(q, ng->l1_entries, &l1, &l1_disk)) < 0)
         return r;
-    if ((r = write_header(l, q, nh)) < 0 || (r = faultpoint("resize-header-written")) < 0 ||
-        (r = qcow_sync(l)) < 0) {
+    if ((r = write_header(l, q, nh)) < 0) {
         free(l1);
         free(l1_disk);
         return r;
     }
-    return take_header(l, q, nh, ng, l1, l1_disk);
+    return header_written(l, q, nh, ng, l1, l1_disk);
 }
 
 /* The entries a shorter L1 table no longer has are zeroed on disk, so that
@@ -292,6 +305,8 @@ int qcow_resize(struct layer *l, uint64_t new_size)
         return qc_fail(-ENOTSUP, "%s: the image has blktap's Xen header: blktap sizes its L1 "
                        "table from the disk size and could not open it resized (convert it to "
                        "an image without the header first)", l->path);
+    if (new_size == q->h.size)
+        return 0;               /* a resize that failed after the header: done */
     if ((r = new_header(l, q, new_size, &nh, &ng)) < 0)
         return r;
     if (new_size > q->h.size)
