@@ -30,6 +30,7 @@ enum cli_exit {
     CLI_EXIT_STATE = 7,         /* InvalidState: e.g. pause a paused image */
     CLI_EXIT_BUSY = 8,          /* Busy: the ring belongs to another client */
     CLI_EXIT_LIMIT = 9,         /* LimitReached: too many images or clients */
+    CLI_EXIT_OP_FAILED = 10,    /* OperationFailed: the worker's resize failed */
 };
 
 /* Parsing functions return CLI_CONTINUE when the command should go on, or

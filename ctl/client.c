@@ -61,6 +61,7 @@ static const struct {
     { "InvalidState", CLI_EXIT_STATE },
     { "Busy", CLI_EXIT_BUSY },
     { "LimitReached", CLI_EXIT_LIMIT },
+    { "OperationFailed", CLI_EXIT_OP_FAILED },
 };
 
 int ctl_error_exit(const char *cls)

@@ -55,7 +55,8 @@ enum {
     "  6  not authorised to use qcowd (PermissionDenied, or the socket's mode)\n"        \
     "  7  the image is not in a state for that (InvalidState)\n"                         \
     "  8  the ring is connected to another client (Busy)\n"                              \
-    "  9  too many images or clients (LimitReached)\n"
+    "  9  too many images or clients (LimitReached)\n"                                   \
+    "  10 resize failed in the worker, the image still served (OperationFailed)\n"
 
 struct online_args {
     const char *operand;        /* IMAGE or NAME */

@@ -68,7 +68,8 @@ static void print_usage(void)
            "check also returns 3 (corruption found) and 4 (only leaks found).\n"
            "Online commands also return, by qcowd's error class: 3 NotFound,\n"
            "4 AlreadyExists, 5 Locked, 6 PermissionDenied, 7 InvalidState, 8 Busy,\n"
-           "9 LimitReached (InvalidParameter is 2; other errors, or no connection, 1).\n"
+           "9 LimitReached, 10 OperationFailed (InvalidParameter is 2; other errors, or\n"
+           "no connection, 1).\n"
            "See qcowctl(8) for the details.\n");
 }
 

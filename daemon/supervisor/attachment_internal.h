@@ -33,6 +33,8 @@ int call_send(struct attachment *att, struct call *call);
  * with err set). */
 void call_finish(struct supervisor *s, struct attachment *att, struct call *call,
                  json_object *ret, const char *err);
+void call_finish_refused(struct supervisor *s, struct attachment *att, struct call *call,
+                         const char *cls, const char *desc);
 /* The call waiting for the worker's answer with this id (0: any), taken off. */
 struct call *call_pop_answerable(struct attachment *att, uint64_t seq);
 struct call *call_take(struct attachment *att, enum call_kind kind);

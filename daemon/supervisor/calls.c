@@ -116,6 +116,25 @@ void call_finish(struct supervisor *s, struct attachment *att, struct call *call
     call_free(call);
 }
 
+/* A worker's refusal of a resize keeps its class when it is one that
+ * resize answers (doc/protocol.md); any other answer is a WorkerError. */
+void call_finish_refused(struct supervisor *s, struct attachment *att, struct call *call,
+                         const char *cls, const char *desc)
+{
+    static const char *const resize_classes[] = {
+        "InvalidParameter", "ReadOnly", "NotSupported", "Busy", "InvalidState", "OperationFailed",
+    };
+
+    if (call->kind == CALL_FORWARD && strcmp(call->command, "resize") == 0 && call->client && cls)
+        for (size_t i = 0; i < sizeof resize_classes / sizeof resize_classes[0]; i++)
+            if (strcmp(cls, resize_classes[i]) == 0) {
+                client_error(call->client, call->id, resize_classes[i], "%s: %s", att->name, desc);
+                call_free(call);
+                return;
+            }
+    call_finish(s, att, call, NULL, desc);
+}
+
 struct call *call_pop_answerable(struct attachment *att, uint64_t seq)
 {
     for (struct call **pp = &att->calls; *pp; pp = &(*pp)->next) {

@@ -94,7 +94,10 @@ static const char *take_answer(struct supervisor *s, struct attachment *att, jso
         return "an answer that is neither a result nor an error with a description";
     if (!(call = call_pop_answerable(att, (uint64_t)seq)))
         return "an answer to a question it was not asked";
-    call_finish(s, att, call, ret, desc);
+    if (err)
+        call_finish_refused(s, att, call, json_read_string(err, "class"), desc);
+    else
+        call_finish(s, att, call, ret, NULL);
     return NULL;
 }
 

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <json-c/json.h>
 #include <string.h>
 #include <unistd.h>
@@ -60,6 +61,29 @@ static void fail(struct worker *w, int err)
 
 /* ---- resize ------------------------------------------------------------- */
 
+/* Refused before anything changed (read-only, a format that cannot), or
+ * failed on the way: OperationFailed, saying the size the image has now
+ * (the new one once its header was written: a restarted worker serves
+ * that; the ring's capacity stays until a retried resize completes). */
+static void resize_failed(struct worker *w, int err, uint64_t old_size)
+{
+    const char *cls = err == -EROFS ? "ReadOnly" : err == -ENOTSUP ? "NotSupported"
+                                                                    : "OperationFailed";
+    struct layer_info info;
+    char desc[1024];
+
+    layer_get_info(w->img->top, &info);
+    if (info.size == old_size)
+        snprintf(desc, sizeof desc, "%s; the image keeps its size, %" PRIu64 " bytes",
+                 qc_error_message(err), old_size);
+    else
+        snprintf(desc, sizeof desc, "%s; its header says %" PRIu64 " bytes already (a "
+                 "restarted worker serves that size; a retried resize completes it)",
+                 qc_error_message(err), info.size);
+    log_warning("%s: resize failed: %s", w->name, desc);
+    worker_reply_error(w, w->op.id, cls, desc);
+}
+
 static void run_resize(struct worker *w)
 {
     json_object *v, *ret;
@@ -84,7 +108,7 @@ static void run_resize(struct worker *w)
         return;
     }
     if ((r = image_resize(w->img, (uint64_t)size, false)) < 0) {
-        fail(w, r);
+        resize_failed(w, r, old_size);
         return;
     }
     sectors = w->img->size / IMAGE_SECTOR_SIZE;
