@@ -54,6 +54,7 @@ DAEMON_TESTS = \
 	tests/daemon/online-commit.sh \
 	tests/daemon/online-flatten.sh \
 	tests/daemon/online-commit-faults.sh \
+	tests/daemon/online-resize-crash.sh \
 	tests/daemon/recovery.sh \
 	tests/daemon/hostile-worker.sh \
 	tests/daemon/slow-clients.sh \
