@@ -26,6 +26,9 @@
 /* io_destroy() waits for RCU grace periods (30-40 ms here): it runs on a
  * short-lived thread of its own, so the loop never waits for it. */
 #define DESTROY_STACK_BYTES (256u << 10)
+#define HELPER_STACK_BYTES (256u << 10)
+/* Tests only: behave as a kernel that refuses IOCB_CMD_FDSYNC. */
+#define NO_AIO_FDSYNC_ENV "QCOWD_TEST_NO_AIO_FDSYNC"
 
 /* The head of the completion ring io_setup() maps (linux/fs/aio.c): a
  * stable ABI since 2.6, recognised by its magic number. */
@@ -74,24 +77,32 @@ static void *destroy_contexts(void *arg)
     return NULL;
 }
 
+/* A thread with a small stack that takes no signal (they stay the loop's). */
+static int start_thread(pthread_t *t, bool detached, size_t stack, void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    sigset_t all, old;
+    int r;
+
+    pthread_attr_init(&attr);
+    if (detached)
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, stack);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    r = pthread_create(t, &attr, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    return -r;
+}
+
 /* Nothing is in flight on them.  The kernel gives their slots back to
  * fs.aio-nr as soon as io_destroy() starts. */
 static void destroy_in_background(struct doomed *d)
 {
-    pthread_attr_t attr;
-    sigset_t all, old;
     pthread_t t;
-    int r;
 
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, DESTROY_STACK_BYTES);
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);   /* signals stay the loop's */
-    r = pthread_create(&t, &attr, destroy_contexts, d);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    if (r != 0)
+    if (start_thread(&t, true, DESTROY_STACK_BYTES, destroy_contexts, d) < 0)
         destroy_contexts(d);
 }
 
@@ -100,6 +111,8 @@ int aio_ctx_init(struct aio_ctx *a, unsigned min_depth, unsigned max_depth)
     int r;
 
     memset(a, 0, sizeof *a);
+    pthread_mutex_init(&a->helper.lock, NULL);
+    pthread_cond_init(&a->helper.wake, NULL);
     if (min_depth == 0)
         min_depth = 1;
     a->min_depth = min_depth;
@@ -112,12 +125,25 @@ int aio_ctx_init(struct aio_ctx *a, unsigned min_depth, unsigned max_depth)
         a->efd = -1;
         return r;
     }
-    a->fdsync_async = true;
+    a->fdsync_async = getenv(NO_AIO_FDSYNC_ENV) == NULL;
     return 0;
+}
+
+static void stop_helper(struct aio_helper *h)
+{
+    if (!h->started)
+        return;
+    pthread_mutex_lock(&h->lock);
+    h->stop = true;
+    pthread_cond_signal(&h->wake);
+    pthread_mutex_unlock(&h->lock);
+    pthread_join(h->thread, NULL);
+    h->started = false;
 }
 
 void aio_ctx_destroy(struct aio_ctx *a)
 {
+    stop_helper(&a->helper);
     for (unsigned i = 0; i < a->nkctx; i++)
         io_destroy(a->kctx[i].ctx);
     aio_ctx_abandon(a);
@@ -245,11 +271,103 @@ static void requeue_front(struct aio_ctx *a, struct aio_op *op)
     a->queued++;
 }
 
-/* Older kernels refuse IOCB_CMD_FDSYNC: run it in place instead. */
-static void run_fdsync_inline(struct aio_op *op)
+/* ---- the helper thread ------------------------------------------------- */
+
+static void helper_finished(struct aio_ctx *a, struct aio_op *op)
 {
-    long res = fdatasync(op->iocb.aio_fildes) < 0 ? -errno : 0;
-    op->done(op, res);
+    struct aio_helper *h = &a->helper;
+    uint64_t one = 1;
+
+    pthread_mutex_lock(&h->lock);
+    op->next = h->done;
+    h->done = op;
+    __atomic_store_n(&h->done_ready, true, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&h->lock);
+    if (write(a->efd, &one, sizeof one) < 0) {
+        /* Only a full counter (it cannot be: the loop reads it) fails. */
+    }
+}
+
+static void *helper_main(void *arg)
+{
+    struct aio_ctx *a = arg;
+    struct aio_helper *h = &a->helper;
+
+    pthread_mutex_lock(&h->lock);
+    for (;;) {
+        struct aio_op *op;
+        while (!h->todo && !h->stop)
+            pthread_cond_wait(&h->wake, &h->lock);
+        if (!(op = h->todo))
+            break;
+        if (!(h->todo = op->next))
+            h->todo_tail = NULL;
+        pthread_mutex_unlock(&h->lock);
+        op->res = op->blocking(op);
+        helper_finished(a, op);
+        pthread_mutex_lock(&h->lock);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
+}
+
+void aio_offload(struct aio_ctx *a, struct aio_op *op)
+{
+    struct aio_helper *h = &a->helper;
+
+    h->pending++;
+    if (!h->started && start_thread(&h->thread, false, HELPER_STACK_BYTES, helper_main, a) == 0)
+        h->started = true;
+    if (!h->started) {
+        /* No thread to be had: run it here, still completing in aio_reap(). */
+        op->res = op->blocking(op);
+        helper_finished(a, op);
+        return;
+    }
+    op->next = NULL;
+    pthread_mutex_lock(&h->lock);
+    if (h->todo_tail)
+        h->todo_tail->next = op;
+    else
+        h->todo = op;
+    h->todo_tail = op;
+    pthread_cond_signal(&h->wake);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* Run the finished ones' callbacks, in the order they were offloaded. */
+static int reap_helper(struct aio_ctx *a)
+{
+    struct aio_helper *h = &a->helper;
+    struct aio_op *op, *fifo = NULL;
+    int n = 0;
+
+    if (!__atomic_load_n(&h->done_ready, __ATOMIC_ACQUIRE))
+        return 0;
+    pthread_mutex_lock(&h->lock);
+    op = h->done;
+    h->done = NULL;
+    __atomic_store_n(&h->done_ready, false, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&h->lock);
+    while (op) {
+        struct aio_op *next = op->next;
+        op->next = fifo;
+        fifo = op;
+        op = next;
+    }
+    for (; fifo; fifo = op, n++) {
+        op = fifo->next;
+        assert(h->pending > 0);
+        h->pending--;
+        fifo->done(fifo, fifo->res);
+    }
+    return n;
+}
+
+/* Older kernels refuse IOCB_CMD_FDSYNC: fdatasync on the helper thread. */
+static long run_fdatasync(struct aio_op *op)
+{
+    return fdatasync(op->iocb.aio_fildes) < 0 ? -errno : 0;
 }
 
 /* One io_submit into k.  Returns how many operations left the queue, or
@@ -263,7 +381,8 @@ static int submit_batch(struct aio_ctx *a, struct aio_kctx *k)
     while (n < SUBMIT_BATCH && k->inflight + (unsigned)n < k->size && a->queue_head) {
         struct aio_op *op = dequeue(a);
         if (op->iocb.aio_lio_opcode == IO_CMD_FDSYNC && !a->fdsync_async) {
-            run_fdsync_inline(op);
+            op->blocking = run_fdatasync;
+            aio_offload(a, op);
             taken++;
             continue;
         }
@@ -341,6 +460,8 @@ static bool may_have_events(const struct aio_kctx *k)
 
 bool aio_completions_ready(const struct aio_ctx *a)
 {
+    if (__atomic_load_n(&a->helper.done_ready, __ATOMIC_ACQUIRE))
+        return true;
     for (unsigned i = 0; i < a->nkctx; i++) {
         const struct kernel_aio_ring *ring = (const struct kernel_aio_ring *)a->kctx[i].ctx;
         if (ring && ring->magic == KERNEL_AIO_RING_MAGIC && may_have_events(&a->kctx[i]))
@@ -377,5 +498,5 @@ int aio_reap(struct aio_ctx *a)
         return -errno;
     for (unsigned i = 0; i < a->nkctx; i++)
         total += reap_context(a, &a->kctx[i]);
-    return total;
+    return total + reap_helper(a);
 }

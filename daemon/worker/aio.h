@@ -15,21 +15,38 @@
 #define QCOWD_AIO_H
 
 #include <libaio.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
 struct aio_op;
 typedef void (*aio_done_fn)(struct aio_op *op, long res);
+typedef long (*aio_blocking_fn)(struct aio_op *op);
 
 struct aio_op {
     struct iocb iocb;           /* first: io_event.obj points here */
     aio_done_fn done;           /* res: bytes transferred or -errno */
     void *opaque;
     struct aio_op *next;        /* in the not-yet-submitted queue */
+    aio_blocking_fn blocking;   /* aio_offload(): runs on the helper thread */
+    long res;                   /* aio_offload(): what blocking() returned */
 };
 
 #define AIO_MAX_CONTEXTS 12
+
+/* Blocking calls the kernel cannot run asynchronously (aio_offload): one
+ * helper thread, started on first use, runs them in order. */
+struct aio_helper {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct aio_op *todo, *todo_tail;    /* waiting for the thread */
+    struct aio_op *done;                /* finished, newest first */
+    bool done_ready;                    /* done is not empty (read without the lock) */
+    bool started, stop;
+    pthread_t thread;
+    unsigned pending;                   /* offloaded, not yet reaped (loop only) */
+};
 
 /* One kernel context (io_setup). */
 struct aio_kctx {
@@ -57,6 +74,7 @@ struct aio_ctx {
     unsigned queued;            /* waiting in the queue */
     struct aio_op *queue_head, *queue_tail;
     bool fdsync_async;          /* the kernel takes IOCB_CMD_FDSYNC */
+    struct aio_helper helper;
     uint64_t next_grow_ns;      /* after a refusal, no new attempt before this */
     struct aio_depth_stats stats;
 };
@@ -78,6 +96,13 @@ void aio_prep_fdsync(struct aio_op *op, int fd);
 
 /* Queue op; it is submitted by the next aio_submit(). */
 void aio_queue(struct aio_ctx *a, struct aio_op *op);
+
+/* Run op->blocking(op) on the helper thread (a system call the kernel has
+ * no asynchronous form of: fallocate, ftruncate, and fdatasync where
+ * IOCB_CMD_FDSYNC is refused); op->done(op, its result) runs later in
+ * aio_reap(), on the loop, like a completion of the kernel's.  The eventfd
+ * wakes the loop for both. */
+void aio_offload(struct aio_ctx *a, struct aio_op *op);
 
 /* Submit as much of the queue as the contexts take, adding a context when
  * operations wait and the budget allows.  Returns 0 or -errno for a
@@ -102,7 +127,7 @@ bool aio_completions_ready(const struct aio_ctx *a);
 
 static inline bool aio_idle(const struct aio_ctx *a)
 {
-    return a->inflight == 0 && a->queue_head == NULL;
+    return a->inflight == 0 && a->queue_head == NULL && a->helper.pending == 0;
 }
 
 #endif
