@@ -39,6 +39,11 @@ int image_plan_discard(struct image *img, uint64_t off, uint64_t len,
         if (r < 0)
             return r;
     }
+    if (l->need && l->ops->need_space) {
+        int r = l->ops->need_space(l, off, len, true);
+        if (r < 0)
+            return r;
+    }
     *n = 0;
     while (len > 0) {
         struct discard_piece p;

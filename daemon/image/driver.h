@@ -39,6 +39,12 @@ struct layer_ops {
     int (*need_tables)(struct layer *l, uint64_t off, uint64_t len);
     int (*meta_loaded)(struct layer *l, const struct meta_need *n, const uint8_t *buf, long res);
     void (*meta_unpin)(struct layer *l, const struct meta_need *n);
+    /* Deferred mode, tables cached: IMAGE_NEED_META (NEED_SPACE) when a
+     * plan of [off, off+len) could reserve space that is not ready, else 0.
+     * NULL for drivers that never allocate. */
+    int (*need_space)(struct layer *l, uint64_t off, uint64_t len, bool discard);
+    int (*growth_next)(struct layer *l, struct image_growth *g);
+    int (*growth_done)(struct layer *l, const struct image_growth *g, int err);
 };
 
 struct layer {

@@ -539,6 +539,8 @@ int image_plan_write(struct image *img, uint64_t off, uint64_t len,
      * space for its first pieces. */
     if (l->need && l->ops->need_tables && (r = l->ops->need_tables(l, off, len)) < 0)
         return r;
+    if (l->need && l->ops->need_space && (r = l->ops->need_space(l, off, len, false)) < 0)
+        return r;
     *n = 0;
     while (len > 0) {
         struct write_piece p;
@@ -620,6 +622,36 @@ int image_write_compressed(struct image *img, uint64_t cluster_guest_off, const 
                            cluster_guest_off);
     }
     return r;
+}
+
+int image_growth_next(struct image *img, struct image_growth *g)
+{
+    struct layer *l = img->top;
+
+    if (l->read_only || !l->ops->growth_next)
+        return 0;
+    return l->ops->growth_next(l, g);
+}
+
+int image_growth_run(const struct image_growth *g)
+{
+    if (g->physical && fallocate(g->fd, 0, (off_t)g->from, (off_t)(g->to - g->from)) == 0)
+        return 0;
+    if (g->physical && errno != EOPNOTSUPP)
+        return -errno;
+    /* Never shorter: extending is all a growth does. */
+    struct stat st;
+    if (fstat(g->fd, &st) < 0)
+        return -errno;
+    if ((uint64_t)st.st_size < g->to && ftruncate(g->fd, (off_t)g->to) < 0)
+        return -errno;
+    return 0;
+}
+
+int image_growth_done(struct image *img, const struct image_growth *g, int err)
+{
+    (void)img;
+    return g->layer->ops->growth_done(g->layer, g, err);
 }
 
 void image_defer_meta(struct image *img, bool defer)

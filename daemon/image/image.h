@@ -55,12 +55,19 @@ struct image_open_opts {
 
 struct layer;
 
-/* An L2 table a plan needs that the cache does not hold (see "metadata the
- * plans need" below). */
+/* What a plan needs and does not have (see "metadata the plans need"
+ * below): an L2 table the cache does not hold, or file space that is not
+ * ready yet. */
+enum meta_need_kind {
+    NEED_TABLE,                 /* read len bytes at off of fd */
+    NEED_SPACE,                 /* the file ready up to off (image_growth_next) */
+};
+
 struct meta_need {
+    enum meta_need_kind kind;
     struct layer *layer;
     uint64_t key;               /* which table of the layer (qcow: L1 index) */
-    int fd;                     /* read len bytes at off of fd */
+    int fd;
     uint64_t off;
     size_t len;
 };
@@ -284,7 +291,8 @@ int image_discard(struct image *img, uint64_t off, uint64_t len, uint64_t *disca
  * extent to use), and img->need says which table: the caller reads it (an
  * aligned buffer of need.len bytes), hands it to image_meta_loaded(), and
  * plans again.  The planning code is the same either way; only who reads
- * the table differs. */
+ * the table differs.  need.kind NEED_SPACE is the same for file space
+ * (see "growing the file" below). */
 #define IMAGE_NEED_META (-EINPROGRESS)
 
 void image_defer_meta(struct image *img, bool defer);
@@ -296,6 +304,42 @@ void image_defer_meta(struct image *img, bool defer);
  * nothing to unpin). */
 int image_meta_loaded(struct image *img, const struct meta_need *n, const uint8_t *buf, long res);
 void image_meta_unpin(const struct meta_need *n);
+
+/* ---- growing the file ahead of its allocations -------------------------- */
+
+/* Allocations take space at the end of the top layer's file.  Done inline,
+ * the file grows a few MiB at a time (ftruncate; fallocate too on images
+ * that are not sparse, up to a whole Xen extent).  In deferred mode the
+ * plans only take space that is ready: a plan that would reserve beyond it
+ * returns IMAGE_NEED_META with need.kind NEED_SPACE, having done nothing,
+ * and the caller grows the file off its loop:
+ *
+ *   image_growth_next()  the growth to run now, if any: the window ahead
+ *                        of the allocations runs low, or a plan waits;
+ *   image_growth_run()   runs it: system calls on its descriptor only, so
+ *                        any thread may, while the image serves requests;
+ *   image_growth_done()  back on the image's thread: the space is ready.
+ *
+ * One growth at a time.  A crash leaves what was grown unreferenced:
+ * leaked space, never garbage (nothing points there before it is written
+ * and the metadata that points at it is flushed). */
+struct image_growth {
+    struct layer *layer;
+    int fd;
+    uint64_t from, to;          /* [from, to) becomes part of the file */
+    bool physical;              /* with disk blocks (fallocate), else a hole */
+    uint64_t generation;        /* of the layer's allocations, to spot a reset */
+};
+
+/* 1 and *g: run g now; 0: nothing to grow (or a growth runs already). */
+int image_growth_next(struct image *img, struct image_growth *g);
+
+/* 0 or -errno (errno of the failing call). */
+int image_growth_run(const struct image_growth *g);
+
+/* g ended with err.  0: what waited for space may plan again; -errno
+ * (with a message) when it must fail. */
+int image_growth_done(struct image *img, const struct image_growth *g, int err);
 
 /* ---- metadata writeback ---------------------------------------------- */
 

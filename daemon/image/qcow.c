@@ -151,6 +151,7 @@ static int qcow_open(struct layer *l, const struct image_open_opts *o)
         return -ENOMEM;
     q->alloc_end = MAX(l->file_size, qcow_metadata_end(q));
     q->file_extent = l->file_size;
+    q->prealloc_end = q->alloc_end;
     return 0;
 }
 
@@ -284,7 +285,8 @@ static void extend_ahead(struct layer *l, struct qcow_layer *q)
 
     if (l->read_only || q->alloc_end <= q->file_extent)
         return;
-    target = align_up(q->alloc_end + EXTEND_AHEAD, 1u << 20);
+    /* Never shorter than a growth in flight makes it. */
+    target = MAX(align_up(q->alloc_end + EXTEND_AHEAD, 1u << 20), q->growth_to);
     if (ftruncate(l->meta_fd, (off_t)target) == 0)
         q->file_extent = target;
 }
@@ -293,7 +295,7 @@ static void trim_extension(struct layer *l, struct qcow_layer *q)
 {
     if (!l->read_only && q->file_extent > q->alloc_end &&
         ftruncate(l->meta_fd, (off_t)q->alloc_end) == 0)
-        q->file_extent = q->alloc_end;
+        q->file_extent = q->prealloc_end = q->alloc_end;
 }
 
 /* Reserve len bytes at the end of the file, aligned to align. */
@@ -317,7 +319,8 @@ static int give_file_space(struct layer *l, uint64_t off, uint64_t len, bool phy
 {
     struct qcow_layer *q = Q(l);
 
-    if (physical && fallocate(l->meta_fd, 0, (off_t)off, (off_t)len) < 0 && errno != EOPNOTSUPP)
+    if (physical && off + len > q->prealloc_end &&
+        fallocate(l->meta_fd, 0, (off_t)off, (off_t)len) < 0 && errno != EOPNOTSUPP)
         return qc_fail(-errno, "%s: cannot allocate %" PRIu64 " bytes at %#" PRIx64 ": %s",
                        l->path, len, off, strerror(errno));
     if (off + len > q->file_extent) {
@@ -326,6 +329,130 @@ static int give_file_space(struct layer *l, uint64_t off, uint64_t len, bool phy
         q->file_extent = off + len;
     }
     return 0;
+}
+
+/* ---- growing ahead (image.h: "growing the file") ------------------- */
+
+/* [alloc_end, ready_end) can be reserved without a system call. */
+static uint64_t ready_end(const struct qcow_layer *q)
+{
+    return q->sparse ? q->file_extent : q->prealloc_end;
+}
+
+/* How far ahead of the allocations the file is grown: a few MiB, and with
+ * Xen extents the next table with its extent too. */
+static uint64_t growth_window(const struct qcow_layer *q)
+{
+    uint64_t w = EXTEND_AHEAD;
+
+    if (q->extent_alloc)
+        w += align_up(q->g.l2_bytes, q->g.cluster_size) +
+             (uint64_t)q->g.l2_entries * q->g.cluster_size;
+    return w;
+}
+
+/* The most a new table costs: itself, its extent, and alignment. */
+static uint64_t new_table_bound(const struct qcow_layer *q)
+{
+    uint64_t n = align_up(q->g.l2_bytes, q->g.cluster_size) + q->g.cluster_size;
+
+    return q->extent_alloc ? n + (uint64_t)q->g.l2_entries * q->g.cluster_size : n;
+}
+
+/* The most that plans of [off, off+len) reserve (their tables are cached,
+ * or do not exist yet), mirroring qcow_plan_write and qcow_plan_discard:
+ * more is harmless (the plan waits a little early), less would make a plan
+ * grow the file inline. */
+static uint64_t reserve_bound(struct layer *l, uint64_t off, uint64_t len, bool discard)
+{
+    struct qcow_layer *q = Q(l);
+    uint64_t cs = q->g.cluster_size, bytes = cs, counted_table = UINT64_MAX;
+
+    for (uint64_t c = align_down(off, cs); c < off + len; c += cs) {
+        uint64_t l1_index = c >> q->g.shift, entry = 0;
+        struct l2_table *t;
+
+        if (l1_index >= q->g.l1_entries)
+            break;
+        t = l2_cache_lookup(&q->cache, l1_index);
+        if (!t && q->l1[l1_index]) {
+            bytes += cs;                /* not cached after all: assume the worst */
+            continue;
+        }
+        if (!t && (!discard || l->backing) && counted_table != l1_index) {
+            bytes += new_table_bound(q);
+            counted_table = l1_index;
+        }
+        if (!t && q->extent_alloc)
+            continue;                   /* its clusters come with the extent */
+        if (t)
+            entry = t->entries[(c >> q->h.cluster_bits) & (q->g.l2_entries - 1)];
+        if (entry && !(entry & QCOW_OFLAG_COMPRESSED))
+            continue;                   /* written in place, or zeroed */
+        if (discard && !entry && !l->backing)
+            continue;                   /* nothing to discard */
+        bytes += cs;
+    }
+    return bytes;
+}
+
+static int qcow_need_space(struct layer *l, uint64_t off, uint64_t len, bool discard)
+{
+    struct qcow_layer *q = Q(l);
+    uint64_t end;
+
+    if (discard ? q->h.crypt_method != 0 : (q->h.crypt_method && !q->crypt))
+        return 0;                       /* the plan refuses: no space to wait for */
+    end = align_up(q->alloc_end, q->g.cluster_size) + reserve_bound(l, off, len, discard);
+    if (end <= ready_end(q))
+        return 0;
+    q->space_wanted = MAX(q->space_wanted, end);
+    *l->need = (struct meta_need){ .kind = NEED_SPACE, .layer = l, .fd = l->meta_fd, .off = end };
+    return IMAGE_NEED_META;
+}
+
+static int qcow_growth_next(struct layer *l, struct image_growth *g)
+{
+    struct qcow_layer *q = Q(l);
+    uint64_t ready = ready_end(q), window = growth_window(q), to;
+    uint64_t ahead = ready > q->alloc_end ? ready - q->alloc_end : 0;
+
+    if (q->growth_to || (q->space_wanted <= ready && ahead >= window / 2))
+        return 0;
+    if (q->growth_minimal && q->space_wanted > ready)
+        to = q->space_wanted;
+    else
+        to = align_up(MAX(q->alloc_end, q->space_wanted) + window, 1u << 20);
+    *g = (struct image_growth){ .layer = l, .fd = l->meta_fd, .from = MAX(ready, q->alloc_end),
+                                .to = to, .physical = !q->sparse, .generation = q->generation };
+    q->growth_to = to;
+    return 1;
+}
+
+static int qcow_growth_done(struct layer *l, const struct image_growth *g, int err)
+{
+    struct qcow_layer *q = Q(l);
+
+    q->growth_to = 0;
+    if (g->generation != q->generation)
+        return 0;                       /* the allocations were reset: plan again */
+    if (err == 0) {
+        q->file_extent = MAX(q->file_extent, g->to);
+        if (g->physical)
+            q->prealloc_end = MAX(q->prealloc_end, g->to);
+        q->growth_minimal = false;
+        if (q->space_wanted <= ready_end(q))
+            q->space_wanted = 0;
+        return 0;
+    }
+    if (!q->growth_minimal && q->space_wanted && g->to > q->space_wanted) {
+        q->growth_minimal = true;       /* the window did not fit: just what is needed */
+        return 0;
+    }
+    q->growth_minimal = false;
+    q->space_wanted = 0;
+    return qc_fail(err, "%s: cannot %s the file to %" PRIu64 " bytes: %s", l->path,
+                   g->physical ? "allocate space in" : "extend", g->to, strerror(-err));
 }
 
 static int new_l2(struct layer *l, uint64_t l1_index, struct l2_table **out)
@@ -945,7 +1072,8 @@ static int qcow_make_empty(struct layer *l)
     if (ftruncate(l->meta_fd, (off_t)q->alloc_end) < 0)
         return qc_fail(-errno, "%s: cannot truncate: %s", l->path, strerror(errno));
     free_detached_gap(l, q);
-    l->file_size = q->file_extent = q->alloc_end;
+    l->file_size = q->file_extent = q->prealloc_end = q->alloc_end;
+    q->generation++;
     return 0;
 }
 
@@ -1049,4 +1177,7 @@ const struct layer_ops qcow_ops = {
     .need_tables = qcow_need_tables,
     .meta_loaded = qcow_meta_loaded,
     .meta_unpin = qcow_meta_unpin,
+    .need_space = qcow_need_space,
+    .growth_next = qcow_growth_next,
+    .growth_done = qcow_growth_done,
 };

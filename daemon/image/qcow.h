@@ -29,6 +29,11 @@ struct qcow_layer {
     size_t front_len;
     uint64_t alloc_end;         /* next free byte at the end of the file */
     uint64_t file_extent;       /* the file's size: kept ahead of alloc_end */
+    uint64_t prealloc_end;      /* not sparse: [alloc_end, prealloc_end) has its blocks */
+    uint64_t growth_to;         /* a growth in flight makes the file this long; 0: none */
+    uint64_t space_wanted;      /* a plan waits for the file ready up to here */
+    bool growth_minimal;        /* the last growth failed: ask for no more than needed */
+    uint64_t generation;        /* of the allocations: a reset voids growths in flight */
     struct l2_cache cache;
     struct qcow_crypt *crypt;
     uint8_t *zcluster;          /* last inflated cluster */

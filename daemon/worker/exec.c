@@ -756,6 +756,8 @@ static void start(struct executor *x, struct xreq *xr)
         writeback_queue(x, xr);
         return;
     }
+    if (xr->req->op != BLK_READ)
+        growth_kick(x);         /* keep space ready ahead of the allocations */
     if (r == IMAGE_NEED_META) {
         xr->wait.ready = table_ready;
         if ((r = metaread_wait(x, &xr->wait)) == 0)
@@ -898,7 +900,7 @@ const char *executor_flush_error(const struct executor *x)
 
 bool executor_idle(const struct executor *x)
 {
-    return x->head == NULL && !x->wb_running && x->flush_ready == NULL;
+    return x->head == NULL && !x->wb_running && x->flush_ready == NULL && x->growth == NULL;
 }
 
 const struct io_stats *executor_stats(const struct executor *x)

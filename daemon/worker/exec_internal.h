@@ -4,8 +4,9 @@
 
 #include "exec.h"
 
-/* Something that waits for an L2 table (metaread.c): ready() runs once the
- * table is cached (err 0: plan again) or its read failed (err, and why). */
+/* Something that waits for an L2 table (metaread.c) or file space
+ * (growth.c): ready() runs once the table is cached or the space is ready
+ * (err 0: plan again) or its read or growth failed (err, and why). */
 struct meta_waiter {
     struct meta_waiter *next;
     void (*ready)(struct meta_waiter *w, int err, const char *why);
@@ -45,6 +46,8 @@ struct executor {
     char failed_reason[BLK_ERROR_MAX];  /* why the image is write-failed */
     struct io_stats stats;
     struct meta_read *meta_reads;       /* L2 tables being read */
+    struct growth *growth;              /* the file growing (growth.c), or NULL */
+    struct meta_waiter *space_waiters;  /* plans waiting for it */
 };
 
 /* A request is done: answer it, free it, start what waited for it. */
@@ -60,8 +63,15 @@ void exec_flush_failed(struct executor *x, int err, const char *reason);
 /* 0, or -errno for a failed or (unless short_ok) short transfer. */
 int exec_io_result(long res, uint64_t want, bool short_ok);
 
-/* Wait for the table x->img->need names: w->ready() runs when it is read. */
+/* Wait for what x->img->need names (a table, or file space): w->ready()
+ * runs when it is there. */
 int metaread_wait(struct executor *x, struct meta_waiter *w);
+
+/* Grow the file if the space ready ahead of the allocations runs low. */
+void growth_kick(struct executor *x);
+
+/* Wait for the space x->img->need names (growth.c). */
+int growth_wait(struct executor *x, struct meta_waiter *w);
 
 /* Complete xr once a writeback has made everything before it durable. */
 void writeback_queue(struct executor *x, struct xreq *xr);

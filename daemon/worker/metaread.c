@@ -71,9 +71,11 @@ static void read_done(struct aio_op *a, long res)
 int metaread_wait(struct executor *x, struct meta_waiter *w)
 {
     const struct meta_need *n = &x->img->need;
-    struct meta_read *m = find_read(x, n);
+    struct meta_read *m;
 
-    if (!m) {
+    if (n->kind == NEED_SPACE)
+        return growth_wait(x, w);
+    if (!(m = find_read(x, n))) {
         if (!(m = calloc(1, sizeof *m)))
             return -ENOMEM;
         if (!(m->buf = alloc_aligned(4096, n->len))) {

@@ -71,6 +71,7 @@ DAEMON_TESTS = \
 	tests/daemon/restart-bad-state.sh \
 	tests/daemon/restart-rights.sh \
 	tests/daemon/slow-l2.sh \
+	tests/daemon/slow-growth.sh \
 	tests/daemon/flush-fail.sh \
 	tests/daemon/version.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh

@@ -3,8 +3,8 @@
  *   LD_PRELOAD=tests/tools/.libs/qcowfault.so QCOWD_FAULT=RULE[,RULE...] PROGRAM
  *
  *   RULE  = CALL[@MATCH]:N[+]:ERR
- *   CALL  = open | pread | pwrite | pwritev | fdatasync | fsync | io_submit
- *           | aio-read | aio-write | aio-fdsync
+ *   CALL  = open | pread | pwrite | pwritev | fdatasync | fsync | ftruncate
+ *           | fallocate | io_submit | aio-read | aio-write | aio-fdsync
  *   MATCH = a part of the file's path, O_DIRECT (descriptors opened with it),
  *           or [PATH]#OFFSET (pread, pwrite, pwritev and aio-read at that
  *           file offset, in bytes; with PATH, of a file whose path has
@@ -12,8 +12,8 @@
  *   N     = the matching call that fails, from 1; N+ fails it and every later one
  *   ERR   = EIO, ENOSPC, EINVAL, EACCES, EAGAIN or a number, or HOLD
  *
- * open/pread/pwrite/pwritev/fdatasync/fsync (and their 64 variants) fail with
- * -1 and errno ERR without running.  io_submit fails whole (libaio returns
+ * open/pread/pwrite/pwritev/fdatasync/fsync/ftruncate/fallocate (and their 64
+ * variants) fail with -1 and errno ERR without running.  io_submit fails whole (libaio returns
  * -ERR) without submitting anything.  aio-* rules count completions that
  * io_getevents() reports for reads, writes (PWRITE, PWRITEV) and fdsyncs: the
  * operation ran, but its event says -ERR, as when the device failed it.
@@ -22,7 +22,7 @@
  *
  * HOLD delays instead of failing, until the FIFO named by
  * QCOWD_FAULT_RELEASE has been written to: a plain call (open, pread,
- * pwrite, fdatasync, ...) blocks, then runs; an aio-read is
+ * pwrite, fdatasync, ftruncate, fallocate, ...) blocks, then runs; an aio-read is
  * counted when io_submit() is given it, and a matching one is kept back from
  * the kernel (io_submit reports it submitted) and submitted by a thread of
  * the shim once released, so that its completion comes the usual way.  The
@@ -54,12 +54,12 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-enum call { C_OPEN, C_PREAD, C_PWRITE, C_PWRITEV, C_FDATASYNC, C_FSYNC, C_IO_SUBMIT,
-            C_AIO_READ, C_AIO_WRITE, C_AIO_FDSYNC, C__COUNT };
+enum call { C_OPEN, C_PREAD, C_PWRITE, C_PWRITEV, C_FDATASYNC, C_FSYNC, C_FTRUNCATE,
+            C_FALLOCATE, C_IO_SUBMIT, C_AIO_READ, C_AIO_WRITE, C_AIO_FDSYNC, C__COUNT };
 
 static const char *const call_names[C__COUNT] = {
-    "open", "pread", "pwrite", "pwritev", "fdatasync", "fsync", "io_submit",
-    "aio-read", "aio-write", "aio-fdsync",
+    "open", "pread", "pwrite", "pwritev", "fdatasync", "fsync", "ftruncate", "fallocate",
+    "io_submit", "aio-read", "aio-write", "aio-fdsync",
 };
 
 #define MAX_RULES 8
@@ -433,6 +433,32 @@ int fdatasync(int fd)
         real = next("fdatasync");
     return err ? fail(err) : real(fd);
 }
+
+#define FTRUNCATE_CALL(name, type)                                                      \
+    int name(int fd, type len)                                                          \
+    {                                                                                   \
+        static int (*real)(int, type);                                                  \
+        int err = inject(C_FTRUNCATE, fd, NULL, -1);                                    \
+        if (!real)                                                                      \
+            real = next(#name);                                                         \
+        return err ? fail(err) : real(fd, len);                                         \
+    }
+
+FTRUNCATE_CALL(ftruncate, off_t)
+FTRUNCATE_CALL(ftruncate64, off64_t)
+
+#define FALLOCATE_CALL(name, type)                                                      \
+    int name(int fd, int mode, type off, type len)                                      \
+    {                                                                                   \
+        static int (*real)(int, int, type, type);                                       \
+        int err = inject(C_FALLOCATE, fd, NULL, -1);                                    \
+        if (!real)                                                                      \
+            real = next(#name);                                                         \
+        return err ? fail(err) : real(fd, mode, off, len);                              \
+    }
+
+FALLOCATE_CALL(fallocate, off_t)
+FALLOCATE_CALL(fallocate64, off64_t)
 
 int fsync(int fd)
 {
