@@ -14,6 +14,8 @@ struct layer_ops {
     /* First write piece at off (len <= requested). */
     int (*plan_write)(struct layer *l, uint64_t off, uint64_t len, struct write_piece *p);
     int (*commit_write)(struct layer *l, const struct write_piece *p);
+    /* Unpin the table a deferred plan pinned for p (p->pinned). */
+    void (*end_write)(struct layer *l, const struct write_piece *p);
     /* Take over an allocation a previous process wrote the data of. */
     int (*adopt_cluster)(struct layer *l, uint64_t cluster_guest_off, uint64_t host_off);
     int (*write_compressed)(struct layer *l, uint64_t cluster_guest_off, const uint8_t *data);

@@ -547,8 +547,10 @@ int image_plan_write(struct image *img, uint64_t off, uint64_t len,
         r = l->ops->plan_write(l, off, len, &p);
         if (r < 0)
             return r;
-        if ((r = array_reserve(*pieces, *cap, *n, 1)) < 0)
+        if ((r = array_reserve(*pieces, *cap, *n, 1)) < 0) {
+            image_end_write(img, &p);
             return r;
+        }
         (*pieces)[(*n)++] = p;
         off += p.len;
         len -= p.len;
@@ -559,6 +561,13 @@ int image_plan_write(struct image *img, uint64_t off, uint64_t len,
 int image_commit_write(struct image *img, const struct write_piece *p)
 {
     return p->layer->ops->commit_write(p->layer, p);
+}
+
+void image_end_write(struct image *img, const struct write_piece *p)
+{
+    (void)img;
+    if (p->pinned)
+        p->layer->ops->end_write(p->layer, p);
 }
 
 int image_adopt_cluster(struct image *img, uint64_t cluster_guest_off, uint64_t host_off)

@@ -211,6 +211,7 @@ struct write_piece {
     uint32_t cluster_size;
     uint64_t old_entry;         /* ALLOC over compressed: the compressed L2 entry */
     bool encrypted;             /* encrypt before writing (IV from guest sector) */
+    bool pinned;                /* its L2 table stays cached until image_end_write */
 };
 
 /* Plan the write of [off, off+len) on the top layer into *pieces (one per
@@ -221,6 +222,12 @@ int image_plan_write(struct image *img, uint64_t off, uint64_t len,
 
 /* The piece's data is on its way to the disk: record its L2 entry. */
 int image_commit_write(struct image *img, const struct write_piece *p);
+
+/* In deferred mode (image_defer_meta) an allocating piece keeps its L2
+ * table cached from its plan on, so that its commit never has to read the
+ * table back: the caller ends every piece it planned, committed or not,
+ * when it is done with it. */
+void image_end_write(struct image *img, const struct write_piece *p);
 
 /* Record an allocation whose data an earlier process (a worker that died)
  * wrote and committed but did not write back: the cluster at

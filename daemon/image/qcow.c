@@ -624,8 +624,13 @@ static int qcow_plan_write(struct layer *l, uint64_t off, uint64_t len, struct w
         p->fill = FILL_COMPRESSED;
     else
         p->fill = l->backing ? FILL_BACKING : FILL_ZERO;
-    if (!q->sparse)
-        return give_file_space(l, p->host_off, q->g.cluster_size, true);
+    if (!q->sparse && (r = give_file_space(l, p->host_off, q->g.cluster_size, true)) < 0)
+        return r;
+    if (l->need) {
+        /* Cached until the commit: no synchronous read of it then. */
+        l2_table_pin(t);
+        p->pinned = true;
+    }
     return 0;
 }
 
@@ -674,6 +679,14 @@ static int qcow_commit_write(struct layer *l, const struct write_piece *p)
     if (q->zcluster_entry && q->zcluster_entry == p->old_entry)
         q->zcluster_entry = 0;
     return set_entry(l, p->cluster_guest_off, p->host_off);
+}
+
+static void qcow_end_write(struct layer *l, const struct write_piece *p)
+{
+    struct l2_table *t = l2_cache_lookup(&Q(l)->cache, p->cluster_guest_off >> Q(l)->g.shift);
+
+    assert(t);
+    l2_table_unpin(t);
 }
 
 static int qcow_adopt_cluster(struct layer *l, uint64_t guest_off, uint64_t host_off)
@@ -1177,6 +1190,7 @@ const struct layer_ops qcow_ops = {
     .need_tables = qcow_need_tables,
     .meta_loaded = qcow_meta_loaded,
     .meta_unpin = qcow_meta_unpin,
+    .end_write = qcow_end_write,
     .need_space = qcow_need_space,
     .growth_next = qcow_growth_next,
     .growth_done = qcow_growth_done,

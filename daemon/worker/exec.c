@@ -704,6 +704,8 @@ void exec_finish(struct xreq *xr, int status)
     unlink_req(x, xr);
     x->stats.inflight = x->active;
     stats_record(&x->stats, req->op, req->len, status, now_ns() - req->start_ns);
+    for (size_t i = 0; i < xr->npieces; i++)
+        image_end_write(x->img, &xr->pieces[i]);
     free(xr->pieces);
     free(xr);
     req->complete(req, status);
