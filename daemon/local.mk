@@ -48,6 +48,7 @@ daemon_worker_libqcowexec_la_SOURCES = \
 	daemon/worker/aio.h daemon/worker/aio.c \
 	daemon/worker/exec.h daemon/worker/exec_internal.h daemon/worker/exec.c \
 	daemon/worker/writeback.c daemon/worker/metaread.c daemon/worker/growth.c \
+	daemon/worker/pool.h daemon/worker/pool.c \
 	daemon/worker/stats.h daemon/worker/stats.c \
 	daemon/worker/metalog.h daemon/worker/metalog.c
 daemon_worker_libqcowexec_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common

@@ -50,6 +50,7 @@ UNIT_TESTS = \
 	tests/unit/test-throttle \
 	tests/unit/test-flush-fail \
 	tests/unit/test-vec \
+	tests/unit/test-pool \
 	tests/unit/test-error
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
@@ -75,6 +76,8 @@ tests_unit_test_throttle_LDADD = daemon/common/libqcowdcommon.la $(JSONC_LIBS)
 tests_unit_test_flush_fail_SOURCES = tests/unit/test-flush-fail.c tests/unit/unit.h
 tests_unit_test_flush_fail_LDADD = $(UNIT_LDADD)
 tests_unit_test_vec_SOURCES = tests/unit/test-vec.c tests/unit/unit.h
+tests_unit_test_pool_SOURCES = tests/unit/test-pool.c tests/unit/unit.h \
+	daemon/worker/pool.h daemon/worker/pool.c
 tests_unit_test_error_SOURCES = tests/unit/test-error.c tests/unit/unit.h
 tests_unit_test_error_LDADD = $(UNIT_LDADD)
 # The harness itself: a test with no check must fail.

@@ -27,6 +27,12 @@ struct fill {
     struct meta_waiter wait;    /* for a table the fill's map needs */
 };
 
+/* A ring request has at most 11 segments (more only with indirect ones). */
+#define XOP_INLINE_IOV 16
+/* Plan arrays kept ready for writes: a request of 16 clusters. */
+#define SPARE_PIECES 16
+#define DEFAULT_POOL_SIZE 64
+
 struct xop;
 typedef int (*xop_finish_fn)(struct xop *op, long res);
 
@@ -39,6 +45,7 @@ struct xop {
     struct extent ext;
     struct iovec *iov;          /* the request's buffers this op reads into */
     int niov;
+    struct iovec inline_iov[XOP_INLINE_IOV];    /* iov, when that is enough */
     uint8_t *bounce;
     uint8_t *stream;            /* compressed data */
     uint64_t len;
@@ -107,11 +114,12 @@ static void note_op_failure(struct blk_req *req, const struct xop *op, long res,
 
 /* ---- iovec helpers ----------------------------------------------------- */
 
-/* The part [skip, skip+len) of iov as a new array. */
+/* The part [skip, skip+len) of iov as an array: in room (of room_n) when
+ * it fits, else a new one (the caller frees *out unless it is room). */
 static int iov_slice(const struct iovec *iov, unsigned n, uint64_t skip, uint64_t len,
-                     struct iovec **out, int *nout)
+                     struct iovec *room, unsigned room_n, struct iovec **out, int *nout)
 {
-    struct iovec *v = malloc(sizeof *v * (n ? n : 1));
+    struct iovec *v = n <= room_n ? room : malloc(sizeof *v * (n ? n : 1));
     int k = 0;
 
     if (!v)
@@ -170,7 +178,7 @@ static bool iov_aligned(const struct iovec *iov, int n, uint64_t a)
 
 static struct xop *xop_new(struct xreq *xr, struct fill *f)
 {
-    struct xop *op = calloc(1, sizeof *op);
+    struct xop *op = pool_get(&xr->x->xops);
 
     if (op) {
         op->xr = xr;
@@ -181,10 +189,18 @@ static struct xop *xop_new(struct xreq *xr, struct fill *f)
 
 static void xop_free(struct xop *op)
 {
-    free(op->iov);
+    if (op->iov != op->inline_iov)
+        free(op->iov);
     free(op->bounce);
     free(op->stream);
-    free(op);
+    pool_put(&op->xr->x->xops, op);
+}
+
+/* op->iov: the part [skip, skip+len) of the request's buffers. */
+static int xop_slice(struct xop *op, const struct iovec *iov, unsigned n, uint64_t skip,
+                     uint64_t len)
+{
+    return iov_slice(iov, n, skip, len, op->inline_iov, XOP_INLINE_IOV, &op->iov, &op->niov);
 }
 
 static void fill_op_done(struct fill *f, int err);
@@ -321,27 +337,39 @@ static int read_compressed(struct executor *x, struct xop *op)
     return 0;
 }
 
-/* Read extent e into target (owned by this function from now on). */
+/* Bytes [skip, skip+e->len) of iov read as zeros. */
+static int zero_extent(const struct extent *e, const struct iovec *iov, unsigned niov,
+                       uint64_t skip)
+{
+    struct iovec room[XOP_INLINE_IOV], *target;
+    int ntarget, r;
+
+    if ((r = iov_slice(iov, niov, skip, e->len, room, XOP_INLINE_IOV, &target, &ntarget)) < 0)
+        return r;
+    iov_zero_from(target, ntarget, 0);
+    if (target != room)
+        free(target);
+    return 0;
+}
+
+/* Read extent e into bytes [skip, skip+e->len) of iov. */
 static int read_extent(struct executor *x, struct xreq *xr, struct fill *f, const struct extent *e,
-                       struct iovec *target, int ntarget)
+                       const struct iovec *iov, unsigned niov, uint64_t skip)
 {
     struct xop *op;
     int r;
 
-    if (e->kind == EXTENT_ZERO) {
-        iov_zero_from(target, ntarget, 0);
-        free(target);
-        return 0;
-    }
-    if (!(op = xop_new(xr, f))) {
-        free(target);
+    if (e->kind == EXTENT_ZERO)
+        return zero_extent(e, iov, niov, skip);
+    if (!(op = xop_new(xr, f)))
         return -ENOMEM;
-    }
     op->ext = *e;
     op->layer = e->layer;
-    op->iov = target;
-    op->niov = ntarget;
     op->len = e->len;
+    if ((r = xop_slice(op, iov, niov, skip, e->len)) < 0) {
+        xop_free(op);
+        return r;
+    }
     if (e->kind == EXTENT_COMPRESSED)
         r = read_compressed(x, op);
     else if (e->encrypted)
@@ -361,12 +389,8 @@ static int read_extents(struct executor *x, struct xreq *xr, struct fill *f,
                         uint64_t base)
 {
     for (size_t i = 0; i < ev->n; i++) {
-        const struct extent *e = &ev->v[i];
-        struct iovec *target;
-        int ntarget, r;
-
-        if ((r = iov_slice(iov, niov, e->guest_off - base, e->len, &target, &ntarget)) < 0 ||
-            (r = read_extent(x, xr, f, e, target, ntarget)) < 0)
+        int r = read_extent(x, xr, f, &ev->v[i], iov, niov, ev->v[i].guest_off - base);
+        if (r < 0)
             return r;
     }
     return 0;
@@ -375,16 +399,17 @@ static int read_extents(struct executor *x, struct xreq *xr, struct fill *f,
 static int start_read(struct executor *x, struct xreq *xr)
 {
     struct blk_req *req = xr->req;
-    struct extent_vec ev = { 0 };
+    struct extent_vec *ev = &x->read_map;       /* kept: no malloc once warm */
     int r;
 
+    extent_vec_reset(ev);
     image_defer_meta(x->img, true);     /* for the plans only: see image.h */
-    r = image_map(x->img, req->off, req->len, &ev);
+    r = image_map(x->img, req->off, req->len, ev);
     image_defer_meta(x->img, false);
 
     if (r == 0)
-        r = read_extents(x, xr, NULL, &ev, req->iov, req->niov, req->off);
-    extent_vec_free(&ev);
+        r = read_extents(x, xr, NULL, ev, req->iov, req->niov, req->off);
+    extent_vec_reset(ev);
     return r;
 }
 
@@ -426,8 +451,7 @@ static int write_direct_run(struct executor *x, struct xreq *xr, const struct wr
     if (!op)
         return -ENOMEM;
     op->len = p[n - 1].guest_off + p[n - 1].len - p->guest_off;
-    if ((r = iov_slice(req->iov, req->niov, p->guest_off - req->off, op->len, &op->iov,
-                       &op->niov)) < 0)
+    if ((r = xop_slice(op, req->iov, req->niov, p->guest_off - req->off, op->len)) < 0)
         goto fail;
     if (p->encrypted) {
         /* Never encrypt in the client's pages: copy first. */
@@ -473,14 +497,16 @@ static int write_filled(struct executor *x, struct fill *f)
 {
     const struct write_piece *p = f->p;
     struct blk_req *req = f->xr->req;
-    struct iovec *src;
+    struct iovec room[XOP_INLINE_IOV], *src;
     struct xop *op;
     int nsrc, r;
 
-    if ((r = iov_slice(req->iov, req->niov, p->guest_off - req->off, p->len, &src, &nsrc)) < 0)
+    if ((r = iov_slice(req->iov, req->niov, p->guest_off - req->off, p->len, room,
+                       XOP_INLINE_IOV, &src, &nsrc)) < 0)
         return r;
     iov_to_buf(src, nsrc, f->cluster + (p->guest_off - p->cluster_guest_off));
-    free(src);
+    if (src != room)
+        free(src);
     if ((r = piece_encrypt(p, p->cluster_guest_off, f->cluster, p->cluster_size)) < 0)
         return r;
     if (!(op = xop_new(f->xr, NULL)))
@@ -569,6 +595,11 @@ static int start_write(struct executor *x, struct xreq *xr)
     struct blk_req *req = xr->req;
     int r;
 
+    if (!xr->pieces && x->nspare) {
+        struct piece_buf b = x->spare_pieces[--x->nspare];
+        xr->pieces = b.v;
+        xr->cap = b.cap;
+    }
     image_defer_meta(x->img, true);
     r = image_plan_write(x->img, req->off, req->len, &xr->pieces, &xr->npieces, &xr->cap);
     image_defer_meta(x->img, false);
@@ -706,8 +737,11 @@ void exec_finish(struct xreq *xr, int status)
     stats_record(&x->stats, req->op, req->len, status, now_ns() - req->start_ns);
     for (size_t i = 0; i < xr->npieces; i++)
         image_end_write(x->img, &xr->pieces[i]);
-    free(xr->pieces);
-    free(xr);
+    if (xr->pieces && x->nspare < x->spare_cap)
+        x->spare_pieces[x->nspare++] = (struct piece_buf){ xr->pieces, xr->cap };
+    else
+        free(xr->pieces);
+    pool_put(&x->xreqs, xr);
     req->complete(req, status);
     schedule(x);
 }
@@ -832,7 +866,7 @@ void executor_submit(struct executor *x, struct blk_req *req)
         req->complete(req, r);
         return;
     }
-    if (!(xr = calloc(1, sizeof *xr))) {
+    if (!(xr = pool_get(&x->xreqs))) {
         exec_note_failure(req, "out of memory");
         req->complete(req, -ENOMEM);
         return;
@@ -857,6 +891,26 @@ void executor_submit(struct executor *x, struct blk_req *req)
 
 /* ---- lifetime ---------------------------------------------------------- */
 
+/* The pools and spare plan arrays for n requests in flight. */
+static int make_pools(struct executor *x, size_t n)
+{
+    int r;
+
+    if ((r = pool_init(&x->xreqs, sizeof(struct xreq), n)) < 0 ||
+        (r = pool_init(&x->xops, sizeof(struct xop), 2 * n)) < 0)
+        return r;
+    if (!(x->spare_pieces = calloc(n, sizeof *x->spare_pieces)))
+        return -ENOMEM;
+    x->spare_cap = n;
+    for (; x->nspare < n; x->nspare++) {
+        struct piece_buf *b = &x->spare_pieces[x->nspare];
+        if (!(b->v = malloc(SPARE_PIECES * sizeof *b->v)))
+            return -ENOMEM;
+        b->cap = SPARE_PIECES;
+    }
+    return 0;
+}
+
 int executor_new(struct image *img, struct aio_ctx *aio, const struct exec_opts *o,
                  struct executor **out)
 {
@@ -866,6 +920,10 @@ int executor_new(struct image *img, struct aio_ctx *aio, const struct exec_opts 
 
     if (!x)
         return -ENOMEM;
+    if ((r = make_pools(x, o->pool_size ? o->pool_size : DEFAULT_POOL_SIZE)) < 0) {
+        executor_free(x);
+        return r;
+    }
     x->img = img;
     x->aio = aio;
     x->opts = *o;
@@ -892,6 +950,12 @@ void executor_top_changed(struct executor *x)
 
 void executor_free(struct executor *x)
 {
+    while (x->nspare)
+        free(x->spare_pieces[--x->nspare].v);
+    free(x->spare_pieces);
+    pool_destroy(&x->xreqs);
+    pool_destroy(&x->xops);
+    extent_vec_free(&x->read_map);
     free(x);
 }
 

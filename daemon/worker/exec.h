@@ -29,6 +29,7 @@ struct exec_opts {
     /* Called once, when a flush of the image fails (see executor_flush_error). */
     void (*flush_failed)(void *opaque, const char *reason);
     void *opaque;
+    unsigned pool_size;         /* requests in flight to keep ready for (0: 64) */
 };
 
 int executor_new(struct image *img, struct aio_ctx *aio, const struct exec_opts *o,

@@ -3,6 +3,7 @@
 #define QCOWD_EXEC_INTERNAL_H
 
 #include "exec.h"
+#include "pool.h"
 
 /* Something that waits for an L2 table (metaread.c) or file space
  * (growth.c): ready() runs once the table is cached or the space is ready
@@ -10,6 +11,11 @@
 struct meta_waiter {
     struct meta_waiter *next;
     void (*ready)(struct meta_waiter *w, int err, const char *why);
+};
+
+struct piece_buf {
+    struct write_piece *v;
+    size_t cap;
 };
 
 struct xreq {
@@ -47,6 +53,12 @@ struct executor {
     struct io_stats stats;
     struct meta_read *meta_reads;       /* L2 tables being read */
     struct growth *growth;              /* the file growing (growth.c), or NULL */
+    /* Ready for the hot path (sized by exec_opts.pool_size): no malloc
+     * per request once they are warm. */
+    struct pool xreqs, xops;
+    struct piece_buf *spare_pieces;     /* plan arrays of finished requests */
+    size_t nspare, spare_cap;
+    struct extent_vec read_map;         /* a read's extents, while it starts */
     struct meta_waiter *space_waiters;  /* plans waiting for it */
 };
 

@@ -350,6 +350,9 @@ int worker_init(struct worker *w, const struct worker_opts *o)
      * spare; idle, only a few (aio.h). */
     if ((r = aio_ctx_init(&w->aio, AIO_IDLE_DEPTH, 4 * ring_server_ring_size(w->rs) + 64)) < 0)
         return aio_setup_failed(w, r);
+    if ((r = pool_init(&w->wreqs, sizeof(struct wreq), ring_server_ring_size(w->rs))) < 0)
+        return qc_fail(r, "%s: out of memory", w->name);
+    xo.pool_size = ring_server_ring_size(w->rs);
     struct ring_server_geometry geo = geo_of(w);
     if ((r = adopt_allocations(w, &geo)) < 0)
         return r;
@@ -375,6 +378,7 @@ void worker_destroy(struct worker *w)
     worker_commit_abandon(w);
     if (w->x)
         executor_free(w->x);
+    pool_destroy(&w->wreqs);
     metalog_free(w->metalog);
     /* io_destroy() waits for an RCU grace period (tens of milliseconds);
      * the process is about to exit, which tears the contexts down without
@@ -423,7 +427,7 @@ static void on_complete(struct blk_req *req, int status)
         worker_commit_dirty(w, req->off, req->len);    /* a copy that raced it is redone */
     ring_server_respond_deferred(w->rs, wr->io, ring_status(status));
     first_sector_release(&wr->first);
-    free(wr);
+    pool_put(&w->wreqs, wr);
     if (w->state == WORKER_PAUSING)
         worker_quiesce(w);
 }
@@ -492,14 +496,14 @@ static void submit_io(struct worker *w, struct ring_io *io)
         worker_answer_map(w, io);
         return;
     }
-    if (!(wr = malloc(sizeof *wr))) {
+    if (!(wr = pool_get(&w->wreqs))) {
         ring_server_respond_deferred(w->rs, io, QCOWRING_RSP_ERROR);
         return;
     }
     to_blk_req(io, &wr->req);
     if (first_sector_refused(w, wr)) {
         ring_server_respond_deferred(w->rs, io, QCOWRING_RSP_ERROR);
-        free(wr);
+        pool_put(&w->wreqs, wr);
         return;
     }
     wr->req.complete = on_complete;

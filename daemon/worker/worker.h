@@ -12,6 +12,7 @@
 #include "image.h"
 #include "limiter.h"
 #include "metalog.h"
+#include "pool.h"
 #include "qcowring-client.h"
 #include "ring_server.h"
 #include "backing.h"
@@ -50,6 +51,7 @@ struct worker {
     bool read_only;
     bool guard_first_sector;    /* probed raw: no other format's header at sector 0 */
     struct aio_ctx aio;
+    struct pool wreqs;          /* request wrappers, one per ring slot */
     struct executor *x;
     struct ring_server *rs;
     struct qcowring_fds ring_fds;
