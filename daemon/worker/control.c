@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -80,6 +81,21 @@ int worker_send_ready(struct worker *w, bool with_fds)
     json_object_object_add(ev, "event", json_object_new_string("ready"));
     json_object_object_add(ev, "data", worker_geometry_json(w));
     return send_json(w->ctl_fd, ev, fds, with_fds ? 4 : 0);
+}
+
+/* To a supervisor that adopts us: "ready" again, with everything it keeps
+ * of ours, the image's locked descriptor too (adopt.c). */
+int worker_send_adoption_ready(struct worker *w)
+{
+    json_object *ev = json_object_new_object(), *data = worker_geometry_json(w);
+    int fds[5] = { w->ring_fds.memfd, w->ring_fds.req_eventfd, w->ring_fds.rsp_eventfd,
+                   w->journal_fd, w->lock_fd };
+
+    json_object_object_add(data, "paused", json_object_new_boolean(w->state == WORKER_PAUSED ||
+                                                                   w->state == WORKER_PAUSING));
+    json_object_object_add(ev, "event", json_object_new_string("ready"));
+    json_object_object_add(ev, "data", data);
+    return send_json(w->ctl_fd, ev, fds, w->lock_fd >= 0 ? 5 : 4);
 }
 
 const char *worker_failure_class(int err)
@@ -360,10 +376,13 @@ void worker_handle_control(struct worker *w)
         if (n < 0 && n != -EAGAIN)
             log_warning("%s: control channel: %s", w->name, strerror((int)-n));
         if (n == 0 || n != -EAGAIN) {
-            log_info("%s: supervisor went away: stopping", w->name);
-            w->state = WORKER_STOPPING;
+            epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->ctl_fd, NULL);
             close(w->ctl_fd);
             w->ctl_fd = -1;
+            if (!worker_orphaned(w)) {
+                log_info("%s: supervisor went away: stopping", w->name);
+                w->state = WORKER_STOPPING;
+            }
         }
         return;
     }
