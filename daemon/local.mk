@@ -75,7 +75,7 @@ daemon_qcowd_SOURCES = \
 	daemon/supervisor/calls.c \
 	daemon/supervisor/imageops.c \
 	daemon/supervisor/worker_messages.c \
-	daemon/supervisor/state_file.c \
+	daemon/supervisor/state_file.c daemon/supervisor/adoption.c \
 	daemon/supervisor/recovery.c \
 	daemon/supervisor/throttling.h daemon/supervisor/throttling.c \
 	daemon/supervisor/exports.c \
