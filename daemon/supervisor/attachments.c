@@ -658,6 +658,13 @@ int attachment_adopt(struct supervisor *s, json_object *args, const struct ident
         adoption_refuse(&got);
         return r;
     }
+    if (same_file_attached(s, &img.st)) {
+        log_error("%s: refused to adopt its worker: %s is already attached; it is told to "
+                  "stop", a.name, img.path);
+        free(img.path);
+        adoption_refuse(&got);
+        return -EEXIST;
+    }
     img.fd = got.image_fd;      /* with the lock; ours now */
     got.image_fd = -1;
     if (!(att = attachment_new(&a, &img, who))) {

@@ -415,7 +415,10 @@ static void adopt_workers(struct supervisor *s, json_object *list, bool *adopted
     for (size_t i = n; i-- > 0;) {
         json_object *entry = json_object_array_get_idx(list, i), *args;
         struct identity who;
-        if (s->orphan_wait_s == 0 || !json_read_has(entry, "rendezvous"))
+        int64_t pid;
+        /* Stopped by its qcowd, or its wait for adoption is over. */
+        if (!json_read_has(entry, "rendezvous") ||
+            !json_read_int(entry, "worker-pid", 2, INT32_MAX, &pid) || process_gone((pid_t)pid))
             continue;
         entry_problem(entry, &args, &who);
         adopted[i] = attachment_adopt(s, args, &who, entry) == 0;
