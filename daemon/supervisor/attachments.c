@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -625,6 +626,31 @@ static void take_adopted_worker(struct attachment *att, struct adoption *got, co
     att->started_ns = mono_ns();
 }
 
+/* The adopted worker's attachment is in the table: watch it, and serve. */
+static void adopted_attachment_start(struct supervisor *s, struct attachment *att,
+                                     json_object *args)
+{
+    att->next = s->attachments;
+    s->attachments = att;
+    s->nimages++;
+    att->state = att->paused ? ATT_PAUSED : ATT_RUNNING;
+    att->recorded = true;
+    att->restoring = true;
+    att->watch = (struct watch){ .kind = WATCH_WORKER, .obj = att };
+    if (throttling_attach(s, att, NULL, NULL, args) < 0 ||
+        watch_fd(s, att->proc.ctl_fd, &att->watch) < 0 || adoption_watch_exit(s, att) < 0) {
+        /* It is ours now, whatever happens: gone (or killed, when we
+         * cannot watch it) is a crash, and a replacement takes over. */
+        log_warning("%s: cannot watch the adopted worker (pid %d): %s", att->name,
+                    (int)att->proc.pid, strerror(errno));
+        kill(att->proc.pid, SIGKILL);
+        attachment_adopted_exited(s, att);
+        return;
+    }
+    attachment_started(s, att);
+    throttling_resend(s, att);
+}
+
 int attachment_adopt(struct supervisor *s, json_object *args, const struct identity *who,
                      json_object *entry)
 {
@@ -634,7 +660,7 @@ int attachment_adopt(struct supervisor *s, json_object *args, const struct ident
     struct opened_image img;
     struct attachment *att;
     bool held = true;
-    char why[600];
+    char why[600], expected[PATH_MAX];
     int64_t pid;
     int r;
 
@@ -642,10 +668,10 @@ int attachment_adopt(struct supervisor *s, json_object *args, const struct ident
         return -ENOENT;
     if (!parse_attach(NULL, NULL, args, &a) || !admissible(s, NULL, NULL, &a))
         return -EINVAL;
-    snprintf(why, sizeof why, "%s.rendezvous/%s", s->state_path, a.name);
-    if (strcmp(path, why) != 0) {
+    snprintf(expected, sizeof expected, "%s.rendezvous/%s", s->state_path, a.name);
+    if (strcmp(path, expected) != 0) {
         log_error("%s: cannot adopt its worker: its recorded rendezvous %s is not %s; "
-                  "attaching it afresh", a.name, path, why);
+                  "attaching it afresh", a.name, path, expected);
         return -EINVAL;
     }
     if ((r = adoption_meet(path, (pid_t)pid, &got, why, sizeof why)) < 0) {
@@ -677,25 +703,7 @@ int attachment_adopt(struct supervisor *s, json_object *args, const struct ident
     take_adopted_worker(att, &got, path);
     json_read_bool(entry, "ring-held", &held);
     att->ring_held_elsewhere = held;
-    att->next = s->attachments;
-    s->attachments = att;
-    s->nimages++;
-    att->state = att->paused ? ATT_PAUSED : ATT_RUNNING;
-    att->recorded = true;
-    att->restoring = true;
-    att->watch = (struct watch){ .kind = WATCH_WORKER, .obj = att };
-    if (throttling_attach(s, att, NULL, NULL, args) < 0 ||
-        watch_fd(s, att->proc.ctl_fd, &att->watch) < 0 || adoption_watch_exit(s, att) < 0) {
-        /* It is ours now, whatever happens: gone (or killed, when we
-         * cannot watch it) is a crash, and a replacement takes over. */
-        log_warning("%s: cannot watch the adopted worker (pid %d): %s", att->name,
-                    (int)att->proc.pid, strerror(errno));
-        kill(att->proc.pid, SIGKILL);
-        attachment_adopted_exited(s, att);
-        return 0;
-    }
-    attachment_started(s, att);
-    throttling_resend(s, att);
+    adopted_attachment_start(s, att, args);
     return 0;
 }
 
