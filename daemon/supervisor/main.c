@@ -431,13 +431,13 @@ int main(int argc, char **argv)
         return 1;
     }
     aio_budget_prepare();       /* its files stay open: counted among the base ones */
-    limits_init(&s);
-    log_info("%s ready (worker %s, running as %s)", PACKAGE_STRING, s.worker_path,
-             s.worker_user ? s.worker_user : "qcowd's user");
     if (state_file_arg)
         s.state_path = state_file_arg[0] ? strdup(state_file_arg) : NULL;
     else if (!(s.state_path = state_default_path()))
         log_warning("no state file (no $HOME): attachments are not re-attached at the next start");
+    limits_init(&s);            /* adoption (a state file) takes a descriptor per image */
+    log_info("%s ready (worker %s, running as %s)", PACKAGE_STRING, s.worker_path,
+             s.worker_user ? s.worker_user : "qcowd's user");
     state_restore(&s);
     r = run(&s);
     stop_listening(&s);
