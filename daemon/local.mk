@@ -32,7 +32,7 @@ daemon_qcowd_worker_SOURCES = \
 	daemon/worker/backing.h daemon/worker/backing.c \
 	daemon/worker/first_sector.h daemon/worker/first_sector.c \
 	daemon/worker/sandbox.h daemon/worker/sandbox.c daemon/worker/seccomp.c \
-	daemon/worker/control.c \
+	daemon/worker/control.c daemon/worker/adopt.c \
 	daemon/worker/imageops.c \
 	daemon/worker/commit.c
 daemon_qcowd_worker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common \
@@ -76,7 +76,7 @@ daemon_qcowd_SOURCES = \
 	daemon/supervisor/calls.c \
 	daemon/supervisor/imageops.c \
 	daemon/supervisor/worker_messages.c \
-	daemon/supervisor/state_file.c \
+	daemon/supervisor/state_file.c daemon/supervisor/adoption.c \
 	daemon/supervisor/recovery.c \
 	daemon/supervisor/throttling.h daemon/supervisor/throttling.c \
 	daemon/supervisor/exports.c \

@@ -54,6 +54,8 @@ static void build_argv(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
                 o->adopt->rsp_eventfd, o->adopt_journal_fd);
     if (o->limits && o->limits->group_fd >= 0)
         ARG_NUM("--limit-group", "%d,%d", o->limits->group_fd, o->limits->group_slot);
+    if (o->orphan_wait_s > 0)
+        ARG_NUM("--rendezvous", "%d,%u", o->rendezvous_fd, o->orphan_wait_s);
 #undef ARG_NUM
 #define ARG_STR(flag, value) (argv[n++] = flag, argv[n++] = value)
     if (o->format)
@@ -93,7 +95,8 @@ static unsigned worker_fds(const struct worker_spawn_opts *o, int ctl_fd, int ke
     int fds[] = { ctl_fd, key_fd, o->image_fd,
                   o->adopt ? o->adopt->memfd : -1, o->adopt ? o->adopt->req_eventfd : -1,
                   o->adopt ? o->adopt->rsp_eventfd : -1, o->adopt ? o->adopt_journal_fd : -1,
-                  o->limits ? o->limits->group_fd : -1 };
+                  o->limits ? o->limits->group_fd : -1,
+                  o->orphan_wait_s > 0 ? o->rendezvous_fd : -1 };
     unsigned n = 0;
 
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
@@ -108,7 +111,7 @@ static int spawn_child(const struct worker_spawn_opts *o, int ctl_fd, int key_fd
 {
     char store[MAX_ARGS][64];
     const char *argv[MAX_ARGS];
-    struct spawn_fd fds[9];
+    struct spawn_fd fds[10];
     struct spawn_opts so = { .path = o->worker_path, .argv = (char *const *)argv, .fds = fds };
     pid_t p;
 

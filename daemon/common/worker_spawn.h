@@ -44,6 +44,8 @@ struct worker_spawn_opts {
     const char *caller;         /* "UID:GID[:GROUPS]": open backing files with these rights */
     const char *worker_user;    /* "UID:GID" to drop to once the files are open */
     const char *const *backing_dirs; /* NULL-terminated: where backing files may be */
+    unsigned orphan_wait_s;     /* > 0: serve on that long when the supervisor goes, */
+    int rendezvous_fd;          /* waiting to be adopted at this bound socket */
 };
 
 struct worker_proc {

@@ -24,6 +24,29 @@ void attachment_detached(struct supervisor *s, struct attachment *att, const cha
 /* The worker says a flush failed (the image is write-failed): remember why. */
 void attachment_io_error(struct supervisor *s, struct attachment *att, const char *reason);
 
+/* adoption.c */
+/* What an orphaned worker hands over at its rendezvous, checked. */
+struct adoption {
+    int ctl_fd;
+    pid_t pid;
+    struct qcowring_fds ring;
+    int journal_fd;
+    int image_fd;               /* the image, with the lock of the previous qcowd's open */
+    json_object *info;          /* worker_checked_info of its ready message */
+    bool paused;
+};
+/* Bind att's rendezvous when adoption is on and it has none (its workers
+ * get it); a failure is logged and only costs adoption. */
+void rendezvous_ensure(struct supervisor *s, struct attachment *att);
+void rendezvous_release(struct attachment *att);
+/* Meet the worker pid at path: 0 and *a, or -errno and why. */
+int adoption_meet(const char *path, pid_t pid, struct adoption *a, char *why, size_t len);
+/* Tell the worker met to stop (it flushes and exits), and close it all. */
+void adoption_refuse(struct adoption *a);
+void adoption_close(struct adoption *a);
+int adoption_watch_exit(struct supervisor *s, struct attachment *att);
+void adoption_unwatch_exit(struct supervisor *s, struct attachment *att);
+
 /* calls.c */
 struct call *call_push(struct attachment *att, enum call_kind kind, struct client *c,
                        json_object *id, const char *command);

@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,7 +75,10 @@ json_object *attachment_describe(const struct attachment *att, bool full)
     json_object_object_add(o, "read-only", json_object_new_boolean(att->read_only));
     copy_field(o, info, "format");
     copy_field(o, info, "size");
-    json_object_object_add(o, "connected", json_object_new_boolean(att->owner != NULL));
+    json_object_object_add(o, "connected",
+                           json_object_new_boolean(att->owner || att->ring_held_elsewhere));
+    if (att->adopted)
+        json_object_object_add(o, "adopted", json_object_new_boolean(true));
     if (!full)
         return o;
     copy_field(o, info, "cluster-size");
@@ -120,6 +124,8 @@ void fill_spawn_opts(const struct supervisor *s, const struct attachment *att,
         .ring_order_given = att->ring_page_order_given,
         .data_pages = att->data_pages,
         .limits = throttling_for_worker(att),
+        .rendezvous_fd = att->rendezvous_fd,
+        .orphan_wait_s = att->rendezvous_fd >= 0 ? s->orphan_wait_s : 0,
     };
 }
 
@@ -129,6 +135,7 @@ int attachment_launch(struct supervisor *s, struct attachment *att, bool adopt)
     struct worker_proc p;
     int r;
 
+    rendezvous_ensure(s, att);
     fill_spawn_opts(s, att, &o, adopt);
     if ((r = worker_launch(&o, &p)) < 0)
         return r;
@@ -166,6 +173,8 @@ void attachment_free(struct supervisor *s, struct attachment *att)
     imageops_worker_gone(s, att);
     unwatch_fd(s, att->proc.ctl_fd);
     worker_proc_release(&att->proc);
+    adoption_unwatch_exit(s, att);
+    rendezvous_release(att);
     throttling_release(s, att);
     attachment_release_image(att);
     if (att->key)
@@ -441,6 +450,8 @@ static struct attachment *attachment_new(const struct attach_args *a, struct ope
     att->data_pages = a->data_pages;
     att->proc = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 },
                                       .journal_fd = -1 };
+    att->pidfd = -1;
+    att->rendezvous_fd = -1;
     return att;
 }
 
@@ -565,6 +576,137 @@ int attachment_restore(struct supervisor *s, json_object *args, const struct ide
 
 
 
+/* ---- adopting a running worker -------------------------------------------- */
+
+/* The adopted image descriptor must be the file the recorded path names
+ * now, opened with the caller's rights (it may have been replaced, or the
+ * worker may lie), and open the way the attach wants. */
+static int check_adopted_image(const struct attach_args *a, const struct identity *who,
+                               const struct adoption *got, struct opened_image *img,
+                               char *why, size_t len)
+{
+    struct stat st;
+    int r, mode = fcntl(got->image_fd, F_GETFL);
+
+    qc_clear_error();
+    if ((r = caller_open_image(who, a->path, -1, a->read_only, img)) < 0) {
+        snprintf(why, len, "%s", qc_error_message(r));
+        return r;
+    }
+    close(img->fd);
+    img->fd = -1;
+    if (fstat(got->image_fd, &st) < 0 || st.st_dev != img->st.st_dev ||
+        st.st_ino != img->st.st_ino) {
+        snprintf(why, len, "worker pid %d handed a descriptor of another file than %s",
+                 (int)got->pid, img->path);
+        r = -EBADF;
+    } else if (mode < 0 || (mode & O_ACCMODE) != (a->read_only ? O_RDONLY : O_RDWR)) {
+        snprintf(why, len, "worker pid %d handed %s open %s", (int)got->pid, img->path,
+                 a->read_only ? "for writing" : "read-only");
+        r = -EBADF;
+    }
+    if (r < 0) {
+        free(img->path);
+        img->path = NULL;
+    }
+    return r;
+}
+
+static void take_adopted_worker(struct attachment *att, struct adoption *got, const char *path)
+{
+    att->proc.pid = got->pid;
+    att->proc.ctl_fd = got->ctl_fd;
+    att->proc.ring = got->ring;
+    att->proc.journal_fd = got->journal_fd;
+    att->proc.ready = got->info;
+    *got = (struct adoption){ .ctl_fd = -1, .image_fd = -1, .journal_fd = -1,
+                              .ring = { -1, -1, -1 } };
+    att->rendezvous_path = strdup(path);   /* still the worker's: recorded again */
+    att->adopted = true;
+    att->started_ns = mono_ns();
+}
+
+/* The adopted worker's attachment is in the table: watch it, and serve. */
+static void adopted_attachment_start(struct supervisor *s, struct attachment *att,
+                                     json_object *args)
+{
+    att->next = s->attachments;
+    s->attachments = att;
+    s->nimages++;
+    att->state = att->paused ? ATT_PAUSED : ATT_RUNNING;
+    att->recorded = true;
+    att->restoring = true;
+    att->watch = (struct watch){ .kind = WATCH_WORKER, .obj = att };
+    if (throttling_attach(s, att, NULL, NULL, args) < 0 ||
+        watch_fd(s, att->proc.ctl_fd, &att->watch) < 0 || adoption_watch_exit(s, att) < 0) {
+        /* It is ours now, whatever happens: gone (or killed, when we
+         * cannot watch it) is a crash, and a replacement takes over. */
+        log_warning("%s: cannot watch the adopted worker (pid %d): %s", att->name,
+                    (int)att->proc.pid, strerror(errno));
+        kill(att->proc.pid, SIGKILL);
+        attachment_adopted_exited(s, att);
+        return;
+    }
+    attachment_started(s, att);
+    throttling_resend(s, att);
+}
+
+int attachment_adopt(struct supervisor *s, json_object *args, const struct identity *who,
+                     json_object *entry)
+{
+    const char *path = json_read_string(entry, "rendezvous");
+    struct adoption got;
+    struct attach_args a;
+    struct opened_image img;
+    struct attachment *att;
+    bool held = true;
+    char why[600], expected[PATH_MAX];
+    int64_t pid;
+    int r;
+
+    if (!path || !json_read_int(entry, "worker-pid", 2, INT32_MAX, &pid))
+        return -ENOENT;
+    if (!parse_attach(NULL, NULL, args, &a) || !admissible(s, NULL, NULL, &a))
+        return -EINVAL;
+    snprintf(expected, sizeof expected, "%s.rendezvous/%s", s->state_path, a.name);
+    if (strcmp(path, expected) != 0) {
+        log_error("%s: cannot adopt its worker: its recorded rendezvous %s is not %s; "
+                  "attaching it afresh", a.name, path, expected);
+        return -EINVAL;
+    }
+    if ((r = adoption_meet(path, (pid_t)pid, &got, why, sizeof why)) < 0) {
+        log_error("%s: cannot adopt its worker: %s; attaching it afresh", a.name, why);
+        return r;
+    }
+    if ((r = check_adopted_image(&a, who, &got, &img, why, sizeof why)) < 0) {
+        log_error("%s: refused to adopt its worker: %s; it is told to stop, and the image is "
+                  "attached afresh", a.name, why);
+        adoption_refuse(&got);
+        return r;
+    }
+    if (same_file_attached(s, &img.st)) {
+        log_error("%s: refused to adopt its worker: %s is already attached; it is told to "
+                  "stop", a.name, img.path);
+        free(img.path);
+        adoption_refuse(&got);
+        return -EEXIST;
+    }
+    img.fd = got.image_fd;      /* with the lock; ours now */
+    got.image_fd = -1;
+    if (!(att = attachment_new(&a, &img, who))) {
+        close(img.fd);
+        free(img.path);
+        adoption_refuse(&got);
+        return -ENOMEM;
+    }
+    att->paused = got.paused;
+    take_adopted_worker(att, &got, path);
+    json_read_bool(entry, "ring-held", &held);
+    att->ring_held_elsewhere = held;
+    adopted_attachment_start(s, att, args);
+    return 0;
+}
+
 /* ---- detach and housekeeping -------------------------------------------- */
 
 void attachment_detach(struct supervisor *s, struct attachment *att, struct client *c, json_object *id)
@@ -644,6 +786,7 @@ void attachments_forget_client(struct supervisor *s, struct client *c)
     for (struct attachment *att = s->attachments; att; att = att->next) {
         if (att->owner == c) {
             att->owner = NULL;
+            state_save(s);      /* "ring-held" */
             log_info("%s: ring released by pid %d", att->name, (int)c->pid);
             attachment_ring_released(att);
         }

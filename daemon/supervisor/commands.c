@@ -182,6 +182,13 @@ static void cmd_connect(struct supervisor *s, struct client *c, json_object *id,
 
     if (!att || !serving(c, id, att))
         return;
+    if (att->ring_held_elsewhere) {
+        /* One ring, one client: the previous qcowd's may still use it. */
+        client_error(c, id, "Busy", "'%s' is held by a client of the previous qcowd (its "
+                     "worker was adopted): that client goes on; detach and attach the image "
+                     "again for a new ring", att->name);
+        return;
+    }
     if (att->owner && att->owner != c) {
         client_error(c, id, "Busy", "'%s' is connected to another client (pid %d)", att->name,
                      (int)att->owner->pid);
@@ -200,6 +207,7 @@ static void cmd_connect(struct supervisor *s, struct client *c, json_object *id,
         json_object_object_add(msg, "id", json_object_get(id));
     if (client_send(c, msg, fds, 3) == 0) {
         att->owner = c;
+        state_save(s);          /* "ring-held": before the client has the ring */
         log_info("%s: ring connected to pid %d", att->name, (int)c->pid);
         exports_ring_taken(s, att, c->pid);
     }
@@ -217,6 +225,7 @@ static void cmd_disconnect(struct supervisor *s, struct client *c, json_object *
         return;
     }
     att->owner = NULL;
+    state_save(s);
     client_reply(c, id, NULL);
     attachment_ring_released(att);
 }

@@ -16,7 +16,8 @@
 #include "supervisor.h"
 
 /* What qcowd holds per image: the worker's control socket, the ring's
- * memfd and two eventfds, its journal and the image lock. */
+ * memfd and two eventfds, its journal and the image lock; and with
+ * adoption on, its rendezvous (or an adopted worker's pidfd). */
 #define FDS_PER_IMAGE 6
 /* Descriptors an attach or a worker restart holds for a moment (the
  * worker's end of the socketpair, a key pipe, duplicates of the ring). */
@@ -39,10 +40,15 @@ static unsigned count_open_fds(void)
     return n > 0 ? n - 1 : 0;   /* not the directory's own descriptor */
 }
 
+static unsigned fds_per_image(const struct supervisor *s)
+{
+    return FDS_PER_IMAGE + (s->state_path && s->orphan_wait_s > 0);
+}
+
 /* Descriptors qcowd needs with nimages images and every client connected. */
 static uint64_t fds_needed(const struct supervisor *s, unsigned nimages)
 {
-    return (uint64_t)s->base_fds + (uint64_t)nimages * FDS_PER_IMAGE + s->max_clients +
+    return (uint64_t)s->base_fds + (uint64_t)nimages * fds_per_image(s) + s->max_clients +
            FDS_TRANSIENT;
 }
 
@@ -50,7 +56,7 @@ static unsigned images_fds_allow(const struct supervisor *s)
 {
     uint64_t fixed = fds_needed(s, 0);
 
-    return s->nofile > fixed ? (unsigned)((s->nofile - fixed) / FDS_PER_IMAGE) : 0;
+    return s->nofile > fixed ? (unsigned)((s->nofile - fixed) / fds_per_image(s)) : 0;
 }
 
 void limits_init(struct supervisor *s)
@@ -72,7 +78,7 @@ void limits_init(struct supervisor *s)
         s->max_images = MAX_IMAGES_CAP;
     log_info("room for %u images: --max-images %u, open files %" PRIu64 " (%u each)%s",
              room < s->max_images ? room : s->max_images, s->max_images, s->nofile,
-             FDS_PER_IMAGE, room < s->max_images ? ": raise with ulimit -n or LimitNOFILE=" : "");
+             fds_per_image(s), room < s->max_images ? ": raise with ulimit -n or LimitNOFILE=" : "");
 }
 
 static bool aio_admits(struct client *c, json_object *id)
@@ -98,9 +104,9 @@ bool limits_admit_image(struct supervisor *s, struct client *c, json_object *id)
     if (fds_needed(s, s->nimages + 1) > s->nofile) {
         client_error(c, id, "LimitReached",
                      "open files: qcowd may hold %" PRIu64 " descriptors (RLIMIT_NOFILE) and "
-                     "%u images take %d each beside %u for clients: raise the limit (ulimit -n, "
+                     "%u images take %u each beside %u for clients: raise the limit (ulimit -n, "
                      "or LimitNOFILE= in qcowd.service)", s->nofile, s->nimages + 1,
-                     FDS_PER_IMAGE, s->max_clients);
+                     fds_per_image(s), s->max_clients);
         return false;
     }
     return aio_admits(c, id);
@@ -134,7 +140,7 @@ json_object *limits_describe(const struct supervisor *s)
     unsigned open_fds = count_open_fds();
     int64_t room_images = (int64_t)s->max_images - s->nimages;
     int64_t room_files = ((int64_t)s->nofile - open_fds - (int64_t)s->max_clients + s->nclients -
-                          FDS_TRANSIENT) / FDS_PER_IMAGE;
+                          FDS_TRANSIENT) / fds_per_image(s);
     int64_t room_aio = -1, room = room_images;
     const char *tightest = "max-images";
     struct aio_budget b;
@@ -143,7 +149,7 @@ json_object *limits_describe(const struct supervisor *s)
     json_object_object_add(o, "max-images", json_object_new_int64(s->max_images));
     json_object_object_add(files, "limit", json_object_new_int64((int64_t)s->nofile));
     json_object_object_add(files, "in-use", json_object_new_int64(open_fds));
-    json_object_object_add(files, "per-image", json_object_new_int64(FDS_PER_IMAGE));
+    json_object_object_add(files, "per-image", json_object_new_int64(fds_per_image(s)));
     json_object_object_add(o, "open-files", room_object(files, room_files));
     if (room_files <= room) {
         room = room_files;

@@ -65,6 +65,9 @@ static void usage(FILE *f)
         "                          $XDG_STATE_HOME/qcowd/attachments.json otherwise;\n"
         "                          an empty PATH: none; see doc/restart.md)\n"
         "      --no-state          record nothing, attach nothing at start\n"
+        "      --orphan-wait=SECS  when qcowd dies, its workers serve on for SECS (default\n"
+        "                          %d; 0: they stop at once) and the next qcowd started\n"
+        "                          on the same state file adopts them; none without one\n"
         "  -l, --log-level=LEVEL   error, warning, info (default) or debug\n"
         "      --log-file=PATH     log there instead of stderr (reopened on SIGHUP)\n"
         "  -h, --help              show this help\n"
@@ -72,7 +75,8 @@ static void usage(FILE *f)
         "qcowd stays in the foreground and logs to stderr; under systemd it uses socket\n"
         "activation when a socket is passed and reports readiness (Type=notify).\n"
         "Security model: qcowd(8) and doc/security.md.\n",
-        MAX_BACKING_DIRS, IDLE_TIMEOUT_DEFAULT_S, WORKER_PATH, NBDKIT_PLUGIN_PATH);
+        MAX_BACKING_DIRS, IDLE_TIMEOUT_DEFAULT_S, WORKER_PATH, NBDKIT_PLUGIN_PATH,
+        ORPHAN_WAIT_DEFAULT_S);
 }
 
 /* The installed worker; when it is absent (qcowd run from its build tree),
@@ -198,7 +202,7 @@ static int parse_options(int argc, char **argv, struct supervisor *s)
 {
     enum { OPT_MAX_CLIENTS = 256, OPT_MAX_IMAGES, OPT_WORKER, OPT_LOG_FILE, OPT_NBDKIT,
            OPT_NBDKIT_PLUGIN, OPT_IDLE_TIMEOUT, OPT_BACKING_DIR, OPT_WORKER_USER,
-           OPT_STATE_FILE, OPT_NO_STATE };
+           OPT_STATE_FILE, OPT_NO_STATE, OPT_ORPHAN_WAIT };
     static const struct option opts[] = {
         { "socket", required_argument, NULL, 's' },
         { "group", required_argument, NULL, 'g' },
@@ -214,6 +218,7 @@ static int parse_options(int argc, char **argv, struct supervisor *s)
         { "worker-user", required_argument, NULL, OPT_WORKER_USER },
         { "state-file", required_argument, NULL, OPT_STATE_FILE },
         { "no-state", no_argument, NULL, OPT_NO_STATE },
+        { "orphan-wait", required_argument, NULL, OPT_ORPHAN_WAIT },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -248,6 +253,12 @@ static int parse_options(int argc, char **argv, struct supervisor *s)
         case OPT_WORKER_USER: worker_user_name = optarg; break;
         case OPT_STATE_FILE: state_file_arg = optarg; break;
         case OPT_NO_STATE: state_file_arg = ""; break;
+        case OPT_ORPHAN_WAIT:
+            if (parse_count(optarg, 0, &s->orphan_wait_s) < 0 || s->orphan_wait_s > 86400) {
+                fprintf(stderr, "qcowd: '%s' is not a number of seconds (0..86400)\n", optarg);
+                return 2;
+            }
+            break;
         case 'l':
             if ((level = log_level_parse(optarg)) < 0) {
                 fprintf(stderr, "qcowd: unknown log level '%s'\n", optarg);
@@ -344,6 +355,10 @@ static void dispatch(struct supervisor *s, struct watch *w, uint32_t events)
     case WATCH_SIGNAL: handle_signals(s); break;
     case WATCH_CLIENT: client_event(s, w->obj, events); break;
     case WATCH_WORKER: attachment_worker_readable(s, w->obj); break;
+    case WATCH_WORKER_EXIT:
+        if (!((struct attachment *)w->obj)->watch.dead)
+            attachment_adopted_exited(s, w->obj);
+        break;
     }
 }
 
@@ -393,7 +408,8 @@ int main(int argc, char **argv)
 {
     struct supervisor s = { .listen_fd = -1, .sigfd = -1, .group = (gid_t)-1, .max_clients = 64,
                             .idle_timeout_s = IDLE_TIMEOUT_DEFAULT_S, .worker_path = default_worker(),
-                            .nbdkit_path = "nbdkit", .nbdkit_plugin = NBDKIT_PLUGIN_PATH };
+                            .nbdkit_path = "nbdkit", .nbdkit_plugin = NBDKIT_PLUGIN_PATH,
+                            .orphan_wait_s = ORPHAN_WAIT_DEFAULT_S };
     int r;
 
     log_init("qcowd");
@@ -415,13 +431,13 @@ int main(int argc, char **argv)
         return 1;
     }
     aio_budget_prepare();       /* its files stay open: counted among the base ones */
-    limits_init(&s);
-    log_info("%s ready (worker %s, running as %s)", PACKAGE_STRING, s.worker_path,
-             s.worker_user ? s.worker_user : "qcowd's user");
     if (state_file_arg)
         s.state_path = state_file_arg[0] ? strdup(state_file_arg) : NULL;
     else if (!(s.state_path = state_default_path()))
         log_warning("no state file (no $HOME): attachments are not re-attached at the next start");
+    limits_init(&s);            /* adoption (a state file) takes a descriptor per image */
+    log_info("%s ready (worker %s, running as %s)", PACKAGE_STRING, s.worker_path,
+             s.worker_user ? s.worker_user : "qcowd's user");
     state_restore(&s);
     r = run(&s);
     stop_listening(&s);

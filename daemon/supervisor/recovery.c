@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,7 +23,10 @@
 /* A reaped worker's pid is -1: its number may already be someone else's. */
 static void signal_worker(const struct attachment *att, int sig)
 {
-    if (att->proc.pid > 0)
+    /* An adopted worker is not our child: only its pidfd is sure to name it. */
+    if (att->pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, att->pidfd, sig, NULL, 0);
+    else if (att->proc.pid > 0)
         kill(att->proc.pid, sig);
 }
 
@@ -94,7 +98,7 @@ static void snapshot_ring_page(struct attachment *att)
 
 void attachment_started(struct supervisor *s, struct attachment *att)
 {
-    bool restart = att->state == ATT_RESTARTING;
+    bool restart = att->state == ATT_RESTARTING, adopted = att->adopted && att->restoring;
     struct call *call = call_take(att, CALL_ATTACH);
     json_object *d = json_object_new_object();
 
@@ -117,9 +121,14 @@ void attachment_started(struct supervisor *s, struct attachment *att)
         json_object_object_add(d, "path", json_object_new_string(att->path));
         if (att->restoring)
             json_object_object_add(d, "restored", json_object_new_boolean(true));
+        if (adopted)
+            json_object_object_add(d, "adopted", json_object_new_boolean(true));
         broadcast_event(s, "image-attached", d);
     }
-    if (att->restoring)
+    if (adopted)
+        log_info("%s: adopted its running worker (pid %d) from the state file", att->name,
+                 (int)att->proc.pid);
+    else if (att->restoring)
         log_info("%s: attached again from the state file (worker pid %d)", att->name,
                  (int)att->proc.pid);
     att->restoring = false;
@@ -223,6 +232,7 @@ static void relaunch_with_fresh_ring(struct supervisor *s, struct attachment *at
     att->proc = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 },
                                       .journal_fd = -1 };
     att->owner = NULL;
+    att->ring_held_elsewhere = false;
     att->ring_renewals++;
     att->state = ATT_STARTING;
     if ((r = attachment_launch(s, att, false)) < 0) {
@@ -293,7 +303,8 @@ void attachment_stopped(struct supervisor *s, struct attachment *att, int status
     if (att->state != ATT_STOPPING)
         return;
     attachment_forget_ctl(s, att);
-    remember_exiting(s, att->proc.pid);
+    if (att->pidfd < 0)         /* an adopted worker is reaped by someone else */
+        remember_exiting(s, att->proc.pid);
     if (renewal_goes_on(att) && status == 0) {
         relaunch_with_fresh_ring(s, att);
     } else if (renewal_goes_on(att)) {
@@ -445,4 +456,17 @@ void attachments_reap(struct supervisor *s)
         if (!att->watch.dead && att->proc.pid == -1)
             worker_exited(s, att, pid, code);
     }
+}
+
+/* An adopted worker exited (its pidfd says so; its status is not ours to
+ * know): handled as the exit of a child is, with status -1. */
+void attachment_adopted_exited(struct supervisor *s, struct attachment *att)
+{
+    pid_t pid = att->proc.pid;
+
+    adoption_unwatch_exit(s, att);
+    att->proc.pid = -1;
+    attachment_drain_messages(s, att);
+    if (!att->watch.dead && att->proc.pid == -1)
+        worker_exited(s, att, pid, -1);
 }

@@ -123,6 +123,10 @@ static json_object *entry_of(const struct attachment *att)
         json_object_object_add(o, "key-given", json_object_new_boolean(true));
     if (att->proc.pid > 0)
         json_object_object_add(o, "worker-pid", json_object_new_int64(att->proc.pid));
+    if (att->rendezvous_path && att->proc.pid > 0)
+        json_object_object_add(o, "rendezvous", json_object_new_string(att->rendezvous_path));
+    json_object_object_add(o, "ring-held",
+                           json_object_new_boolean(att->owner || att->ring_held_elsewhere));
     return o;
 }
 
@@ -375,10 +379,11 @@ static bool process_gone(pid_t pid)
     return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
 }
 
-/* The workers of the qcowd that wrote the file flush and exit once it is
- * gone (their channel closes); they hold their image's lock until then.
- * Wait for them, a bounded time: a pid may have gone to someone else. */
-static void wait_for_old_workers(json_object *list)
+/* The workers of the qcowd that wrote the file, not adopted, flush and
+ * exit (their channel closed, or their wait for adoption ended, or we told
+ * them to stop); they hold their image's lock until then.  Wait for them,
+ * a bounded time: a pid may have gone to someone else. */
+static void wait_for_old_workers(json_object *list, const bool *adopted)
 {
     struct timespec pause = { 0, 10 * 1000000 };
     size_t n = json_object_array_length(list);
@@ -387,7 +392,8 @@ static void wait_for_old_workers(json_object *list)
     for (int waited_ms = 0;; waited_ms += 10) {
         bool any = false;
         for (size_t i = 0; i < n && !any; i++)
-            any = json_read_int(json_object_array_get_idx(list, i), "worker-pid", 2, INT32_MAX,
+            any = !adopted[i] &&
+                  json_read_int(json_object_array_get_idx(list, i), "worker-pid", 2, INT32_MAX,
                                 &pid) && !process_gone((pid_t)pid);
         if (!any)
             return;
@@ -397,6 +403,26 @@ static void wait_for_old_workers(json_object *list)
             return;
         }
         nanosleep(&pause, NULL);
+    }
+}
+
+/* Adopt the running workers the entries name (oldest first, as the table
+ * grows); adopted[i] says which were. */
+static void adopt_workers(struct supervisor *s, json_object *list, bool *adopted)
+{
+    size_t n = json_object_array_length(list);
+
+    for (size_t i = n; i-- > 0;) {
+        json_object *entry = json_object_array_get_idx(list, i), *args;
+        struct identity who;
+        int64_t pid;
+        /* Stopped by its qcowd, or its wait for adoption is over. */
+        if (!json_read_has(entry, "rendezvous") ||
+            !json_read_int(entry, "worker-pid", 2, INT32_MAX, &pid) || process_gone((pid_t)pid))
+            continue;
+        entry_problem(entry, &args, &who);
+        adopted[i] = attachment_adopt(s, args, &who, entry) == 0;
+        json_object_put(args);
     }
 }
 
@@ -463,6 +489,7 @@ void state_restore(struct supervisor *s)
     json_object *list;
     char why[256];
     char *text;
+    bool *adopted;
     size_t n, len;
     int r;
 
@@ -495,18 +522,27 @@ void state_restore(struct supervisor *s)
         return;
     }
     n = json_object_array_length(list);
+    if (!(adopted = calloc(n + 1, sizeof *adopted))) {
+        log_error("%s: out of memory", s->state_path);
+        json_object_put(list);
+        return;
+    }
     if (n > 0) {
         log_info("%s: re-attaching %zu image(s)", s->state_path, n);
-        wait_for_old_workers(list);
+        adopt_workers(s, list, adopted);
+        wait_for_old_workers(list, adopted);
     }
     /* Newest first in the file, as in the table: restored oldest first. */
     for (size_t i = n; i-- > 0;) {
         json_object *entry = json_object_array_get_idx(list, i), *args;
         struct identity who;
+        if (adopted[i])
+            continue;
         entry_problem(entry, &args, &who);
         attachment_restore(s, args, &who, entry);
         json_object_put(args);
     }
+    free(adopted);
     json_object_put(list);
     state_save(s);
     state_flush(s);

@@ -26,8 +26,9 @@
 #define MAX_PASSED_FDS 4        /* descriptors a connection may have sent and not used */
 #define MAX_BACKING_DIRS 8
 #define KEY_FILE_MAX 1024       /* a password's bytes, as qcowctl reads a --key-file */
+#define ORPHAN_WAIT_DEFAULT_S 60    /* an orphaned worker waits that long to be adopted */
 
-enum watch_kind { WATCH_LISTEN, WATCH_SIGNAL, WATCH_CLIENT, WATCH_WORKER };
+enum watch_kind { WATCH_LISTEN, WATCH_SIGNAL, WATCH_CLIENT, WATCH_WORKER, WATCH_WORKER_EXIT };
 
 struct watch {
     enum watch_kind kind;
@@ -131,6 +132,12 @@ struct attachment {
     struct attachment_limits limits;    /* I/O limits (throttling.c) */
     char *io_error;             /* a flush failed: the image serves reads only */
     struct client *owner;       /* the connection that holds the ring */
+    bool ring_held_elsewhere;   /* adopted: a client of the previous qcowd may hold it */
+    bool adopted;               /* its worker was a previous qcowd's (adoption.c) */
+    int pidfd;                  /* an adopted worker, not our child: readable at its exit */
+    struct watch exit_watch;    /* on pidfd */
+    int rendezvous_fd;          /* bound; its workers listen there when orphaned, or -1 */
+    char *rendezvous_path;
     struct snapshot_pending *snapshot;  /* a snapshot's new top, until the worker answers */
     struct commit_pending *commit;      /* a live commit under way */
     bool recorded;              /* in the state file (state_file.c) */
@@ -173,6 +180,7 @@ struct supervisor {
     struct limit_group *limit_groups;   /* throttling.c */
     char *state_path;           /* the state file (state_file.c), NULL: none */
     bool state_dirty;           /* the table changed since it was written */
+    unsigned orphan_wait_s;     /* --orphan-wait: 0 (or no state file): no adoption */
 };
 
 /* server.c: the socket and connections */
@@ -278,6 +286,13 @@ void attachments_stop_all(struct supervisor *s);
 int attachment_restore(struct supervisor *s, json_object *args, const struct identity *who,
                        json_object *entry);
 const char *attachment_state_name(enum attachment_state st);
+/* Adopt the running worker a state file entry names, at its rendezvous:
+ * 0, or -errno (logged) when it cannot be, and the entry is attached
+ * afresh (its worker, if any, was asked to stop). */
+int attachment_adopt(struct supervisor *s, json_object *args, const struct identity *who,
+                     json_object *entry);
+/* An adopted worker's pidfd is readable: it exited. */
+void attachment_adopted_exited(struct supervisor *s, struct attachment *att);
 
 /* exports.c: supervised NBD exports (nbdkit with nbdkit-qcowd-plugin) */
 void exports_cmd_add(struct supervisor *s, struct client *c, json_object *id, json_object *args);

@@ -324,3 +324,14 @@ void throttling_command(struct supervisor *s, struct attachment *att, struct cli
     }
     json_object_put(wargs);
 }
+
+void throttling_resend(struct supervisor *s, struct attachment *att)
+{
+    json_object *wargs;
+
+    if (!att->limits.spawn.json)
+        return;
+    wargs = worker_args(att);
+    attachment_call_worker(s, att, NULL, NULL, "limit", wargs, att->limits.spawn.group_fd);
+    json_object_put(wargs);
+}

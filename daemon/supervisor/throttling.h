@@ -42,4 +42,8 @@ json_object *throttling_describe(const struct attachment *att);
 void throttling_command(struct supervisor *s, struct attachment *att, struct client *c,
                     json_object *id, json_object *args);
 
+/* att's limits again, to an adopted worker: it kept the previous qcowd's
+ * group page, which nobody else shares any more. */
+void throttling_resend(struct supervisor *s, struct attachment *att);
+
 #endif

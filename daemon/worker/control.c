@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,6 +26,9 @@
 #include "worker.h"
 
 #define CTL_MAX_MESSAGE 65536
+/* The id of a question the supervisor that is gone asked: its answer would
+ * puzzle the one that adopts us (a supervisor's ids are numbers). */
+#define LOST_QUESTION "asked by a supervisor that is gone"
 
 static json_object *pending_pause_id;
 
@@ -80,6 +84,21 @@ int worker_send_ready(struct worker *w, bool with_fds)
     json_object_object_add(ev, "event", json_object_new_string("ready"));
     json_object_object_add(ev, "data", worker_geometry_json(w));
     return send_json(w->ctl_fd, ev, fds, with_fds ? 4 : 0);
+}
+
+/* To a supervisor that adopts us: "ready" again, with everything it keeps
+ * of ours, the image's locked descriptor too (adopt.c). */
+int worker_send_adoption_ready(struct worker *w)
+{
+    json_object *ev = json_object_new_object(), *data = worker_geometry_json(w);
+    int fds[5] = { w->ring_fds.memfd, w->ring_fds.req_eventfd, w->ring_fds.rsp_eventfd,
+                   w->journal_fd, w->lock_fd };
+
+    json_object_object_add(data, "paused", json_object_new_boolean(w->state == WORKER_PAUSED ||
+                                                                   w->state == WORKER_PAUSING));
+    json_object_object_add(ev, "event", json_object_new_string("ready"));
+    json_object_object_add(ev, "data", data);
+    return send_json(w->ctl_fd, ev, fds, w->lock_fd >= 0 ? 5 : 4);
 }
 
 const char *worker_failure_class(int err)
@@ -225,9 +244,29 @@ static const char *state_name(enum worker_state s)
     return names[s];
 }
 
+static bool question_lost(json_object *id)
+{
+    return id && json_object_is_type(id, json_type_string) &&
+           strcmp(json_object_get_string(id), LOST_QUESTION) == 0;
+}
+
+static void forget_question(json_object **id)
+{
+    if (!*id)
+        return;
+    json_object_put(*id);
+    *id = json_object_new_string(LOST_QUESTION);
+}
+
 void worker_reply(struct worker *w, json_object *id, json_object *ret)
 {
-    json_object *msg = json_object_new_object();
+    json_object *msg;
+
+    if (question_lost(id)) {
+        json_object_put(ret);
+        return;
+    }
+    msg = json_object_new_object();
 
     json_object_object_add(msg, "return", ret ? ret : json_object_new_object());
     if (id)
@@ -238,8 +277,12 @@ void worker_reply(struct worker *w, json_object *id, json_object *ret)
 
 void worker_reply_error(struct worker *w, json_object *id, const char *cls, const char *desc)
 {
-    json_object *msg = json_object_new_object();
-    json_object *err = json_object_new_object();
+    json_object *msg, *err;
+
+    if (question_lost(id))
+        return;
+    msg = json_object_new_object();
+    err = json_object_new_object();
 
     json_object_object_add(err, "class", json_object_new_string(cls));
     json_object_object_add(err, "desc", json_object_new_string(desc));
@@ -360,10 +403,15 @@ void worker_handle_control(struct worker *w)
         if (n < 0 && n != -EAGAIN)
             log_warning("%s: control channel: %s", w->name, strerror((int)-n));
         if (n == 0 || n != -EAGAIN) {
-            log_info("%s: supervisor went away: stopping", w->name);
-            w->state = WORKER_STOPPING;
+            epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->ctl_fd, NULL);
             close(w->ctl_fd);
             w->ctl_fd = -1;
+            forget_question(&pending_pause_id);
+            forget_question(&w->op.id);
+            if (!worker_orphaned(w)) {
+                log_info("%s: supervisor went away: stopping", w->name);
+                w->state = WORKER_STOPPING;
+            }
         }
         return;
     }

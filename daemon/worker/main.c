@@ -44,6 +44,9 @@ static void usage(FILE *f)
         "      --image-fd=FD       the image is already open as FD (IMAGE then only names\n"
         "                          it and locates relative backing files)\n"
         "      --control-fd=FD     SOCK_SEQPACKET to the supervisor\n"
+        "      --rendezvous=FD,SECS  a bound SOCK_SEQPACKET socket: when the supervisor\n"
+        "                          goes away, serve on for SECS seconds, and let a new one\n"
+        "                          (of the same user) adopt this worker there\n"
         "      --caller=UID:GID[:G1,G2...]\n"
         "                          open backing files with these rights (the caller's)\n"
         "      --backing-dir=DIR   backing files must be inside DIR (repeatable)\n"
@@ -95,6 +98,15 @@ static int parse_ring_fds(const char *s, struct worker_opts *o)
                ? 0 : -EINVAL;
 }
 
+static int parse_rendezvous(const char *s, struct worker_opts *o)
+{
+    char tail;
+
+    return sscanf(s, "%d,%u%c", &o->rendezvous_fd, &o->orphan_wait_s, &tail) == 2 &&
+                   o->rendezvous_fd >= 0 && o->orphan_wait_s <= 86400
+               ? 0 : -EINVAL;
+}
+
 static int parse_limit_group(const char *s, struct worker_opts *o)
 {
     char tail;
@@ -126,7 +138,7 @@ static int read_key(int fd, uint8_t *key, size_t cap, size_t *len)
 enum { OPT_CACHE = 256, OPT_KEY_FD, OPT_NAME, OPT_RING_ORDER, OPT_DATA_PAGES, OPT_MAX_INDIRECT,
        OPT_CONTROL_FD, OPT_RING_FDS, OPT_NULL, OPT_PAUSED, OPT_LOG_LEVEL, OPT_POLL_US,
        OPT_LIMITS, OPT_LIMIT_GROUP, OPT_IMAGE_FD, OPT_CALLER, OPT_BACKING_DIR, OPT_USER,
-       OPT_L2_CACHE };
+       OPT_L2_CACHE, OPT_RENDEZVOUS };
 
 static const struct option long_options[] = {
     { "format", required_argument, NULL, 'f' },
@@ -139,6 +151,7 @@ static const struct option long_options[] = {
     { "data-pages", required_argument, NULL, OPT_DATA_PAGES },
     { "max-indirect", required_argument, NULL, OPT_MAX_INDIRECT },
     { "control-fd", required_argument, NULL, OPT_CONTROL_FD },
+    { "rendezvous", required_argument, NULL, OPT_RENDEZVOUS },
     { "image-fd", required_argument, NULL, OPT_IMAGE_FD },
     { "caller", required_argument, NULL, OPT_CALLER },
     { "backing-dir", required_argument, NULL, OPT_BACKING_DIR },
@@ -183,6 +196,7 @@ static int parse_option(int c, const char *arg, struct worker_opts *o)
     case OPT_DATA_PAGES: return parse_uint(arg, 1u << 20, &o->data_pages);
     case OPT_MAX_INDIRECT: return parse_uint(arg, 4096, &o->max_indirect);
     case OPT_CONTROL_FD: return parse_fd(arg, &o->ctl_fd);
+    case OPT_RENDEZVOUS: return parse_rendezvous(arg, o);
     case OPT_IMAGE_FD: return parse_fd(arg, &o->image_fd);
     case OPT_CALLER:
         o->backing.as_caller = true;
@@ -214,6 +228,7 @@ int main(int argc, char **argv)
                              .ring_page_order = DEFAULT_RING_ORDER,
                              .data_pages = DEFAULT_DATA_PAGES,
                              .max_indirect = DEFAULT_MAX_INDIRECT, .ctl_fd = -1,
+                             .rendezvous_fd = -1,
                              .image_fd = -1,
                              .adopt = { -1, -1, -1 }, .adopt_journal_fd = -1,
                              .limit_group_fd = -1, .limit_group_slot = -1,

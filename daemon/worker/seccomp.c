@@ -2,7 +2,7 @@
  * sandbox is entered (worker.c: epoll, the ring's eventfds, libaio and its
  * growing and shrinking depth (aio.c: io_setup, a thread for io_destroy, the
  * AIO budget read in place), reads and writes of its open files, its
- * control socket, memory, time).  Anything
+ * control socket and an orphan's rendezvous (adopt.c), memory, time).  Anything
  * else kills the process, which the supervisor reports and replaces.  No
  * open, no exec, no socket, no signal to another process, no new
  * executable memory.  Foreign system call ABIs (i386, x32) are killed too
@@ -30,6 +30,8 @@ static const int allowed[] = {
     SCMP_SYS(fsync), SCMP_SYS(fdatasync), SCMP_SYS(fallocate), SCMP_SYS(ftruncate),
     SCMP_SYS(fcntl), SCMP_SYS(fstat),
     SCMP_SYS(sendmsg), SCMP_SYS(recvmsg), SCMP_SYS(sendto), SCMP_SYS(recvfrom),
+    /* an orphan's rendezvous with the next supervisor (adopt.c) */
+    SCMP_SYS(accept4), SCMP_SYS(getsockopt),
     /* the loop */
     SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_pwait2), SCMP_SYS(epoll_ctl),
     SCMP_SYS(io_submit), SCMP_SYS(io_getevents), SCMP_SYS(io_pgetevents), SCMP_SYS(io_cancel),

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -332,11 +333,21 @@ int worker_init(struct worker *w, const struct worker_opts *o)
     int r;
 
     *w = (struct worker){ .name = o->name ? o->name : o->path, .ctl_fd = o->ctl_fd,
+                          .rendezvous_fd = -1,
                           .read_only = o->open.read_only, .epfd = -1, .sigfd = -1,
                           .ring_fds = { -1, -1, -1 }, .journal_fd = -1, .lock_fd = -1,
                           .aio = { .efd = -1 },
                           .limiter = { .timer_fd = -1 }, .op = { .fds = { -1, -1, -1 } } };
     w->lock_fd = o->image_fd;
+    w->rendezvous_fd = o->rendezvous_fd;
+    w->orphan_wait_s = o->orphan_wait_s;
+    w->supervisor_uid = geteuid();      /* who started us, before any change of user */
+    if (w->rendezvous_fd >= 0 && listen(w->rendezvous_fd, 1) < 0) {
+        log_warning("%s: cannot listen at the rendezvous (no adoption): %s", w->name,
+                    strerror(errno));
+        close(w->rendezvous_fd);
+        w->rendezvous_fd = -1;
+    }
     if ((r = open_image(w, o)) < 0)
         return r;
     if (w->img->size < IMAGE_SECTOR_SIZE)
@@ -397,6 +408,9 @@ void worker_destroy(struct worker *w)
         close(w->epfd);
     if (w->sigfd >= 0)
         close(w->sigfd);
+    if (w->rendezvous_fd >= 0)
+        close(w->rendezvous_fd);
+    w->rendezvous_fd = -1;
     limiter_destroy(&w->limiter);
     if (w->img)
         image_close(w->img);
@@ -577,6 +591,8 @@ static void dispatch(struct worker *w, int fd)
         handle_signal(w);
     } else if (fd == w->ctl_fd) {
         worker_handle_control(w);
+    } else if (fd == w->rendezvous_fd) {
+        worker_rendezvous_readable(w);
     } else if (fd == limiter_timer_fd(&w->limiter)) {
         limiter_timer_expired(&w->limiter);
     }
@@ -657,6 +673,7 @@ int worker_run(struct worker *w)
             w->ring_pending = true;
         for (int i = 0; i < n; i++)
             dispatch(w, ev[i].data.fd);
+        worker_orphan_tick(w);
         poll_ring(w);
         worker_commit_step(w);
         release_held(w);

@@ -67,6 +67,10 @@ struct worker {
     int epfd;
     int sigfd;
     int ctl_fd;                 /* SOCK_SEQPACKET to the supervisor, or -1 */
+    int rendezvous_fd;          /* listening: a new supervisor adopts us there, or -1 */
+    unsigned orphan_wait_s;     /* how long to serve without one, waiting for it */
+    uid_t supervisor_uid;       /* the only peer taken at the rendezvous */
+    uint64_t orphan_deadline_ns;    /* orphaned: stop at this time (0: not orphaned) */
     enum worker_state state;
     bool ring_pending;          /* the ring may hold requests not yet taken */
     bool ring_dead;             /* broken by the client: no more polling */
@@ -96,6 +100,8 @@ struct worker_opts {
     uint32_t data_pages;
     uint32_t max_indirect;
     int ctl_fd;
+    int rendezvous_fd;          /* --rendezvous: where a new supervisor may adopt us */
+    unsigned orphan_wait_s;     /* and how long we wait for one when ours goes */
     int image_fd;               /* the image, opened (and locked) by the supervisor; -1: path */
     struct backing_policy backing;  /* how backing files are opened */
     struct sandbox_opts sandbox;    /* what the worker gives up once it serves */
@@ -122,6 +128,7 @@ bool worker_discard_zeroes(const struct worker *w);
 
 /* Control channel (control.c). */
 int worker_send_ready(struct worker *w, bool with_fds);
+int worker_send_adoption_ready(struct worker *w);
 /* cls: the error class qcowd should report (NULL: ImageError). */
 int worker_send_failed(int ctl_fd, const char *cls, const char *reason);
 /* The class of a failure to start, by its -errno: PermissionDenied for
@@ -137,6 +144,13 @@ int worker_send_ring_broken(struct worker *w, const char *reason);
 /* Tell the supervisor the image is write-failed (executor_flush_error). */
 int worker_send_io_error(struct worker *w, const char *reason);
 void worker_handle_control(struct worker *w);
+/* Orphans (adopt.c): serve on without a supervisor, for a while, and let a
+ * new one adopt us at the rendezvous.  worker_orphaned: the channel closed
+ * (false: no rendezvous, stop as before). */
+bool worker_orphaned(struct worker *w);
+void worker_rendezvous_readable(struct worker *w);
+/* Stop when nobody adopted us in time. */
+void worker_orphan_tick(struct worker *w);
 /* The image and ring as "ready" and "query" describe them. */
 struct json_object *worker_geometry_json(const struct worker *w);
 void worker_reply(struct worker *w, struct json_object *id, struct json_object *ret);

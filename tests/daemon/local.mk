@@ -3,7 +3,7 @@
 # built with everything else, not only for make check.
 noinst_PROGRAMS += tests/daemon/ringio
 check_PROGRAMS += tests/daemon/ctlraw tests/daemon/ringabuse tests/daemon/badworker \
-	tests/daemon/ctlhog
+	tests/daemon/ctlhog tests/daemon/fakepeer
 # The worker with its test hooks (SIGUSR1: make a system call the seccomp
 # filter forbids; QCOWD_FAULTPOINT: fail or crash at a step of a resize or
 # snapshot, tests/tools/faultpoint_env.c).  Built for the tests only, never installed: the hooks
@@ -25,6 +25,9 @@ tests_daemon_badworker_SOURCES = tests/daemon/badworker.c
 tests_daemon_badworker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
 tests_daemon_badworker_LDADD = daemon/common/libqcowdcommon.la
 tests_daemon_ctlhog_SOURCES = tests/daemon/ctlhog.c
+tests_daemon_fakepeer_SOURCES = tests/daemon/fakepeer.c
+tests_daemon_fakepeer_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
+tests_daemon_fakepeer_LDADD = daemon/common/libqcowdcommon.la
 
 DAEMON_TESTS = \
 	tests/daemon/lifecycle.sh \
@@ -70,6 +73,8 @@ DAEMON_TESTS = \
 	tests/daemon/restart-state.sh \
 	tests/daemon/restart-bad-state.sh \
 	tests/daemon/restart-rights.sh \
+	tests/daemon/adopt-running.sh \
+	tests/daemon/adopt-refused.sh \
 	tests/daemon/slow-l2.sh \
 	tests/daemon/slow-growth.sh \
 	tests/daemon/flush-fail.sh \

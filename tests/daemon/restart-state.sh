@@ -13,7 +13,9 @@
 require_qemu
 STATE=$T/qcowd-state.json
 DAEMON_STATE=$STATE
-start_daemon
+# Its workers stop when it dies: the images come back on fresh workers
+# (adopting them instead is adopt-running.sh).
+start_daemon --orphan-wait=0
 
 "$QEMU_IMG" create -f qcow "$T/a.qcow" 32M >/dev/null
 "$QEMU_IMG" create -f raw "$T/b.raw" 16M >/dev/null

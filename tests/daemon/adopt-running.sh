@@ -1,0 +1,104 @@
+#!/bin/bash
+# kill -9 of qcowd while three images are served with ring clients doing
+# checked random I/O: the workers serve on, and qcowd started again on the
+# same state file adopts them.  Each client keeps its ring and its I/O goes
+# on without an error (reads checked against its model all along); the
+# images are listed with the same options and "adopted"; a second client is
+# refused the adopted ring (Busy).  An adopted worker killed with -9 (not
+# qcowd's child: its exit comes through a pidfd) is replaced on the same
+# ring, and its client goes on.  At the end every acknowledged write reads
+# back in qemu-img.
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
+. "$top_srcdir/tests/daemon/lib.sh"
+require_qemu
+STATE=$T/qcowd-state.json
+DAEMON_STATE=$STATE
+start_daemon
+
+"$QEMU_IMG" create -f qcow "$T/a.qcow" 16M >/dev/null
+"$QEMU_IMG" create -f raw "$T/b.raw" 8M >/dev/null
+"$QEMU_IMG" create -f qcow "$T/c.qcow" 8M >/dev/null
+ctl attach --name a --cache writeback --iops 5000 "$T/a.qcow" >/dev/null || die "attach a"
+ctl attach --name b -f raw --ring-page-order 1 --data-pages 64 "$T/b.raw" >/dev/null ||
+    die "attach b"
+ctl attach --name c -f qcow --poll-us 10 "$T/c.qcow" >/dev/null || die "attach c"
+
+options() { ctl --json query "$1" | jq -S 'del(.pid, .adopted, .connected)'; }
+for n in a b c; do options $n >"$T/$n.before" || die "query $n"; done
+
+# Each client: half its requests, then more until $T/stop, then the rest
+# and a flush; its model of the disk goes to $T/N.shadow.
+seed=$QCOWD_TEST_SEED
+for n in a b c; do
+    seed=$((seed + 1))
+    "$DAEMON_TOOLS/ringio" "$SOCK" $n random "$T/$n.shadow" -s $seed -n 300 -q 8 -m 65536 \
+        -M "$T/$n.mark" -S "$T/stop" >"$T/$n.out" 2>&1 &
+    eval "client_$n=\$!"
+done
+marked() { [ -e "$T/a.mark" ] && [ -e "$T/b.mark" ] && [ -e "$T/c.mark" ]; }
+wait_until marked || die "the clients did not get going"
+for n in a b c; do eval "worker_$n=$(worker_pid $n)"; done
+[ -n "$worker_a" ] && [ -n "$worker_b" ] && [ -n "$worker_c" ] || die "no worker pids"
+
+kill -9 "$QCOWD_PID"
+wait "$QCOWD_PID" 2>/dev/null
+QCOWD_PID=
+rm -f "$SOCK"
+# Orphaned, the workers serve on (the clients do I/O all along).
+served_on() { grep -q "a: supervisor went away: serving on" "$T/qcowd.log"; }
+wait_until served_on || die "the workers did not say they serve on"
+for n in a b c; do
+    eval "kill -0 \$worker_$n" 2>/dev/null || die "the worker of $n exited when qcowd died"
+done
+jq -e '[.attachments[] | select(.rendezvous and .["ring-held"])] | length == 3' "$STATE" \
+    >/dev/null || die "the state file records no rendezvous: $(cat "$STATE")"
+
+start_daemon
+adopted() {
+    [ "$(ctl --json list | jq '[.[] | select(.adopted and .state == "running")] | length')" = 3 ]
+}
+wait_until adopted || die "the workers were not adopted: $(ctl list)"
+for n in a b c; do
+    eval "[ \"\$(worker_pid $n)\" = \"\$worker_$n\" ]" || die "$n: not the same worker"
+    grep -q "$n: adopted its running worker" "$T/qcowd.log" || die "$n: adoption not logged"
+    options $n >"$T/$n.after"
+    diff -u "$T/$n.before" "$T/$n.after" >&2 || die "$n came back with other options"
+done
+ctl --json query a | jq -e '.adopted == true and .connected == true' >/dev/null ||
+    die "query a: $(ctl --json query a)"
+"$DAEMON_TOOLS/ringio" "$SOCK" a flush 2>/dev/null && die "a second client got the ring"
+printf '{"execute":"connect","arguments":{"name":"a"}}\n' | "$DAEMON_TOOLS/ctlraw" "$SOCK" 1 |
+    tail -n 1 >"$T/busy.out"
+jq -e '.error.class == "Busy"' "$T/busy.out" >/dev/null && grep -q "previous qcowd" "$T/busy.out" ||
+    die "not refused as held by the previous qcowd's client: $(cat "$T/busy.out")"
+
+# The adopted worker of a dies: a replacement (qcowd's child) takes over
+# the same ring and journal, and the client does not notice.
+kill -9 "$worker_a"
+replaced() {
+    local q
+    q=$(ctl --json query a) || return 1
+    [ "$(jq -r .state <<<"$q")" = running ] && [ "$(jq -r .restarts <<<"$q")" = 1 ] &&
+        [ "$(jq -r .pid <<<"$q")" != "$worker_a" ]
+}
+wait_until replaced || die "the adopted worker was not replaced: $(ctl --json query a)"
+grep -q "a: worker died (status -1); restarted" "$T/qcowd.log" || die "the death was not logged"
+[ "$(pgrep -P "$QCOWD_PID" | grep -cx "$(worker_pid a)")" = 1 ] ||
+    die "the replacement is not qcowd's child"
+
+touch "$T/stop"
+for n in a b c; do
+    eval "wait \$client_$n" || die "the client of $n failed: $(cat "$T/$n.out")"
+    grep -q " 0 failures" "$T/$n.out" || die "$n: $(cat "$T/$n.out")"
+done
+
+for n in a b c; do ctl detach $n >/dev/null || die "detach $n"; done
+"$QEMU_IMG" compare -F raw "$T/a.qcow" "$T/a.shadow" >/dev/null || die "qemu-img: a differs"
+"$QEMU_IMG" compare -f raw -F raw "$T/b.raw" "$T/b.shadow" >/dev/null || die "qemu-img: b differs"
+"$QEMU_IMG" compare -F raw "$T/c.qcow" "$T/c.shadow" >/dev/null || die "qemu-img: c differs"
+gone() { [ ! -e "/proc/$1" ] || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+for n in b c; do
+    eval "wait_until gone \$worker_$n" || die "the adopted worker of $n outlived its detach"
+done
+[ -z "$(ls -A "$STATE.rendezvous")" ] || die "rendezvous left: $(ls "$STATE.rendezvous")"
+exit 0
