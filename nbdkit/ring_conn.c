@@ -5,9 +5,11 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -30,10 +32,13 @@
 /* Returned inside this file for "the ring went away: send it again". */
 #define RING_GONE (-ESHUTDOWN)
 
-/* A request waiting for its answer, on the submitting thread's stack. */
+/* A request waiting for its answer, on the submitting thread's stack.  It
+ * sleeps on its own semaphore, posted after the completion thread has let
+ * go of the lock: a woken caller does not queue at once for the lock its
+ * waker holds (a condition variable would have it do so, and the futex
+ * round trips of that hand-over were most of the plugin's cost). */
 struct ring_waiter {
-    pthread_cond_t cond;
-    bool done;
+    sem_t answered;
     int result;
     struct ring_waiter *prev, *next;    /* rc->in_flight */
 };
@@ -73,7 +78,8 @@ static void waiter_link(struct ring_conn *rc, struct ring_waiter *w)
     rc->in_flight = w;
 }
 
-static void waiter_finish(struct ring_conn *rc, struct ring_waiter *w, int result)
+/* Take w off the list with its result; it is woken by sem_post(). */
+static void waiter_answer(struct ring_conn *rc, struct ring_waiter *w, int result)
 {
     if (w->prev)
         w->prev->next = w->next;
@@ -82,8 +88,6 @@ static void waiter_finish(struct ring_conn *rc, struct ring_waiter *w, int resul
     if (w->next)
         w->next->prev = w->prev;
     w->result = result;
-    w->done = true;
-    pthread_cond_signal(&w->cond);
 }
 
 /* The ring of generation gen failed: everything in flight on it will be
@@ -95,8 +99,11 @@ static void mark_lost(struct ring_conn *rc, uint64_t gen, int why)
     nbdkit_debug("qcowd: ring of '%s' lost (%s): reconnecting", rc->name, error_text(-why));
     rc->lost = true;
     rc->down_since_ns = now_ns();
-    while (rc->in_flight)
-        waiter_finish(rc, rc->in_flight, RING_GONE);
+    while (rc->in_flight) {
+        struct ring_waiter *w = rc->in_flight;
+        waiter_answer(rc, w, RING_GONE);
+        sem_post(&w->answered);
+    }
     pthread_cond_broadcast(&rc->changed);
 }
 
@@ -212,7 +219,7 @@ struct ring_op {
 static void release(struct ring_conn *rc, struct qcowring *ring, struct qcowring_req *q)
 {
     qcowring_req_free(ring, q);     /* a no-op for one still in flight on a lost ring */
-    if (--rc->held == 0 || rc->reconnecting)
+    if (--rc->held == 0 || rc->reconnecting || rc->slot_waiters)
         pthread_cond_broadcast(&rc->changed);
 }
 
@@ -223,7 +230,9 @@ static int take_slot(struct ring_conn *rc, const struct ring_op *o, uint64_t gen
     int r;
 
     while ((r = qcowring_req_alloc(rc->ring, o->buf_len, q)) == -EAGAIN) {
+        rc->slot_waiters++;
         pthread_cond_wait(&rc->changed, &rc->lock);
+        rc->slot_waiters--;
         if (gen != rc->gen || rc->lost || !rc->ring)
             return RING_GONE;
     }
@@ -244,27 +253,50 @@ static void copy_unlocked(struct ring_conn *rc, void *to, const void *from, size
     pthread_mutex_lock(&rc->lock);
 }
 
+/* Post the request (lock held) and wait for its answer with the lock
+ * dropped; the lock is not held on return.  The answer (data, extents) is
+ * taken from the buffer before the lock is taken again to free it. */
 static int submit_and_wait(struct ring_conn *rc, const struct ring_op *o, uint64_t gen,
                            struct qcowring_req *q)
 {
-    struct ring_waiter w = { .done = false };
+    struct ring_waiter w;
     int r;
 
-    if (gen != rc->gen || rc->lost)
+    if (gen != rc->gen || rc->lost) {
+        pthread_mutex_unlock(&rc->lock);
         return RING_GONE;
+    }
     r = qcowring_submit(rc->ring, q, o->op, o->offset, o->len, &w);
     if (r < 0) {
         if (ring_failure(r))
             mark_lost(rc, gen, r);
+        pthread_mutex_unlock(&rc->lock);
         return ring_failure(r) ? RING_GONE : r;
     }
-    pthread_cond_init(&w.cond, NULL);
+    struct qcowring *ring = rc->ring;
+    sem_init(&w.answered, 0, 0);
     waiter_link(rc, &w);
-    if ((r = qcowring_kick(rc->ring)) < 0)
+    /* The doorbell is rung with the lock let go: the system call, and the
+     * server it may wake on this CPU, do not hold up the other callers. */
+    bool ring_doorbell = false;
+    if ((r = qcowring_publish(ring)) < 0)
         mark_lost(rc, gen, r);
-    while (!w.done)
-        pthread_cond_wait(&w.cond, &rc->lock);
-    pthread_cond_destroy(&w.cond);
+    else
+        ring_doorbell = r > 0;
+    pthread_mutex_unlock(&rc->lock);
+    if (ring_doorbell && (r = qcowring_ring_doorbell(ring)) < 0) {
+        pthread_mutex_lock(&rc->lock);
+        mark_lost(rc, gen, r);
+        pthread_mutex_unlock(&rc->lock);
+    }
+    while (sem_wait(&w.answered) < 0)
+        ;                       /* EINTR */
+    sem_destroy(&w.answered);
+    if (w.result == 0 && o->dst)
+        memcpy(o->dst, qcowring_req_buf(q), o->len);
+    if (w.result == 0 && o->ext &&
+        (w.result = qcowring_map_answer(q, o->len, o->ext, o->max_ext, o->covered)) < 0)
+        nbdkit_error("qcowd: a bad map answer from the worker of '%s'", rc->name);
     return w.result;
 }
 
@@ -282,11 +314,7 @@ static int attempt(struct ring_conn *rc, const struct ring_op *o)
     if (o->src)
         copy_unlocked(rc, qcowring_req_buf(q), o->src, o->len);
     r = submit_and_wait(rc, o, gen, q);
-    if (r == 0 && o->dst)
-        copy_unlocked(rc, o->dst, qcowring_req_buf(q), o->len);
-    if (r == 0 && o->ext && (r = qcowring_map_answer(q, o->len, o->ext, o->max_ext,
-                                                     o->covered)) < 0)
-        nbdkit_error("qcowd: a bad map answer from the worker of '%s'", rc->name);
+    pthread_mutex_lock(&rc->lock);
     release(rc, ring, q);
     return r;
 }
@@ -333,11 +361,21 @@ int ring_conn_map(struct ring_conn *rc, uint64_t offset, uint64_t len,
 
 /* ---- the completion thread ------------------------------------------------- */
 
+/* Hand the answers to their callers, woken once the lock is let go (held
+ * on entry and exit). */
 static void deliver(struct ring_conn *rc, const struct qcowring_completion *c, unsigned n)
 {
+    struct ring_waiter *answered[REAP_BATCH];
+
+    assert(n <= REAP_BATCH);
+    for (unsigned i = 0; i < n; i++) {
+        answered[i] = c[i].user_data;
+        waiter_answer(rc, answered[i], c[i].result);
+    }
+    pthread_mutex_unlock(&rc->lock);
     for (unsigned i = 0; i < n; i++)
-        waiter_finish(rc, c[i].user_data, c[i].result);
-    pthread_cond_broadcast(&rc->changed);   /* slots will be freed */
+        sem_post(&answered[i]->answered);
+    pthread_mutex_lock(&rc->lock);
 }
 
 /* Sleep (lock dropped) until the ring or the wake-up eventfd fires. */
@@ -414,7 +452,13 @@ int ring_conn_open(struct ring_conn *rc, const char *socket_path, const char *na
 
     *rc = (struct ring_conn){ .socket_path = socket_path, .name = name, .retry_s = retry_s,
                               .wake_fd = -1 };
-    pthread_mutex_init(&rc->lock, NULL);
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    /* Held for a few hundred nanoseconds by many threads at once: spin a
+     * little before sleeping in the kernel. */
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&rc->lock, &attr);
+    pthread_mutexattr_destroy(&attr);
     pthread_cond_init(&rc->changed, NULL);
     rc->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (rc->wake_fd < 0)

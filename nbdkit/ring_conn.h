@@ -34,6 +34,7 @@ struct ring_conn {
     bool reconnecting;
     uint64_t down_since_ns;     /* when the ring was lost (0: it is up) */
     unsigned held;              /* requests of the current ring in callers' hands */
+    unsigned slot_waiters;      /* callers waiting for a free slot or buffer */
     struct ring_waiter *in_flight;
     uint64_t reconnects;
 

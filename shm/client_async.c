@@ -261,9 +261,8 @@ int qcowring_submit(struct qcowring *r, struct qcowring_req *q, int op,
     return 0;
 }
 
-int qcowring_kick(struct qcowring *r)
+int qcowring_publish(struct qcowring *r)
 {
-    uint64_t one = 1;
     int notify;
 
     if (r->failed)
@@ -273,9 +272,25 @@ int qcowring_kick(struct qcowring *r)
     notify = qcowring_push_requests_and_check_notify(r->sring, r->req_prod_published,
                                                      r->req_prod_pvt);
     r->req_prod_published = r->req_prod_pvt;
-    if (notify && write(r->req_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+    return notify ? 1 : 0;
+}
+
+/* Reads nothing but the descriptor, fixed for the handle's life: safe
+ * alongside another thread's use of the ring. */
+int qcowring_ring_doorbell(const struct qcowring *r)
+{
+    uint64_t one = 1;
+
+    if (write(r->req_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
         return -errno;
     return 0;
+}
+
+int qcowring_kick(struct qcowring *r)
+{
+    int notify = qcowring_publish(r);
+
+    return notify > 0 ? qcowring_ring_doorbell(r) : notify;
 }
 
 /* ------------------------------------------------------------------------ */

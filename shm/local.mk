@@ -18,7 +18,7 @@ shm_libqcowring_la_SOURCES = \
 shm_libqcowring_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/common
 shm_libqcowring_la_LIBADD = $(JSONC_LIBS)
 # Only the public qcowring_* functions are exported.
-shm_libqcowring_la_LDFLAGS = $(AM_LDFLAGS) -version-info 3:0:3 \
+shm_libqcowring_la_LDFLAGS = $(AM_LDFLAGS) -version-info 4:0:4 \
 	-export-symbols-regex '^qcowring_'
 pkgconfig_DATA += shm/libqcowring.pc
 man_MANS += doc/libqcowring.3

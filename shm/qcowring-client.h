@@ -160,6 +160,13 @@ int qcowring_map_answer(const struct qcowring_req *req, uint64_t asked_len,
 /* Publish staged requests; ring the server's doorbell only if it asked. */
 int qcowring_kick(struct qcowring *ring);
 
+/* qcowring_kick() in two steps, for threads that share a handle under a
+ * lock: qcowring_publish() (under the lock) returns 1 when the doorbell
+ * must be rung, 0 when not, or -errno; qcowring_ring_doorbell() rings it
+ * and may be called without the lock, as long as the handle stays open. */
+int qcowring_publish(struct qcowring *ring);
+int qcowring_ring_doorbell(const struct qcowring *ring);
+
 struct qcowring_completion {
     struct qcowring_req *req;  /* owned by the caller again: reuse or free */
     void *user_data;           /* as given to qcowring_submit() */

@@ -111,6 +111,9 @@ run_fio() {
 echo "images: ${SIZE} MiB; randread ${RUNTIME} s; ${ROUNDS} round(s)"
 head -c "${SIZE}M" /dev/urandom >"$W/full.raw"
 "$QEMU_IMG" convert -O qcow "$W/full.raw" "$W/full.qcow"
+# The 2 GiB just written would otherwise still be going to the disk during
+# the first measurement (always qcowd's), competing with its reads.
+sync
 fresh_images() {
     rm -f "$W/empty.qcow" "$W/empty.raw"
     "$QEMU_IMG" create -f qcow "$W/empty.qcow" "${SIZE}M" >/dev/null

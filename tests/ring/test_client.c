@@ -286,7 +286,9 @@ static bool start_op(struct client *c)
     return true;
 }
 
-/* Wait with qcowring_wait()+qcowring_reap(), or poll()+qcowring_reap_cb(). */
+/* Wait with qcowring_wait()+qcowring_reap(), or poll()+qcowring_reap_cb()
+ * after a kick in two steps (publish, then the doorbell only if asked for:
+ * the server sleeps on it, so a wrong answer leaves the poll() empty). */
 static void reap_some(struct client *c, bool use_poll)
 {
     struct qcowring_completion done[8];
@@ -294,7 +296,11 @@ static void reap_some(struct client *c, bool use_poll)
 
     if (use_poll) {
         struct pollfd pfd = { .fd = qcowring_fd(c->ring), .events = POLLIN };
-        CHECK_EQ(qcowring_kick(c->ring), 0);
+        int notify = qcowring_publish(c->ring);
+        CHECK(notify == 0 || notify == 1);
+        if (notify)
+            CHECK_EQ(qcowring_ring_doorbell(c->ring), 0);
+        CHECK_EQ(qcowring_publish(c->ring), 0);   /* nothing staged any more */
         n = qcowring_reap_cb(c->ring, finish_cb, c);
         CHECK(n >= 0);
         if (n == 0)
