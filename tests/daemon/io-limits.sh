@@ -137,6 +137,12 @@ ctl attach --bps 1 "$T/k.qcow" >/dev/null || die "attach"
 order_bg k.qcow w:4096 w:4096 w:4096 w:4096
 client=$!
 wait_until held_is k.qcow 3 || die "three writes are not held"
+# The first write's answer must be out before the kill, or the new worker
+# takes over four requests, not three.  The worker publishes answers at the
+# end of the loop round in which it counted them, so a second stats query
+# (answered in a later round) proves the answer is on the ring.
+wait_until eval '[ "$(stat_of k.qcow .write.ops)" = 1 ]' || die "the first write did not complete"
+stat_of k.qcow .write.ops >/dev/null || die "stats"
 pid=$(worker_pid k.qcow)
 kill -9 "$pid"
 restarted() { [ "$(ctl --json query k.qcow | jq -r '.state + " " + (.pid | tostring)')" != "running $pid" ] &&
