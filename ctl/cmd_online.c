@@ -228,6 +228,11 @@ static const char *yes_no(json_object *o, const char *key)
     return json_object_get_boolean(v) ? "yes" : "no";
 }
 
+static bool flag_member(json_object *o, const char *key)
+{
+    return strcmp(yes_no(o, key), "yes") == 0;
+}
+
 /* The value as text: strings as they are, the rest as compact JSON. */
 static const char *value_text(json_object *v)
 {
@@ -412,7 +417,7 @@ static void say_attached(const struct cli *cli, json_object *ret)
     cli_say(cli, "attached %s: %s (%s, %s, %s, worker pid %" PRId64 ")\n", name ? name : "?",
             path ? path : "?", str_member(ret, "format") ? str_member(ret, "format") : "?",
             human_size_or_dash(ret, "size", size),
-            strcmp(yes_no(ret, "read-only"), "yes") == 0 ? "read-only" : "read-write", pid);
+            flag_member(ret, "read-only") ? "read-only" : "read-write", pid);
     free(name);
     free(path);
 }
@@ -526,14 +531,18 @@ static int run_named(struct cli *cli, const struct cli_command *cmd, int argc, c
 
 static void list_row(struct cli_table *t, json_object *img)
 {
-    char size[32], pid[24] = "-";
+    char size[32], pid[24] = "-", state[64];
+    const char *raw_state = str_member(img, "state") ? str_member(img, "state") : "?";
     int64_t v;
 
     if (int_member(img, "pid", &v) && v > 0)
         snprintf(pid, sizeof pid, "%" PRId64, v);
+    /* An adopted worker is not qcowd's child: say so where people look. */
+    snprintf(state, sizeof state, "%s%s", raw_state,
+             flag_member(img, "adopted") ? " (adopted)" : "");
     const char *row[] = {
         str_member(img, "name") ? str_member(img, "name") : "?",
-        str_member(img, "state") ? str_member(img, "state") : "?",
+        state,
         pid,
         human_size_or_dash(img, "size", size),
         str_member(img, "format") ? str_member(img, "format") : "-",

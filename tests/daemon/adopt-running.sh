@@ -58,6 +58,8 @@ adopted() {
     [ "$(ctl --json list | jq '[.[] | select(.adopted and .state == "running")] | length')" = 3 ]
 }
 wait_until adopted || die "the workers were not adopted: $(ctl list)"
+[ "$(ctl list | grep -cE '^[abc] +running \(adopted\) ')" = 3 ] ||
+    die "list does not show the adopted workers: $(ctl list)"
 for n in a b c; do
     eval "[ \"\$(worker_pid $n)\" = \"\$worker_$n\" ]" || die "$n: not the same worker"
     grep -q "$n: adopted its running worker" "$T/qcowd.log" || die "$n: adoption not logged"
