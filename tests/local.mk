@@ -51,6 +51,7 @@ UNIT_TESTS = \
 	tests/unit/test-flush-fail \
 	tests/unit/test-vec \
 	tests/unit/test-pool \
+	tests/unit/test-aio-helper \
 	tests/unit/test-error
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
@@ -78,6 +79,10 @@ tests_unit_test_flush_fail_LDADD = $(UNIT_LDADD)
 tests_unit_test_vec_SOURCES = tests/unit/test-vec.c tests/unit/unit.h
 tests_unit_test_pool_SOURCES = tests/unit/test-pool.c tests/unit/unit.h \
 	daemon/worker/pool.h daemon/worker/pool.c
+tests_unit_test_aio_helper_SOURCES = tests/unit/test-aio-helper.c tests/unit/unit.h
+tests_unit_test_aio_helper_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon/worker
+tests_unit_test_aio_helper_LDADD = daemon/worker/libqcowexec.la daemon/image/libqcowimage.la \
+	daemon/common/libqcowdcommon.la $(AIO_LIBS)
 tests_unit_test_error_SOURCES = tests/unit/test-error.c tests/unit/unit.h
 tests_unit_test_error_LDADD = $(UNIT_LDADD)
 # The harness itself: a test with no check must fail.

@@ -151,6 +151,12 @@ void aio_ctx_destroy(struct aio_ctx *a)
 
 void aio_ctx_abandon(struct aio_ctx *a)
 {
+    /* The helper thread works on *a, which may not outlive this call (the
+     * worker's lives in main's frame): a helper left sleeping there wakes,
+     * spuriously or when a sanitizer stops the world at exit, on whatever
+     * the exit wrote over it.  An idle helper leaves at once; a blocking
+     * call still running on it is waited for. */
+    stop_helper(&a->helper);
     aio_budget_give(a->depth);
     a->depth = 0;
     a->nkctx = 0;

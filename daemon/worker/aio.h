@@ -86,8 +86,9 @@ int aio_ctx_init(struct aio_ctx *a, unsigned min_depth, unsigned max_depth);
 /* Destroy every context, waiting for the kernel (tens of milliseconds). */
 void aio_ctx_destroy(struct aio_ctx *a);
 
-/* At process exit: give the slots back to the budget's ledger and close
- * the eventfd, leaving the contexts to the exit (which does not wait). */
+/* At process exit: stop the helper thread (waiting for a call it still
+ * runs), give the slots back to the budget's ledger and close the eventfd,
+ * leaving the contexts to the exit (which does not wait). */
 void aio_ctx_abandon(struct aio_ctx *a);
 
 void aio_prep_readv(struct aio_op *op, int fd, struct iovec *iov, int niov, uint64_t off);
