@@ -678,6 +678,11 @@ int worker_run(struct worker *w)
         worker_commit_step(w);
         release_held(w);
         executor_tick(w->x);
+        /* A pause waits for the executor to go idle, and not only a
+         * request's completion ends its work: a growth ahead of need or a
+         * writeback can be the last thing to finish. */
+        if (w->state == WORKER_PAUSING)
+            worker_quiesce(w);
         /* Answer first: the client can post more while the disk works. */
         ring_server_push_responses(w->rs);
         if (ring_server_is_broken(w->rs))

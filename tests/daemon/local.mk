@@ -77,6 +77,7 @@ DAEMON_TESTS = \
 	tests/daemon/adopt-refused.sh \
 	tests/daemon/slow-l2.sh \
 	tests/daemon/slow-growth.sh \
+	tests/daemon/pause-growth.sh \
 	tests/daemon/flush-fail.sh \
 	tests/daemon/version.sh
 EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh
