@@ -14,29 +14,23 @@ require_fault_shim
 
 img=$T/grow.qcow
 "$QEMU_IMG" create -f qcow "$img" 64M >/dev/null
-rm -f "$T/release" "$FAULT_LOG"
-mkfifo "$T/release"
-exec 3<>"$T/release"
-release() { echo go >&3; }
 # ftruncate #1 makes room for the first allocations (the write waits for
 # it); #2 keeps the file ahead of them, with no request waiting: held.
-LD_PRELOAD="$FAULT_SHIM" QCOWD_FAULT_PROGRAM=qcowd-worker QCOWD_FAULT_LOG="$FAULT_LOG" \
-    QCOWD_FAULT_RELEASE="$T/release" QCOWD_FAULT="ftruncate@grow.qcow:2:HOLD" \
-    ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0" start_daemon
+start_daemon_holding "ftruncate@grow.qcow:2:HOLD"
 ctl attach "$img" >/dev/null || die "attach"
 
 head -c $((6 << 20)) /dev/urandom >"$T/data"
 "$DAEMON_TOOLS/ringio" "$SOCK" grow.qcow write 0 $((6 << 20)) <"$T/data" ||
-    { release; die "the writes failed (did one wait for the held growth?)"; }
+    { release_holds; die "the writes failed (did one wait for the held growth?)"; }
 fault_injected "ftruncate #2 @grow.qcow -> HOLD" ||
-    { release; die "no growth ahead of need was held: $(cat "$FAULT_LOG" 2>/dev/null)"; }
+    { release_holds; die "no growth ahead of need was held: $(cat "$FAULT_LOG" 2>/dev/null)"; }
 
 ctl snapshot grow.qcow "$T/snap.qcow" >"$T/snap.out" 2>&1 &
 snap=$!
 wait_until grep -q "grow.qcow: pausing for a snapshot" "$T/qcowd.log" ||
-    { release; die "the snapshot did not start pausing"; }
-kill -0 "$snap" 2>/dev/null || { release; die "the snapshot ended while the growth was held"; }
-release
+    { release_holds; die "the snapshot did not start pausing"; }
+kill -0 "$snap" 2>/dev/null || { release_holds; die "the snapshot ended while the growth was held"; }
+release_holds
 wait "$snap" || die "the snapshot failed after the growth ended: $(cat "$T/snap.out")"
 grep -q "does not answer" "$T/qcowd.log" && die "the worker was killed as unresponsive"
 

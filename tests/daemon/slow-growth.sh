@@ -24,25 +24,20 @@ pattern 0x11 4096 >"$T/d11"
 held_phase() {
     local name=$1 rule=$2 logged=$3
     shift 3
-    rm -f "$T/release" "$FAULT_LOG"
-    mkfifo "$T/release"
-    exec 3<>"$T/release"
-    LD_PRELOAD="$FAULT_SHIM" QCOWD_FAULT_PROGRAM=qcowd-worker QCOWD_FAULT_LOG="$FAULT_LOG" \
-        QCOWD_FAULT_RELEASE="$T/release" QCOWD_FAULT="$rule" \
-        ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0" start_daemon
+    start_daemon_holding "$rule"
     ctl attach "$img" >/dev/null || die "$name: attach"
     "$DAEMON_TOOLS/ringio" "$SOCK" grow.qcow read 0 4096 | cmp -s - "$T/d11" ||
         die "$name: the first read of 0 is wrong"
     "$DAEMON_TOOLS/ringio" "$SOCK" grow.qcow order "$@" >"$T/order.out" 2>"$T/order.err" &
     local ops=$! last=$(($# - 1))
-    wait_until fault_injected "$logged" || { echo go >&3; die "$name: nothing was held"; }
+    wait_until fault_injected "$logged" || { release_holds; die "$name: nothing was held"; }
     # (The bound only ends a run that fails: a loop blocked in the held call.)
     if ! WAIT_LIMIT_S=60 wait_until grep -q "^order: $last" "$T/order.out"; then
-        echo go >&3
+        release_holds
         die "$name: a read did not complete while the call was held"
     fi
     kill -0 "$ops" 2>/dev/null || die "$name: ringio ended before the call was released"
-    echo go >&3
+    release_holds
     wait "$ops" || die "$name: the requests failed: $(cat "$T/order.err")"
     ctl detach grow.qcow >/dev/null || die "$name: detach"
     stop_daemon || die "$name: qcowd failed"

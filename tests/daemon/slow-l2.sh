@@ -24,13 +24,7 @@ l1=$(be64 "$img" 40)
 slow_l2=$(be64 "$img" $((l1 + 16 * 8)))
 [ "$slow_l2" -gt 0 ] || die "no L2 table for 32 MiB (L1 at $l1)"
 
-# Held open read-write by the test so that neither end blocks or hangs up.
-mkfifo "$T/release"
-exec 3<>"$T/release"
-LD_PRELOAD="$FAULT_SHIM" QCOWD_FAULT_PROGRAM=qcowd-worker QCOWD_FAULT_LOG="$FAULT_LOG" \
-    QCOWD_FAULT_RELEASE="$T/release" \
-    QCOWD_FAULT="pread@#$slow_l2:1:HOLD,aio-read@#$slow_l2:1:HOLD" \
-    ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0" start_daemon
+start_daemon_holding "pread@#$slow_l2:1:HOLD,aio-read@#$slow_l2:1:HOLD"
 ctl attach "$img" >/dev/null || die "attach"
 rio() { "$DAEMON_TOOLS/ringio" "$SOCK" slow.qcow "$@"; }
 pattern() { head -c "$2" /dev/zero | tr '\0' "\\$(printf '%03o' "$1")"; }
@@ -46,12 +40,12 @@ both=$!
 wait_until fault_injected "#$slow_l2 -> HOLD" || die "the L2 table read was not held"
 # (The bound only ends a run that fails: a worker blocked in the held read.)
 if ! WAIT_LIMIT_S=60 wait_until grep -q '^order: 1' "$T/order.out"; then
-    echo go >&3
+    release_holds
     die "a read of a cached cluster did not complete while an L2 read was held"
 fi
 kill -0 "$both" 2>/dev/null || die "ringio ended before the held table was released"
 
-echo go >&3
+release_holds
 wait "$both" || die "the reads failed: $(cat "$T/order.err")"
 [ "$(cat "$T/order.out")" = "order: 1 0" ] || die "unexpected completions: $(cat "$T/order.out")"
 ctl detach slow.qcow >/dev/null || die "detach"

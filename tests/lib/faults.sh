@@ -21,3 +21,22 @@ with_faults() {
 fault_injected() {
     grep -q -- "$1" "$FAULT_LOG" 2>/dev/null
 }
+
+# start_daemon_holding RULES [qcowd options...]: a private qcowd whose
+# workers run under the shim with RULES.  A HOLD waits until release_holds
+# writes to the FIFO $T/release, which the test keeps open read-write on
+# descriptor 3 so that neither end blocks or hangs up.
+start_daemon_holding() {
+    local rules=$1
+    shift
+    rm -f "$T/release" "$FAULT_LOG"
+    mkfifo "$T/release"
+    exec 3<>"$T/release"
+    LD_PRELOAD="$FAULT_SHIM" QCOWD_FAULT_PROGRAM=qcowd-worker QCOWD_FAULT_LOG="$FAULT_LOG" \
+        QCOWD_FAULT_RELEASE="$T/release" QCOWD_FAULT="$rules" \
+        ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0" start_daemon "$@"
+}
+
+release_holds() {
+    echo go >&3
+}
