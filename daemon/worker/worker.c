@@ -442,8 +442,6 @@ static void on_complete(struct blk_req *req, int status)
     ring_server_respond_deferred(w->rs, wr->io, ring_status(status));
     first_sector_release(&wr->first);
     pool_put(&w->wreqs, wr);
-    if (w->state == WORKER_PAUSING)
-        worker_quiesce(w);
 }
 
 static void on_quiesce_flushed(struct blk_req *req, int status)
@@ -678,9 +676,8 @@ int worker_run(struct worker *w)
         worker_commit_step(w);
         release_held(w);
         executor_tick(w->x);
-        /* A pause waits for the executor to go idle, and not only a
-         * request's completion ends its work: a growth ahead of need or a
-         * writeback can be the last thing to finish. */
+        /* A pause waits for the executor to go idle, whatever finished
+         * last: a request, a writeback or a growth ahead of need. */
         if (w->state == WORKER_PAUSING)
             worker_quiesce(w);
         /* Answer first: the client can post more while the disk works. */
