@@ -47,6 +47,14 @@ ctl() { "$QCOWCTL" --socket "$SOCK" "$@"; }
 # The worker pid of an attached image.
 worker_pid() { ctl --json query "$1" | tr -d ' \n' | sed -n 's/.*"pid":\([0-9]*\).*/\1/p'; }
 
+# A ring client's exit reaches qcowd a moment after the client is gone.  A
+# test that kills qcowd and needs the ring recorded free in the state file
+# (an adopted ring recorded held answers Busy) waits for ring_free first: a
+# query saying "connected": false is answered after the state file has
+# recorded the release (qcowd writes the file before a round's answers).
+ring_free() { [ "$(ctl --json query "$1" | jq -r .connected)" = false ]; }
+wait_ring_free() { wait_until ring_free "$1" || die "$1: qcowd still lists its ring connected"; }
+
 fd_count() { ls "/proc/$1/fd" | wc -l; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 children() { pgrep -P "$1" | wc -l; }

@@ -35,6 +35,7 @@ as_nobody "$DAEMON_TOOLS/ringio" "$SOCK" mine.raw write 4096 65536 <"$T/data" ||
 as_nobody "$DAEMON_TOOLS/ringio" "$SOCK" mine.raw flush || die "flush"
 jq -e '[.attachments[] | select(.caller.uid == 65534) | .name] | sort == ["mine.raw", "taken.raw"]' \
     "$STATE" >/dev/null || die "the callers are not recorded: $(cat "$STATE")"
+wait_ring_free mine.raw          # else the adopted ring stays Busy, as it should
 
 kill -9 "$QCOWD_PID"
 wait "$QCOWD_PID" 2>/dev/null

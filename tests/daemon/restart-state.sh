@@ -40,6 +40,8 @@ head -c 65536 /dev/urandom >"$T/last"
 "$DAEMON_TOOLS/ringio" "$SOCK" a write 1048576 65536 <"$T/last" || die "write a"
 "$DAEMON_TOOLS/ringio" "$SOCK" a flush || die "flush a"
 dd if="$T/last" of="$T/a.shadow" bs=64k seek=16 conv=notrunc status=none
+wait_ring_free a                 # "connected" is compared after the restart
+wait_ring_free b
 
 options() { ctl --json query "$1" | jq -S 'del(.pid)'; }
 listing() { ctl --json list | jq -S 'map(del(.pid)) | sort_by(.name)'; }
