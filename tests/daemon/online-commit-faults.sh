@@ -29,14 +29,10 @@ held() { grep -q "hold $1" "$T/faultpoints.log" 2>/dev/null; }
 # start_case SHIM_RULES FAULTPOINTS: a qcowd whose workers run under both,
 # d attached as s1.qcow over base.qcow (both with data), a client writing.
 start_case() {
-    rm -f "$T/mark" "$T/stop" "$FAULT_LOG" "$T/faultpoints.log"
+    rm -f "$T/mark" "$T/stop"
     cp "$T/base.template" "$T/base.qcow"
     cp "$T/s1.template" "$T/s1.qcow"
-    LD_PRELOAD="$FAULT_SHIM" QCOWD_FAULT_PROGRAM=qcowd-worker-hooks QCOWD_FAULT="$1" \
-        QCOWD_FAULT_LOG="$FAULT_LOG" QCOWD_FAULT_RELEASE="$T/release" \
-        QCOWD_FAULTPOINT="$2" QCOWD_FAULTPOINT_LOG="$T/faultpoints.log" \
-        QCOWD_FAULTPOINT_RELEASE="$T/release" QCOWD_WORKER=$DAEMON_TOOLS/qcowd-worker-hooks \
-        ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0" start_daemon
+    start_daemon_holding_at "$1" "$2"
     ctl attach -n d "$T/s1.qcow" >/dev/null || die "attach"
     "$RINGIO" "$SOCK" d random "$T/shadow" -s "$SEED" -n 40 -q 8 -m 65536 \
         -M "$T/mark" -S "$T/stop" >"$T/rio.out" 2>"$T/rio.err" &
@@ -91,7 +87,7 @@ kill_case() {
     wait_until $4 || die "$1: the worker was not held: $(cat "$T/c.err")"
     pid=$(worker_pid d)
     kill -9 "$pid"
-    echo go >&3
+    release_holds
     wait "$c_pid" && die "$1: a commit whose worker was killed succeeded"
     grep -q "commit failed: .*the worker stopped" "$T/c.err" || die "$1: commit said: $(cat "$T/c.err")"
     wait_until replaced d "$pid" || die "$1: the worker was not replaced"
@@ -107,20 +103,14 @@ kill_case() {
 cp "$T/base.qcow" "$T/base.template"
 cp "$T/s1.qcow" "$T/s1.template"
 
-mkfifo "$T/release"
-exec 3<>"$T/release"
 fail_case "fails at its start" "" "begin-commit@1" "fault injected at step begin-commit"
 fail_case "fails to copy down" "pwrite@base.qcow:1:EIO,pwritev@base.qcow:1:EIO" "" \
     "base.qcow.*Input/output error"
 fail_case "fails before the switch" "" "commit-finishing@1" "fault injected at step commit-finishing"
 fail_case "fails to flush the backing file" "fdatasync@base.qcow:1:EIO" "" \
     "base.qcow: fdatasync: Input/output error$"
-exec 3>&-
 
 for k in copy flush finishing switched; do
-    rm -f "$T/release"
-    mkfifo "$T/release"
-    exec 3<>"$T/release"
     case $k in
     copy) kill_case "killed while copying down" \
         "pwrite@base.qcow:1:HOLD,pwritev@base.qcow:1:HOLD" "" "fault_injected HOLD" ;;
@@ -131,5 +121,4 @@ for k in copy flush finishing switched; do
     switched) kill_case "killed after the switch, qcowd not told" "" "commit-switched@1:hold" \
         "held commit-switched" ;;
     esac
-    exec 3>&-
 done

@@ -31,22 +31,8 @@ qemu_size() {
     "$QEMU_IMG" info -U --output=json "$1" | tr -d ' \n' | sed -n 's/.*"virtual-size":\([0-9]*\).*/\1/p'
 }
 
-# start_daemon_with SHIM_RULES FAULTPOINTS: workers under both, released
-# by writing to $T/release (a new FIFO each time).
-start_daemon_with() {
-    rm -f "$T/release" "$FAULT_LOG" "$T/faultpoints.log"
-    mkfifo "$T/release"
-    exec 3<>"$T/release"
-    LD_PRELOAD="$FAULT_SHIM" QCOWD_FAULT_PROGRAM=qcowd-worker-hooks QCOWD_FAULT="$1" \
-        QCOWD_FAULT_LOG="$FAULT_LOG" QCOWD_FAULT_RELEASE="$T/release" \
-        QCOWD_FAULTPOINT="$2" QCOWD_FAULTPOINT_LOG="$T/faultpoints.log" \
-        QCOWD_FAULTPOINT_RELEASE="$T/release" QCOWD_WORKER=$DAEMON_TOOLS/qcowd-worker-hooks \
-        ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0" start_daemon
-}
-
 end_daemon() {
     stop_daemon || die "$1: qcowd did not exit cleanly"
-    exec 3>&-
 }
 
 # After detach: qemu-img reads the image as SHADOW, check finds no
@@ -61,7 +47,7 @@ image_matches() {
 # kill_case NAME SHIM_RULES FAULTPOINTS HELD SIZE_AFTER
 kill_case() {
     "$QEMU_IMG" create -f qcow "$T/g.qcow" 8M >/dev/null
-    start_daemon_with "$2" "$3"
+    start_daemon_holding_at "$2" "$3"
     ctl attach -n g "$T/g.qcow" >/dev/null || die "$1: attach"
     rm -f "$T/mark"
     "$RINGIO" "$SOCK" g random "$T/g.raw" -s "$SEED" -n 60 -q 8 -m 65536 \
@@ -77,7 +63,7 @@ kill_case() {
     wait_until replaced g "$pid" || die "$1: the worker was not replaced"
     [ "$(field g size)" = "$5" ] || die "$1: the new worker serves $(field g size) bytes, not $5"
     [ "$(qemu_size "$T/g.qcow")" = "$5" ] || die "$1: qemu-img opens it with $(qemu_size "$T/g.qcow")"
-    echo go >&3                 # the next worker passes the step
+    release_holds               # the next worker passes the step
     ctl resize g "$NEW" >/dev/null || die "$1: the retried resize failed"
     [ "$(field g size)" = "$NEW" ] || die "$1: after the retried resize: $(ctl --json query g)"
     wait "$rio_pid" || die "$1: the client failed: $(cat "$T/rio.err")"
@@ -103,7 +89,7 @@ kill_case "killed while zeroing" "" "resize-zeroing@1:hold" "held resize-zeroing
 # ---- failures: OperationFailed, and the image as its header says ------------
 pattern() { head -c "$2" /dev/zero | tr '\0' "\\$(printf '%03o' "$1")"; }
 "$QEMU_IMG" create -f qcow "$T/g.qcow" 8M >/dev/null
-start_daemon_with "" "resize-l1-written@1,resize-l1-written@2,resize-header-written@3"
+start_daemon_holding_at "" "resize-l1-written@1,resize-l1-written@2,resize-header-written@3"
 ctl attach -n g "$T/g.qcow" >/dev/null || die "attach"
 pattern 0x11 65536 >"$T/p11"
 "$RINGIO" "$SOCK" g write 0 65536 <"$T/p11" || die "write"

@@ -32,9 +32,21 @@ start_daemon_holding() {
     rm -f "$T/release" "$FAULT_LOG"
     mkfifo "$T/release"
     exec 3<>"$T/release"
-    LD_PRELOAD="$FAULT_SHIM" QCOWD_FAULT_PROGRAM=qcowd-worker QCOWD_FAULT_LOG="$FAULT_LOG" \
-        QCOWD_FAULT_RELEASE="$T/release" QCOWD_FAULT="$rules" \
+    LD_PRELOAD="$FAULT_SHIM" QCOWD_FAULT_PROGRAM="${QCOWD_WORKER##*/}" \
+        QCOWD_FAULT_LOG="$FAULT_LOG" QCOWD_FAULT_RELEASE="$T/release" QCOWD_FAULT="$rules" \
         ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0" start_daemon "$@"
+}
+
+# start_daemon_holding_at RULES FAULTPOINTS [qcowd options...]: the same,
+# with qcowd-worker-hooks and its fault points (QCOWD_FAULTPOINT; a point's
+# ":hold" waits on the same FIFO, and is logged to $T/faultpoints.log).
+start_daemon_holding_at() {
+    local rules=$1 points=$2
+    shift 2
+    rm -f "$T/faultpoints.log"
+    QCOWD_FAULTPOINT="$points" QCOWD_FAULTPOINT_LOG="$T/faultpoints.log" \
+        QCOWD_FAULTPOINT_RELEASE="$T/release" QCOWD_WORKER=$DAEMON_TOOLS/qcowd-worker-hooks \
+        start_daemon_holding "$rules" "$@"
 }
 
 release_holds() {
