@@ -78,6 +78,7 @@ daemon_qcowd_SOURCES = \
 	daemon/supervisor/worker_messages.c \
 	daemon/supervisor/state_file.c daemon/supervisor/adoption.c \
 	daemon/supervisor/recovery.c \
+	daemon/supervisor/ring_presence.c \
 	daemon/supervisor/throttling.h daemon/supervisor/throttling.c \
 	daemon/supervisor/exports.c \
 	daemon/supervisor/export_listen.h daemon/supervisor/export_listen.c \

@@ -60,7 +60,7 @@ static int call(const char *socket_path, const char *line, size_t len, int fd)
         return sock;
     if (!(reply = malloc(CONTROL_LINE_MAX)))
         return -ENOMEM;
-    if ((r = control_read_greeting(sock, reply, &got)) < 0)
+    if ((r = control_read_greeting(sock, reply, &got, NULL)) < 0)
         return r;
     if ((r = fdpass_send(sock, line, len, &fd, fd >= 0 ? 1 : 0)) < 0)
         return r;

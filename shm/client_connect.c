@@ -1,9 +1,13 @@
 /* qcowring_connect: get a ring from qcowd by image name.  The exchange is
  * the control protocol's "connect" command (doc/protocol.md); the reply
- * line carries the ring's three descriptors. */
+ * line carries the ring's three descriptors.  We promise "hold-lock" and
+ * keep it: the lock on our own open of the memfd says we are here, to a
+ * qcowd that adopts the worker after the one we asked has died. */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,19 +17,24 @@
 #include "cleanup.h"
 #include "client_internal.h"
 
-static int ask_for_ring(int fd, const char *name, int fds[3])
+/* The ring's descriptors into fds; *hold_lock says whether we promised
+ * the presence lock (a qcowd older than it does not take the promise). */
+static int ask_for_ring(int fd, const char *name, int fds[3], bool *hold_lock)
 {
     _cleanup_free_ char *line = malloc(CONTROL_LINE_MAX);
     _cleanup_(control_received_close) struct control_received got = { .n = 0 };
+    unsigned caps = 0;
     char req[160];
     int r;
 
     if (!line)
         return -ENOMEM;
-    if ((r = control_read_greeting(fd, line, &got)) < 0)
+    if ((r = control_read_greeting(fd, line, &got, &caps)) < 0)
         return r;
+    *hold_lock = caps & CONTROL_CAP_HOLD_LOCK;
     /* The name is checked: nothing in it needs escaping. */
-    snprintf(req, sizeof req, "{\"execute\":\"connect\",\"arguments\":{\"name\":\"%s\"}}\n", name);
+    snprintf(req, sizeof req, "{\"execute\":\"connect\",\"arguments\":{\"name\":\"%s\"%s}}\n",
+             name, *hold_lock ? ",\"hold-lock\":true" : "");
     if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0)
         return -errno;
     if ((r = control_read_reply(fd, line, &got)) < 0)
@@ -37,25 +46,62 @@ static int ask_for_ring(int fd, const char *name, int fds[3])
     return 0;
 }
 
+/* Our own open file description of the memfd (the one we were given is
+ * the worker's too), read-locked at QCOWRING_CLIENT_LOCK_START. */
+static int hold_presence_lock(int memfd)
+{
+    struct flock lock = {
+        .l_type = F_RDLCK,
+        .l_whence = SEEK_SET,
+        .l_start = QCOWRING_CLIENT_LOCK_START,
+        .l_len = QCOWRING_CLIENT_LOCK_LEN,
+    };
+    char path[64];
+    int fd;
+
+    snprintf(path, sizeof path, "/proc/self/fd/%d", memfd);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return -errno;
+    if (fcntl(fd, F_OFD_SETLK, &lock) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
 int qcowring_connect(const char *socket_path, const char *name, struct qcowring **out)
 {
     int fds[3] = { -1, -1, -1 }, fd, r;
+    struct qcowring *ring = NULL;
+    bool hold_lock = false;
 
     if (!name || !control_valid_name(name))
         return -EINVAL;
     if ((fd = control_dial(socket_path)) < 0)
         return fd;
-    if ((r = ask_for_ring(fd, name, fds)) < 0) {
+    if ((r = ask_for_ring(fd, name, fds, &hold_lock)) < 0) {
         close(fd);
         return r;
     }
-    r = qcowring_open_fds(fds[0], fds[1], fds[2], out);
+    r = qcowring_open_fds(fds[0], fds[1], fds[2], &ring);
+    if (r == 0 && hold_lock) {
+        int lock_fd = hold_presence_lock(fds[0]);
+
+        if (lock_fd >= 0) {
+            ring->lock_fd = lock_fd;
+        } else {
+            r = lock_fd;        /* we promised the lock: no ring without it */
+            qcowring_close(ring);
+        }
+    }
     for (int i = 0; i < 3; i++)
         close(fds[i]);
     if (r < 0) {
         close(fd);
         return r;
     }
-    (*out)->owner_fd = fd;
+    ring->owner_fd = fd;
+    *out = ring;
     return 0;
 }

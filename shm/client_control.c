@@ -132,7 +132,25 @@ static int reply_status(json_object *msg)
 }
 
 /* The greeting, or the refusal the server sends instead of it. */
-static int greeting_status(json_object *msg)
+static unsigned capabilities(json_object *body)
+{
+    json_object *list;
+    unsigned caps = 0;
+
+    if (!json_object_object_get_ex(body, "capabilities", &list) ||
+        !json_object_is_type(list, json_type_array))
+        return 0;
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        json_object *item = json_object_array_get_idx(list, i);
+
+        if (json_object_is_type(item, json_type_string) &&
+            strcmp(json_object_get_string(item), "hold-lock") == 0)
+            caps |= CONTROL_CAP_HOLD_LOCK;
+    }
+    return caps;
+}
+
+static int greeting_status(json_object *msg, unsigned *caps)
 {
     json_object *body, *protocol;
     int r;
@@ -144,7 +162,11 @@ static int greeting_status(json_object *msg)
     if (!json_object_object_get_ex(body, "protocol", &protocol) ||
         !json_object_is_type(protocol, json_type_int))
         return -EPROTO;
-    return json_object_get_int64(protocol) == PROTOCOL_VERSION ? 0 : -EPROTONOSUPPORT;
+    if (json_object_get_int64(protocol) != PROTOCOL_VERSION)
+        return -EPROTONOSUPPORT;
+    if (caps)
+        *caps = capabilities(body);
+    return 0;
 }
 
 static bool is_event(json_object *msg)
@@ -174,12 +196,12 @@ static int next_message(int fd, char *line, struct control_received *got, json_o
     return *msg ? 0 : -EPROTO;
 }
 
-int control_read_greeting(int fd, char *line, struct control_received *got)
+int control_read_greeting(int fd, char *line, struct control_received *got, unsigned *caps)
 {
     _cleanup_json_ json_object *msg = NULL;
     int r = next_message(fd, line, got, &msg);
 
-    return r < 0 ? r : greeting_status(msg);
+    return r < 0 ? r : greeting_status(msg, caps);
 }
 
 int control_read_reply(int fd, char *line, struct control_received *got)

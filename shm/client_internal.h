@@ -19,9 +19,12 @@ struct control_received {
     unsigned n;
 };
 void control_received_close(struct control_received *got);
+/* Optional features a qcowd's greeting lists ("capabilities"). */
+#define CONTROL_CAP_HOLD_LOCK 0x1u       /* "hold-lock": connect takes it */
 /* The greeting into line (CONTROL_LINE_MAX bytes): 0, -EPROTONOSUPPORT for
- * another protocol, the errno of the refusal sent instead, -EPROTO. */
-int control_read_greeting(int fd, char *line, struct control_received *got);
+ * another protocol, the errno of the refusal sent instead, -EPROTO.  On 0,
+ * *caps (unless NULL) has the CONTROL_CAP_* the server offers. */
+int control_read_greeting(int fd, char *line, struct control_received *got, unsigned *caps);
 /* The reply to a request, past any events: 0 for a return (with its
  * descriptors in got), the errno of an error's class, -EPROTO. */
 int control_read_reply(int fd, char *line, struct control_received *got);
@@ -73,6 +76,8 @@ struct qcowring {
     uint32_t mask;              /* ring_entries - 1 */
     int req_fd, rsp_fd;
     int owner_fd;               /* qcowring_connect: the control connection that holds the ring */
+    int lock_fd;                /* qcowring_connect: our own open of the memfd, locked
+                                 * (QCOWRING_CLIENT_LOCK_*) while we hold the ring */
 
     uint32_t req_prod_pvt;      /* next request index to fill */
     uint32_t req_prod_published;

@@ -215,7 +215,7 @@ int qcowring_open_fds(int memfd, int req_eventfd, int rsp_eventfd, struct qcowri
 
     if (!r)
         return -ENOMEM;
-    r->req_fd = r->rsp_fd = r->owner_fd = -1;
+    r->req_fd = r->rsp_fd = r->owner_fd = r->lock_fd = -1;
     ring_spin_init(r);
     if ((err = setup(r, memfd, req_eventfd, rsp_eventfd)) < 0)
         return err;
@@ -235,6 +235,8 @@ void qcowring_close(struct qcowring *r)
         close(r->rsp_fd);
     if (r->owner_fd >= 0)
         close(r->owner_fd);
+    if (r->lock_fd >= 0)
+        close(r->lock_fd);
     page_alloc_destroy(&r->pages);
     free(r->reqs);
     free(r->free_reqs);

@@ -66,8 +66,12 @@ int qcowring_open_fds(int memfd, int req_eventfd, int rsp_eventfd,
  * /run/qcowd/qcowd.sock as root and $XDG_RUNTIME_DIR/qcowd.sock otherwise)
  * for the ring of the image attached as `name`, and open it.  The control
  * connection stays open inside the handle: it is what holds the ring, and
- * qcowring_close() gives it back.  -ENOENT: no such image; -EBUSY: another
- * client holds it; -EACCES: not authorised; -EPROTO: not a qcowd. */
+ * qcowring_close() gives it back.  When qcowd offers "hold-lock", the
+ * handle also holds the ring's presence lock (qcowring.h): a qcowd that
+ * adopts the worker after this one dies can tell when we are gone.
+ * -ENOENT: no such image; -EBUSY: another client holds it; -EACCES: not
+ * authorised; -EPROTO: not a qcowd; the errno of the lock (reopening the
+ * memfd through /proc/self/fd) when it cannot be taken. */
 int qcowring_connect(const char *socket_path, const char *name, struct qcowring **out);
 
 /* Ask qcowd to attach the image at `path` as `name` (NULL: the file name).

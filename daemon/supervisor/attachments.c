@@ -76,7 +76,7 @@ json_object *attachment_describe(const struct attachment *att, bool full)
     copy_field(o, info, "format");
     copy_field(o, info, "size");
     json_object_object_add(o, "connected",
-                           json_object_new_boolean(att->owner || att->ring_held_elsewhere));
+                           json_object_new_boolean(att->owner || attachment_ring_held_elsewhere(att)));
     if (att->adopted)
         json_object_object_add(o, "adopted", json_object_new_boolean(true));
     if (!full)
@@ -703,6 +703,9 @@ int attachment_adopt(struct supervisor *s, json_object *args, const struct ident
     take_adopted_worker(att, &got, path);
     json_read_bool(entry, "ring-held", &held);
     att->ring_held_elsewhere = held;
+    held = false;
+    json_read_bool(entry, "ring-lock", &held);
+    att->ring_lock_elsewhere = held;
     adopted_attachment_start(s, att, args);
     return 0;
 }

@@ -175,13 +175,34 @@ static void cmd_commit(struct supervisor *s, struct client *c, json_object *id, 
         imageops_cmd_commit(s, att, c, id, args);
 }
 
+/* The previous qcowd's client of an adopted ring let go of it (its
+ * presence lock is gone): the ring is free for a new one. */
+static void forget_gone_client(struct supervisor *s, struct attachment *att)
+{
+    if (!att->ring_held_elsewhere || attachment_ring_held_elsewhere(att))
+        return;
+    log_info("%s: the previous qcowd's ring client is gone (its lock on the ring is released): "
+             "the ring is free", att->name);
+    att->ring_held_elsewhere = att->ring_lock_elsewhere = false;
+    state_save(s);
+}
+
 static void cmd_connect(struct supervisor *s, struct client *c, json_object *id, json_object *args)
 {
     struct attachment *att = named_attachment(s, c, id, args);
-    json_object *msg, *ret;
+    json_object *msg, *ret, *v;
+    bool hold_lock = false;
 
     if (!att || !serving(c, id, att))
         return;
+    if (json_object_object_get_ex(args, "hold-lock", &v)) {
+        if (!json_object_is_type(v, json_type_boolean)) {
+            client_error(c, id, "InvalidParameter", "'hold-lock' must be a boolean");
+            return;
+        }
+        hold_lock = json_object_get_boolean(v);
+    }
+    forget_gone_client(s, att);
     if (att->ring_held_elsewhere) {
         /* One ring, one client: the previous qcowd's may still use it. */
         client_error(c, id, "Busy", "'%s' is held by a client of the previous qcowd (its "
@@ -207,6 +228,7 @@ static void cmd_connect(struct supervisor *s, struct client *c, json_object *id,
         json_object_object_add(msg, "id", json_object_get(id));
     if (client_send(c, msg, fds, 3) == 0) {
         att->owner = c;
+        att->owner_locks = hold_lock;
         state_save(s);          /* "ring-held": before the client has the ring */
         log_info("%s: ring connected to pid %d", att->name, (int)c->pid);
         exports_ring_taken(s, att, c->pid);
@@ -258,6 +280,7 @@ static void cmd_shutdown(struct supervisor *s, struct client *c, json_object *id
 
 static const char *const no_args[] = { NULL };
 static const char *const name_arg[] = { "name", NULL };
+static const char *const connect_args[] = { "name", "hold-lock", NULL };
 static const char *const attach_args[] = { "path", "name", "read-only", "cache", "format", "key",
                                            "key-file", "poll-us", "ring-page-order", "data-pages", "io-limits",
                                            "fd", NULL };
@@ -276,7 +299,7 @@ static const struct command commands[] = {
     { "list", no_args, cmd_list },
     { "query", name_arg, cmd_query },
     { "stats", name_arg, cmd_stats },
-    { "connect", name_arg, cmd_connect },
+    { "connect", connect_args, cmd_connect },
     { "disconnect", name_arg, cmd_disconnect },
     { "pause", name_arg, cmd_pause },
     { "resume", resume_args, cmd_resume },

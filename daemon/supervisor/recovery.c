@@ -232,7 +232,7 @@ static void relaunch_with_fresh_ring(struct supervisor *s, struct attachment *at
     att->proc = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 },
                                       .journal_fd = -1 };
     att->owner = NULL;
-    att->ring_held_elsewhere = false;
+    att->ring_held_elsewhere = att->ring_lock_elsewhere = false;
     att->ring_renewals++;
     att->state = ATT_STARTING;
     if ((r = attachment_launch(s, att, false)) < 0) {

@@ -360,6 +360,7 @@ static void send_greeting(struct client *c)
     json_object_object_add(ver, "package", json_object_new_string(PACKAGE_STRING));
     json_object_array_add(caps, json_object_new_string("events"));
     json_object_array_add(caps, json_object_new_string("fd-passing"));
+    json_object_array_add(caps, json_object_new_string("hold-lock"));
     json_object_object_add(body, "version", ver);
     json_object_object_add(body, "protocol", json_object_new_int(1));
     json_object_object_add(body, "capabilities", caps);

@@ -127,6 +127,8 @@ static json_object *entry_of(const struct attachment *att)
         json_object_object_add(o, "rendezvous", json_object_new_string(att->rendezvous_path));
     json_object_object_add(o, "ring-held",
                            json_object_new_boolean(att->owner || att->ring_held_elsewhere));
+    json_object_object_add(o, "ring-lock", json_object_new_boolean(att->owner ? att->owner_locks
+                                                                   : att->ring_lock_elsewhere));
     return o;
 }
 

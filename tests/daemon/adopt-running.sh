@@ -4,10 +4,12 @@
 # same state file adopts them.  Each client keeps its ring and its I/O goes
 # on without an error (reads checked against its model all along); the
 # images are listed with the same options and "adopted"; a second client is
-# refused the adopted ring (Busy).  An adopted worker killed with -9 (not
-# qcowd's child: its exit comes through a pidfd) is replaced on the same
-# ring, and its client goes on.  At the end every acknowledged write reads
-# back in qemu-img.
+# refused the adopted ring (Busy) while the first one holds its presence
+# lock, and given it once that client has exited (but not when the client
+# promised no lock).  An adopted worker killed with -9 (not qcowd's child:
+# its exit comes through a pidfd) is replaced on the same ring, and its
+# client goes on.  At the end every acknowledged write reads back in
+# qemu-img.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
 require_qemu
@@ -52,6 +54,12 @@ for n in a b c; do
 done
 jq -e '[.attachments[] | select(.rendezvous and .["ring-held"])] | length == 3' "$STATE" \
     >/dev/null || die "the state file records no rendezvous: $(cat "$STATE")"
+jq -e '[.attachments[] | select(.["ring-lock"])] | length == 3' "$STATE" >/dev/null ||
+    die "the clients' presence locks are not recorded: $(cat "$STATE")"
+# c's client stands for one that promised no presence lock (a client that
+# speaks the protocol itself): its ring must stay held after it has gone.
+jq '(.attachments[] | select(.name == "c") | .["ring-lock"]) = false' "$STATE" >"$T/state.new" &&
+    chmod 600 "$T/state.new" && mv "$T/state.new" "$STATE" || die "editing the state file"
 
 start_daemon
 adopted() {
@@ -93,6 +101,21 @@ for n in a b c; do
     eval "wait \$client_$n" || die "the client of $n failed: $(cat "$T/$n.out")"
     grep -q " 0 failures" "$T/$n.out" || die "$n: $(cat "$T/$n.out")"
 done
+
+# The clients have exited, and their presence locks with them: a and b
+# are free for a new client, with every write the old one made; c's
+# client promised no lock, so c stays held.
+for n in a b; do
+    ctl --json query $n | jq -e '.connected == false' >/dev/null ||
+        die "$n: still connected after its client left: $(ctl --json query $n)"
+    "$DAEMON_TOOLS/ringio" "$SOCK" $n read 0 "$(ctl --json query $n | jq .size)" |
+        cmp - "$T/$n.shadow" || die "$n: a new client did not get the ring, or other data"
+    grep -q "$n: the previous qcowd's ring client is gone" "$T/qcowd.log" ||
+        die "$n: the freed ring was not logged"
+done
+ctl --json query c | jq -e '.connected == true' >/dev/null || die "c: $(ctl --json query c)"
+"$DAEMON_TOOLS/ringio" "$SOCK" c flush 2>/dev/null &&
+    die "c: a new client got the ring its previous client may still hold"
 
 for n in a b c; do ctl detach $n >/dev/null || die "detach $n"; done
 "$QEMU_IMG" compare -F raw "$T/a.qcow" "$T/a.shadow" >/dev/null || die "qemu-img: a differs"

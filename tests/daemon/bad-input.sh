@@ -46,6 +46,7 @@ expect AlreadyExists "{\"execute\": \"attach\", \"arguments\": {\"path\": \"$T/o
 expect AlreadyExists "{\"execute\": \"attach\", \"arguments\": {\"path\": \"$T/ok.qcow\", \"name\": \"other\"}}"
 expect NotFound '{"execute": "detach", "arguments": {"name": "nobody"}}'
 expect NotFound '{"execute": "connect", "arguments": {"name": "nobody"}}'
+expect InvalidParameter '{"execute": "connect", "arguments": {"name": "ok.qcow", "hold-lock": 1}}'
 expect InvalidState '{"execute": "resume", "arguments": {"name": "ok.qcow"}}'
 
 # The ImageError names the path and the reason.

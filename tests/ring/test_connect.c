@@ -2,10 +2,13 @@
  * of members and lets the server add members (doc/protocol.md), so greetings
  * and replies with their members shuffled and with unknown ones must work
  * exactly like qcowd's own, and every error reply must map to its errno by
- * its class alone. */
+ * its class alone.  A qcowd that offers "hold-lock" is promised the
+ * presence lock, and the client holds it on the memfd until it closes the
+ * ring; an older qcowd is asked as before, and no lock is taken. */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -35,8 +38,16 @@ struct scenario {
 static const struct scenario scenarios[] = {
     { "as qcowd sends it",
       "{\"QCOWD\": {\"version\": {\"major\": 0, \"minor\": 1, \"micro\": 0, \"package\": "
+      "\"qcowd 0.1.0\"}, \"protocol\": 1, \"capabilities\": [\"events\", \"fd-passing\", "
+      "\"hold-lock\"]}}",
+      { "{\"return\": {" RING_FDS ", \"name\": \"disk\"}}" }, true, 0 },
+    { "an older qcowd, without hold-lock",
+      "{\"QCOWD\": {\"version\": {\"major\": 0, \"minor\": 1, \"micro\": 0, \"package\": "
       "\"qcowd 0.1.0\"}, \"protocol\": 1, \"capabilities\": [\"events\", \"fd-passing\"]}}",
       { "{\"return\": {" RING_FDS ", \"name\": \"disk\"}}" }, true, 0 },
+    { "hold-lock named by something that is not a string",
+      "{\"QCOWD\": {\"protocol\": 1, \"capabilities\": [{\"hold-lock\": true}, 7]}}",
+      { "{\"return\": {" RING_FDS "}}" }, true, 0 },
     { "members in another order, and unknown members everywhere",
       "{\"motd\": \"hello\", \"QCOWD\": {\"capabilities\": [\"events\", \"telepathy\"], "
       "\"future\": {\"nested\": [1, {\"deep\": true}]}, \"protocol\": 1}}",
@@ -191,6 +202,41 @@ static bool greeting_accepted(const struct scenario *sc)
     return sc->after[0] != NULL;
 }
 
+/* The greeting offers the presence lock (as text: the test's own data). */
+static bool offers_hold_lock(const struct scenario *sc)
+{
+    return strstr(sc->greeting, "\"hold-lock\"]") != NULL;
+}
+
+static bool request_holds_lock(const char *line)
+{
+    json_object *req = json_tokener_parse(line), *args, *v;
+    bool yes = req && json_object_object_get_ex(req, "arguments", &args) &&
+               json_object_object_get_ex(args, "hold-lock", &v) &&
+               json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
+
+    json_object_put(req);
+    return yes;
+}
+
+/* Someone holds a lock on the memfd's presence byte (seen through an open
+ * of our own, as qcowd looks). */
+static bool presence_locked(int memfd)
+{
+    struct flock probe = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+                           .l_start = QCOWRING_CLIENT_LOCK_START,
+                           .l_len = QCOWRING_CLIENT_LOCK_LEN };
+    char path[64];
+    int fd;
+
+    snprintf(path, sizeof path, "/proc/self/fd/%d", memfd);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    CHECK_EQ(fcntl(fd, F_OFD_GETLK, &probe), 0);
+    close(fd);
+    return probe.l_type != F_UNLCK;
+}
+
 static int run(const struct scenario *sc, const char *sock, int listen_fd,
                const struct qcowring_params *params)
 {
@@ -206,12 +252,19 @@ static int run(const struct scenario *sc, const char *sock, int listen_fd,
         struct qcowring_geometry g;
         qcowring_get_geometry(ring, &g);
         CHECK_EQ(g.capacity_sectors, CAPACITY_SECTORS);
+        CHECK_EQ(presence_locked(s.ring.memfd), offers_hold_lock(sc));
     }
     qcowring_close(ring);
+    CHECK(!presence_locked(s.ring.memfd));
     CHECK_EQ(pthread_join(t, NULL), 0);
     qcowring_close_fds(&s.ring);
     if (greeting_accepted(sc) && !is_connect_request(s.request)) {
         fprintf(stderr, "%s: the request was not a connect for disk: '%s'\n", sc->what, s.request);
+        return 1;
+    }
+    if (greeting_accepted(sc) && request_holds_lock(s.request) != offers_hold_lock(sc)) {
+        fprintf(stderr, "%s: hold-lock %s asked for: '%s'\n", sc->what,
+                offers_hold_lock(sc) ? "not" : "wrongly", s.request);
         return 1;
     }
     if (r != sc->want) {

@@ -1,0 +1,54 @@
+/* Is the previous qcowd's ring client still there?  A client that promised
+ * "hold-lock" at connect holds a read lock on the ring's memfd through its
+ * own open file description (qcowring.h, QCOWRING_CLIENT_LOCK_*), and the
+ * kernel drops it when that client is gone.  We test it through our own
+ * open of the memfd, which cannot conflict with itself. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "log.h"
+#include "qcowring.h"
+#include "supervisor.h"
+
+/* 1: a client holds the lock; 0: nobody does; -errno: cannot tell. */
+static int memfd_client_locked(int memfd)
+{
+    struct flock probe = {
+        .l_type = F_WRLCK,
+        .l_whence = SEEK_SET,
+        .l_start = QCOWRING_CLIENT_LOCK_START,
+        .l_len = QCOWRING_CLIENT_LOCK_LEN,
+    };
+    _cleanup_close_ int fd = -1;
+    char path[64];
+
+    if (memfd < 0)
+        return -EBADF;
+    snprintf(path, sizeof path, "/proc/self/fd/%d", memfd);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return -errno;
+    if (fcntl(fd, F_OFD_GETLK, &probe) < 0)
+        return -errno;
+    return probe.l_type != F_UNLCK;
+}
+
+bool attachment_ring_held_elsewhere(const struct attachment *att)
+{
+    int r;
+
+    if (!att->ring_held_elsewhere)
+        return false;
+    if (!att->ring_lock_elsewhere)
+        return true;            /* it promised no lock: assume it is there */
+    r = memfd_client_locked(att->proc.ring.memfd);
+    if (r < 0)
+        log_warning("%s: cannot tell whether the previous qcowd's ring client is still there: "
+                    "%s", att->name, strerror(-r));
+    return r != 0;
+}
