@@ -44,6 +44,16 @@ trap 'rc=$?; stop_daemon >/dev/null 2>&1; [ $rc -ne 0 ] || check_sandbox_kills "
 
 ctl() { "$QCOWCTL" --socket "$SOCK" "$@"; }
 
+# NAME is served again by a worker other than OLD_PID, and that worker is
+# ready: its state is one of STATES (default "running").  State and pid come
+# from one query: from two, a stale "running" of the killed worker and the
+# pid of a replacement still starting could pair up.
+replaced() {
+    local now
+    now=$(ctl --json query "$1" | jq -r '.state + " " + (.pid | tostring)') || return 1
+    [ "${now#* }" != "$2" ] && [[ " ${3:-running} " == *" ${now%% *} "* ]]
+}
+
 # The worker pid of an attached image.
 worker_pid() { ctl --json query "$1" | tr -d ' \n' | sed -n 's/.*"pid":\([0-9]*\).*/\1/p'; }
 

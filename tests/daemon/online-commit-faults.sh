@@ -22,8 +22,6 @@ SIZE=$((4 * 1024 * 1024))
 
 chain_length() { ctl --json query "$1" | grep -c '"filename"'; }
 chain_top() { ctl --json query "$1" | tr -d ' \n' | sed -n 's/.*"chain":\[{"filename":"\([^"]*\)".*/\1/p'; }
-state() { ctl --json query "$1" | tr -d ' \n' | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p'; }
-replaced() { [ "$(state "$1")" = running ] && [ "$(worker_pid "$1")" != "$2" ]; }
 held() { grep -q "hold $1" "$T/faultpoints.log" 2>/dev/null; }
 
 # start_case SHIM_RULES FAULTPOINTS: a qcowd whose workers run under both,

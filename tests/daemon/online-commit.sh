@@ -17,9 +17,6 @@ chain_length() { ctl --json query "$1" | grep -c '"filename"'; }
 chain_top() { ctl --json query "$1" | tr -d ' \n' | sed -n 's/.*"chain":\[{"filename":"\([^"]*\)".*/\1/p'; }
 events_seen() { [ "$(grep -c "\"$1\"" "$T/events")" -ge "$2" ]; }
 commit_shown() { ctl --json query "$1" | grep -q '"commit"'; }
-state() { ctl --json query "$1" | tr -d ' \n' | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p'; }
-replaced() { [ "$(state "$1")" = paused ] || [ "$(state "$1")" = running ] &&
-             [ "$(worker_pid "$1")" != "$2" ]; }
 unlocked() { "$QEMU_IO" -f raw -c 'write 8388608 512' "$1" >/dev/null 2>&1; }
 
 start_daemon
@@ -51,7 +48,7 @@ pid=$(worker_pid d)
 kill -9 "$pid"
 wait "$c0_pid" && die "a commit whose worker was killed succeeded"
 grep -q "commit failed: .*the worker stopped" "$T/c0.err" || die "commit said: $(cat "$T/c0.err")"
-wait_until replaced d "$pid" || die "the worker was not replaced"
+wait_until replaced d "$pid" "running paused" || die "the worker was not replaced"
 [ "$(chain_top d)" = "$T/s3.qcow" ] && [ "$(chain_length d)" = 4 ] ||
     die "after a failed commit: $(ctl --json query d)"
 ctl resume d >/dev/null || die "resume"

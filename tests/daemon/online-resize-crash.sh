@@ -24,8 +24,6 @@ OLD=$((8 * 1024 * 1024))
 NEW=$((64 * 1024 * 1024))
 
 field() { ctl --json query "$1" | tr -d ' \n' | sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" | head -n1; }
-state() { ctl --json query "$1" | tr -d ' \n' | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p'; }
-replaced() { [ "$(state "$1")" = running ] && [ "$(worker_pid "$1")" != "$2" ]; }
 held() { grep -q "hold $1" "$T/faultpoints.log" 2>/dev/null; }
 qemu_size() {
     "$QEMU_IMG" info -U --output=json "$1" | tr -d ' \n' | sed -n 's/.*"virtual-size":\([0-9]*\).*/\1/p'

@@ -20,7 +20,6 @@ chain_length() { ctl --json query "$1" | grep -c '"filename"'; }
 chain_top() { ctl --json query "$1" | tr -d ' \n' | sed -n 's/.*"chain":\[{"filename":"\([^"]*\)".*/\1/p'; }
 state() { ctl --json query "$1" | tr -d ' \n' | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p'; }
 events_seen() { [ "$(grep -c "\"$1\"" "$T/events")" = "$2" ]; }
-replaced() { [ "$(state "$1")" = running ] && [ "$(worker_pid "$1")" != "$2" ]; }
 
 start_daemon
 "$QEMU_IMG" create -f qcow "$T/base.qcow" 16M >/dev/null
