@@ -1,8 +1,9 @@
 /* qcowring_connect: get a ring from qcowd by image name.  The exchange is
  * the control protocol's "connect" command (doc/protocol.md); the reply
  * line carries the ring's three descriptors.  We promise "hold-lock" and
- * keep it: the lock on our own open of the memfd says we are here, to a
- * qcowd that adopts the worker after the one we asked has died. */
+ * keep it: the lock on the memfd (an open file description of our own)
+ * says we are here, to a qcowd that adopts the worker after the one we
+ * asked has died. */
 #include "config.h"
 
 #include <errno.h>
@@ -46,8 +47,8 @@ static int ask_for_ring(int fd, const char *name, int fds[3], bool *hold_lock)
     return 0;
 }
 
-/* Our own open file description of the memfd (the one we were given is
- * the worker's too), read-locked at QCOWRING_CLIENT_LOCK_START. */
+/* The memfd qcowd hands us is an open file description of our own:
+ * read-locked at QCOWRING_CLIENT_LOCK_START for as long as we keep it. */
 static int hold_presence_lock(int memfd)
 {
     struct flock lock = {
@@ -56,18 +57,8 @@ static int hold_presence_lock(int memfd)
         .l_start = QCOWRING_CLIENT_LOCK_START,
         .l_len = QCOWRING_CLIENT_LOCK_LEN,
     };
-    char path[64];
-    int fd;
 
-    snprintf(path, sizeof path, "/proc/self/fd/%d", memfd);
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return -errno;
-    if (fcntl(fd, F_OFD_SETLK, &lock) < 0) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    return fd;
+    return fcntl(memfd, F_OFD_SETLK, &lock) < 0 ? -errno : 0;
 }
 
 int qcowring_connect(const char *socket_path, const char *name, struct qcowring **out)
@@ -86,17 +77,14 @@ int qcowring_connect(const char *socket_path, const char *name, struct qcowring 
     }
     r = qcowring_open_fds(fds[0], fds[1], fds[2], &ring);
     if (r == 0 && hold_lock) {
-        int lock_fd = hold_presence_lock(fds[0]);
-
-        if (lock_fd >= 0) {
-            ring->lock_fd = lock_fd;
-        } else {
-            r = lock_fd;        /* we promised the lock: no ring without it */
-            qcowring_close(ring);
-        }
+        if ((r = hold_presence_lock(fds[0])) == 0)
+            ring->lock_fd = TAKE_FD(fds[0]);
+        else
+            qcowring_close(ring);       /* we promised the lock: no ring without it */
     }
     for (int i = 0; i < 3; i++)
-        close(fds[i]);
+        if (fds[i] >= 0)
+            close(fds[i]);
     if (r < 0) {
         close(fd);
         return r;

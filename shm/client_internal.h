@@ -76,8 +76,9 @@ struct qcowring {
     uint32_t mask;              /* ring_entries - 1 */
     int req_fd, rsp_fd;
     int owner_fd;               /* qcowring_connect: the control connection that holds the ring */
-    int lock_fd;                /* qcowring_connect: our own open of the memfd, locked
-                                 * (QCOWRING_CLIENT_LOCK_*) while we hold the ring */
+    int lock_fd;                /* qcowring_connect: the memfd (a description of our
+                                 * own), locked (QCOWRING_CLIENT_LOCK_*) while we hold
+                                 * the ring */
 
     uint32_t req_prod_pvt;      /* next request index to fill */
     uint32_t req_prod_published;

@@ -70,8 +70,8 @@ int qcowring_open_fds(int memfd, int req_eventfd, int rsp_eventfd,
  * handle also holds the ring's presence lock (qcowring.h): a qcowd that
  * adopts the worker after this one dies can tell when we are gone.
  * -ENOENT: no such image; -EBUSY: another client holds it; -EACCES: not
- * authorised; -EPROTO: not a qcowd; the errno of the lock (reopening the
- * memfd through /proc/self/fd) when it cannot be taken. */
+ * authorised; -EPROTO: not a qcowd; fcntl's errno when the lock cannot be
+ * taken. */
 int qcowring_connect(const char *socket_path, const char *name, struct qcowring **out);
 
 /* Ask qcowd to attach the image at `path` as `name` (NULL: the file name).

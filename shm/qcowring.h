@@ -529,12 +529,12 @@ static inline void qcowring_sring_init(struct qcowring_sring *s)
 
 /* A client that asks for its ring with "hold-lock": true (doc/protocol.md,
  * "connect") holds an open file description read lock (F_OFD_SETLK,
- * F_RDLCK) on these bytes of the memfd for as long as it uses the ring,
- * through an open of its own (/proc/self/fd/N: the descriptor it was given
- * is the worker's open file description, which a lock could not tell
- * apart).  A qcowd that adopted the worker after a restart tests the lock
- * to tell whether the previous qcowd's client is still there.  Only a
- * lock: the bytes are the qcowd page, which the client never writes. */
+ * F_RDLCK) on these bytes of the memfd it was handed (qcowd opens the
+ * memfd anew for each client, so the lock is that client's alone) for as
+ * long as it uses the ring.  A qcowd that adopted the worker after a
+ * restart tests the lock to tell whether the previous qcowd's client is
+ * still there.  Only a lock: the bytes are the qcowd page, which the
+ * client never writes. */
 #define QCOWRING_CLIENT_LOCK_START 0
 #define QCOWRING_CLIENT_LOCK_LEN 1
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "cleanup.h"
 #include "log.h"
 #include "supervisor.h"
 
@@ -215,7 +216,12 @@ static void cmd_connect(struct supervisor *s, struct client *c, json_object *id,
                      (int)att->owner->pid);
         return;
     }
-    int fds[3] = { att->proc.ring.memfd, att->proc.ring.req_eventfd, att->proc.ring.rsp_eventfd };
+    _cleanup_close_ int own_memfd = ring_memfd_for_client(att->proc.ring.memfd);
+    if (own_memfd < 0)
+        log_warning("%s: cannot open the ring's memfd anew for its client (%s): a presence "
+                    "lock it takes lasts as long as the worker", att->name, strerror(-own_memfd));
+    int fds[3] = { own_memfd >= 0 ? own_memfd : att->proc.ring.memfd, att->proc.ring.req_eventfd,
+                   att->proc.ring.rsp_eventfd };
     ret = attachment_describe(att, true);
     json_object *names = json_object_new_array();
     json_object_array_add(names, json_object_new_string("memfd"));

@@ -1,8 +1,8 @@
-/* Is the previous qcowd's ring client still there?  A client that promised
- * "hold-lock" at connect holds a read lock on the ring's memfd through its
- * own open file description (qcowring.h, QCOWRING_CLIENT_LOCK_*), and the
- * kernel drops it when that client is gone.  We test it through our own
- * open of the memfd, which cannot conflict with itself. */
+/* Is the previous qcowd's ring client still there?  Each client is handed
+ * an open file description of the ring's memfd of its own; one that
+ * promised "hold-lock" at connect holds a read lock on it (qcowring.h,
+ * QCOWRING_CLIENT_LOCK_*), which the kernel drops when that client is gone.
+ * We test it through another open of the memfd, which nobody locks. */
 #include "config.h"
 
 #include <errno.h>
@@ -16,6 +16,24 @@
 #include "qcowring.h"
 #include "supervisor.h"
 
+static int reopen_memfd(int memfd, int flags)
+{
+    char path[64];
+    int fd;
+
+    if (memfd < 0)
+        return -EBADF;
+    snprintf(path, sizeof path, "/proc/self/fd/%d", memfd);
+    if ((fd = open(path, flags | O_CLOEXEC)) < 0)
+        return -errno;
+    return fd;
+}
+
+int ring_memfd_for_client(int memfd)
+{
+    return reopen_memfd(memfd, O_RDWR);
+}
+
 /* 1: a client holds the lock; 0: nobody does; -errno: cannot tell. */
 static int memfd_client_locked(int memfd)
 {
@@ -25,14 +43,10 @@ static int memfd_client_locked(int memfd)
         .l_start = QCOWRING_CLIENT_LOCK_START,
         .l_len = QCOWRING_CLIENT_LOCK_LEN,
     };
-    _cleanup_close_ int fd = -1;
-    char path[64];
+    _cleanup_close_ int fd = reopen_memfd(memfd, O_RDONLY);
 
-    if (memfd < 0)
-        return -EBADF;
-    snprintf(path, sizeof path, "/proc/self/fd/%d", memfd);
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return -errno;
+    if (fd < 0)
+        return fd;
     if (fcntl(fd, F_OFD_GETLK, &probe) < 0)
         return -errno;
     return probe.l_type != F_UNLCK;

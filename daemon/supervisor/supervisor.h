@@ -283,6 +283,9 @@ void attachments_forget_client(struct supervisor *s, struct client *c);
  * that promised the presence lock only while it holds it (ring_presence.c;
  * a look at a lock, never blocks). */
 bool attachment_ring_held_elsewhere(const struct attachment *att);
+/* A new open file description of a ring's memfd, to hand to one client
+ * (its presence lock is then its own), or -errno. */
+int ring_memfd_for_client(int memfd);
 /* The owner let go of att's ring (disconnect, or its connection closed). */
 void attachment_ring_released(struct attachment *att);
 void attachments_stop_all(struct supervisor *s);

@@ -3,8 +3,9 @@
  * and replies with their members shuffled and with unknown ones must work
  * exactly like qcowd's own, and every error reply must map to its errno by
  * its class alone.  A qcowd that offers "hold-lock" is promised the
- * presence lock, and the client holds it on the memfd until it closes the
- * ring; an older qcowd is asked as before, and no lock is taken. */
+ * presence lock, and the client holds it on the memfd it was handed (an
+ * open file description of its own, as qcowd hands out) until it closes
+ * the ring; an older qcowd is asked as before, and no lock is taken. */
 #include "config.h"
 
 #include <errno.h>
@@ -123,8 +124,14 @@ static int send_line(int fd, const char *text, const struct qcowring_fds *ring)
     struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 
     if (ring) {
-        int fds[3] = { ring->memfd, ring->req_eventfd, ring->rsp_eventfd };
+        /* As qcowd does: the client's memfd is a description of its own. */
+        char own[64];
+        snprintf(own, sizeof own, "/proc/self/fd/%d", ring->memfd);
+        int fds[3] = { open(own, O_RDWR | O_CLOEXEC), ring->req_eventfd, ring->rsp_eventfd };
         struct cmsghdr *c;
+        int sent;
+
+        CHECK(fds[0] >= 0);
 
         memset(&control, 0, sizeof control);
         msg.msg_control = control.buf;
@@ -134,6 +141,9 @@ static int send_line(int fd, const char *text, const struct qcowring_fds *ring)
         c->cmsg_type = SCM_RIGHTS;
         c->cmsg_len = CMSG_LEN(sizeof fds);
         memcpy(CMSG_DATA(c), fds, sizeof fds);
+        sent = sendmsg(fd, &msg, MSG_NOSIGNAL) == n ? 0 : -1;
+        close(fds[0]);
+        return sent;
     }
     return sendmsg(fd, &msg, MSG_NOSIGNAL) == n ? 0 : -1;
 }
