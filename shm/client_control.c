@@ -131,7 +131,7 @@ static int reply_status(json_object *msg)
     return -EIO;
 }
 
-/* The greeting, or the refusal the server sends instead of it. */
+/* The CONTROL_CAP_* a greeting's "capabilities" lists. */
 static unsigned capabilities(json_object *body)
 {
     json_object *list;
@@ -150,6 +150,7 @@ static unsigned capabilities(json_object *body)
     return caps;
 }
 
+/* The greeting, or the refusal the server sends instead of it. */
 static int greeting_status(json_object *msg, unsigned *caps)
 {
     json_object *body, *protocol;
