@@ -265,8 +265,10 @@ static int run(const struct scenario *sc, const char *sock, int listen_fd,
         CHECK_EQ(presence_locked(s.ring.memfd), offers_hold_lock(sc));
     }
     qcowring_close(ring);
-    CHECK(!presence_locked(s.ring.memfd));
+    /* The fake server closes its own copy of the description it sent just
+     * after sendmsg(); until then that copy keeps the lock alive. */
     CHECK_EQ(pthread_join(t, NULL), 0);
+    CHECK(!presence_locked(s.ring.memfd));
     qcowring_close_fds(&s.ring);
     if (greeting_accepted(sc) && !is_connect_request(s.request)) {
         fprintf(stderr, "%s: the request was not a connect for disk: '%s'\n", sc->what, s.request);
