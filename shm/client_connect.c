@@ -1,9 +1,11 @@
 /* qcowring_connect: get a ring from qcowd by image name.  The exchange is
  * the control protocol's "connect" command (doc/protocol.md); the reply
- * line carries the ring's three descriptors.  We promise "hold-lock" and
- * keep it: the lock on the memfd (an open file description of our own)
- * says we are here, to a qcowd that adopts the worker after the one we
- * asked has died. */
+ * line carries the ring's three descriptors.  The memfd (an open file
+ * description of our own) comes read-locked by qcowd, and the lock says we
+ * are here, to a qcowd that adopts the worker after the one we asked has
+ * died, for as long as we keep the ring mapped.  A qcowd older than that
+ * offers "hold-lock" and leaves the lock to us: we promise it and keep it
+ * (on a newer one, our read lock on our own description changes nothing). */
 #include "config.h"
 
 #include <errno.h>

@@ -66,9 +66,11 @@ int qcowring_open_fds(int memfd, int req_eventfd, int rsp_eventfd,
  * /run/qcowd/qcowd.sock as root and $XDG_RUNTIME_DIR/qcowd.sock otherwise)
  * for the ring of the image attached as `name`, and open it.  The control
  * connection stays open inside the handle: it is what holds the ring, and
- * qcowring_close() gives it back.  When qcowd offers "hold-lock", the
- * handle also holds the ring's presence lock (qcowring.h): a qcowd that
- * adopts the worker after this one dies can tell when we are gone.
+ * qcowring_close() gives it back.  The memfd carries the ring's presence
+ * lock (qcowring.h) for as long as the ring stays mapped: a qcowd that
+ * adopts the worker after this one dies can tell when we are gone.  (When
+ * qcowd offers "hold-lock", the handle takes the lock itself too, as a
+ * qcowd older than its own lock needs.)
  * -ENOENT: no such image; -EBUSY: another client holds it; -EACCES: not
  * authorised; -EPROTO: not a qcowd; fcntl's errno when the lock cannot be
  * taken. */

@@ -527,14 +527,15 @@ static inline void qcowring_sring_init(struct qcowring_sring *s)
 /* Client presence                                                          */
 /* ------------------------------------------------------------------------ */
 
-/* A client that asks for its ring with "hold-lock": true (doc/protocol.md,
- * "connect") holds an open file description read lock (F_OFD_SETLK,
- * F_RDLCK) on these bytes of the memfd it was handed (qcowd opens the
- * memfd anew for each client, so the lock is that client's alone) for as
- * long as it uses the ring.  A qcowd that adopted the worker after a
- * restart tests the lock to tell whether the previous qcowd's client is
- * still there.  Only a lock: the bytes are the qcowd page, which the
- * client never writes. */
+/* qcowd opens the memfd anew for each client (doc/protocol.md, "connect")
+ * and takes an open file description read lock (F_OFD_SETLK, F_RDLCK) on
+ * these bytes of it before handing it over: the lock is that client's
+ * alone and lasts as long as the client keeps the descriptor or a mapping
+ * of the ring.  A qcowd that adopted the worker after a restart tests the
+ * lock to tell whether the previous qcowd's client is still there.  Only a
+ * lock: the bytes are the qcowd page, which the client never writes.  (A
+ * client that asks with "hold-lock": true takes the same lock itself, for
+ * an older qcowd that did not; on a newer one that changes nothing.) */
 #define QCOWRING_CLIENT_LOCK_START 0
 #define QCOWRING_CLIENT_LOCK_LEN 1
 

@@ -192,16 +192,14 @@ static void cmd_connect(struct supervisor *s, struct client *c, json_object *id,
 {
     struct attachment *att = named_attachment(s, c, id, args);
     json_object *msg, *ret, *v;
-    bool hold_lock = false;
 
     if (!att || !serving(c, id, att))
         return;
-    if (json_object_object_get_ex(args, "hold-lock", &v)) {
-        if (!json_object_is_type(v, json_type_boolean)) {
-            client_error(c, id, "InvalidParameter", "'hold-lock' must be a boolean");
-            return;
-        }
-        hold_lock = json_object_get_boolean(v);
+    /* Kept for older clients: the lock is ours to take now, promised or not. */
+    if (json_object_object_get_ex(args, "hold-lock", &v) &&
+        !json_object_is_type(v, json_type_boolean)) {
+        client_error(c, id, "InvalidParameter", "'hold-lock' must be a boolean");
+        return;
     }
     forget_gone_client(s, att);
     if (att->ring_held_elsewhere) {
@@ -218,8 +216,9 @@ static void cmd_connect(struct supervisor *s, struct client *c, json_object *id,
     }
     _cleanup_close_ int own_memfd = ring_memfd_for_client(att->proc.ring.memfd);
     if (own_memfd < 0)
-        log_warning("%s: cannot open the ring's memfd anew for its client (%s): a presence "
-                    "lock it takes lasts as long as the worker", att->name, strerror(-own_memfd));
+        log_warning("%s: cannot give the ring's client a locked memfd of its own (%s): a "
+                    "qcowd adopting the worker will not tell when it is gone", att->name,
+                    strerror(-own_memfd));
     int fds[3] = { own_memfd >= 0 ? own_memfd : att->proc.ring.memfd, att->proc.ring.req_eventfd,
                    att->proc.ring.rsp_eventfd };
     ret = attachment_describe(att, true);
@@ -234,7 +233,7 @@ static void cmd_connect(struct supervisor *s, struct client *c, json_object *id,
         json_object_object_add(msg, "id", json_object_get(id));
     if (client_send(c, msg, fds, 3) == 0) {
         att->owner = c;
-        att->owner_locks = hold_lock;
+        att->owner_locks = own_memfd >= 0;
         state_save(s);          /* "ring-held": before the client has the ring */
         log_info("%s: ring connected to pid %d", att->name, (int)c->pid);
         exports_ring_taken(s, att, c->pid);

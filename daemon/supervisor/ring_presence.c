@@ -1,8 +1,10 @@
 /* Is the previous qcowd's ring client still there?  Each client is handed
- * an open file description of the ring's memfd of its own; one that
- * promised "hold-lock" at connect holds a read lock on it (qcowring.h,
- * QCOWRING_CLIENT_LOCK_*), which the kernel drops when that client is gone.
- * We test it through another open of the memfd, which nobody locks. */
+ * an open file description of the ring's memfd of its own, which we
+ * read-lock (qcowring.h, QCOWRING_CLIENT_LOCK_*) before it leaves us.  An
+ * OFD lock lives as long as its description: as long as the client keeps
+ * the descriptor or a mapping of the ring, whatever protocol it speaks, and
+ * the kernel drops it when the client is gone, however it goes.  We test it
+ * through another open of the memfd, which nobody locks. */
 #include "config.h"
 
 #include <errno.h>
@@ -31,7 +33,19 @@ static int reopen_memfd(int memfd, int flags)
 
 int ring_memfd_for_client(int memfd)
 {
-    return reopen_memfd(memfd, O_RDWR);
+    struct flock lock = {
+        .l_type = F_RDLCK,
+        .l_whence = SEEK_SET,
+        .l_start = QCOWRING_CLIENT_LOCK_START,
+        .l_len = QCOWRING_CLIENT_LOCK_LEN,
+    };
+    _cleanup_close_ int fd = reopen_memfd(memfd, O_RDWR);
+
+    if (fd < 0)
+        return fd;
+    if (fcntl(fd, F_OFD_SETLK, &lock) < 0)
+        return -errno;
+    return TAKE_FD(fd);
 }
 
 /* 1: a client holds the lock; 0: nobody does; -errno: cannot tell. */
@@ -59,7 +73,7 @@ bool attachment_ring_held_elsewhere(const struct attachment *att)
     if (!att->ring_held_elsewhere)
         return false;
     if (!att->ring_lock_elsewhere)
-        return true;            /* it promised no lock: assume it is there */
+        return true;            /* its memfd carries no lock: assume it is there */
     r = memfd_client_locked(att->proc.ring.memfd);
     if (r < 0)
         log_warning("%s: cannot tell whether the previous qcowd's ring client is still there: "

@@ -132,9 +132,9 @@ struct attachment {
     struct attachment_limits limits;    /* I/O limits (throttling.c) */
     char *io_error;             /* a flush failed: the image serves reads only */
     struct client *owner;       /* the connection that holds the ring */
-    bool owner_locks;           /* and it promised the presence lock ("hold-lock") */
+    bool owner_locks;           /* and its memfd carries the presence lock */
     bool ring_held_elsewhere;   /* adopted: a client of the previous qcowd may hold it */
-    bool ring_lock_elsewhere;   /* and that client promised the presence lock */
+    bool ring_lock_elsewhere;   /* and that client's memfd carries the presence lock */
     bool adopted;               /* its worker was a previous qcowd's (adoption.c) */
     int pidfd;                  /* an adopted worker, not our child: readable at its exit */
     struct watch exit_watch;    /* on pidfd */
@@ -280,11 +280,12 @@ void attachments_reap(struct supervisor *s);
 void attachments_tick(struct supervisor *s);
 void attachments_forget_client(struct supervisor *s, struct client *c);
 /* Adopted, and a client of the previous qcowd still holds the ring: one
- * that promised the presence lock only while it holds it (ring_presence.c;
- * a look at a lock, never blocks). */
+ * whose memfd carries the presence lock only while it keeps that memfd
+ * (ring_presence.c; a look at a lock, never blocks). */
 bool attachment_ring_held_elsewhere(const struct attachment *att);
-/* A new open file description of a ring's memfd, to hand to one client
- * (its presence lock is then its own), or -errno. */
+/* A new open file description of a ring's memfd, to hand to one client,
+ * read-locked as its presence lock (which lasts as long as the client keeps
+ * the description), or -errno. */
 int ring_memfd_for_client(int memfd);
 /* The owner let go of att's ring (disconnect, or its connection closed). */
 void attachment_ring_released(struct attachment *att);

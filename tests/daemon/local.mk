@@ -80,4 +80,4 @@ DAEMON_TESTS = \
 	tests/daemon/pause-growth.sh \
 	tests/daemon/flush-fail.sh \
 	tests/daemon/version.sh
-EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh
+EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh tests/daemon/rawring.py
