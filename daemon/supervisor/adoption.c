@@ -9,7 +9,11 @@
  * gets "ready" again with the descriptors it keeps: the ring's memfd and
  * eventfds, the journal and the image's locked descriptor.  All of it is
  * checked as anything a worker says is (the worker parses hostile images);
- * the image descriptor must be the file the recorded path names now. */
+ * the image descriptor must be the file the recorded path names now.
+ *
+ * Every recorded worker is met first, and the answers are awaited after,
+ * against one deadline: workers that do not answer cost ADOPT_ANSWER_MS
+ * together, not each. */
 #include "config.h"
 
 #include <errno.h>
@@ -30,8 +34,8 @@
 #include "json_read.h"
 #include "log.h"
 
-#define ADOPT_ANSWER_MS 5000
 #define ADOPT_MESSAGE_MAX 65536
+_Static_assert(ADOPT_ANSWER_MS == 5000, "take_ready's message says 5 s");
 
 /* ---- the rendezvous ---------------------------------------------------- */
 
@@ -123,6 +127,14 @@ void adoption_close(struct adoption *a)
     a->info = NULL;
 }
 
+void adoption_free(struct adoption *a)
+{
+    if (!a)
+        return;
+    adoption_close(a);
+    free(a);
+}
+
 void adoption_refuse(struct adoption *a)
 {
     static const char stop[] = "{\"execute\":\"stop\",\"id\":1}";
@@ -191,8 +203,16 @@ static const char *check_fds(const int *fds, unsigned nfds)
     return NULL;
 }
 
+/* Milliseconds from now to deadline_ns (0 once it has passed). */
+static int ms_until(uint64_t deadline_ns)
+{
+    uint64_t now = mono_ns();
+
+    return deadline_ns > now ? (int)((deadline_ns - now + 999999) / 1000000) : 0;
+}
+
 /* The ready message: its info checked, its descriptors taken. */
-static const char *take_ready(struct adoption *a)
+static const char *take_ready(struct adoption *a, uint64_t deadline_ns)
 {
     struct pollfd p = { .fd = a->ctl_fd, .events = POLLIN };
     char *buf = malloc(ADOPT_MESSAGE_MAX + 1);
@@ -201,10 +221,13 @@ static const char *take_ready(struct adoption *a)
     json_object *msg = NULL, *data;
     const char *event, *wrong = NULL;
     ssize_t n;
+    int r;
 
     if (!buf)
         return "out of memory";
-    if (poll(&p, 1, ADOPT_ANSWER_MS) <= 0) {
+    while ((r = poll(&p, 1, ms_until(deadline_ns))) < 0 && errno == EINTR)
+        ;
+    if (r <= 0) {
         free(buf);
         return "it did not answer within 5 s";
     }
@@ -236,11 +259,10 @@ static const char *take_ready(struct adoption *a)
     return NULL;
 }
 
-int adoption_meet(const char *path, pid_t pid, struct adoption *a, char *why, size_t len)
+int adoption_connect(const char *path, pid_t pid, struct adoption *a, char *why, size_t len)
 {
     struct ucred cred;
     socklen_t clen = sizeof cred;
-    const char *wrong;
     int r;
 
     *a = (struct adoption){ .ctl_fd = -1, .image_fd = -1, .journal_fd = -1,
@@ -265,12 +287,18 @@ int adoption_meet(const char *path, pid_t pid, struct adoption *a, char *why, si
         return -EPERM;
     }
     a->pid = pid;
-    if ((wrong = take_ready(a))) {
-        snprintf(why, len, "worker pid %d: %s", (int)pid, wrong);
-        adoption_refuse(a);
-        return -EPROTO;
-    }
     return 0;
+}
+
+int adoption_take_ready(struct adoption *a, uint64_t deadline_ns, char *why, size_t len)
+{
+    const char *wrong = take_ready(a, deadline_ns);
+
+    if (!wrong)
+        return 0;
+    snprintf(why, len, "worker pid %d: %s", (int)a->pid, wrong);
+    adoption_refuse(a);
+    return -EPROTO;
 }
 
 /* ---- watching a worker that is not our child ------------------------------ */

@@ -5,6 +5,7 @@
 #ifndef QCOWD_ATTACHMENT_INTERNAL_H
 #define QCOWD_ATTACHMENT_INTERNAL_H
 
+#include "cleanup.h"
 #include "supervisor.h"
 
 /* attachments.c */
@@ -39,11 +40,19 @@ struct adoption {
  * get it); a failure is logged and only costs adoption. */
 void rendezvous_ensure(struct supervisor *s, struct attachment *att);
 void rendezvous_release(struct attachment *att);
-/* Meet the worker pid at path: 0 and *a, or -errno and why. */
-int adoption_meet(const char *path, pid_t pid, struct adoption *a, char *why, size_t len);
+/* Connect to the worker pid at path and check that it is who listens
+ * there (never blocks): 0 and *a, or -errno and why. */
+int adoption_connect(const char *path, pid_t pid, struct adoption *a, char *why, size_t len);
+/* Take the ready message of the worker connected to, waiting for it until
+ * deadline_ns (mono_ns): 0 and *a complete, or -errno and why, the worker
+ * told to stop. */
+int adoption_take_ready(struct adoption *a, uint64_t deadline_ns, char *why, size_t len);
 /* Tell the worker met to stop (it flushes and exits), and close it all. */
 void adoption_refuse(struct adoption *a);
 void adoption_close(struct adoption *a);
+/* adoption_close, and free the heap-allocated a (NULL: nothing). */
+void adoption_free(struct adoption *a);
+DEFINE_POINTER_CLEANUP(adoption_free, struct adoption)
 int adoption_watch_exit(struct supervisor *s, struct attachment *att);
 void adoption_unwatch_exit(struct supervisor *s, struct attachment *att);
 

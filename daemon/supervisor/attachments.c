@@ -651,56 +651,78 @@ static void adopted_attachment_start(struct supervisor *s, struct attachment *at
     throttling_resend(s, att);
 }
 
-int attachment_adopt(struct supervisor *s, json_object *args, const struct identity *who,
-                     json_object *entry)
+struct adoption *attachment_adopt_meet(struct supervisor *s, json_object *args,
+                                       json_object *entry)
 {
     const char *path = json_read_string(entry, "rendezvous");
-    struct adoption got;
+    _cleanup_(adoption_freep) struct adoption *met = NULL;
     struct attach_args a;
-    struct opened_image img;
-    struct attachment *att;
-    bool held = true;
     char why[600], expected[PATH_MAX];
     int64_t pid;
-    int r;
 
     if (!path || !json_read_int(entry, "worker-pid", 2, INT32_MAX, &pid))
-        return -ENOENT;
+        return NULL;
     if (!parse_attach(NULL, NULL, args, &a) || !admissible(s, NULL, NULL, &a))
-        return -EINVAL;
+        return NULL;
     snprintf(expected, sizeof expected, "%s.rendezvous/%s", s->state_path, a.name);
     if (strcmp(path, expected) != 0) {
         log_error("%s: cannot adopt its worker: its recorded rendezvous %s is not %s; "
                   "attaching it afresh", a.name, path, expected);
-        return -EINVAL;
+        return NULL;
     }
-    if ((r = adoption_meet(path, (pid_t)pid, &got, why, sizeof why)) < 0) {
+    if (!(met = malloc(sizeof *met))) {
+        log_error("%s: cannot adopt its worker: out of memory; attaching it afresh", a.name);
+        return NULL;
+    }
+    if (adoption_connect(path, (pid_t)pid, met, why, sizeof why) < 0) {
+        log_error("%s: cannot adopt its worker: %s; attaching it afresh", a.name, why);
+        return NULL;
+    }
+    return TAKE_PTR(met);
+}
+
+int attachment_adopt(struct supervisor *s, struct adoption *met, json_object *args,
+                     const struct identity *who, json_object *entry, uint64_t deadline_ns)
+{
+    _cleanup_(adoption_freep) struct adoption *got = met;
+    const char *path = json_read_string(entry, "rendezvous");
+    struct attach_args a;
+    struct opened_image img;
+    struct attachment *att;
+    bool held = true;
+    char why[600];
+    int r;
+
+    assert(path);               /* attachment_adopt_meet met the worker there */
+    if (!parse_attach(NULL, NULL, args, &a))
+        return -EINVAL;
+    if ((r = adoption_take_ready(got, deadline_ns, why, sizeof why)) < 0) {
         log_error("%s: cannot adopt its worker: %s; attaching it afresh", a.name, why);
         return r;
     }
-    if ((r = check_adopted_image(&a, who, &got, &img, why, sizeof why)) < 0) {
+    if ((r = check_adopted_image(&a, who, got, &img, why, sizeof why)) < 0) {
         log_error("%s: refused to adopt its worker: %s; it is told to stop, and the image is "
                   "attached afresh", a.name, why);
-        adoption_refuse(&got);
+        adoption_refuse(got);
         return r;
     }
     if (same_file_attached(s, &img.st)) {
         log_error("%s: refused to adopt its worker: %s is already attached; it is told to "
                   "stop", a.name, img.path);
         free(img.path);
-        adoption_refuse(&got);
+        adoption_refuse(got);
         return -EEXIST;
     }
-    img.fd = got.image_fd;      /* with the lock; ours now */
-    got.image_fd = -1;
+    img.fd = got->image_fd;     /* with the lock; ours now */
+    got->image_fd = -1;
     if (!(att = attachment_new(&a, &img, who))) {
         close(img.fd);
         free(img.path);
-        adoption_refuse(&got);
+        adoption_refuse(got);
         return -ENOMEM;
     }
-    att->paused = got.paused;
-    take_adopted_worker(att, &got, path);
+    att->paused = got->paused;
+    take_adopted_worker(att, got, path);
     json_read_bool(entry, "ring-held", &held);
     att->ring_held_elsewhere = held;
     held = false;

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "json_read.h"
 #include "log.h"
 #include "supervisor.h"
@@ -408,22 +409,48 @@ static void wait_for_old_workers(json_object *list, const bool *adopted)
     }
 }
 
+/* Connect to the running worker an entry names, if any. */
+static struct adoption *meet_recorded_worker(struct supervisor *s, json_object *entry)
+{
+    struct adoption *met;
+    json_object *args;
+    struct identity who;
+    int64_t pid;
+
+    /* Stopped by its qcowd, or its wait for adoption is over. */
+    if (!json_read_has(entry, "rendezvous") ||
+        !json_read_int(entry, "worker-pid", 2, INT32_MAX, &pid) || process_gone((pid_t)pid))
+        return NULL;
+    entry_problem(entry, &args, &who);
+    met = attachment_adopt_meet(s, args, entry);
+    json_object_put(args);
+    return met;
+}
+
 /* Adopt the running workers the entries name (oldest first, as the table
- * grows); adopted[i] says which were. */
+ * grows); adopted[i] says which were.  All of them are met before any
+ * answer is awaited, so that workers that do not answer cost one wait
+ * together, not one each. */
 static void adopt_workers(struct supervisor *s, json_object *list, bool *adopted)
 {
     size_t n = json_object_array_length(list);
+    _cleanup_free_ struct adoption **met = calloc(n + 1, sizeof *met);
+    uint64_t deadline_ns;
 
+    if (!met) {
+        log_error("%s: out of memory: no running worker is adopted", s->state_path);
+        return;
+    }
+    for (size_t i = n; i-- > 0;)
+        met[i] = meet_recorded_worker(s, json_object_array_get_idx(list, i));
+    deadline_ns = mono_ns() + (uint64_t)ADOPT_ANSWER_MS * 1000000;
     for (size_t i = n; i-- > 0;) {
         json_object *entry = json_object_array_get_idx(list, i), *args;
         struct identity who;
-        int64_t pid;
-        /* Stopped by its qcowd, or its wait for adoption is over. */
-        if (!json_read_has(entry, "rendezvous") ||
-            !json_read_int(entry, "worker-pid", 2, INT32_MAX, &pid) || process_gone((pid_t)pid))
+        if (!met[i])
             continue;
         entry_problem(entry, &args, &who);
-        adopted[i] = attachment_adopt(s, args, &who, entry) == 0;
+        adopted[i] = attachment_adopt(s, met[i], args, &who, entry, deadline_ns) == 0;
         json_object_put(args);
     }
 }

@@ -296,11 +296,22 @@ void attachments_stop_all(struct supervisor *s);
 int attachment_restore(struct supervisor *s, json_object *args, const struct identity *who,
                        json_object *entry);
 const char *attachment_state_name(enum attachment_state st);
-/* Adopt the running worker a state file entry names, at its rendezvous:
- * 0, or -errno (logged) when it cannot be, and the entry is attached
- * afresh (its worker, if any, was asked to stop). */
-int attachment_adopt(struct supervisor *s, json_object *args, const struct identity *who,
-                     json_object *entry);
+/* Adopting the running workers a state file names takes two steps, so
+ * that all of them are met before any answer is awaited, and one deadline
+ * (ADOPT_ANSWER_MS after the meetings) covers every answer. */
+#define ADOPT_ANSWER_MS 5000
+struct adoption;
+/* Connect to the running worker a state file entry names, at its
+ * rendezvous, and check who listens (never blocks): the meeting, for
+ * attachment_adopt, or NULL when there is none (logged when a worker was
+ * recorded and cannot be met: the entry is attached afresh). */
+struct adoption *attachment_adopt_meet(struct supervisor *s, json_object *args,
+                                       json_object *entry);
+/* Adopt the worker met, which must say "ready" by deadline_ns (mono_ns).
+ * Takes the meeting (freed).  0, or -errno (logged) when it cannot be, and
+ * the entry is attached afresh (the worker was asked to stop). */
+int attachment_adopt(struct supervisor *s, struct adoption *met, json_object *args,
+                     const struct identity *who, json_object *entry, uint64_t deadline_ns);
 /* An adopted worker's pidfd is readable: it exited. */
 void attachment_adopted_exited(struct supervisor *s, struct attachment *att);
 

@@ -75,6 +75,7 @@ DAEMON_TESTS = \
 	tests/daemon/restart-rights.sh \
 	tests/daemon/adopt-running.sh \
 	tests/daemon/adopt-refused.sh \
+	tests/daemon/adopt-silent.sh \
 	tests/daemon/slow-l2.sh \
 	tests/daemon/slow-growth.sh \
 	tests/daemon/pause-growth.sh \
