@@ -120,6 +120,32 @@ static int reopen_passed(int passed, const char *path, bool read_only, struct st
     return fd;
 }
 
+char *fd_canonical_path(int fd)
+{
+    static const char deleted[] = " (deleted)";
+    char proc[40], link[PATH_MAX];
+    struct stat st;
+    size_t len;
+    ssize_t n;
+
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    if ((n = readlink(proc, link, sizeof link)) < 0)
+        return NULL;
+    if ((size_t)n >= sizeof link) {
+        errno = ENAMETOOLONG;
+        return NULL;
+    }
+    link[n] = '\0';
+    len = (size_t)n;
+    if (link[0] != '/' || fstat(fd, &st) < 0 ||
+        (st.st_nlink == 0 && len > strlen(deleted) &&
+         strcmp(link + len - strlen(deleted), deleted) == 0)) {
+        errno = ENOENT;
+        return NULL;
+    }
+    return strdup(link);
+}
+
 /* The path, opened and made canonical with the caller's rights.  A daemon
  * that cannot take them (not root) opens paths only for its own user and
  * root.  O_NONBLOCK: a FIFO must not hang the supervisor (check_file
@@ -138,7 +164,7 @@ static int open_path(const struct identity *who, const char *path, bool read_onl
                        (unsigned)geteuid(), (unsigned)who->uid);
     fd = open(path, flags);
     r = fd < 0 ? -errno : 0;
-    if (fd >= 0 && !(*canonical = realpath(path, NULL)))
+    if (fd >= 0 && !(*canonical = fd_canonical_path(fd)))
         r = -errno;
     if (as_caller)
         identity_restore(&saved);

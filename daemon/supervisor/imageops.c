@@ -222,6 +222,17 @@ static void pending_free(struct snapshot_pending *p)
     free(p);
 }
 
+/* Remove path if it still names the file made (st), with the rights we
+ * have now. */
+static void remove_made(const char *path, const struct stat *made)
+{
+    struct stat st;
+
+    if (made->st_ino && lstat(path, &st) == 0 && st.st_dev == made->st_dev &&
+        st.st_ino == made->st_ino)
+        unlink(path);
+}
+
 /* Create path with who's rights (never an existing file) and make it
  * canonical; -errno with a message. */
 static int create_new_top(const struct identity *who, const char *path,
@@ -237,16 +248,17 @@ static int create_new_top(const struct identity *who, const char *path,
     p->lock_fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0644);
     if (p->lock_fd < 0)
         r = -errno;
-    else if (!(p->path = realpath(path, NULL)) || fstat(p->lock_fd, &p->st) < 0)
+    else if (fstat(p->lock_fd, &p->st) < 0 || !(p->path = fd_canonical_path(p->lock_fd)))
         r = -errno;
-    if (as_caller)
-        identity_restore(&saved);
     if (r < 0 && p->lock_fd >= 0) {
-        if (!p->path)
-            unlink(path);       /* ours: created a moment ago */
+        /* Still with the caller's rights, and only the file we made: the
+         * names on the way are the caller's to change meanwhile. */
+        remove_made(path, &p->st);
         close(p->lock_fd);
         p->lock_fd = -1;
     }
+    if (as_caller)
+        identity_restore(&saved);
     return r < 0 ? qc_fail(r, "%s: cannot create: %s", path, strerror(-r)) : 0;
 }
 

@@ -235,6 +235,10 @@ struct opened_image {
     char *path;                 /* canonical, or as the caller gave it with a descriptor */
     struct stat st;
 };
+/* The canonical path of the file open at fd, as the kernel names it: the
+ * file that was opened, whatever a symbolic link on the way names by now.
+ * malloc'd, or NULL with errno (ENOENT: it has no name any more). */
+char *fd_canonical_path(int fd);
 /* Open the image of an attach with the caller's rights: its descriptor
  * `passed` (>= 0, kept by the caller of this function), or path.  -errno
  * with a message naming the path. */

@@ -76,9 +76,11 @@ DAEMON_TESTS = \
 	tests/daemon/adopt-running.sh \
 	tests/daemon/adopt-refused.sh \
 	tests/daemon/adopt-silent.sh \
+	tests/daemon/swapped-names.sh \
 	tests/daemon/slow-l2.sh \
 	tests/daemon/slow-growth.sh \
 	tests/daemon/pause-growth.sh \
 	tests/daemon/flush-fail.sh \
 	tests/daemon/version.sh
-EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh tests/daemon/rawring.py
+EXTRA_DIST += $(DAEMON_TESTS) tests/daemon/lib.sh tests/daemon/rawring.py \
+	tests/daemon/swapped-names.py
