@@ -53,7 +53,8 @@ static void uri_escape(const char *in, char *out, size_t cap)
 /* ---- unix sockets ---------------------------------------------------------- */
 
 /* A socket file left by a dead server is removed; a live one, or a file
- * that is not a socket, is an error. */
+ * that is not a socket, is an error.  The probe never waits: a listener
+ * whose backlog is full (whoever made it may keep it so) is a live one. */
 static int clear_stale(const struct sockaddr_un *addr, char *why, size_t len)
 {
     struct stat st;
@@ -63,9 +64,9 @@ static int clear_stale(const struct sockaddr_un *addr, char *why, size_t len)
         return 0;
     if (!S_ISSOCK(st.st_mode))
         return why_fail(why, len, -EEXIST, "%s: exists and is not a socket", addr->sun_path);
-    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
         return -errno;
-    if (connect(fd, (const struct sockaddr *)addr, sizeof *addr) == 0)
+    if (connect(fd, (const struct sockaddr *)addr, sizeof *addr) == 0 || errno == EAGAIN)
         r = why_fail(why, len, -EADDRINUSE, "%s: something is listening there already",
                      addr->sun_path);
     else if (errno == ECONNREFUSED)
@@ -207,8 +208,9 @@ static void describe_tcp(struct export_listen *l, bool tls)
 static int listen_tcp(const struct export_listen_opts *o, const char *hp,
                       struct export_listen *l, char *why, size_t len)
 {
+    /* Numeric only: a name would be resolved (DNS) inside the event loop. */
     struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV | AI_NUMERICHOST };
     struct addrinfo *ai = NULL;
     char host[256], port[16];
     int r;
@@ -219,10 +221,12 @@ static int listen_tcp(const struct export_listen_opts *o, const char *hp,
     if (o->as && atoi(port) > 0 && atoi(port) < 1024)
         return why_fail(why, len, -EACCES, "tcp:%s: ports below 1024 are for root", hp);
     /* Plain NBD stays on this host unless the operator wants otherwise. */
-    if (!*host && !o->tls)
+    if ((!*host && !o->tls) || strcmp(host, "localhost") == 0)
         strcpy(host, "127.0.0.1");
     if ((r = getaddrinfo(*host ? host : NULL, port, &hints, &ai)) != 0)
-        return why_fail(why, len, -EINVAL, "tcp:%s: %s", hp, gai_strerror(r));
+        return why_fail(why, len, -EINVAL, "tcp:%s: %s%s", hp, gai_strerror(r),
+                        r == EAI_NONAME ? " (give an IP address: qcowd resolves no host "
+                                          "names but localhost)" : "");
     if (!o->tls && !o->insecure && !is_loopback(ai->ai_addr)) {
         freeaddrinfo(ai);
         return why_fail(why, len, -EPERM,

@@ -25,6 +25,31 @@ touch "$T/file"
 expect_exit 4 ctl export add d.qcow --nbd "unix:$T/file"
 grep -q "exists and is not a socket" "$T/.err" || die "unclear existing file: $(cat "$T/.err")"
 [ -f "$T/file" ] || die "a regular file was removed"
+# A socket something listens on and never accepts, its backlog full: in
+# use, said at once (the probe never waits), and qcowd keeps answering.
+python3 - "$T/full.sock" "$T/full.ready" "$T/full.stop" <<'EOF' &
+import os, socket, sys, time
+path, ready, stop = sys.argv[1:4]
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(path)
+listener.listen(0)
+pending = socket.socket(socket.AF_UNIX)
+pending.connect(path)           # never accepted: the backlog of 0 is full
+open(ready, "w").close()
+give_up = time.monotonic() + 120    # should the test die before it says stop
+while not os.path.exists(stop) and time.monotonic() < give_up:
+    time.sleep(0.05)
+EOF
+full=$!
+wait_until test -e "$T/full.ready" || die "no listener with a full backlog"
+expect_exit 4 timeout 20 "$QCOWCTL" --socket "$SOCK" export add d.qcow --nbd "unix:$T/full.sock"
+grep -q "$T/full.sock: something is listening there already" "$T/.err" ||
+    die "a busy socket was not said to be in use: $(cat "$T/.err")"
+ctl list >/dev/null || die "qcowd stopped answering"
+touch "$T/full.stop"
+wait "$full"
+expect_exit 2 ctl export add d.qcow --nbd "tcp:example.invalid:10809"
+grep -q "give an IP address" "$T/.err" || die "a host name was not refused: $(cat "$T/.err")"
 expect_exit 2 ctl export add d.qcow --nbd "tcp:192.0.2.1:10809"
 grep -q "plain NBD beyond this host" "$T/.err" || die "plain NBD off-host not refused"
 expect_exit 2 ctl export add d.qcow --nbd "tcp:0" --tls-certs "$T/no-such-dir"
