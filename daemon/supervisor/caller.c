@@ -93,6 +93,30 @@ static int check_file(int fd, const char *path, struct stat *st)
     return 0;
 }
 
+int reopen_fd_nowait(int fd, int flags)
+{
+    char proc[40];
+    int r, again;
+
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    if ((again = open(proc, flags | O_NONBLOCK)) < 0)
+        return -errno;
+    if (!(flags & O_NONBLOCK) && fcntl(again, F_SETFL, fcntl(again, F_GETFL) & ~O_NONBLOCK) < 0) {
+        r = -errno;
+        close(again);
+        return r;
+    }
+    return again;
+}
+
+/* Why a reopen failed, for a message: a lease is worth saying so. */
+static const char *reopen_failure(int r)
+{
+    return r == -EWOULDBLOCK ? "another process holds a lease on it (F_SETLEASE); qcowd does "
+                               "not wait for a lease to break"
+                             : strerror(-r);
+}
+
 /* A descriptor of our own for the file the caller passed, never the
  * caller's: an open file description is shared, and through it the caller
  * could drop our locks (F_OFD_SETLK) or make our writes append (F_SETFL
@@ -101,7 +125,6 @@ static int check_file(int fd, const char *path, struct stat *st)
 static int reopen_passed(int passed, const char *path, bool read_only, struct stat *st)
 {
     int mode = fcntl(passed, F_GETFL), r;
-    char proc[40];
     int fd;
 
     if (mode < 0)
@@ -112,11 +135,10 @@ static int reopen_passed(int passed, const char *path, bool read_only, struct st
                        read_only ? "reading" : "reading and writing");
     if ((r = check_file(passed, path, st)) < 0)
         return r;
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", passed);
-    fd = open(proc, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY);
+    fd = reopen_fd_nowait(passed, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY);
     if (fd < 0)
-        return qc_fail(-errno, "%s: cannot reopen the descriptor passed: %s", path,
-                       strerror(errno));
+        return qc_fail(fd, "%s: cannot reopen the descriptor passed: %s", path,
+                       reopen_failure(fd));
     return fd;
 }
 

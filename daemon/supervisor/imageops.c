@@ -268,17 +268,23 @@ static int create_new_top(const struct identity *who, const char *path,
 static int worker_descriptors(const struct attachment *att, const struct snapshot_pending *p,
                               int fds[3])
 {
-    char proc[40];
+    /* Never a wait: the file is the caller's, who may hold a lease on it. */
+    int fd = reopen_fd_nowait(p->lock_fd, O_RDWR | O_CLOEXEC | O_NOCTTY);
 
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", p->lock_fd);
+    fds[0] = fd >= 0 ? fd : -1;
     fds[1] = p->lock_fd;
     fds[2] = -1;
-    if ((fds[0] = open(proc, O_RDWR | O_CLOEXEC | O_NOCTTY)) < 0)
-        return qc_fail(-errno, "%s: cannot open it again: %s", p->path, strerror(errno));
-    if (!att->writeback && (fds[2] = open(proc, O_RDWR | O_CLOEXEC | O_NOCTTY | O_DIRECT)) < 0 &&
-        errno != EINVAL) {
-        close(fds[0]);
-        return qc_fail(-errno, "%s: cannot open it with O_DIRECT: %s", p->path, strerror(errno));
+    if (fd < 0)
+        return qc_fail(fd, "%s: cannot open it again: %s", p->path, strerror(-fd));
+    if (!att->writeback) {
+        int direct = reopen_fd_nowait(p->lock_fd, O_RDWR | O_CLOEXEC | O_NOCTTY | O_DIRECT);
+        if (direct < 0 && direct != -EINVAL) {
+            close(fds[0]);
+            fds[0] = -1;
+            return qc_fail(direct, "%s: cannot open it with O_DIRECT: %s", p->path,
+                           strerror(-direct));
+        }
+        fds[2] = direct >= 0 ? direct : -1;
     }
     return 0;
 }

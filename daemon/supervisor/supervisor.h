@@ -239,6 +239,11 @@ struct opened_image {
  * file that was opened, whatever a symbolic link on the way names by now.
  * malloc'd, or NULL with errno (ENOENT: it has no name any more). */
 char *fd_canonical_path(int fd);
+/* Open the file open at fd again (/proc/self/fd/N) with flags, without
+ * waiting: a lease another process holds on it (F_SETLEASE) is
+ * -EWOULDBLOCK, not a wait of lease-break-time inside the event loop.
+ * The descriptor, or -errno. */
+int reopen_fd_nowait(int fd, int flags);
 /* Open the image of an attach with the caller's rights: its descriptor
  * `passed` (>= 0, kept by the caller of this function), or path.  -errno
  * with a message naming the path. */

@@ -77,6 +77,7 @@ DAEMON_TESTS = \
 	tests/daemon/adopt-refused.sh \
 	tests/daemon/adopt-silent.sh \
 	tests/daemon/swapped-names.sh \
+	tests/daemon/leased-file.sh \
 	tests/daemon/slow-l2.sh \
 	tests/daemon/slow-growth.sh \
 	tests/daemon/pause-growth.sh \
