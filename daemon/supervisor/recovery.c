@@ -228,6 +228,9 @@ static void relaunch_with_fresh_ring(struct supervisor *s, struct attachment *at
 
     calls_fail(s, att, "the ring is being renewed");
     attachment_forget_ctl(s, att);
+    /* An adopted worker that stopped exits by itself: its pidfd must not
+     * stand for the child that replaces it (whose exit SIGCHLD tells). */
+    adoption_unwatch_exit(s, att);
     worker_proc_release(&att->proc);
     att->proc = (struct worker_proc){ .pid = -1, .ctl_fd = -1, .ring = { -1, -1, -1 },
                                       .journal_fd = -1 };

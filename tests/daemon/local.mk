@@ -76,6 +76,7 @@ DAEMON_TESTS = \
 	tests/daemon/adopt-running.sh \
 	tests/daemon/adopt-refused.sh \
 	tests/daemon/adopt-silent.sh \
+	tests/daemon/adopt-renew.sh \
 	tests/daemon/swapped-names.sh \
 	tests/daemon/leased-file.sh \
 	tests/daemon/slow-l2.sh \
