@@ -24,12 +24,17 @@
     ((QCOWRING_MAP_MAX_PAGES * QCOWRING_PAGE_SIZE - sizeof(struct qcowring_map_reply)) / \
      sizeof(struct qcowring_map_extent))
 
-/* The answer, built in private memory and copied out in one go. */
+/* The answer, built in private memory and copied out in one go.  The
+ * engine's extents are in bytes (a raw backing file may end mid-sector);
+ * the answer is in sectors: a run of one kind is added once it ends. */
 struct map_answer {
     struct qcowring_map_reply head;
     struct qcowring_map_extent ext[MAP_MAX_EXTENTS];
     uint32_t cap;               /* extents that fit in the client's pages */
     bool full;
+    bool have_run;
+    uint32_t run_flags;         /* the run not yet added */
+    uint64_t run_end;           /* where it ends, in bytes from the request's start */
 };
 
 static uint32_t map_flags(const struct extent *e)
@@ -37,23 +42,50 @@ static uint32_t map_flags(const struct extent *e)
     return e->kind == EXTENT_ZERO ? QCOWRING_MAP_HOLE | QCOWRING_MAP_ZERO : 0;
 }
 
-/* Append a run, merged with the previous one when it is of the same kind;
- * false once the pages are full. */
-static bool answer_add(struct map_answer *a, uint64_t len, uint32_t flags)
+/* Append the sectors up to end_sector as flags, merged with the previous
+ * extent when it is of the same kind; false once the pages are full. */
+static bool answer_add_sectors(struct map_answer *a, uint64_t end_sector, uint32_t flags)
 {
     uint32_t n = a->head.nr_extents;
+    uint64_t sectors;
 
+    if (end_sector <= a->head.nr_sectors)
+        return true;
+    sectors = end_sector - a->head.nr_sectors;
     if (n && a->ext[n - 1].flags == flags) {
-        a->ext[n - 1].nr_sectors += len / IMAGE_SECTOR_SIZE;
+        a->ext[n - 1].nr_sectors += sectors;
     } else if (n == a->cap) {
         a->full = true;
         return false;
     } else {
-        a->ext[n] = (struct qcowring_map_extent){ .nr_sectors = len / IMAGE_SECTOR_SIZE,
-                                                  .flags = flags };
+        a->ext[n] = (struct qcowring_map_extent){ .nr_sectors = sectors, .flags = flags };
         a->head.nr_extents++;
     }
-    a->head.nr_sectors += len / IMAGE_SECTOR_SIZE;
+    a->head.nr_sectors = end_sector;
+    return true;
+}
+
+/* The run ended: add its sectors.  A sector with any byte of data in it is
+ * data (a hole there would have a client skip or zero that byte), so a data
+ * run takes the sector it ends in, and a hole only its whole sectors. */
+static bool answer_close_run(struct map_answer *a)
+{
+    uint64_t end = a->run_flags & QCOWRING_MAP_ZERO ? a->run_end / IMAGE_SECTOR_SIZE
+                                                    : align_up(a->run_end, IMAGE_SECTOR_SIZE) /
+                                                          IMAGE_SECTOR_SIZE;
+
+    a->have_run = false;
+    return answer_add_sectors(a, end, a->run_flags);
+}
+
+/* The next len bytes are of the kind flags; false once the pages are full. */
+static bool answer_add(struct map_answer *a, uint64_t len, uint32_t flags)
+{
+    if (a->have_run && a->run_flags != flags && !answer_close_run(a))
+        return false;
+    a->have_run = true;
+    a->run_flags = flags;
+    a->run_end += len;
     return true;
 }
 
@@ -71,6 +103,8 @@ static int answer_range(struct image *img, uint64_t off, uint64_t len, struct ma
                 break;
     }
     extent_vec_free(&ev);
+    if (r == 0 && a->have_run && !a->full)
+        answer_close_run(a);
     return r;
 }
 
@@ -82,6 +116,8 @@ void worker_answer_map(struct worker *w, struct ring_io *io)
 
     memset(&a.head, 0, sizeof a.head);
     a.full = false;
+    a.have_run = false;
+    a.run_end = 0;
     a.cap = (uint32_t)MIN((pages_bytes - sizeof a.head) / sizeof a.ext[0], MAP_MAX_EXTENTS);
     r = answer_range(w->img, io->sector * IMAGE_SECTOR_SIZE, io->length, &a);
     if (r < 0) {

@@ -76,3 +76,18 @@ run "$QEMU_IO" -f raw -c 'write -z -u 4M 2M' -c 'read -P 0 4M 2M' -c 'read -P 0x
 grep -q 'Pattern verification failed' "$T/.err" && die "write-zeroes with unmap did not give zeros"
 ctl detach r.raw >/dev/null || die "detach raw"
 [ "$(stat -c %b "$T/r.raw")" -lt $((8 * 2048)) ] || die "trim punched no hole in the raw file"
+
+# A raw backing file that ends mid-sector: the sector holding its last
+# bytes is data, not a hole, or a client that trusts the map (nbdcopy
+# skips holes) loses those bytes.
+head -c 1000 /dev/zero | tr '\0' '\252' >"$T/odd.raw"
+"$QEMU_IMG" create -f qcow -b "$T/odd.raw" -F raw "$T/o.qcow" 1M >/dev/null
+"$QEMU_IMG" convert -O raw "$T/o.qcow" "$T/o.ref"
+ctl attach "$T/o.qcow" >/dev/null || die "attach o.qcow"
+ctl export add o.qcow --nbd "unix:$T/o.sock" >/dev/null || die "export add o.qcow"
+O=$(uri_of "$T/o.sock")
+nbd_map "$O" | head -n 1 | grep -qx "0 1024 0" ||
+    die "the sectors of the backing file's 1000 bytes are not data: $(nbd_map "$O")"
+nbdcopy "$O" "$T/o.nbdcopy" || die "nbdcopy from o.qcow"
+assert_same "$T/o.ref" "$T/o.nbdcopy" "nbdcopy read other bytes than the image holds"
+ctl detach o.qcow >/dev/null || die "detach o.qcow"
