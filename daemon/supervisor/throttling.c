@@ -22,8 +22,12 @@
 
 #define GROUP_PAGE_SIZE 4096
 
+/* A group is its owner's: the uid whose attachments made and joined it.
+ * Each user has groups of its own, so that no caller can join, and so
+ * reconfigure, the images of another. */
 struct limit_group {
     char name[IO_LIMITS_GROUP_MAX + 1];
+    uid_t owner;
     struct throttle_config cfg;
     int memfd;
     struct throttle_state *state;
@@ -33,10 +37,10 @@ struct limit_group {
 
 /* ---- groups -------------------------------------------------------------- */
 
-static struct limit_group *group_find(struct supervisor *s, const char *name)
+static struct limit_group *group_find(struct supervisor *s, const char *name, uid_t owner)
 {
     for (struct limit_group *g = s->limit_groups; g; g = g->next)
-        if (strcmp(g->name, name) == 0)
+        if (g->owner == owner && strcmp(g->name, name) == 0)
             return g;
     return NULL;
 }
@@ -50,7 +54,7 @@ static void group_free(struct limit_group *g)
     free(g);
 }
 
-static struct limit_group *group_new(struct supervisor *s, const char *name,
+static struct limit_group *group_new(struct supervisor *s, const char *name, uid_t owner,
                                      const struct throttle_config *cfg)
 {
     struct limit_group *g = calloc(1, sizeof *g);
@@ -59,6 +63,7 @@ static struct limit_group *group_new(struct supervisor *s, const char *name,
     if (!g)
         return NULL;
     snprintf(g->name, sizeof g->name, "%s", name);
+    g->owner = owner;
     g->cfg = *cfg;
     g->memfd = memfd_create("qcowd-limit-group", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (g->memfd < 0 || ftruncate(g->memfd, GROUP_PAGE_SIZE) < 0 ||
@@ -192,8 +197,8 @@ static int assign(struct supervisor *s, struct attachment *att, const struct io_
     struct limit_group *old = att->limits.group, *g = NULL;
     int old_slot = att->limits.slot, slot = old_slot;
 
-    if (next->group[0] && !(g = group_find(s, next->group)) &&
-        !(g = group_new(s, next->group, &next->cfg)))
+    if (next->group[0] && !(g = group_find(s, next->group, att->caller.uid)) &&
+        !(g = group_new(s, next->group, att->caller.uid, &next->cfg)))
         return -ENOMEM;
     if (g && g != old && (slot = free_slot(s, g)) < 0)
         return slot;
@@ -236,7 +241,7 @@ static void base_limits(struct supervisor *s, const struct attachment *att, json
         memset(&base->cfg, 0, sizeof base->cfg);
     if (obj && json_object_object_get_ex(obj, "group", &v) &&
         json_object_is_type(v, json_type_string) && strcmp(json_object_get_string(v), base->group) &&
-        (g = group_find(s, json_object_get_string(v))) && !reset)
+        (g = group_find(s, json_object_get_string(v), att->caller.uid)) && !reset)
         base->cfg = g->cfg;
 }
 

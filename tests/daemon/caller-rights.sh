@@ -4,7 +4,8 @@
 # supplementary groups) it may not attach a file it cannot read, attach
 # read-write a file it can only read, or attach an overlay whose backing
 # file it cannot read, through qcowctl, libqcowring or a raw request; what
-# it can open works.  It neither sees nor touches root's attachments.
+# it can open works.  It neither sees nor touches root's attachments, nor,
+# through a limit group of the same name, their I/O limits.
 # With --backing-dir, backing files outside it are refused to everyone.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
@@ -83,6 +84,16 @@ expect_exit 6 nobody_ctl stats root.raw
 expect_exit 1 as_nobody "$DAEMON_TOOLS/ringio" "$SOCK" root.raw read 0 512
 grep -q "connect: Permission denied" "$T/.err" || die "connect to root's image: $(cat "$T/.err")"
 expect_exit 6 nobody_ctl shutdown
+# Limit groups are each user's own: uid 65534 naming root's group makes a
+# group of its own, and neither joins nor reconfigures root's images.
+ctl limit root.raw --limit-group tenant1 --iops 2000 >/dev/null || die "root's limit group"
+expect_exit 0 nobody_ctl limit over.qcow --limit-group tenant1 --iops 1
+ctl --json query root.raw | jq -e '.["io-limits"] | .group == "tenant1" and .["iops-total"] == 2000' \
+    >/dev/null || die "uid 65534 changed root's limits: $(ctl --json query root.raw)"
+ctl --json stats root.raw | jq -e '.throttle["io-limits"]["iops-total"] == 2000' >/dev/null ||
+    die "root's worker was told other limits: $(ctl --json stats root.raw)"
+ctl --json query over.qcow | jq -e '.["io-limits"]["iops-total"] == 1' >/dev/null ||
+    die "uid 65534's group has other limits: $(ctl --json query over.qcow)"
 ctl detach root.raw >/dev/null || die "root cannot detach its image"
 ctl detach over.qcow >/dev/null || die "root cannot detach uid 65534's image"
 stop_daemon || die "qcowd did not exit cleanly"
