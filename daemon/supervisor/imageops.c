@@ -573,6 +573,31 @@ static bool chain_below(const struct attachment *att, const char **path, int64_t
                                   INT64_MAX, size);
 }
 
+/* Another attachment that serves the file st, as its top or a layer of its
+ * chain (the chain's names are the worker's, only stat()ed), or NULL. */
+static const struct attachment *other_reader(const struct supervisor *s,
+                                             const struct attachment *att,
+                                             const struct stat *file)
+{
+    for (const struct attachment *m = s->attachments; m; m = m->next) {
+        json_object *chain = json_read_array(m->proc.ready, "chain");
+        size_t n = chain ? json_object_array_length(chain) : 0;
+        struct stat st;
+
+        if (m == att)
+            continue;
+        if (m->dev == file->st_dev && m->ino == file->st_ino)
+            return m;
+        for (size_t i = 1; i < n; i++) {
+            const char *name = json_read_string(json_object_array_get_idx(chain, i), "filename");
+            if (name && stat(name, &st) == 0 && st.st_dev == file->st_dev &&
+                st.st_ino == file->st_ino)
+                return m;
+        }
+    }
+    return NULL;
+}
+
 /* Not for the top's own worker to refuse: ours to announce. */
 static void commit_event(struct supervisor *s, const struct attachment *att, const char *name,
                          json_object *data)
@@ -605,6 +630,7 @@ static int open_base(struct client *c, struct attachment *att, const char *path,
 void imageops_cmd_commit(struct supervisor *s, struct attachment *att, struct client *c,
                          json_object *id, json_object *args)
 {
+    const struct attachment *other;
     struct commit_pending *p;
     const char *below;
     int64_t below_size;
@@ -636,6 +662,18 @@ void imageops_cmd_commit(struct supervisor *s, struct attachment *att, struct cl
     qc_clear_error();
     if ((r = open_base(c, att, below, p, fds)) < 0) {
         client_error(c, id, error_class_of(r), "%s", qc_error_message(r));
+        commit_free(p);
+        return;
+    }
+    if ((other = other_reader(s, att, &p->st))) {
+        /* Its data would change under it: what it reads through its own
+         * overlay, or sees of the file itself. */
+        client_error(c, id, "Busy", "'%s': its backing file %s is also served by '%s': a "
+                     "commit would change that image under it", att->name, p->path,
+                     other->name);
+        for (int i = 0; i < 3; i += 2)
+            if (fds[i] >= 0)
+                close(fds[i]);
         commit_free(p);
         return;
     }

@@ -75,4 +75,26 @@ wait "$events_pid" || die "qcowctl events did not end cleanly"
 ctl detach d >/dev/null || die "detach"
 "$QEMU_IMG" convert -O raw "$T/base.qcow" "$T/base.raw" || die "qemu-img convert"
 cmp "$T/base.raw" "$T/shadow" || die "qemu-img reads the base other than the client's shadow"
+# A backing file that another attached image reads too: a commit into it
+# would change that image under it, so it is refused (naming the other
+# image) and both read on as before; once the other image is detached, it
+# goes ahead.
+"$QEMU_IMG" create -f qcow "$T/shared.qcow" 1M >/dev/null
+"$QEMU_IO" -f qcow -c 'write -P 0x11 0 64K' "$T/shared.qcow" >/dev/null
+for o in o1 o2; do
+    "$QEMU_IMG" create -f qcow -b "$T/shared.qcow" -F qcow "$T/$o.qcow" 1M >/dev/null
+done
+"$QEMU_IO" -f qcow -c 'write -P 0x22 0 64K' "$T/o1.qcow" >/dev/null
+ctl attach -n o1 "$T/o1.qcow" >/dev/null || die "attach o1"
+ctl attach -n o2 "$T/o2.qcow" >/dev/null || die "attach o2"
+expect_exit 8 ctl commit o1
+grep -q "its backing file $T/shared.qcow is also served by 'o2'" "$T/.err" ||
+    die "the commit into a shared backing file was not refused: $(cat "$T/.err")"
+"$RINGIO" "$SOCK" o2 read 0 65536 | cmp - <(head -c 65536 /dev/zero | tr '\0' '\021') ||
+    die "o2 reads other data"
+ctl detach o2 >/dev/null || die "detach o2"
+ctl commit o1 >/dev/null || die "commit of o1 once alone"
+ctl detach o1 >/dev/null || die "detach o1"
+run "$QEMU_IO" -f qcow -c 'read -P 0x22 0 64K' "$T/shared.qcow"
+grep -q 'Pattern verification failed' "$T/.err" && die "the commit did not reach shared.qcow"
 stop_daemon || die "qcowd did not exit cleanly"
