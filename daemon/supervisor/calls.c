@@ -2,9 +2,11 @@
  * in flight until the worker answers, dies or takes too long. */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "attachment_internal.h"
 #include "fdpass.h"
@@ -38,13 +40,37 @@ void call_free(struct call *call)
     free(call);
 }
 
+/* A message to a worker never waits: a worker that does not read its
+ * channel (stuck in the kernel, or compromised) would stop the event loop,
+ * and every image's control with it.  A channel full is -EAGAIN: the
+ * caller treats the worker as one that does not answer. */
+static int send_to_worker(const struct attachment *att, const char *text, size_t len,
+                          const int *fds, unsigned nfds)
+{
+    ssize_t n = fdpass_send_some(att->proc.ctl_fd, text, len, fds, nfds, MSG_DONTWAIT);
+
+    if (n < 0)
+        return (int)n;
+    return (size_t)n == len ? 0 : -EIO;
+}
+
 int call_send(struct attachment *att, struct call *call)
 {
     char buf[96];
     int n = snprintf(buf, sizeof buf, "{\"execute\":\"%s\",\"id\":%llu}", call->command,
                      (unsigned long long)call->seq);
 
-    return fdpass_send(att->proc.ctl_fd, buf, (size_t)n, NULL, 0);
+    return send_to_worker(att, buf, (size_t)n, NULL, 0);
+}
+
+/* A call could not be sent: it ends, and a worker whose channel is full is
+ * killed (its replacement takes over the ring and journal), as one that
+ * does not answer in time is. */
+static void call_unsent(struct supervisor *s, struct attachment *att, struct call *call, int err)
+{
+    call_finish(s, att, call_pop_answerable(att, call->seq), NULL, "the worker is not answering");
+    if (err == -EAGAIN && att->proc.ctl_fd >= 0)
+        attachment_kill_worker(s, att, "does not read its channel (it is full)");
 }
 
 /* A command with arguments, and descriptors. */
@@ -61,7 +87,7 @@ static int call_send_args(struct attachment *att, struct call *call, json_object
     json_object_object_add(msg, "id", json_object_new_int64((int64_t)call->seq));
     text = json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN |
                                                    JSON_C_TO_STRING_NOSLASHESCAPE);
-    r = fdpass_send(att->proc.ctl_fd, text, strlen(text), fds, nfds);
+    r = send_to_worker(att, text, strlen(text), fds, nfds);
     json_object_put(msg);
     return r;
 }
@@ -180,13 +206,14 @@ void attachment_forward(struct supervisor *s, struct attachment *att, struct cli
                         json_object *id, const char *command)
 {
     struct call *call = call_push(att, CALL_FORWARD, c, id, command);
+    int r;
 
     if (!call) {
         client_error(c, id, "GenericError", "out of memory");
         return;
     }
-    if (call_send(att, call) < 0)
-        call_finish(s, att, call_pop_answerable(att, call->seq), NULL, "the worker is not answering");
+    if ((r = call_send(att, call)) < 0)
+        call_unsent(s, att, call, r);
 }
 
 void attachment_call_worker(struct supervisor *s, struct attachment *att, struct client *c,
@@ -200,19 +227,21 @@ void attachment_call_worker_fds(struct supervisor *s, struct attachment *att, st
                                 const int *fds, unsigned nfds)
 {
     struct call *call = call_push(att, c ? CALL_FORWARD : CALL_INTERNAL, c, id, command);
+    int r;
 
     if (!call) {
         if (c)
             client_error(c, id, "GenericError", "out of memory");
         return;
     }
-    if (call_send_args(att, call, args, fds, nfds) < 0)
-        call_finish(s, att, call_pop_answerable(att, call->seq), NULL, "the worker is not answering");
+    if ((r = call_send_args(att, call, args, fds, nfds)) < 0)
+        call_unsent(s, att, call, r);
 }
 
 void attachments_stats_all(struct supervisor *s, struct client *c, json_object *id)
 {
     struct stats_all *all = calloc(1, sizeof *all);
+    int r;
 
     if (!all) {
         client_error(c, id, "GenericError", "out of memory");
@@ -230,8 +259,8 @@ void attachments_stats_all(struct supervisor *s, struct client *c, json_object *
             continue;
         call->all = all;
         all->waiting++;
-        if (call_send(att, call) < 0)
-            call_finish(s, att, call_pop_answerable(att, call->seq), NULL, "not answering");
+        if ((r = call_send(att, call)) < 0)
+            call_unsent(s, att, call, r);
     }
     if (--all->waiting == 0)
         stats_all_done(all);

@@ -79,6 +79,7 @@ DAEMON_TESTS = \
 	tests/daemon/adopt-renew.sh \
 	tests/daemon/swapped-names.sh \
 	tests/daemon/leased-file.sh \
+	tests/daemon/stuck-worker.sh \
 	tests/daemon/slow-l2.sh \
 	tests/daemon/slow-growth.sh \
 	tests/daemon/pause-growth.sh \
