@@ -5,6 +5,7 @@
  * backing file), it is pointed at a fresh cluster that reads as zeros. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -23,6 +24,31 @@ static bool extends(const struct discard_piece *a, const struct discard_piece *b
            a->guest_off + a->len == b->guest_off && a->host_off + a->host_len == b->host_off;
 }
 
+/* Planning needs every L2 table of its range cached at once, and the cache
+ * keeps a bounded number: one plan covers at most this many tables' span,
+ * or a discard of a whole disk would evict its own first tables for ever
+ * (and hold a piece for each of its clusters). */
+#define DISCARD_PLAN_TABLES 64
+
+static uint64_t plan_span(struct layer *l, uint64_t len)
+{
+    struct layer_info info;
+
+    layer_get_info(l, &info);
+    if (!info.cluster_size || !info.l2_entries)
+        return len;
+    return MIN(len, (uint64_t)info.cluster_size * info.l2_entries * DISCARD_PLAN_TABLES);
+}
+
+uint64_t image_discard_planned(const struct discard_piece *pieces, size_t n)
+{
+    uint64_t len = 0;
+
+    for (size_t i = 0; i < n; i++)
+        len += pieces[i].len;
+    return len;
+}
+
 int image_plan_discard(struct image *img, uint64_t off, uint64_t len,
                        struct discard_piece **pieces, size_t *n, size_t *cap)
 {
@@ -33,6 +59,7 @@ int image_plan_discard(struct image *img, uint64_t off, uint64_t len,
     if (!l->ops->plan_discard)
         return qc_fail(-EOPNOTSUPP, "%s: %s images cannot discard", l->path,
                        image_format_name(l->ops->format));
+    len = plan_span(l, len);
     /* Every table first (see image_plan_write). */
     if (l->need && l->ops->need_tables) {
         int r = l->ops->need_tables(l, off, len);
@@ -125,7 +152,7 @@ int image_discard(struct image *img, uint64_t off, uint64_t len, uint64_t *disca
 {
     struct discard_piece *v = NULL;
     size_t n = 0, cap = 0;
-    int r;
+    int r = 0;
 
     *discarded = 0;
     if (!is_aligned(off | len, IMAGE_SECTOR_SIZE) || off > img->size || len > img->size - off) {
@@ -134,13 +161,20 @@ int image_discard(struct image *img, uint64_t off, uint64_t len, uint64_t *disca
                     img->top->path, len, off, img->size);
         return r;
     }
-    r = image_plan_discard(img, off, len, &v, &n, &cap);
-    for (size_t i = 0; r == 0 && i < n; i++) {
-        r = image_run_discard_piece(img, &v[i]);
-        if (v[i].kind != DISCARD_KEEP)
-            *discarded += v[i].len;
-        if (r == 0 && image_meta_pressure(img))
-            r = image_flush(img);
+    for (uint64_t done = 0; r == 0 && done < len;) {
+        r = image_plan_discard(img, off + done, len - done, &v, &n, &cap);
+        for (size_t i = 0; r == 0 && i < n; i++) {
+            r = image_run_discard_piece(img, &v[i]);
+            if (v[i].kind != DISCARD_KEEP)
+                *discarded += v[i].len;
+            if (r == 0 && image_meta_pressure(img))
+                r = image_flush(img);
+        }
+        if (r == 0) {
+            uint64_t planned = image_discard_planned(v, n);
+            assert(planned > 0);        /* every plan goes forward */
+            done += planned;
+        }
     }
     free(v);
     return r;

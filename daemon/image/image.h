@@ -270,8 +270,12 @@ struct discard_piece {
 };
 
 /* Plan the discard of [off, off+len) on the top layer, one piece per
- * cluster (one for raw).  REPLACE pieces reserve their cluster now.
+ * cluster (one for raw), or of as much of it as one plan takes (a bounded
+ * number of L2 tables' span): the pieces cover [off, off +
+ * image_discard_planned()), and the rest is planned again from there.
+ * REPLACE pieces reserve their cluster now.
  * -EOPNOTSUPP on an encrypted layer (a hole would decrypt to garbage). */
+uint64_t image_discard_planned(const struct discard_piece *pieces, size_t n);
 int image_plan_discard(struct image *img, uint64_t off, uint64_t len,
                        struct discard_piece **pieces, size_t *n, size_t *cap);
 

@@ -642,17 +642,24 @@ static int do_discard(struct executor *x, struct xreq *xr)
     struct metalog *log = x->opts.metalog;
     struct discard_piece *v = NULL;
     size_t n = 0, cap = 0;
-    int r;
+    int r = 0;
 
-    image_defer_meta(x->img, true);
-    r = image_plan_discard(x->img, req->off, req->len, &v, &n, &cap);
-    image_defer_meta(x->img, false);
-
-    for (size_t i = 0; r == 0 && i < n; i++) {
-        r = image_run_discard_piece(x->img, &v[i]);
-        if (r == 0 && log && v[i].kind == DISCARD_REPLACE &&
-            metalog_append(log, v[i].cluster_guest_off, v[i].host_off) == -ENOSPC)
-            xr->must_flush = true;
+    /* A plan at a time (a bounded span of tables); a plan that needs a
+     * table returns IMAGE_NEED_META, and the request starts again here,
+     * from where the plans before it went. */
+    while (r == 0 && xr->discard_done < req->len) {
+        image_defer_meta(x->img, true);
+        r = image_plan_discard(x->img, req->off + xr->discard_done,
+                               req->len - xr->discard_done, &v, &n, &cap);
+        image_defer_meta(x->img, false);
+        for (size_t i = 0; r == 0 && i < n; i++) {
+            r = image_run_discard_piece(x->img, &v[i]);
+            if (r == 0 && log && v[i].kind == DISCARD_REPLACE &&
+                metalog_append(log, v[i].cluster_guest_off, v[i].host_off) == -ENOSPC)
+                xr->must_flush = true;
+        }
+        if (r == 0)
+            xr->discard_done += image_discard_planned(v, n);
     }
     free(v);
     if (image_meta_pressure(x->img) || (log && metalog_wants_writeback(log)))

@@ -28,6 +28,7 @@ struct xreq {
     bool must_flush;            /* the metadata log is full: write back before completing */
     struct write_piece *pieces;
     size_t npieces, cap;
+    uint64_t discard_done;      /* DISCARD: bytes from its start already discarded */
     struct xreq *prev, *next;   /* active list, in arrival order */
     struct xreq *flush_next;    /* in a flush batch */
     struct meta_waiter wait;    /* for a table its plan needs */

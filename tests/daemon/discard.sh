@@ -4,7 +4,9 @@
 # whole clusters then read as zeros and the image takes less disk space
 # (holes punched in their data), with and without a backing file, for
 # compressed clusters too; a part of a cluster keeps its data.  Encrypted
-# images offer no discard.  qemu-img agrees with what the client saw.
+# images offer no discard.  qemu-img agrees with what the client saw.  A
+# discard of a whole 16 GiB disk, over more L2 tables than the cache holds,
+# finishes (planned a span of tables at a time) and reads back as zeros.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/common.sh"
 . "$top_srcdir/tests/daemon/lib.sh"
 require_qemu
@@ -95,3 +97,18 @@ ctl attach --key-file pw e.qcow >/dev/null || die "attach"
 geometry_says e.qcow discard no
 if ring e.qcow discard 0 $M 2>/dev/null; then die "an encrypted image accepted a discard"; fi
 ctl detach e.qcow >/dev/null || die "detach"
+
+# 8192 L2 tables, twice what the worker caches: one plan for the whole disk
+# would evict its own first tables for ever.
+G=$((1 << 30))
+run "$QCOWCTL" create -q --preallocation metadata big.qcow 16G
+"$QEMU_IO" -f qcow -c "write -P 0x5a $((8 * G)) 64k" big.qcow >/dev/null || die "write big"
+ctl attach big.qcow >/dev/null || die "attach big"
+timeout 120 "$RINGIO" "$SOCK" big.qcow discard 0 $((16 * G)) ||
+    die "the discard of the whole disk did not finish"
+"$RINGIO" "$SOCK" big.qcow read $((8 * G)) 65536 | cmp - <(head -c 65536 /dev/zero) ||
+    die "big: the discarded data reads back"
+ctl detach big.qcow >/dev/null || die "detach big"
+run "$QEMU_IO" -f qcow -c "read -P 0 $((8 * G)) 64k" -c "read -P 0 $((16 * G - 65536)) 64k" big.qcow
+grep -q 'Pattern verification failed' "$T/.err" && die "qemu-io reads data after the discard"
+run "$QCOWCTL" check big.qcow
