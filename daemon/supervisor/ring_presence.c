@@ -31,38 +31,42 @@ static int reopen_memfd(int memfd, int flags)
     return fd;
 }
 
-int ring_memfd_for_client(int memfd)
+/* Do cmd (F_OFD_SETLK or F_OFD_GETLK) with a lock of lock->l_type on the
+ * presence byte of another open of memfd: that descriptor, or -errno, and
+ * in *lock what the kernel answered. */
+static int presence_lock_op(int memfd, int flags, int cmd, struct flock *lock)
 {
-    struct flock lock = {
-        .l_type = F_RDLCK,
+    _cleanup_close_ int fd = reopen_memfd(memfd, flags);
+
+    *lock = (struct flock){
+        .l_type = lock->l_type,
         .l_whence = SEEK_SET,
         .l_start = QCOWRING_CLIENT_LOCK_START,
         .l_len = QCOWRING_CLIENT_LOCK_LEN,
     };
-    _cleanup_close_ int fd = reopen_memfd(memfd, O_RDWR);
-
     if (fd < 0)
         return fd;
-    if (fcntl(fd, F_OFD_SETLK, &lock) < 0)
+    if (fcntl(fd, cmd, lock) < 0)
         return -errno;
     return TAKE_FD(fd);
+}
+
+int ring_memfd_for_client(int memfd)
+{
+    struct flock lock = { .l_type = F_RDLCK };
+
+    return presence_lock_op(memfd, O_RDWR, F_OFD_SETLK, &lock);
 }
 
 /* 1: a client holds the lock; 0: nobody does; -errno: cannot tell. */
 static int memfd_client_locked(int memfd)
 {
-    struct flock probe = {
-        .l_type = F_WRLCK,
-        .l_whence = SEEK_SET,
-        .l_start = QCOWRING_CLIENT_LOCK_START,
-        .l_len = QCOWRING_CLIENT_LOCK_LEN,
-    };
-    _cleanup_close_ int fd = reopen_memfd(memfd, O_RDONLY);
+    struct flock probe = { .l_type = F_WRLCK };
+    int fd = presence_lock_op(memfd, O_RDONLY, F_OFD_GETLK, &probe);
 
     if (fd < 0)
         return fd;
-    if (fcntl(fd, F_OFD_GETLK, &probe) < 0)
-        return -errno;
+    close(fd);
     return probe.l_type != F_UNLCK;
 }
 
